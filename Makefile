@@ -1,0 +1,27 @@
+# One-command entry points. Each sets up .venv from requirements.txt first (once; again when it changes).
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed-$(shell cksum requirements.txt | cut -d' ' -f1)
+
+.PHONY: setup demo test bench clean
+
+setup: $(STAMP)
+
+$(STAMP): requirements.txt
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements.txt
+	rm -f $(VENV)/.installed-* && touch $@
+
+# The main job: FEN+GRX against GRX at the first 50 bands, on HAD100 if present, else the synthetic set.
+demo: setup
+	$(PY) test.py --input_channel 50
+
+test: setup
+	$(PY) -m pytest -q tests
+
+bench: setup
+	$(PY) benchmarks/bench_grx.py
+
+clean:
+	rm -rf results data/synthetic .pytest_cache

@@ -1,0 +1,58 @@
+"""The HAD100 benchmark in the layout the authors' code reads (SPEC sec. 5)::
+
+    ROOT/train/{aviris_ng,aviris}/*.npy        anomaly-free background patches (H x W x B)
+    ROOT/test/aviris_ng/*.npy                  test scenes
+    ROOT/ground_truth/aviris_ng/<stem>.png     3-channel masks, anomaly where green == 255
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from data.preprocess import DataError
+from data.scene import Scene, check_scene, read_png_mask
+
+TEST_SENSOR = "aviris_ng"
+
+
+def _npy_files(folder: Path, what: str) -> list[Path]:
+    if not folder.is_dir():
+        raise DataError(f"{folder}: {what} folder not found")
+    files = sorted(folder.glob("*.npy"))
+    if not files:
+        raise DataError(f"{folder}: {what} folder holds no .npy files")
+    return files
+
+
+def read_had100(root: str | Path, sensor: str = TEST_SENSOR) -> list[Scene]:
+    """All test scenes of a HAD100-layout folder, each paired with its mask by file stem."""
+    root = Path(root)
+    if not root.is_dir():
+        raise DataError(f"{root}: dataset folder not found")
+    cubes = _npy_files(root / "test" / sensor, "test")
+    gt_dir = root / "ground_truth" / sensor
+    if not gt_dir.is_dir():
+        raise DataError(f"{gt_dir}: ground-truth folder not found")
+    masks = {p.stem: p for p in gt_dir.glob("*.png")}
+    stems = {p.stem for p in cubes}
+    if orphans := sorted(set(masks) - stems):
+        raise DataError(f"{gt_dir}: mask(s) without a test cube: {', '.join(orphans[:5])}"
+                        + (" ..." if len(orphans) > 5 else ""))
+    scenes = []
+    for path in cubes:
+        if path.stem not in masks:
+            raise DataError(f"{path}: no ground-truth mask {gt_dir / (path.stem + '.png')}")
+        try:
+            cube = np.load(path, allow_pickle=False)
+        except (OSError, ValueError) as err:
+            raise DataError(f"{path}: not a readable .npy array ({err})") from None
+        scenes.append(check_scene(Scene(path.stem, cube, read_png_mask(masks[path.stem]), str(path))))
+    return scenes
+
+
+def had100_train_files(root: str | Path, sensor: str = "aviris_ng") -> list[Path]:
+    """Training patch files for ``sensor`` (``aviris_ng``, ``aviris`` or ``all``)."""
+    root = Path(root)
+    sensors = ["aviris_ng", "aviris"] if sensor == "all" else [sensor]
+    return [f for s in sensors for f in _npy_files(root / "train" / s, f"train/{s}")]

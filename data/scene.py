@@ -1,0 +1,116 @@
+"""Single scenes with ground truth: MATLAB ``.mat`` (v5 via scipy, v7.3 via h5py) or ``.npy`` + PNG mask.
+
+Every reader returns a :class:`Scene` with the raw H x W x B cube and a boolean H x W mask; any problem
+raises :class:`data.DataError` with the file name and what is wrong.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from data.preprocess import DataError
+
+#: Names tried, in order, when a .mat file's cube or mask key is not given.
+CUBE_KEYS = ("data", "hsi", "hsi_img", "img", "image", "cube", "X", "Y")
+MASK_KEYS = ("map", "gt", "mask", "groundtruth", "ground_truth", "label", "labels", "GT")
+
+
+@dataclass
+class Scene:
+    """A hyperspectral scene: ``cube`` H x W x B (raw values), ``mask`` H x W bool (True = anomaly)."""
+
+    name: str
+    cube: np.ndarray
+    mask: np.ndarray
+    source: str = ""
+
+
+def read_png_mask(path: Path) -> np.ndarray:
+    """HAD100 ground truth: a PNG whose anomalies have the green channel at 255 (grey PNGs: value 255)."""
+    try:
+        img = np.asarray(Image.open(path))
+    except (OSError, ValueError) as err:
+        raise DataError(f"{path}: not a readable PNG mask ({err})") from None
+    if img.ndim == 3:
+        return img[:, :, 1] == 255
+    return img == 255 if img.dtype == np.uint8 else img > 0
+
+
+def _load_mat(path: Path) -> dict[str, np.ndarray]:
+    """All numeric arrays in a .mat file, in MATLAB's axis order (H x W x B)."""
+    import scipy.io
+
+    try:
+        mat = scipy.io.loadmat(path)
+        return {k: v for k, v in mat.items() if not k.startswith("__") and isinstance(v, np.ndarray)
+                and v.dtype.kind in "biuf"}
+    except NotImplementedError:  # MATLAB v7.3 is HDF5
+        import h5py
+
+        with h5py.File(path, "r") as fh:
+            # h5py sees MATLAB's column-major arrays with their axes reversed
+            return {k: np.asarray(v[()]).T for k, v in fh.items()
+                    if isinstance(v, h5py.Dataset) and v.dtype.kind in "biuf"}
+    except (ValueError, OSError, TypeError) as err:
+        raise DataError(f"{path}: not a readable .mat file ({err})") from None
+
+
+def _pick(arrays: dict[str, np.ndarray], key: str | None, preferred: tuple[str, ...], ndim: int,
+          path: Path, what: str, flag: str) -> str:
+    found = ", ".join(f"{k} {v.shape}" for k, v in arrays.items()) or "none"
+    if key is not None:
+        if key not in arrays:
+            raise DataError(f"{path}: no key '{key}' ({flag}); numeric keys found: {found}")
+        return key
+    candidates = [k for k, v in arrays.items() if v.ndim == ndim]
+    for name in preferred:
+        if name in candidates:
+            return name
+    if len(candidates) == 1:
+        return candidates[0]
+    raise DataError(f"{path}: cannot tell which key holds the {what}; keys found: {found}; "
+                    f"name it with {flag}")
+
+
+def read_mat(path: Path, data_key: str | None = None, gt_key: str | None = None) -> Scene:
+    arrays = _load_mat(path)
+    ck = _pick(arrays, data_key, CUBE_KEYS, 3, path, "H x W x B cube", "--data_key")
+    mk = _pick(arrays, gt_key, MASK_KEYS, 2, path, "H x W mask", "--gt_key")
+    return Scene(path.stem, arrays[ck], arrays[mk] != 0, str(path))
+
+
+def read_npy(path: Path) -> Scene:
+    try:
+        cube = np.load(path, allow_pickle=False)
+    except (OSError, ValueError) as err:
+        raise DataError(f"{path}: not a readable .npy array ({err})") from None
+    mask_path = path.with_suffix(".png")
+    if not mask_path.is_file():
+        raise DataError(f"{path}: no ground-truth mask beside it (expected {mask_path.name})")
+    return Scene(path.stem, cube, read_png_mask(mask_path), str(path))
+
+
+def check_scene(scene: Scene) -> Scene:
+    """Shape checks that every reader shares."""
+    if scene.cube.ndim != 3:
+        raise DataError(f"{scene.source}: expected an H x W x B cube, got shape {scene.cube.shape}")
+    if scene.mask.shape != scene.cube.shape[:2]:
+        raise DataError(f"{scene.source}: mask is {scene.mask.shape[0]} x {scene.mask.shape[1]} but the cube is "
+                        f"{scene.cube.shape[0]} x {scene.cube.shape[1]}")
+    return scene
+
+
+def read_scene(path: str | Path, data_key: str | None = None, gt_key: str | None = None) -> Scene:
+    """Read a ``.mat`` or ``.npy`` (+ ``.png`` mask of the same stem) scene."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"{path}: no such file")
+    suffix = path.suffix.lower()
+    if suffix == ".mat":
+        return check_scene(read_mat(path, data_key, gt_key))
+    if suffix == ".npy":
+        return check_scene(read_npy(path))
+    raise DataError(f"{path}: unknown scene format '{suffix}' (use .mat, or .npy with a .png mask)")

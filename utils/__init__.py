@@ -1,0 +1,1 @@
+"""Detectors, metrics, weight handling and small I/O helpers."""

@@ -1,0 +1,192 @@
+"""FEN weights: the authors' released checkpoints (fetched, verified, cached) and this project's own.
+
+``load_fen(spec, bands)`` is the one entry point. ``spec`` is either a release name from
+:data:`RELEASES` (``had100``, ``aviris``) or the path of a checkpoint written by this project's
+``train.py`` / :func:`save_fen`.
+
+Where release files come from, first match wins:
+
+1. ``FERD_WEIGHTS_DIR`` (or the ``weights_dir`` argument): a local copy laid out as
+   ``{dir}/{name}-{bands}bands/{convh,enc,pc}.pt`` (e.g. ``../shared/ferd-release``);
+2. the cache ``checkpoints/release/`` of this repository;
+3. a download from the authors' repository at the pinned commit into that cache.
+
+Every file is checked against its SHA-256 before ``torch.load`` sees it.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from model.fen import FEN
+from utils.io import atomic_path, save_torch
+
+#: The authors' repository and the commit the released weights are pinned to (SPEC sec. 6).
+FERD_REPO_RAW = "https://raw.githubusercontent.com/cristianoKaKa/FERD"
+FERD_COMMIT = "0e021faf9646a4c95ff975c300d4af9ecd3488b7"
+CACHE_DIR = Path(__file__).resolve().parent.parent / "checkpoints" / "release"
+ENV_WEIGHTS_DIR = "FERD_WEIGHTS_DIR"
+RELEASE_FILES = ("convh.pt", "enc.pt", "pc.pt")
+CHECKPOINT_FORMAT = "ferd-fen/1"
+
+_ENC = "c333f48607543486a380ba900a57ea20559b40ef2e7f25dd246de3369371978c"  # ImageNet layer1, shared
+
+
+@dataclass(frozen=True)
+class Release:
+    """One released weight set: where it lives upstream and the SHA-256 of each file."""
+
+    name: str
+    bands: int
+    upstream_dir: str
+    sha256: dict[str, str]
+
+    @property
+    def local_name(self) -> str:
+        return f"{self.name}-{self.bands}bands"
+
+    def url(self, filename: str) -> str:
+        return f"{FERD_REPO_RAW}/{FERD_COMMIT}/{self.upstream_dir}/{filename}"
+
+
+RELEASES: dict[str, dict[int, Release]] = {
+    "had100": {
+        50: Release("had100", 50, "saved_models/50bands", {
+            "convh.pt": "64859f3aa3b65352bc881e6c103e6d5131a765adf45cadff6ebea405f0649540", "enc.pt": _ENC,
+            "pc.pt": "adc3601bfe865cb5d60734ce32a2359d50a64671644aa418687fa118e494bf8d"}),
+        100: Release("had100", 100, "saved_models/100bands", {
+            "convh.pt": "08e837f7e04c5f4982edb25a29f69877f7b7387404ffac3722682b52875adcda", "enc.pt": _ENC,
+            "pc.pt": "ac04ef92c5ace09365d60f7e729385eca9149299a3c6d3981c8c0d3b62c1f0a5"}),
+        200: Release("had100", 200, "saved_models/200bands", {
+            "convh.pt": "18cebf832b4d740c7b34c2ab049f505e0e418c316940bbadd143131cc4f36da5", "enc.pt": _ENC,
+            "pc.pt": "e15f12739cbca0cf7eead7e9adeee785fe70e62ca36266178edc9891d50d7b56"}),
+    },
+    "aviris": {
+        200: Release("aviris", 200, "Supp_Exp/saved_models/200bands", {
+            "convh.pt": "ccd4286945c93829fdb3ccce4bb27599adf9f3e01c303cb3ea09827100e58ee4",
+            "enc.pt": "142e80d8d16893a279cbece11bb1c4520e5f178a54207e5d628e3da826e71fe5",
+            "pc.pt": "1351abeb56ccdece61c0fbac7ecc2f5f53f8d5714af77087114615f9fe263e57"}),
+    },
+}
+
+
+class WeightsError(RuntimeError):
+    """Weights that cannot be found, fetched, verified or used; the message says what to do."""
+
+
+def sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def get_release(name: str, bands: int) -> Release:
+    if name not in RELEASES:
+        raise WeightsError(f"unknown weights '{name}': use one of {sorted(RELEASES)} or a checkpoint path")
+    if bands not in RELEASES[name]:
+        have = ", ".join(str(b) for b in sorted(RELEASES[name]))
+        raise WeightsError(f"weights '{name}' were released for {have} bands, not --input_channel {bands}")
+    return RELEASES[name][bands]
+
+
+def _download(url: str, dest: Path, expected: str) -> None:
+    """Fetch ``url`` to ``dest`` atomically; a checksum mismatch deletes the file and raises."""
+    try:
+        with atomic_path(dest) as tmp:
+            with urllib.request.urlopen(url, timeout=60) as resp, open(tmp, "wb") as out:
+                for block in iter(lambda: resp.read(1 << 20), b""):
+                    out.write(block)
+            got = sha256(tmp)
+            if got != expected:
+                raise WeightsError(f"checksum mismatch for {url}: got sha256 {got}, expected {expected}; "
+                                   "the download was deleted and not loaded")
+    except (urllib.error.URLError, OSError) as err:
+        raise WeightsError(
+            f"cannot download {url} ({err}); offline? set {ENV_WEIGHTS_DIR}=/path/to/ferd-release "
+            f"(a folder holding {dest.parent.name}/{dest.name}) or place the file at {dest}") from None
+
+
+def release_files(release: Release, weights_dir: str | os.PathLike | None = None,
+                  cache_dir: Path = CACHE_DIR) -> dict[str, Path]:
+    """Paths of the three verified files of ``release``, downloading into the cache if needed."""
+    weights_dir = weights_dir or os.environ.get(ENV_WEIGHTS_DIR)
+    paths = {}
+    for filename in RELEASE_FILES:
+        expected = release.sha256[filename]
+        if weights_dir:
+            path = Path(weights_dir) / release.local_name / filename
+            if not path.is_file():
+                raise WeightsError(f"{path}: not found ({ENV_WEIGHTS_DIR}={weights_dir} must hold "
+                                   f"{release.local_name}/{filename})")
+        else:
+            path = cache_dir / release.local_name / filename
+            if not path.is_file():
+                _download(release.url(filename), path, expected)
+        got = sha256(path)
+        if got != expected:
+            raise WeightsError(f"{path}: checksum mismatch (sha256 {got}, expected {expected}); refusing to load")
+        paths[filename] = path
+    return paths
+
+
+def _state_dict(path: Path) -> dict[str, torch.Tensor]:
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # torch raises many kinds for a bad file; the user needs only which one
+        raise WeightsError(f"{path}: not a readable torch checkpoint ({type(err).__name__}: {err})") from None
+    return obj["state_dict"] if isinstance(obj, dict) and "state_dict" in obj else obj
+
+
+def fen_from_release(paths: dict[str, Path]) -> FEN:
+    """Build a FEN from the authors' ``convh.pt`` (CWL), ``enc.pt`` (layer1) and ``pc.pt`` (FPL + ZCL)."""
+    convh = _state_dict(paths["convh.pt"])
+    enc = _state_dict(paths["enc.pt"])
+    pc = _state_dict(paths["pc.pt"])
+    bands, hidden = pc["conv2.weight"].shape[:2]
+    fen = FEN(bands, hidden=hidden)
+    fen.cwl.conv.load_state_dict({"weight": convh["convh.weight"]})
+    fen.layer1.load_state_dict({k.removeprefix("layer1."): v for k, v in enc.items()})
+    fen.fpl.load_state_dict({k: pc[k] for k in ("conv1.weight", "conv1.bias", "conv2.weight", "conv2.bias")})
+    return fen
+
+
+def save_fen(fen: FEN, path: str | os.PathLike, **meta) -> None:
+    """Write a self-contained FEN checkpoint: format tag, the config to rebuild it, weights, metadata."""
+    save_torch({"format": CHECKPOINT_FORMAT, "config": fen.config,
+                "state_dict": {k: v.detach().cpu() for k, v in fen.state_dict().items()},
+                "meta": meta}, path)
+
+
+def fen_from_checkpoint(path: Path) -> FEN:
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:
+        raise WeightsError(f"{path}: not a readable torch checkpoint ({type(err).__name__}: {err})") from None
+    if not isinstance(ckpt, dict) or ckpt.get("format") != CHECKPOINT_FORMAT:
+        raise WeightsError(f"{path}: not a FEN checkpoint of this project (format tag '{CHECKPOINT_FORMAT}' missing)")
+    fen = FEN(**ckpt["config"])
+    fen.load_state_dict(ckpt["state_dict"])
+    return fen
+
+
+def load_fen(spec: str, bands: int, weights_dir: str | os.PathLike | None = None) -> FEN:
+    """The FEN named by ``spec`` (release name or checkpoint path), checked to take ``bands`` bands."""
+    path = Path(spec)
+    if spec in RELEASES:
+        fen = fen_from_release(release_files(get_release(spec, bands), weights_dir))
+    elif path.is_file():
+        fen = fen_from_checkpoint(path)
+    else:
+        raise WeightsError(f"--weights '{spec}': neither a release name ({', '.join(sorted(RELEASES))}) "
+                           "nor an existing checkpoint file")
+    if fen.bands != bands:
+        raise WeightsError(f"weights '{spec}' take {fen.bands} bands but --input_channel is {bands}")
+    return fen.eval()
