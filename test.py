@@ -39,8 +39,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--start_channel", type=int, default=0, help="first band used")
     src = p.add_mutually_exclusive_group()
     src.add_argument("--data_path", type=Path, default=None,
-                     help=f"HAD100-layout folder (default {DEFAULT_DATA.relative_to(ROOT)}, "
-                          f"else the synthetic set in {SYNTHETIC_ROOT.relative_to(ROOT)})")
+                     help=f"HAD100-layout folder (default {DEFAULT_DATA}, "
+                          f"else the synthetic set in {SYNTHETIC_ROOT})")
     src.add_argument("--scenes", type=Path, nargs="+", metavar="FILE",
                      help="single scenes instead: .mat (cube + mask), or .npy with a .png mask of the same stem")
     p.add_argument("--data_key", default=None, help=".mat key of the cube (guessed if omitted)")
@@ -68,8 +68,8 @@ def load_scenes(args: argparse.Namespace) -> tuple[list[Scene], str]:
         return read_had100(args.data_path), str(args.data_path)
     if DEFAULT_DATA.is_dir():
         return read_had100(DEFAULT_DATA), str(DEFAULT_DATA)
-    print(f"note: no --data_path and no {DEFAULT_DATA.relative_to(ROOT)}: using the synthetic HAD100-format set "
-          f"in {SYNTHETIC_ROOT.relative_to(ROOT)} (generated on first use)", file=sys.stderr)
+    print(f"note: no --data_path and no {DEFAULT_DATA}: using the synthetic HAD100-format set "
+          f"in {SYNTHETIC_ROOT} (generated on first use)", file=sys.stderr)
     return read_had100(ensure_synthetic(SYNTHETIC_ROOT)), "synthetic"
 
 

@@ -41,21 +41,20 @@ def read_png_mask(path: Path) -> np.ndarray:
 
 def _load_mat(path: Path) -> dict[str, np.ndarray]:
     """All numeric arrays in a .mat file, in MATLAB's axis order (H x W x B)."""
+    import h5py
     import scipy.io
 
-    try:
-        mat = scipy.io.loadmat(path)
-        return {k: v for k, v in mat.items() if not k.startswith("__") and isinstance(v, np.ndarray)
-                and v.dtype.kind in "biuf"}
-    except NotImplementedError:  # MATLAB v7.3 is HDF5
-        import h5py
-
+    if h5py.is_hdf5(path):  # MATLAB v7.3 files are HDF5
         with h5py.File(path, "r") as fh:
             # h5py sees MATLAB's column-major arrays with their axes reversed
             return {k: np.asarray(v[()]).T for k, v in fh.items()
                     if isinstance(v, h5py.Dataset) and v.dtype.kind in "biuf"}
-    except (ValueError, OSError, TypeError) as err:
+    try:
+        mat = scipy.io.loadmat(path)
+    except (ValueError, OSError, TypeError, NotImplementedError) as err:
         raise DataError(f"{path}: not a readable .mat file ({err})") from None
+    return {k: v for k, v in mat.items()
+            if not k.startswith("__") and isinstance(v, np.ndarray) and v.dtype.kind in "biuf"}
 
 
 def _pick(arrays: dict[str, np.ndarray], key: str | None, preferred: tuple[str, ...], ndim: int,

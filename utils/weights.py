@@ -115,9 +115,10 @@ def _download(url: str, dest: Path, expected: str) -> None:
 
 
 def release_files(release: Release, weights_dir: str | os.PathLike | None = None,
-                  cache_dir: Path = CACHE_DIR) -> dict[str, Path]:
+                  cache_dir: Path | None = None) -> dict[str, Path]:
     """Paths of the three verified files of ``release``, downloading into the cache if needed."""
     weights_dir = weights_dir or os.environ.get(ENV_WEIGHTS_DIR)
+    cache_dir = CACHE_DIR if cache_dir is None else cache_dir
     paths = {}
     for filename in RELEASE_FILES:
         expected = release.sha256[filename]
