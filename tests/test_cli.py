@@ -9,13 +9,7 @@ import torch
 
 from data.synthetic import generate, mask_png
 
-#: ../shared/reference/README.md: (weights, bands) -> scene -> (GRX, FEN+GRX), from the authors' code.
-REFERENCE = {
-    ("aviris", 200): {"abu-airport-1": (0.8248, 0.9489), "abu-airport-2": (0.8433, 0.9871)},
-    ("had100", 200): {"abu-airport-1": (0.8248, 0.9420), "abu-airport-2": (0.8433, 0.9823)},
-    ("had100", 100): {"abu-airport-1": (0.8789, 0.9372), "abu-airport-2": (0.8982, 0.9770)},
-    ("had100", 50): {"abu-airport-1": (0.8922, 0.9456), "abu-airport-2": (0.9102, 0.9759)},
-}
+from benchmarks.reproduce_reference import REFERENCE  # the figures of ../shared/reference/README.md
 
 
 @pytest.fixture
