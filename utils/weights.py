@@ -125,8 +125,8 @@ def release_files(release: Release, weights_dir: str | os.PathLike | None = None
         if weights_dir:
             path = Path(weights_dir) / release.local_name / filename
             if not path.is_file():
-                raise WeightsError(f"{path}: not found ({ENV_WEIGHTS_DIR}={weights_dir} must hold "
-                                   f"{release.local_name}/{filename})")
+                raise WeightsError(f"{path}: not found (the weights folder {weights_dir}, from --weights_dir or "
+                                   f"{ENV_WEIGHTS_DIR}, must hold {release.local_name}/{filename})")
         else:
             path = cache_dir / release.local_name / filename
             if not path.is_file():
