@@ -20,8 +20,12 @@ demo: setup
 test: setup
 	$(PY) -m pytest -q tests
 
+# Speed figures of the README (minutes on a 2-core CPU; bench_train alone takes a few).
 bench: setup
 	$(PY) benchmarks/bench_grx.py
+	$(PY) benchmarks/bench_slrx.py
+	$(PY) benchmarks/bench_lrx.py
+	$(PY) benchmarks/bench_train.py --warmup 1 --steps 2
 
 clean:
 	rm -rf results data/synthetic .pytest_cache

@@ -2,10 +2,15 @@
 
     python test.py --input_channel 50                     # HAD100 (or the synthetic set), had100 weights
     FERD_WEIGHTS_DIR=../shared/ferd-release python test.py --scenes ../shared/data/abu/abu-airport-1.mat \
-        --input_channel 200 --weights aviris --json out.json
+        --input_channel 200 --weights aviris --detectors GRX FEN+GRX SLRX FEN+SLRX LRX FEN+LRX --plots
 
-Prints a per-scene table (AUC and seconds for each detector) with the mean row, and writes the
-per-scene AUCs (``auc.csv``) and score maps (``scores/<scene>.npz``) under ``--save_dir``.
+Detectors: GRX (global RX), SLRX (the authors' simplified local RX: --block_num, --block_size), LRX
+(dual-window local RX: --lrx_inner, --lrx_outer), each also as FEN+X on the enhanced cube x + FEN(x).
+
+Prints a per-scene table (AUC and seconds for each detector) with the mean row, then the 3D-ROC measures
+(AUC(Pd,Pf), AUC(Pd,tau), AUC(Pf,tau), SNPR, adaptive SNPR; utils/roc3d.py) per scene and detector.
+Writes under ``--save_dir`` the per-scene AUCs (``auc.csv``), the 3D-ROC measures (``roc3d.csv``), the score
+maps (``scores/<scene>.npz``) and, with ``--plots``, ``plots/<scene>_maps.png`` and ``plots/<scene>_roc.png``.
 """
 from __future__ import annotations
 
@@ -21,11 +26,15 @@ from data import DataError, Scene, preprocess, read_had100, read_scene
 from data.preprocess import check_cube
 from data.synthetic import DEFAULT_ROOT as SYNTHETIC_ROOT, ensure_synthetic
 from model.fen import FEN
-from utils.detectors import FEN_PREFIX, detector_names, needs_fen, run_detector
+from utils.detectors import (FEN_PREFIX, DetectorOptions, check_detector, check_memory, detector_names, needs_fen,
+                             run_detector)
 from utils.device import Timer, pick_device
 from utils.io import save_json, save_npz, save_text
-from utils.metrics import auc_undefined_reason, roc_auc
-from utils.report import SceneResult, format_table, to_csv, to_json
+from utils.lrx import DEFAULT_INNER, DEFAULT_OUTER
+from utils.metrics import auc_undefined_reason
+from utils.report import SceneResult, format_roc3d_table, format_table, roc3d_csv, to_csv, to_json
+from utils.roc3d import roc3d
+from utils.slrx import DEFAULT_BLOCK_NUM
 from utils.weights import ENV_WEIGHTS_DIR, WeightsError, load_fen
 
 ROOT = Path(__file__).resolve().parent
@@ -42,7 +51,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                      help=f"HAD100-layout folder (default {DEFAULT_DATA}, "
                           f"else the synthetic set in {SYNTHETIC_ROOT})")
     src.add_argument("--scenes", type=Path, nargs="+", metavar="FILE",
-                     help="single scenes instead: .mat (cube + mask), or .npy with a .png mask of the same stem")
+                     help="single scenes instead: .mat (cube + mask), .npy with a .png mask of the same stem, "
+                          "or an ENVI .hdr (+ binary) with a <stem>.png or <stem>_gt.hdr mask")
     p.add_argument("--data_key", default=None, help=".mat key of the cube (guessed if omitted)")
     p.add_argument("--gt_key", default=None, help=".mat key of the mask (guessed if omitted)")
     p.add_argument("--weights", default="had100",
@@ -51,6 +61,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help=f"local copy of the released weights (overrides ${ENV_WEIGHTS_DIR}); no download")
     p.add_argument("--detectors", nargs="+", default=["GRX", "FEN+GRX"], choices=detector_names(),
                    metavar="NAME", help=f"any of {' '.join(detector_names())}")
+    p.add_argument("--block_num", type=int, default=DEFAULT_BLOCK_NUM,
+                   help="SLRX block size = bands // block_num px, as the authors' code (quirk 6: from the band "
+                        "count, 8 px for 200 bands)")
+    p.add_argument("--block_size", type=int, default=None,
+                   help="SLRX block size in pixels (the clean option; overrides --block_num)")
+    p.add_argument("--lrx_inner", type=int, default=DEFAULT_INNER, help="LRX inner (guard) window side, odd")
+    p.add_argument("--lrx_outer", type=int, default=DEFAULT_OUTER, help="LRX outer (background) window side, odd")
+    p.add_argument("--plots", action=argparse.BooleanOptionalAction, default=False,
+                   help="save per scene a PNG of the cube, mask and maps, and one of the ROC curves, in SAVE_DIR/plots")
     p.add_argument("--device", default=None, help="cpu, cuda or cuda:N (default: cuda if available)")
     p.add_argument("--save_dir", type=Path, default=ROOT / "results", help="where auc.csv and scores/ go")
     p.add_argument("--save_scores", action=argparse.BooleanOptionalAction, default=True,
@@ -73,9 +92,29 @@ def load_scenes(args: argparse.Namespace) -> tuple[list[Scene], str]:
     return read_had100(ensure_synthetic(SYNTHETIC_ROOT)), "synthetic"
 
 
+def detector_options(args: argparse.Namespace) -> DetectorOptions:
+    return DetectorOptions(block_num=args.block_num, block_size=args.block_size,
+                           lrx_inner=args.lrx_inner, lrx_outer=args.lrx_outer)
+
+
+def check_detectors(scenes: list[Scene], args: argparse.Namespace, device: torch.device) -> None:
+    """Before any work: every detector's options fit every scene, and its memory estimate fits the device."""
+    options = detector_options(args)
+    for s in scenes:
+        shape = (args.input_channel, s.cube.shape[0], s.cube.shape[1])
+        for name in args.detectors:
+            try:
+                check_detector(name, shape, options)
+            except ValueError as err:
+                raise ValueError(f"{s.source or s.name}: {name}: {err}") from None
+            check_memory(name, shape, options, device, s.source or s.name)
+
+
 def evaluate_scene(scene: Scene, x: torch.Tensor, detectors: list[str], fen: FEN | None,
-                   device: torch.device) -> tuple[SceneResult, dict[str, np.ndarray]]:
-    """AUC, seconds and score map of every detector on one preprocessed cube ``x`` (B, H, W)."""
+                   device: torch.device, options: DetectorOptions | None = None
+                   ) -> tuple[SceneResult, dict[str, np.ndarray]]:
+    """AUC (and the 3D-ROC measures), seconds and score map of every detector on one preprocessed cube
+    ``x`` (B, H, W)."""
     result = SceneResult(scene.name, note=auc_undefined_reason(scene.mask))
     enhanced, fen_seconds = None, 0.0
     if fen is not None:
@@ -87,10 +126,11 @@ def evaluate_scene(scene: Scene, x: torch.Tensor, detectors: list[str], fen: FEN
     maps = {}
     for name in detectors:
         with Timer(device) as t:
-            scores = run_detector(name, x, enhanced=enhanced)
+            scores = run_detector(name, x, enhanced=enhanced, options=options or DetectorOptions())
         maps[name] = scores.cpu().numpy()
         result.seconds[name] = t.seconds + (fen_seconds if name.startswith(FEN_PREFIX) else 0.0)
-        result.auc[name] = roc_auc(maps[name], scene.mask)
+        result.roc3d[name] = roc3d(maps[name], scene.mask)
+        result.auc[name] = result.roc3d[name].auc_pd_pf
     return result, maps
 
 
@@ -99,6 +139,8 @@ def run(args: argparse.Namespace) -> list[SceneResult]:
     scenes, source = load_scenes(args)
     for s in scenes:  # fail before any work if one scene cannot be used
         check_cube(s.cube, s.source or s.name, args.input_channel, args.start_channel)
+    check_detectors(scenes, args, device)
+    options = detector_options(args)
     fen = None
     if needs_fen(args.detectors):
         fen = load_fen(args.weights, args.input_channel, args.weights_dir).to(device)
@@ -110,16 +152,28 @@ def run(args: argparse.Namespace) -> list[SceneResult]:
     results = []
     for scene in tqdm(scenes, desc="scenes", unit="scene", disable=not args.progress, file=sys.stderr):
         x = preprocess(scene.cube, args.input_channel, args.start_channel, scene.source or scene.name).to(device)
-        result, maps = evaluate_scene(scene, x, args.detectors, fen, device)
+        result, maps = evaluate_scene(scene, x, args.detectors, fen, device, options)
         results.append(result)
         if args.save_scores:
             save_npz(args.save_dir / "scores" / f"{scene.name}.npz", mask=scene.mask, **maps)
+        if args.plots:
+            from utils.plots import plot_scene  # matplotlib only when pictures are asked for
+
+            bands = scene.cube[:, :, args.start_channel: args.start_channel + args.input_channel]
+            plot_scene(args.save_dir / "plots", scene.name, bands, scene.mask, maps, result.auc)
     save_text(to_csv(results, args.detectors), args.save_dir / "auc.csv")
+    save_text(roc3d_csv(results, args.detectors), args.save_dir / "roc3d.csv")
     if args.json is not None:
         config = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()
-                  if k in ("input_channel", "start_channel", "weights", "detectors")}
+                  if k in ("input_channel", "start_channel", "weights", "detectors", "block_num", "block_size",
+                           "lrx_inner", "lrx_outer")}
         save_json(to_json(results, args.detectors, config=config, device=str(device)), args.json)
     print(format_table(results, args.detectors))
+    print()
+    print("3D-ROC (Chang 2021; scores min-max normalised; aSNPR: clipped at the median anomaly score)")
+    print(format_roc3d_table(results, args.detectors))
+    if args.plots:
+        print(f"plots: {args.save_dir / 'plots'}", file=sys.stderr)
     return results
 
 

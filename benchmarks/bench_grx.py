@@ -8,16 +8,15 @@ difference, on 64 x 64 x {50, 100, 200} (HAD100 tiles) and 100 x 100 x 200 (an A
 from __future__ import annotations
 
 import argparse
-import statistics
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from utils.device import pick_device, sync  # noqa: E402
+from benchmarks.timing import best_seconds  # noqa: E402
+from utils.device import pick_device  # noqa: E402
 from utils.rx import grx  # noqa: E402
 
 SHAPES = [(50, 64, 64), (100, 64, 64), (200, 64, 64), (200, 100, 100)]
@@ -44,19 +43,6 @@ def grx_loop(cube: np.ndarray) -> np.ndarray:
     return scores.reshape(h, w)
 
 
-def best_of(fn, repeat: int, device: torch.device | None = None) -> float:
-    times = []
-    for _ in range(repeat):
-        if device is not None:
-            sync(device)
-        start = time.perf_counter()
-        fn()
-        if device is not None:
-            sync(device)
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
-
-
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--repeat", type=int, default=5)
@@ -69,8 +55,8 @@ def main() -> None:
         cube = np.random.default_rng(0).normal(size=shape).astype(np.float32)
         x = torch.from_numpy(cube).to(device)
         grx(x)  # warm-up
-        t_vec = best_of(lambda: grx(x), args.repeat, device)
-        t_loop = best_of(lambda: grx_loop(cube.astype(np.float64)), max(1, args.repeat // 2))
+        t_vec = best_seconds(lambda: grx(x), args.repeat, device)
+        t_loop = best_seconds(lambda: grx_loop(cube.astype(np.float64)), max(1, args.repeat // 2))
         ref, ours = grx_loop(cube.astype(np.float64)), grx(x).cpu().numpy()
         diff = np.abs(ref - ours).max() / ref.max()
         print(f"{' x '.join(map(str, shape)):>18}  {t_loop:8.4f}  {t_vec:8.4f}  {t_loop / t_vec:7.1f}x  {diff:16.1e}")

@@ -103,7 +103,7 @@ def check_scene(scene: Scene) -> Scene:
 
 
 def read_scene(path: str | Path, data_key: str | None = None, gt_key: str | None = None) -> Scene:
-    """Read a ``.mat`` or ``.npy`` (+ ``.png`` mask of the same stem) scene."""
+    """Read a ``.mat``, ``.npy`` (+ ``.png`` mask of the same stem) or ENVI ``.hdr`` scene."""
     path = Path(path)
     if not path.is_file():
         raise DataError(f"{path}: no such file")
@@ -112,4 +112,7 @@ def read_scene(path: str | Path, data_key: str | None = None, gt_key: str | None
         return check_scene(read_mat(path, data_key, gt_key))
     if suffix == ".npy":
         return check_scene(read_npy(path))
-    raise DataError(f"{path}: unknown scene format '{suffix}' (use .mat, or .npy with a .png mask)")
+    if suffix == ".hdr":  # ENVI header + binary image (data/envi.py, through the spectral package)
+        from data.envi import read_envi
+        return check_scene(read_envi(path))
+    raise DataError(f"{path}: unknown scene format '{suffix}' (use .mat, .npy with a .png mask, or an ENVI .hdr)")

@@ -3,10 +3,12 @@ when it is missing and skip elsewhere, with the reason."""
 from __future__ import annotations
 
 import os
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"
@@ -69,3 +71,14 @@ def load_script(name: str):
 @pytest.fixture(scope="session")
 def test_cli():
     return load_script("test")
+
+
+@contextmanager
+def torch_threads(n: int):
+    """Run a block with ``n`` torch CPU threads: float32 summation order (and so the last digits) follows it."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 import torch
 
+from conftest import torch_threads
 from data.synthetic import generate, mask_png
 
 from benchmarks.reproduce_reference import REFERENCE  # the figures of ../shared/reference/README.md
@@ -16,10 +17,8 @@ from benchmarks.reproduce_reference import REFERENCE  # the figures of ../shared
 def two_threads():
     """The CI machine's thread count, pinned: FEN+GRX on airport-2 with had100-200 scores 0.982251, a hair
     above the 0.98225 rounding edge; its 7th digit moves with float32 summation order (see README)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(2)
-    yield
-    torch.set_num_threads(before)
+    with torch_threads(2):
+        yield
 
 
 @pytest.mark.parametrize("weights,bands", list(REFERENCE))

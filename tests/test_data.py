@@ -163,3 +163,15 @@ def test_had100_errors(tmp_path, tiny_had100):
     mask_png(np.zeros((16, 16), bool)).save(root / "ground_truth" / "aviris_ng" / "stray.png")
     with pytest.raises(DataError, match="mask\\(s\\) without a test cube: stray"):
         read_had100(root)
+
+
+def test_atomic_writes_leave_no_temp_and_normal_permissions(tmp_path):
+    import os
+
+    from utils.io import save_json
+
+    save_json({"a": 1}, tmp_path / "x.json")
+    assert [p.name for p in tmp_path.iterdir()] == ["x.json"]
+    mask = os.umask(0)
+    os.umask(mask)
+    assert (tmp_path / "x.json").stat().st_mode & 0o777 == 0o666 & ~mask

@@ -16,15 +16,14 @@ from model.mffm import MFFM
 from model.teacher import Teacher, TeacherError, apply_teacher_state, imagenet_state_dict, load_teacher
 from model.fen import FEN
 from utils.weights import load_fen, save_fen
+from conftest import torch_threads
 
 
 @pytest.fixture(scope="module", autouse=True)
 def one_thread():
     """One thread: identical arithmetic run to run, and no stalls on a busy shared CPU."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+    with torch_threads(1):
+        yield
 
 
 def test_shapes_of_every_stage_for_64x64():

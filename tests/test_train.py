@@ -19,15 +19,14 @@ from data.patches import VAL_FEATURES, VAL_FILL, VAL_HEIGHT, VAL_MAX_SIDE, make_
 from data.synthetic import generate
 from model.losses import FERDLoss
 from utils.weights import CHECKPOINT_FORMAT
+from conftest import torch_threads
 
 
 @pytest.fixture(scope="module", autouse=True)
 def one_thread():
     """One thread: the arithmetic is then identical run to run, and a busy shared CPU does not stall it."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+    with torch_threads(1):
+        yield
 
 
 @pytest.fixture(scope="module")

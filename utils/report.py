@@ -1,7 +1,11 @@
-"""Result tables: per-scene AUC and seconds for each detector, the mean row, CSV and JSON forms."""
+"""Result tables: per-scene AUC and seconds for each detector, the mean row, CSV and JSON forms; and the
+3D-ROC measures (utils/roc3d.py) as a second, long-format table (one row per scene and detector)."""
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
+
+from utils.roc3d import FIELDS as ROC3D_FIELDS, Roc3D
 
 
 @dataclass
@@ -10,6 +14,7 @@ class SceneResult:
     auc: dict[str, float | None] = field(default_factory=dict)
     seconds: dict[str, float] = field(default_factory=dict)
     note: str | None = None  # why the AUC is undefined, if it is
+    roc3d: dict[str, Roc3D] = field(default_factory=dict)
 
 
 def mean_auc(results: list[SceneResult], detectors: list[str]) -> dict[str, float | None]:
@@ -55,13 +60,80 @@ def to_csv(results: list[SceneResult], detectors: list[str]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _json_number(v: float | None) -> float | str | None:
+    """Strict JSON has no infinities: an infinite SNPR (all background scores 0) is written as "inf"."""
+    if v is None or math.isfinite(v):
+        return v
+    return "nan" if math.isnan(v) else ("inf" if v > 0 else "-inf")
+
+
 def to_json(results: list[SceneResult], detectors: list[str], **extra) -> dict:
-    """``{"scenes": [{"name", "auc", "seconds"}], "mean_auc": {...}}`` plus ``extra`` keys."""
+    """``{"scenes": [{"name", "auc", "seconds", "roc3d"}], "mean_auc": {...}, "mean_roc3d": {...}}`` plus
+    ``extra`` keys (``roc3d`` only where it was computed)."""
     scenes = []
     for r in results:
         item = {"name": r.name, "auc": {d: r.auc.get(d) for d in detectors},
                 "seconds": {d: r.seconds.get(d) for d in detectors}}
+        if r.roc3d:
+            item["roc3d"] = {d: {k: _json_number(v) for k, v in r.roc3d[d].as_dict().items()}
+                             for d in detectors if d in r.roc3d}
         if r.note:
             item["note"] = r.note
         scenes.append(item)
-    return {"scenes": scenes, "mean_auc": mean_auc(results, detectors), **extra}
+    out = {"scenes": scenes, "mean_auc": mean_auc(results, detectors)}
+    if any(r.roc3d for r in results):
+        out["mean_roc3d"] = {d: {k: _json_number(v) for k, v in m.items()}
+                             for d, m in mean_roc3d(results, detectors).items()}
+    return {**out, **extra}
+
+
+def mean_roc3d(results: list[SceneResult], detectors: list[str]) -> dict[str, dict[str, float | None]]:
+    """Per detector, the mean of each 3D-ROC measure over the scenes where it is defined (mean aSNPR is the
+    HAD100 table's mASNPR)."""
+    out = {}
+    for d in detectors:
+        out[d] = {}
+        for key in ROC3D_FIELDS:
+            vals = [getattr(r.roc3d[d], key) for r in results if d in r.roc3d]
+            vals = [v for v in vals if v is not None and not math.isnan(v)]
+            out[d][key] = sum(vals) / len(vals) if vals else None
+    return out
+
+
+def _fmt_db(v: float | None) -> str:
+    if v is None:
+        return "n/a"
+    return f"{v:.2f}" if math.isfinite(v) else ("inf" if v > 0 else "-inf")
+
+
+def _roc3d_cells(m: dict[str, float | None]) -> list[str]:
+    return [_fmt(m["auc_pd_pf"], 4), _fmt(m["auc_pd_tau"], 4), _fmt(m["auc_pf_tau"], 4),
+            _fmt_db(m["snpr"]), _fmt_db(m["asnpr"])]
+
+
+def format_roc3d_table(results: list[SceneResult], detectors: list[str]) -> str:
+    """3D-ROC measures, one row per scene and detector, then the mean of each detector over the scenes."""
+    head = ["scene", "detector"] + list(ROC3D_FIELDS.values()) + ["s"]
+    rows = [[r.name, d] + _roc3d_cells(r.roc3d[d].as_dict()) + [_fmt(r.seconds.get(d), 3)]
+            for r in results for d in detectors if d in r.roc3d]
+    sec = {d: sum(r.seconds.get(d, 0.0) for r in results) / max(len(results), 1) for d in detectors}
+    means = mean_roc3d(results, detectors)
+    mean_rows = [[f"mean ({len(results)} scenes)", d] + _roc3d_cells(means[d]) + [_fmt(sec[d], 3)]
+                 for d in detectors]
+    widths = [max(len(row[i]) for row in [head] + rows + mean_rows) for i in range(len(head))]
+    line = lambda row: "  ".join(c.ljust(w) if i < 2 else c.rjust(w) for i, (c, w) in enumerate(zip(row, widths)))
+    sep = "-" * len(line(head))
+    return "\n".join([line(head), sep] + [line(r) for r in rows] + [sep] + [line(r) for r in mean_rows])
+
+
+def roc3d_csv(results: list[SceneResult], detectors: list[str]) -> str:
+    """Long-format CSV: ``scene,detector,auc_pd_pf,auc_pd_tau,auc_pf_tau,snpr_db,asnpr_db,seconds``."""
+    lines = ["scene,detector,auc_pd_pf,auc_pd_tau,auc_pf_tau,snpr_db,asnpr_db,seconds"]
+    for r in results:
+        for d in detectors:
+            if d not in r.roc3d:
+                continue
+            vals = [_json_number(v) for v in r.roc3d[d].as_dict().values()]
+            cells = ["" if v is None else (v if isinstance(v, str) else f"{v:.6f}") for v in vals]
+            lines.append(",".join([r.name, d] + cells + [f"{r.seconds.get(d, 0.0):.6f}"]))
+    return "\n".join(lines) + "\n"

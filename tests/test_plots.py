@@ -1,0 +1,111 @@
+"""Pictures (utils/plots.py) and test.py with the local detectors: --plots, the 3D-ROC outputs, the
+detector options and their errors, and the up-front memory refusal."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from data.synthetic import generate
+from utils.plots import display_scale, false_colour, plot_scene
+
+
+@pytest.fixture(scope="module")
+def tiny_set(tmp_path_factory):
+    return generate(tmp_path_factory.mktemp("plots") / "had", n_train=0, n_test=2, size=24, bands=60)
+
+
+def _scene(seed: int = 0):
+    rng = np.random.default_rng(seed)
+    cube = rng.normal(size=(20, 24, 12))
+    mask = np.zeros((20, 24), bool)
+    mask[5:7, 9:11] = True
+    maps = {"GRX": rng.random((20, 24)), "FEN+GRX": rng.random((20, 24)) + 2 * mask}
+    return cube, mask, maps
+
+
+def test_plot_scene_writes_two_pngs(tmp_path):
+    cube, mask, maps = _scene()
+    paths = plot_scene(tmp_path / "plots", "demo", cube, mask, maps, {"GRX": 0.51, "FEN+GRX": 1.0})
+    assert [p.name for p in paths] == ["demo_maps.png", "demo_roc.png"]
+    for p in paths:
+        with Image.open(p) as img:
+            assert img.format == "PNG" and img.width > 300 and img.height > 200
+    assert sorted(x.name for x in (tmp_path / "plots").iterdir()) == ["demo_maps.png", "demo_roc.png"]  # no temp
+
+
+def test_undefined_roc_still_draws(tmp_path):
+    cube, mask, maps = _scene()
+    path = plot_scene(tmp_path, "empty", cube, np.zeros_like(mask), maps, {"GRX": None, "FEN+GRX": None})[1]
+    assert Image.open(path).format == "PNG"
+
+
+def test_false_colour_and_display_scale():
+    cube, _, _ = _scene()
+    rgb = false_colour(cube)
+    assert rgb.shape == (20, 24, 3) and rgb.min() >= 0 and rgb.max() <= 1
+    s = np.arange(1000.0)
+    s[-1] = 1e9  # one extreme pixel must not flatten the rest
+    shown = display_scale(s)
+    assert shown[0] == 0 and shown[-1] == 1 and 0.4 < shown[500] < 0.6
+
+
+def test_cli_local_detectors_plots_and_3d_roc(test_cli, tiny_set, tmp_path, capsys):
+    save = tmp_path / "res"
+    rc = test_cli.main(["--data_path", str(tiny_set), "--input_channel", "50", "--detectors", "GRX", "SLRX", "LRX",
+                        "--block_size", "4", "--lrx_inner", "3", "--lrx_outer", "9", "--plots",
+                        "--save_dir", str(save), "--json", str(tmp_path / "r.json"), "--no-progress"])
+    assert rc == 0
+    out = capsys.readouterr().out
+    assert "AUC SLRX" in out and "AUC LRX" in out and "3D-ROC" in out and "aSNPR dB" in out
+    res = json.loads((tmp_path / "r.json").read_text())
+    first = res["scenes"][0]
+    assert set(first["roc3d"]) == {"GRX", "SLRX", "LRX"}
+    assert first["roc3d"]["LRX"]["auc_pd_pf"] == pytest.approx(first["auc"]["LRX"])
+    assert res["config"]["block_size"] == 4 and res["config"]["lrx_outer"] == 9
+    assert (save / "auc.csv").read_text().splitlines()[0] == \
+        "scene,auc_GRX,auc_SLRX,auc_LRX,seconds_GRX,seconds_SLRX,seconds_LRX"
+    assert len((save / "roc3d.csv").read_text().splitlines()) == 1 + 2 * 3
+    pngs = sorted(p.name for p in (save / "plots").iterdir())
+    assert pngs == ["synthetic_test_0000_maps.png", "synthetic_test_0000_roc.png",
+                    "synthetic_test_0001_maps.png", "synthetic_test_0001_roc.png"]
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--detectors", "SLRX", "--block_num", "30"],
+     "SLRX: --block_num 30 gives a block size of 50 // 30 = 1 px (quirk 6: from the 50 bands) and on a 24 x 24 "
+     "scene blocks of 1 x 1 pixel"),
+    (["--detectors", "LRX", "--lrx_outer", "31"], "LRX outer window 31 is larger than the 24 x 24 scene: "
+                                                   "use --lrx_outer 23 or less"),
+])
+def test_cli_bad_detector_options(args, message, test_cli, tiny_set, tmp_path, capsys):
+    rc = test_cli.main(["--data_path", str(tiny_set), "--input_channel", "50", "--save_dir", str(tmp_path),
+                        "--no-progress"] + args)
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2 and err[-1].startswith("test.py: error: ") and message in err[-1]
+    assert not (tmp_path / "auc.csv").exists()  # refused before any work
+
+
+def test_cli_refuses_a_scene_too_big_for_memory(test_cli, tiny_set, tmp_path, monkeypatch, capsys):
+    import utils.detectors as D
+
+    monkeypatch.setattr(D, "available_memory", lambda device="cpu": 1 << 20)  # 1 MiB left
+    rc = test_cli.main(["--data_path", str(tiny_set), "--input_channel", "50", "--detectors", "LRX",
+                        "--save_dir", str(tmp_path), "--no-progress"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2
+    assert "detector LRX needs about" in err[-1] and "MiB for a 24 x 24 x 50 cube but only 1 MiB is available on cpu" in err[-1]
+    assert not (tmp_path / "auc.csv").exists()
+
+
+def test_memory_estimates_grow_with_the_scene():
+    from utils.detectors import DetectorOptions, check_memory, memory_estimate
+
+    opts = DetectorOptions()
+    for name in ("GRX", "SLRX", "LRX", "FEN+SLRX"):
+        small = memory_estimate(name, (200, 100, 100), opts)
+        assert 0 < small < memory_estimate(name, (200, 400, 400), opts)
+    assert memory_estimate("FEN+LRX", (200, 100, 100), opts) > memory_estimate("LRX", (200, 100, 100), opts)
+    assert check_memory("SLRX", (200, 100, 100), opts) == memory_estimate("SLRX", (200, 100, 100), opts)

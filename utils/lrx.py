@@ -1,0 +1,148 @@
+"""LRX, the classic dual-window local RX detector, vectorised with running window sums.
+
+For every pixel x_ij of a cube min-maxed to [0, 1] (one global min and max, as every detector here):
+the background is the pixels of the ``outer`` x ``outer`` window centred on it minus those of the
+``inner`` x ``inner`` guard window (n = outer^2 - inner^2 pixels), and
+
+    mu = (1/n) sum_bg x,    C = 1/(n-1) sum_bg (x - mu)(x - mu)^T,
+    score_ij = (x_ij - mu)^T (C + ridge I)^-1 (x_ij - mu)
+
+(the squared Mahalanobis distance, as GRX). The ridge (default 1e-6, as SLRX) keeps C invertible
+when the background has fewer pixels than bands. Borders are mirrored (``numpy.pad(mode="reflect")``,
+the edge pixel not repeated), so every pixel has a full window of n pixels; near a border some of them
+are mirror copies of nearby pixels (for the pixel i rows from the edge, its own copy sits 2i rows away,
+in the background when inner // 2 < 2i <= outer // 2), as in any mirrored-border LRX.
+
+Reference: I. S. Reed and X. Yu, IEEE TASSP 38(10), 1990 (local form as in the HAD100 benchmark,
+Li et al., IEEE TGRS 2023, and Kwon & Nasrabadi's dual window).
+
+Vectorised: moving from output row i-1 to row i, the outer window gains padded row i+2r and loses row
+i-1, the inner window gains row i+r+ri and loses row i+r-ri-1. Those rows' windows, for all pixels of a
+row at once, are ``unfold`` views, so the running sums of x and x x^T (over the background) are updated
+with one batched matrix product per row, and each row's covariances are factorised by one batched
+Cholesky. Columns are cut into chunks whose ``B x B`` matrices fit in cache (on CPU) or memory (GPU).
+The data are centred on the global mean first, so that the running raw sums lose few digits.
+"""
+from __future__ import annotations
+
+import torch
+
+DEFAULT_INNER = 5
+DEFAULT_OUTER = 21
+RIDGE = 1e-6
+#: Per-chunk ``B x B`` working set on CPU: small enough to stay in a core's cache (measured: 4 MB
+#: chunks run about 1.7x faster than whole rows of 200-band matrices).
+CPU_CHUNK_BYTES = 4 << 20
+#: On a GPU, a whole row (or as much of it as this allows) per batched call.
+GPU_CHUNK_BYTES = 1 << 30
+
+
+def check_windows(inner: int, outer: int, height: int, width: int) -> None:
+    """Raise ValueError, naming a value that works, if the windows do not fit an ``height`` x ``width`` scene."""
+    for name, v in (("--lrx_inner", inner), ("--lrx_outer", outer)):
+        if v < 1 or v % 2 == 0:
+            raise ValueError(f"{name} {v}: windows must be odd and positive (centred on the pixel), "
+                             f"e.g. {max(1, v + 1 if v % 2 == 0 else 1)}")
+    if inner >= outer:
+        raise ValueError(f"--lrx_inner {inner} must be smaller than --lrx_outer {outer} "
+                         f"(use --lrx_outer {inner + 2} or more)")
+    side = min(height, width)
+    if outer > side:
+        largest = side if side % 2 else side - 1
+        hint = (f"use --lrx_outer {largest} or less" if largest > inner
+                else f"the scene is too small for --lrx_inner {inner}")
+        raise ValueError(f"LRX outer window {outer} is larger than the {height} x {width} scene: {hint}")
+
+
+def chunk_width(bands: int, width: int, device: torch.device) -> int:
+    """Columns per batched call: ``B x B`` float64 matrices of one chunk fit the device's budget."""
+    budget = GPU_CHUNK_BYTES if device.type == "cuda" else CPU_CHUNK_BYTES
+    return max(1, min(width, budget // (8 * bands * bands)))
+
+
+def lrx_memory_bytes(bands: int, height: int, width: int, inner: int = DEFAULT_INNER,
+                     outer: int = DEFAULT_OUTER, device: torch.device | str = "cpu") -> int:
+    """Rough peak memory of :func:`lrx` in bytes (float64): the mirrored cube twice, and per chunk the
+    running ``B x B`` sums, the factor, and the window views gathered for the update."""
+    device = torch.device(device)
+    r = outer // 2
+    w = chunk_width(bands, width, device)
+    cube = (height + 2 * r) * (width + 2 * r) * bands
+    return 8 * (3 * cube + 2 * w * bands * bands + 2 * w * bands * (2 * outer + 2 * inner) + 4 * height * width)
+
+
+def _mirrored_pixels(cube: torch.Tensor, r: int) -> tuple[torch.Tensor, float]:
+    """``(B, H, W)`` -> mirrored, globally centred ``(H + 2r, W + 2r, B)`` float64 pixels and the min-max span.
+
+    The spec's min-max to [0, 1] is folded into the ridge (``x' = (x - lo) / span`` scales C by 1/span^2
+    and shifts mu with x), so only the span is returned; centring on the global mean costs nothing either.
+    """
+    x = cube.to(torch.float64)
+    lo, hi = x.min(), x.max()
+    if not bool(hi > lo):
+        raise ValueError("cannot min-max normalise a constant cube (min == max)")
+    x = x - x.mean(dim=(1, 2), keepdim=True)
+    padded = torch.nn.functional.pad(x[None], [r, r, r, r], mode="reflect")[0]
+    return padded.permute(1, 2, 0).contiguous(), float(hi - lo)
+
+
+def _update(sum2: torch.Tensor, sum1: torch.Tensor, pixels: torch.Tensor, outer_rows: list[tuple[int, float]],
+            inner_rows: list[tuple[int, float]], c0: int, c1: int, r: int, ri: int, outer: int, inner: int) -> None:
+    """Add signed padded rows to the running background sums of ``x x^T`` ``(w, B, B)`` and ``x`` ``(w, B)``.
+
+    Output column ``j`` (``c0 <= j < c1``) sees, in each of ``outer_rows``, the ``outer`` pixels from padded
+    column ``j`` on, and in each of ``inner_rows`` the ``inner`` pixels from ``j + r - ri`` on (with the
+    opposite sign: the background is outer minus inner). Those windows are ``unfold`` views; one
+    concatenation and one batched product ``A_signed A^T`` add them all.
+    """
+    parts = [pixels[p, c0: c1 + outer - 1].unfold(0, outer, 1) for p, _ in outer_rows]
+    parts += [pixels[p, c0 + r - ri: c1 + r - ri + inner - 1].unfold(0, inner, 1) for p, _ in inner_rows]
+    a = torch.cat(parts, dim=-1)                                               # (w, B, k)
+    signs = [s for _, s in outer_rows for _ in range(outer)] + [-s for _, s in inner_rows for _ in range(inner)]
+    signed = a * torch.tensor(signs, dtype=a.dtype, device=a.device)
+    sum2.baddbmm_(signed, a.transpose(-1, -2))
+    sum1 += signed.sum(dim=-1)
+
+
+def lrx(cube: torch.Tensor, inner: int = DEFAULT_INNER, outer: int = DEFAULT_OUTER,
+        ridge: float = RIDGE, chunk: int | None = None) -> torch.Tensor:
+    """LRX scores ``(H, W)`` (float64) of a ``(B, H, W)`` cube, on the cube's device.
+
+    ``inner``/``outer``: odd window sides (guard and background); ``chunk``: output columns per batched
+    call (default: by :func:`chunk_width`).
+    """
+    if cube.dim() != 3:
+        raise ValueError(f"LRX expects a (B, H, W) cube, got shape {tuple(cube.shape)}")
+    b, h, w = cube.shape
+    check_windows(inner, outer, h, w)
+    r, ri = outer // 2, inner // 2
+    n = outer * outer - inner * inner
+    pixels, span = _mirrored_pixels(cube, r)
+    lam = ridge * span * span * (n - 1)          # ridge on C (raw units) moved onto the scatter
+    chunk = chunk or chunk_width(b, w, cube.device)
+    scores = pixels.new_empty(h, w)
+    worst = torch.zeros((), dtype=torch.int32, device=cube.device)   # checked once: no per-row GPU sync
+    for c0 in range(0, w, chunk):
+        c1 = min(w, c0 + chunk)
+        sum2 = pixels.new_zeros(c1 - c0, b, b)      # running sum over the background of x x^T
+        sum1 = pixels.new_zeros(c1 - c0, b)         # ... and of x
+        cov = pixels.new_empty(c1 - c0, b, b).transpose(-1, -2)   # column-major: LAPACK's layout
+        info = torch.empty(c1 - c0, dtype=torch.int32, device=cube.device)
+        _update(sum2, sum1, pixels, [(p, 1.0) for p in range(outer)],
+                [(p, 1.0) for p in range(r - ri, r + ri + 1)], c0, c1, r, ri, outer, inner)
+        for i in range(h):
+            if i > 0:  # slide both windows down one row
+                _update(sum2, sum1, pixels, [(i + 2 * r, 1.0), (i - 1, -1.0)],
+                        [(i + r + ri, 1.0), (i + r - ri - 1, -1.0)], c0, c1, r, ri, outer, inner)
+            # (n-1) (C + ridge I) = sum2 - sum1 sum1^T / n + lam I, factorised in place; written through
+            # the row-major view of the column-major buffer (the matrix is symmetric, so it is the same)
+            torch.baddbmm(sum2, sum1[:, :, None], sum1[:, None, :], alpha=-1.0 / n, out=cov.transpose(-1, -2))
+            cov.diagonal(dim1=-2, dim2=-1).add_(lam)
+            torch.linalg.cholesky_ex(cov, out=(cov, info))
+            worst = torch.maximum(worst, info.max())
+            centred = pixels[i + r, c0 + r: c1 + r] - sum1 / n                         # (w, B)
+            y = torch.linalg.solve_triangular(cov, centred[:, :, None], upper=False)
+            scores[i, c0:c1] = y.square().sum(dim=(1, 2)) * (n - 1)
+    if int(worst) > 0:
+        raise ValueError("LRX: a background covariance is not positive definite (non-finite input?)")
+    return scores

@@ -1,0 +1,119 @@
+"""Pictures of one scene's results: the cube in false colour, the ground truth, every detector's anomaly
+map, and the ROC curves of all detectors. PNG files, written atomically (utils/io.py).
+
+Matplotlib is used through its object API on an Agg canvas (no GUI backend, no global pyplot state),
+so it works on headless machines and from threads.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+from sklearn.metrics import roc_curve
+
+from utils.io import atomic_path
+
+#: Band positions (fractions of the band range) shown as red, green, blue. Without wavelengths a fixed
+#: spread is the only general choice; for AVIRIS-like 400-2500 nm cubes these are near-infrared, red-edge
+#: and visible bands, a classic false-colour composite.
+RGB_FRACTIONS = (0.25, 0.12, 0.05)
+#: Maps are shown from their minimum to this percentile (clipped above).
+DISPLAY_PERCENTILE = 99.5
+
+
+def false_colour(cube: np.ndarray, fractions: tuple[float, float, float] = RGB_FRACTIONS) -> np.ndarray:
+    """``(H, W, B)`` cube -> ``(H, W, 3)`` RGB in [0, 1]: three bands, each stretched between its 2nd and
+    98th percentile (robust to a few very bright pixels)."""
+    b = cube.shape[2]
+    channels = []
+    for f in fractions:
+        band = cube[:, :, min(b - 1, int(round(f * (b - 1))))].astype(np.float64)
+        lo, hi = np.percentile(band, [2, 98])
+        channels.append(np.clip((band - lo) / (hi - lo), 0, 1) if hi > lo else np.zeros_like(band))
+    return np.stack(channels, axis=-1)
+
+
+def _save(fig: Figure, path: Path) -> Path:
+    FigureCanvasAgg(fig)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=110, bbox_inches="tight")
+    return path
+
+
+def _label(name: str, auc: float | None) -> str:
+    return f"{name} (AUC {auc:.4f})" if auc is not None else f"{name} (AUC n/a)"
+
+
+def display_scale(scores: np.ndarray, upper: float = DISPLAY_PERCENTILE) -> np.ndarray:
+    """Scores mapped to [0, 1] for display: from the minimum to the ``upper`` percentile (clipped above), so
+    that a handful of extreme pixels do not turn the rest of the map black."""
+    s = np.asarray(scores, dtype=np.float64)
+    lo, hi = s.min(), np.percentile(s, upper)
+    if not hi > lo:
+        hi = s.max()
+    return np.clip((s - lo) / (hi - lo), 0, 1) if hi > lo else np.zeros_like(s)
+
+
+def plot_maps(path: Path, scene: str, cube: np.ndarray, mask: np.ndarray, maps: dict[str, np.ndarray],
+              aucs: dict[str, float | None]) -> Path:
+    """Panels of false colour, ground truth, then each detector's map (up to 4 per row)."""
+    panels = 2 + len(maps)
+    cols = min(4, panels)
+    rows = -(-panels // cols)
+    fig = Figure(figsize=(3.0 * cols, 3.2 * rows))
+    axes = fig.subplots(rows, cols, squeeze=False).ravel()
+    axes[0].imshow(false_colour(cube), interpolation="nearest")
+    axes[0].set_title(f"false colour\n{cube.shape[0]} x {cube.shape[1]} x {cube.shape[2]}", fontsize=9)
+    axes[1].imshow(mask, cmap="gray", interpolation="nearest", vmin=0, vmax=1)
+    axes[1].set_title(f"ground truth\n{int(mask.sum())} anomaly px", fontsize=9)
+    image = None
+    for ax, (name, scores) in zip(axes[2:], maps.items()):
+        image = ax.imshow(display_scale(scores), cmap="inferno", interpolation="nearest", vmin=0, vmax=1)
+        auc = aucs.get(name)
+        ax.set_title(f"{name}\nAUC {auc:.4f}" if auc is not None else f"{name}\nAUC n/a", fontsize=9)
+    for ax in axes:
+        ax.set_xticks([])
+        ax.set_yticks([])
+    for ax in axes[panels:]:
+        ax.set_visible(False)
+    if image is not None:
+        fig.colorbar(image, ax=list(axes[:panels]), fraction=0.025, pad=0.02,
+                     label=f"score, min to {DISPLAY_PERCENTILE:g}th percentile")
+    fig.suptitle(f"{scene}: anomaly maps", fontsize=11)
+    return _save(fig, path)
+
+
+def plot_roc(path: Path, scene: str, mask: np.ndarray, maps: dict[str, np.ndarray],
+             aucs: dict[str, float | None]) -> Path:
+    """ROC curves (Pd against Pf, log Pf axis so the low false-alarm end is visible) of every detector."""
+    fig = Figure(figsize=(5.2, 4.2))
+    ax = fig.subplots()
+    truth = np.asarray(mask, dtype=bool).ravel()
+    floor = 1.0 / max(int((~truth).sum()), 1)   # one background pixel: the smallest non-zero Pf
+    if truth.any() and not truth.all():
+        for name, scores in maps.items():
+            pf, pd, _ = roc_curve(truth, np.asarray(scores, dtype=np.float64).ravel())
+            ax.plot(np.maximum(pf, floor), pd, label=_label(name, aucs.get(name)), linewidth=1.4)
+    else:
+        ax.text(0.5, 0.5, "ROC undefined: the mask has no anomaly or no background pixel",
+                ha="center", va="center", transform=ax.transAxes, fontsize=8, wrap=True)
+    ax.set_xscale("log")
+    ax.set_xlim(floor, 1.0)
+    ax.set_ylim(0.0, 1.02)
+    ax.set_xlabel("false alarm rate Pf (log scale)")
+    ax.set_ylabel("detection rate Pd")
+    ax.set_title(f"{scene}: ROC")
+    ax.grid(True, which="both", alpha=0.3)
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(loc="lower right", fontsize=8)
+    return _save(fig, path)
+
+
+def plot_scene(out_dir: Path, scene: str, cube: np.ndarray, mask: np.ndarray, maps: dict[str, np.ndarray],
+               aucs: dict[str, float | None]) -> list[Path]:
+    """Both figures of one scene: ``<out_dir>/<scene>_maps.png`` and ``<out_dir>/<scene>_roc.png``."""
+    out_dir = Path(out_dir)
+    return [plot_maps(out_dir / f"{scene}_maps.png", scene, cube, mask, maps, aucs),
+            plot_roc(out_dir / f"{scene}_roc.png", scene, mask, maps, aucs)]
