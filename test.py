@@ -70,6 +70,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--lrx_outer", type=int, default=DEFAULT_OUTER, help="LRX outer (background) window side, odd")
     p.add_argument("--plots", action=argparse.BooleanOptionalAction, default=False,
                    help="save per scene a PNG of the cube, mask and maps, and one of the ROC curves, in SAVE_DIR/plots")
+    p.add_argument("--roc3d_scenes", action=argparse.BooleanOptionalAction, default=False,
+                   help="print the 3D-ROC measures of every scene, not only their means (roc3d.csv has them all)")
     p.add_argument("--device", default=None, help="cpu, cuda or cuda:N (default: cuda if available)")
     p.add_argument("--save_dir", type=Path, default=ROOT / "results", help="where auc.csv and scores/ go")
     p.add_argument("--save_scores", action=argparse.BooleanOptionalAction, default=True,
@@ -171,7 +173,7 @@ def run(args: argparse.Namespace) -> list[SceneResult]:
     print(format_table(results, args.detectors))
     print()
     print("3D-ROC (Chang 2021; scores min-max normalised; aSNPR: clipped at the median anomaly score)")
-    print(format_roc3d_table(results, args.detectors))
+    print(format_roc3d_table(results, args.detectors, per_scene=args.roc3d_scenes))
     if args.plots:
         print(f"plots: {args.save_dir / 'plots'}", file=sys.stderr)
     return results

@@ -64,6 +64,8 @@ def test_reports_carry_the_measures():
                     roc3d={"GRX": roc3d(np.array([0.0, 0.0, 1.0]), np.array([False, False, True]))})
     table = format_roc3d_table([r, p], ["GRX"])
     assert "5.44" in table and "inf" in table and "mean (2 scenes)" in table and "aSNPR dB" in table
+    means_only = format_roc3d_table([r, p], ["GRX"], per_scene=False).splitlines()
+    assert len(means_only) == 3 and means_only[2].startswith("mean (2 scenes)  GRX")
     csv = roc3d_csv([r], ["GRX"]).splitlines()
     assert csv[0] == "scene,detector,auc_pd_pf,auc_pd_tau,auc_pf_tau,snpr_db,asnpr_db,seconds"
     assert csv[1].startswith("s1,GRX,1.000000,0.875000,0.250000,5.440680,5.118834,")

@@ -111,11 +111,12 @@ def _roc3d_cells(m: dict[str, float | None]) -> list[str]:
             _fmt_db(m["snpr"]), _fmt_db(m["asnpr"])]
 
 
-def format_roc3d_table(results: list[SceneResult], detectors: list[str]) -> str:
-    """3D-ROC measures, one row per scene and detector, then the mean of each detector over the scenes."""
+def format_roc3d_table(results: list[SceneResult], detectors: list[str], per_scene: bool = True) -> str:
+    """3D-ROC measures: one row per scene and detector (unless ``per_scene=False``), then the mean of each
+    detector over the scenes."""
     head = ["scene", "detector"] + list(ROC3D_FIELDS.values()) + ["s"]
     rows = [[r.name, d] + _roc3d_cells(r.roc3d[d].as_dict()) + [_fmt(r.seconds.get(d), 3)]
-            for r in results for d in detectors if d in r.roc3d]
+            for r in results for d in detectors if d in r.roc3d] if per_scene else []
     sec = {d: sum(r.seconds.get(d, 0.0) for r in results) / max(len(results), 1) for d in detectors}
     means = mean_roc3d(results, detectors)
     mean_rows = [[f"mean ({len(results)} scenes)", d] + _roc3d_cells(means[d]) + [_fmt(sec[d], 3)]
@@ -123,7 +124,8 @@ def format_roc3d_table(results: list[SceneResult], detectors: list[str]) -> str:
     widths = [max(len(row[i]) for row in [head] + rows + mean_rows) for i in range(len(head))]
     line = lambda row: "  ".join(c.ljust(w) if i < 2 else c.rjust(w) for i, (c, w) in enumerate(zip(row, widths)))
     sep = "-" * len(line(head))
-    return "\n".join([line(head), sep] + [line(r) for r in rows] + [sep] + [line(r) for r in mean_rows])
+    body = [line(r) for r in rows] + [sep] if rows else []
+    return "\n".join([line(head), sep] + body + [line(r) for r in mean_rows])
 
 
 def roc3d_csv(results: list[SceneResult], detectors: list[str]) -> str:
