@@ -73,3 +73,13 @@ def test_grx_float32_input_is_scored_in_float64():
 def test_minmax_refuses_a_constant_cube():
     with pytest.raises(ValueError, match="constant"):
         minmax(torch.ones(1, 3, 4, 4), dims=(1, 2, 3))
+
+
+def test_auc_undefined_for_one_class_masks():
+    from utils.metrics import auc_undefined_reason, roc_auc
+
+    scores = np.arange(6.0)
+    assert roc_auc(scores, np.zeros(6, bool)) is None and roc_auc(scores, np.ones(6, bool)) is None
+    assert auc_undefined_reason(np.zeros(6, bool)) == "mask has no anomaly pixel"
+    assert auc_undefined_reason(np.ones(6, bool)) == "mask has no background pixel"
+    assert roc_auc(scores, np.array([0, 0, 0, 1, 0, 1], bool)) == pytest.approx(7 / 8)
