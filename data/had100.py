@@ -8,10 +8,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
-
 from data.preprocess import DataError
-from data.scene import Scene, check_scene, read_png_mask
+from data.scene import Scene, check_scene, load_npy, read_png_mask
 
 TEST_SENSOR = "aviris_ng"
 
@@ -43,11 +41,7 @@ def read_had100(root: str | Path, sensor: str = TEST_SENSOR) -> list[Scene]:
     for path in cubes:
         if path.stem not in masks:
             raise DataError(f"{path}: no ground-truth mask {gt_dir / (path.stem + '.png')}")
-        try:
-            cube = np.load(path, allow_pickle=False)
-        except (OSError, ValueError) as err:
-            raise DataError(f"{path}: not a readable .npy array ({err})") from None
-        scenes.append(check_scene(Scene(path.stem, cube, read_png_mask(masks[path.stem]), str(path))))
+        scenes.append(check_scene(Scene(path.stem, load_npy(path), read_png_mask(masks[path.stem]), str(path))))
     return scenes
 
 

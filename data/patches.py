@@ -19,7 +19,7 @@ import torch
 from torch.utils.data import Dataset
 
 from data.preprocess import DataError, check_cube, preprocess
-from data.scene import Scene
+from data.scene import Scene, load_npy
 
 #: Implanted validation anomalies: blobs per scene (low, high), largest blob side (px), fill fraction,
 #: and the foreign material's narrow spectral features: count, height (relative), width (bands).
@@ -29,13 +29,6 @@ VAL_FILL = (0.2, 0.6)
 VAL_FEATURES = (4, 9)
 VAL_HEIGHT = (0.02, 0.1)  # on the synthetic set: GRX AUC about 0.8 on the raw val scenes
 VAL_WIDTH = (0.7, 2.5)
-
-
-def load_cube(path: Path) -> np.ndarray:
-    try:
-        return np.load(path, allow_pickle=False, mmap_mode="r")
-    except (OSError, ValueError) as err:
-        raise DataError(f"{path}: not a readable .npy array ({err})") from None
 
 
 def tiles(x: torch.Tensor, size: int) -> torch.Tensor:
@@ -52,7 +45,7 @@ def load_patches(files: list[Path], bands: int, start: int, size: int) -> torch.
         raise DataError("no training files")
     out = []
     for path in files:
-        cube = load_cube(path)
+        cube = load_npy(path, mmap=True)
         if cube.ndim == 3 and min(cube.shape[:2]) < size:
             raise DataError(f"{path}: is {cube.shape[0]} x {cube.shape[1]} px, smaller than --img_size {size}")
         out.append(tiles(preprocess(np.asarray(cube), bands, start, str(path)), size))
@@ -127,7 +120,7 @@ def make_val_scenes(val_files: list[Path], bands: int, start: int, seed: int) ->
     rng = np.random.default_rng(seed + 1)
     scenes = []
     for path in val_files:
-        cube = np.asarray(load_cube(path))
+        cube = np.asarray(load_npy(path, mmap=True))
         check_cube(cube, str(path), bands, start)
         implanted, mask = implant_anomalies(cube, start, bands, rng)
         scenes.append(Scene(f"val_{path.stem}", implanted, mask, f"{path} (+ implanted anomalies)"))

@@ -81,11 +81,16 @@ def read_mat(path: Path, data_key: str | None = None, gt_key: str | None = None)
     return Scene(path.stem, arrays[ck], arrays[mk] != 0, str(path))
 
 
-def read_npy(path: Path) -> Scene:
+def load_npy(path: Path, mmap: bool = False) -> np.ndarray:
+    """A ``.npy`` array (memory-mapped with ``mmap``); an unreadable file raises :class:`DataError`."""
     try:
-        cube = np.load(path, allow_pickle=False)
+        return np.load(path, allow_pickle=False, mmap_mode="r" if mmap else None)
     except (OSError, ValueError) as err:
         raise DataError(f"{path}: not a readable .npy array ({err})") from None
+
+
+def read_npy(path: Path) -> Scene:
+    cube = load_npy(path)
     mask_path = path.with_suffix(".png")
     if not mask_path.is_file():
         raise DataError(f"{path}: no ground-truth mask beside it (expected {mask_path.name})")
