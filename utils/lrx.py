@@ -27,6 +27,8 @@ from __future__ import annotations
 
 import torch
 
+from utils.rx import value_range
+
 DEFAULT_INNER = 5
 DEFAULT_OUTER = 21
 RIDGE = 1e-6
@@ -78,12 +80,10 @@ def _mirrored_pixels(cube: torch.Tensor, r: int) -> tuple[torch.Tensor, float]:
     and shifts mu with x), so only the span is returned; centring on the global mean costs nothing either.
     """
     x = cube.to(torch.float64)
-    lo, hi = x.min(), x.max()
-    if not bool(hi > lo):
-        raise ValueError("cannot min-max normalise a constant cube (min == max)")
+    _, span = value_range(x, dims=(0, 1, 2))
     x = x - x.mean(dim=(1, 2), keepdim=True)
     padded = torch.nn.functional.pad(x[None], [r, r, r, r], mode="reflect")[0]
-    return padded.permute(1, 2, 0).contiguous(), float(hi - lo)
+    return padded.permute(1, 2, 0).contiguous(), float(span)
 
 
 def _update(sum2: torch.Tensor, sum1: torch.Tensor, pixels: torch.Tensor, outer_rows: list[tuple[int, float]],

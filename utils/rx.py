@@ -20,16 +20,22 @@ import torch
 PINV_RCOND = 1e-15
 
 
-def minmax(x: torch.Tensor, dims: tuple[int, ...]) -> torch.Tensor:
-    """Min-max ``x`` to [0, 1] over ``dims`` (one min and one max per remaining index).
+def value_range(x: torch.Tensor, dims: tuple[int, ...]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Min and span (max - min) of ``x`` over ``dims``, kept as size-1 dims, in float64 (the span of a
+    float32 cube exactly, without a float64 copy of the cube).
 
-    A constant input has no range: it raises instead of dividing by zero.
+    A constant input has no range: it raises instead of letting a later division by zero through.
     """
-    lo = x.amin(dim=dims, keepdim=True)
-    hi = x.amax(dim=dims, keepdim=True)
-    span = hi - lo
+    lo = x.amin(dim=dims, keepdim=True).to(torch.float64)
+    span = x.amax(dim=dims, keepdim=True).to(torch.float64) - lo
     if bool((span <= 0).any()):
         raise ValueError("cannot min-max normalise a constant cube (min == max)")
+    return lo, span
+
+
+def minmax(x: torch.Tensor, dims: tuple[int, ...]) -> torch.Tensor:
+    """Min-max ``x`` to [0, 1] over ``dims`` (one min and one max per remaining index)."""
+    lo, span = value_range(x, dims)
     return (x - lo) / span
 
 

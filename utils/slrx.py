@@ -37,7 +37,7 @@ from dataclasses import dataclass
 
 import torch
 
-from utils.rx import minmax
+from utils.rx import minmax, value_range
 
 #: Ridge added to every SLRX covariance before inversion (quirk 3).
 RIDGE = 1e-6
@@ -310,10 +310,8 @@ def slrx_maps(cube: torch.Tensor, block_size: int, ridge: float = RIDGE) -> dict
     why = grid.problem()
     if why:
         raise ValueError(f"SLRX: block size {block_size} px on a {h} x {w} scene gives {why}")
-    lo, hi = cube.min().to(torch.float64), cube.max().to(torch.float64)
-    if not bool(hi > lo):
-        raise ValueError("cannot min-max normalise a constant cube (min == max)")
-    eps = ridge * float(hi - lo) ** 2                                           # ridge in raw units
+    _, span = value_range(cube, dims=(0, 1, 2))
+    eps = ridge * float(span) ** 2                                              # ridge in raw units
     blocks, valid = to_blocks(cube.permute(1, 2, 0), block_size, torch.float64)  # (R, C, M, B)
     n = valid.sum(dim=-1).to(blocks.dtype)                                      # (R, C)
     mean = blocks.sum(dim=-2) / n[..., None]                                    # padding is zero
