@@ -30,20 +30,31 @@ def _fmt(v: float | None, digits: int) -> str:
     return "n/a" if v is None else f"{v:.{digits}f}"
 
 
+def mean_seconds(results: list[SceneResult], detectors: list[str]) -> dict[str, float]:
+    return {d: sum(r.seconds.get(d, 0.0) for r in results) / max(len(results), 1) for d in detectors}
+
+
+def render(head: list[str], rows: list[list[str]], footer: list[list[str]], text_cols: int = 1) -> list[str]:
+    """Aligned plain-text lines: header, rule, rows (then a rule, if any), footer rows. The first
+    ``text_cols`` columns are left-aligned, the rest (numbers) right-aligned."""
+    widths = [max(len(row[i]) for row in [head] + rows + footer) for i in range(len(head))]
+    line = lambda row: "  ".join(c.ljust(w) if i < text_cols else c.rjust(w)
+                                 for i, (c, w) in enumerate(zip(row, widths)))
+    sep = "-" * len(line(head))
+    body = [line(r) for r in rows] + [sep] if rows else []
+    return [line(head), sep] + body + [line(r) for r in footer]
+
+
 def format_table(results: list[SceneResult], detectors: list[str]) -> str:
     """A plain-text table: scene, AUC per detector, seconds per detector, and the mean row."""
     head = ["scene"] + [f"AUC {d}" for d in detectors] + [f"s {d}" for d in detectors]
     rows = [[r.name] + [_fmt(r.auc.get(d), 4) for d in detectors] + [_fmt(r.seconds.get(d), 3) for d in detectors]
             for r in results]
-    means = mean_auc(results, detectors)
-    sec = {d: sum(r.seconds.get(d, 0.0) for r in results) / max(len(results), 1) for d in detectors}
+    means, sec = mean_auc(results, detectors), mean_seconds(results, detectors)
     n_def = sum(1 for r in results if r.note is None)
-    rows.append([f"mean ({n_def} scenes)"] + [_fmt(means[d], 4) for d in detectors]
+    mean_row = ([f"mean ({n_def} scenes)"] + [_fmt(means[d], 4) for d in detectors]
                 + [_fmt(sec[d], 3) for d in detectors])
-    widths = [max(len(row[i]) for row in [head] + rows) for i in range(len(head))]
-    line = lambda row: "  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(row, widths)))
-    sep = "-" * len(line(head))
-    out = [line(head), sep] + [line(r) for r in rows[:-1]] + [sep, line(rows[-1])]
+    out = render(head, rows, [mean_row])
     excluded = [r for r in results if r.note is not None]
     if excluded:
         out.append("AUC undefined, excluded from the mean: "
@@ -117,15 +128,10 @@ def format_roc3d_table(results: list[SceneResult], detectors: list[str], per_sce
     head = ["scene", "detector"] + list(ROC3D_FIELDS.values()) + ["s"]
     rows = [[r.name, d] + _roc3d_cells(r.roc3d[d].as_dict()) + [_fmt(r.seconds.get(d), 3)]
             for r in results for d in detectors if d in r.roc3d] if per_scene else []
-    sec = {d: sum(r.seconds.get(d, 0.0) for r in results) / max(len(results), 1) for d in detectors}
-    means = mean_roc3d(results, detectors)
+    means, sec = mean_roc3d(results, detectors), mean_seconds(results, detectors)
     mean_rows = [[f"mean ({len(results)} scenes)", d] + _roc3d_cells(means[d]) + [_fmt(sec[d], 3)]
                  for d in detectors]
-    widths = [max(len(row[i]) for row in [head] + rows + mean_rows) for i in range(len(head))]
-    line = lambda row: "  ".join(c.ljust(w) if i < 2 else c.rjust(w) for i, (c, w) in enumerate(zip(row, widths)))
-    sep = "-" * len(line(head))
-    body = [line(r) for r in rows] + [sep] if rows else []
-    return "\n".join([line(head), sep] + body + [line(r) for r in mean_rows])
+    return "\n".join(render(head, rows, mean_rows, text_cols=2))
 
 
 def roc3d_csv(results: list[SceneResult], detectors: list[str]) -> str:
