@@ -168,22 +168,17 @@ def eval_cubes(scenes: list[Scene], args: argparse.Namespace) -> list[tuple[str,
 
 
 @torch.no_grad()
-def evaluate(fen: FEN, cubes: list[tuple[str, torch.Tensor, np.ndarray]], device: torch.device
+def evaluate(fen: FEN | None, cubes: list[tuple[str, torch.Tensor, np.ndarray]], device: torch.device
              ) -> tuple[float, dict[str, float | None]]:
-    """FEN+GRX: mean ROC AUC over ``cubes`` (scenes whose AUC is undefined are left out) and each scene's."""
+    """FEN+GRX (plain GRX with ``fen=None``): mean ROC AUC over ``cubes`` (scenes whose AUC is undefined
+    are left out) and each scene's."""
     aucs = {}
     for name, x, mask in cubes:
-        scores = grx(fen.enhance(x.to(device), normalize=False))
+        x = x.to(device)
+        scores = grx(fen.enhance(x, normalize=False) if fen is not None else x)
         aucs[name] = roc_auc(scores.cpu().numpy(), mask)
     defined = [a for a in aucs.values() if a is not None]
     return (float(np.mean(defined)) if defined else float("nan")), aucs
-
-
-@torch.no_grad()
-def grx_mauc(cubes: list[tuple[str, torch.Tensor, np.ndarray]], device: torch.device) -> float:
-    """Plain GRX (no FEN) mean AUC over ``cubes``: the baseline printed once at the start."""
-    aucs = [roc_auc(grx(x.to(device)).cpu().numpy(), mask) for _, x, mask in cubes]
-    return float(np.mean([a for a in aucs if a is not None]))
 
 
 def run_config(args: argparse.Namespace, fen_config: dict, fp: str | None, n_patches: int | None) -> dict:
@@ -329,9 +324,9 @@ def train(args: argparse.Namespace, d: Dist) -> dict:
         start_epoch, step, history, best = state["epoch"], state["step"], state["history"], state["best"]
         log(f"resumed from {resume_path}: epoch {start_epoch} done, step {step}", d)
 
-    sampler = DistributedSampler(PatchDataset(patches), num_replicas=d.world, rank=d.rank, shuffle=True,
-                                 seed=args.seed)
-    loader = DataLoader(PatchDataset(patches), batch_size=args.batch_size // d.world, sampler=sampler,
+    dataset = PatchDataset(patches)
+    sampler = DistributedSampler(dataset, num_replicas=d.world, rank=d.rank, shuffle=True, seed=args.seed)
+    loader = DataLoader(dataset, batch_size=args.batch_size // d.world, sampler=sampler,
                         num_workers=args.num_workers, pin_memory=d.device.type == "cuda")
     selection = {"test": "best FEN+GRX mAUC on the TEST set (quirk 4, the paper's selection)",
                  "last": "last epoch", "val": "best FEN+GRX mAUC on held-out backgrounds with implanted anomalies"}
@@ -341,7 +336,7 @@ def train(args: argparse.Namespace, d: Dist) -> dict:
         f"{f' x {d.world} processes' if d.world > 1 else ''}; select: {selection[args.select]}", d)
 
     if d.main and (test_cubes or val_cubes):  # the reference the FEN has to beat
-        plain = {k: grx_mauc(c, d.device) for k, c in (("test", test_cubes), ("val", val_cubes)) if c}
+        plain = {k: evaluate(None, c, d.device)[0] for k, c in (("test", test_cubes), ("val", val_cubes)) if c}
         log("GRX without the FEN: " + ", ".join(f"{k} mAUC {v:.4f}" for k, v in plain.items()), d)
     if start_epoch >= args.epochs or (args.max_steps and step >= args.max_steps):
         log(f"nothing to train: epoch {start_epoch} of --epochs {args.epochs} (step {step}) is already done", d)

@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from model.cwl import CWL, CWL_PAD
+from model.cwl import CWL, CWL_PAD, crop
 from model.decoder import Decoder
 from model.fen import FEN
 from model.mffm import MFFM
@@ -94,18 +94,17 @@ class FERD(nn.Module):
         f = self.teacher(self.cwl(x))
         g = self.decoder(self.mffm(f))
 
-        def crop(t: torch.Tensor) -> torch.Tensor:  # the CWL's padding and the extra rows/columns
+        def crop_hw(t: torch.Tensor) -> torch.Tensor:  # the CWL's padding and the extra rows/columns
             return t[..., CWL_PAD : CWL_PAD + h, CWL_PAD : CWL_PAD + w]
 
-        f1, g1 = crop(f[0]), crop(g[0])
-        return FERDOutput(f, g, crop(self.rec_cwl(g[0])), self.sfam(f1, g1))
+        f1, g1 = crop_hw(f[0]), crop_hw(g[0])
+        return FERDOutput(f, g, crop_hw(self.rec_cwl(g[0])), self.sfam(f1, g1))
 
     @torch.no_grad()
     def enhance(self, x: torch.Tensor) -> torch.Tensor:
         """The inference path through this network's own modules: ``x + FPL(crop(layer1(CWL(x))))``,
         ``(N, B, H, W)``, any H x W (stride 1). Equals ``self.fen().enhance(x, normalize=False)``."""
-        f1 = self.teacher.layer1(self.cwl(x))
-        return x + self.sfam.fpl(f1[..., CWL_PAD:-CWL_PAD, CWL_PAD:-CWL_PAD])
+        return x + self.sfam.fpl(crop(self.teacher.layer1(self.cwl(x))))
 
     def fen(self) -> FEN:
         """A stand-alone FEN holding *copies* of this network's CWL, teacher layer1 and FPL (eval mode,
