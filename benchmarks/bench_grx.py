@@ -7,7 +7,6 @@ difference, on 64 x 64 x {50, 100, 200} (HAD100 tiles) and 100 x 100 x 200 (an A
 """
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 
@@ -15,8 +14,7 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from benchmarks.timing import best_seconds  # noqa: E402
-from utils.device import pick_device  # noqa: E402
+from benchmarks.timing import bench_device, bench_parser, best_seconds  # noqa: E402
 from utils.rx import grx  # noqa: E402
 
 SHAPES = [(50, 64, 64), (100, 64, 64), (200, 64, 64), (200, 100, 100)]
@@ -44,12 +42,9 @@ def grx_loop(cube: np.ndarray) -> np.ndarray:
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--repeat", type=int, default=5)
-    p.add_argument("--device", default=None)
-    args = p.parse_args()
-    device = pick_device(args.device)
-    print(f"torch {torch.__version__}, device {device}, {torch.get_num_threads()} threads")
+    args = bench_parser(__doc__, repeat=5).parse_args()
+    device, header = bench_device(args)
+    print(header)
     print(f"{'cube (B x H x W)':>18}  {'loop s':>8}  {'GRX s':>8}  {'speed-up':>8}  {'max |diff| / max':>16}")
     for shape in SHAPES:
         cube = np.random.default_rng(0).normal(size=shape).astype(np.float32)

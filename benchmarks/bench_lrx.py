@@ -11,7 +11,6 @@ Times are the fastest of ``--repeat`` runs (the least disturbed by other work on
 """
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 
@@ -19,8 +18,7 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from benchmarks.timing import best_seconds  # noqa: E402
-from utils.device import pick_device  # noqa: E402
+from benchmarks.timing import bench_device, bench_parser, best_seconds  # noqa: E402
 from utils.lrx import DEFAULT_INNER, DEFAULT_OUTER, RIDGE, lrx  # noqa: E402
 
 SHAPES = [(200, 100, 100), (50, 64, 64)]
@@ -52,20 +50,14 @@ def lrx_per_pixel(cube: np.ndarray, inner: int = DEFAULT_INNER, outer: int = DEF
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--repeat", type=int, default=3)
-    p.add_argument("--device", default=None)
-    p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
+    p = bench_parser(__doc__, repeat=3)
     p.add_argument("--inner", type=int, default=DEFAULT_INNER)
     p.add_argument("--outer", type=int, default=DEFAULT_OUTER)
     p.add_argument("--loop_rows", type=int, default=4, help="rows the per-pixel loop is timed on")
     p.add_argument("--full", action="store_true", help="time the per-pixel loop on whole scenes")
     args = p.parse_args()
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    device = pick_device(args.device)
-    print(f"torch {torch.__version__}, device {device}, {torch.get_num_threads()} threads, "
-          f"windows {args.inner} / {args.outer}")
+    device, header = bench_device(args)
+    print(f"{header}, windows {args.inner} / {args.outer}")
     print(f"{'cube (B x H x W)':>18}  {'per-pixel s':>11}  {'(timed on)':>10}  {'LRX s':>8}  {'speed-up':>8}  "
           f"{'max rel diff':>12}")
     for shape in SHAPES:

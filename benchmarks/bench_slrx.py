@@ -9,7 +9,6 @@ The authors' code takes about 1.3 s per 100 x 100 x 200 scene on the project's C
 """
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 
@@ -17,8 +16,7 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from benchmarks.timing import best_seconds  # noqa: E402
-from utils.device import pick_device  # noqa: E402
+from benchmarks.timing import bench_device, bench_parser, best_seconds  # noqa: E402
 from utils.slrx import DEFAULT_BLOCK_NUM, RIDGE, slrx  # noqa: E402
 
 SHAPES = [(200, 100, 100), (50, 64, 64), (200, 64, 64)]
@@ -65,17 +63,11 @@ def slrx_per_pixel(cube: np.ndarray, block_size: int, ridge: float = RIDGE) -> n
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--repeat", type=int, default=3)
-    p.add_argument("--device", default=None)
-    p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
+    p = bench_parser(__doc__, repeat=3)
     p.add_argument("--block_num", type=int, default=DEFAULT_BLOCK_NUM)
     args = p.parse_args()
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    device = pick_device(args.device)
-    print(f"torch {torch.__version__}, device {device}, {torch.get_num_threads()} threads, "
-          f"block_num {args.block_num}")
+    device, header = bench_device(args)
+    print(f"{header}, block_num {args.block_num}")
     print(f"{'cube (B x H x W)':>18}  {'block':>5}  {'per-pixel s':>11}  {'SLRX s':>8}  {'speed-up':>8}  "
           f"{'max |diff|':>10}")
     for shape in SHAPES:
