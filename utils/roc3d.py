@@ -1,23 +1,29 @@
 """3D-ROC measures (C.-I. Chang, "An effective evaluation tool for hyperspectral target detection: 3D receiver
 operating characteristic curve analysis", IEEE TGRS 59(6), 2021), next to the usual ROC AUC.
 
-The scores s are min-max normalised to [0, 1] over the scene, and a threshold tau in [0, 1] declares a
-pixel anomalous when s >= tau. With A the anomaly pixels and G the background pixels of the mask:
+The measures are computed as the HAD100 benchmark's own tool computes them (Li et al.'s
+"3D-ROC-Curve-Evaluation-Tool-for-Anomaly-Detection"), so that our figures can be set beside the HAD100
+table. The scores s are min-max normalised to [0, 1] over the scene; the thresholds are the *distinct*
+values t_1 < ... < t_K of the normalised scores (t_1 = 0, t_K = 1). With A the anomaly pixels and G the
+background pixels of the mask:
 
-    Pd(tau) = |{i in A : s_i >= tau}| / |A|        Pf(tau) = |{i in G : s_i >= tau}| / |G|
+    Pd(t) = |{i in A : s_i >= t}| / |A|        Pf(t) = |{i in G : s_i >= t}| / |G|
 
-    AUC(Pd, Pf)  = area under the ROC curve (Pd against Pf; scikit-learn's roc_auc_score)
-    AUC(Pd, tau) = int_0^1 Pd(tau) dtau = mean_{i in A} s_i       (the higher the better)
-    AUC(Pf, tau) = int_0^1 Pf(tau) dtau = mean_{i in G} s_i       (the lower the better)
+    AUC(Pd, Pf)  = area under the ROC curve (Pd against Pf; scikit-learn's roc_auc_score, which is the
+                   tool's trapezoid over the same thresholds)
+    AUC(Pd, tau) = trapezoid integral of Pd(t_k) over the t_k      (the higher the better)
+    AUC(Pf, tau) = trapezoid integral of Pf(t_k) over the t_k      (the lower the better)
     SNPR         = 10 log10( AUC(Pd, tau) / AUC(Pf, tau) )   in dB (signal-to-noise probability ratio)
 
-The two tau integrals are exact: for s in [0, 1], int_0^1 1[s >= tau] dtau = s, so no threshold grid is
-needed (a grid of thresholds with the trapezoid rule converges to the same numbers).
+The trapezoid over the distinct thresholds is *not* the exact integral of the step function Pd (which would
+be the mean anomaly score): where consecutive thresholds are far apart, the trapezoid adds half a step. On
+hydice with FEN+SLRX at 100 bands the two differ by 0.011 (0.4692 against 0.4579); we follow the tool.
+Vectorised: one sort (``np.unique``) and two cumulative counts, no loop over thresholds.
 
-"Adaptive" SNPR, as in the HAD100 benchmark table (Li et al., "You only train once", IEEE TGRS 2023):
-before normalising, the scores are clipped from above at the median score of the anomaly pixels,
-s <- min(s, median_{i in A} s_i), so that a few very bright anomaly pixels cannot squeeze the background
-towards 0 and inflate the ratio; then SNPR as above. Its mean over scenes is the table's mASNPR.
+"Adaptive" SNPR (ASNPR in the HAD100 table): before normalising, the scores are clipped from above at the
+median score of the anomaly pixels, s <- min(s, median_{i in A} s_i), so that a few very bright anomaly
+pixels cannot squeeze the background towards 0; then SNPR as above. Its mean over scenes is the table's
+mASNPR.
 """
 from __future__ import annotations
 
@@ -57,9 +63,20 @@ def normalise(scores: np.ndarray) -> np.ndarray | None:
 
 
 def tau_areas(normalised: np.ndarray, mask: np.ndarray) -> tuple[float, float]:
-    """``(AUC(Pd, tau), AUC(Pf, tau))`` of scores already in [0, 1]: the mean anomaly and background score."""
-    m = np.asarray(mask, dtype=bool)
-    return float(normalised[m].mean()), float(normalised[~m].mean())
+    """``(AUC(Pd, tau), AUC(Pf, tau))`` of scores already in [0, 1], as the HAD100 tool: the trapezoid
+    rule over the distinct score values as thresholds.
+
+    ``normalised`` and ``mask`` have the same shape (any); both classes must be present.
+    """
+    m = np.asarray(mask, dtype=bool).ravel()
+    thresholds, index = np.unique(np.asarray(normalised, dtype=np.float64).ravel(), return_inverse=True)
+    k = len(thresholds)
+    # pixels of each class at each distinct value, then the count at or above each threshold
+    at_a = np.bincount(index[m], minlength=k)
+    at_g = np.bincount(index[~m], minlength=k)
+    pd = np.cumsum(at_a[::-1])[::-1] / m.sum()
+    pf = np.cumsum(at_g[::-1])[::-1] / (~m).sum()
+    return float(np.trapezoid(pd, thresholds)), float(np.trapezoid(pf, thresholds))
 
 
 def snpr_db(auc_pd_tau: float, auc_pf_tau: float) -> float:
