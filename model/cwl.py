@@ -9,6 +9,16 @@ from torch import nn
 CWL_PAD = 4
 
 
+def xavier_(conv: nn.Conv2d) -> nn.Conv2d:
+    """The authors' initialisation of their own 1x1 layers (CWL, reconstruction CWL, FPL, ZCL):
+    Xavier-normal weight, zero bias. PyTorch's default would start training from about half that
+    weight spread and non-zero biases, i.e. not from the paper's starting point."""
+    nn.init.xavier_normal_(conv.weight)
+    if conv.bias is not None:
+        nn.init.zeros_(conv.bias)
+    return conv
+
+
 class CWL(nn.Module):
     """Reflect-pad by ``pad`` px, then a bias-free 1x1 conv ``in_bands -> out_channels``.
 
@@ -18,8 +28,7 @@ class CWL(nn.Module):
     def __init__(self, in_bands: int, out_channels: int = 64, pad: int = CWL_PAD) -> None:
         super().__init__()
         self.pad = pad
-        self.conv = nn.Conv2d(in_bands, out_channels, kernel_size=1, bias=False)
-        nn.init.xavier_normal_(self.conv.weight)
+        self.conv = xavier_(nn.Conv2d(in_bands, out_channels, kernel_size=1, bias=False))
 
     @property
     def in_bands(self) -> int:

@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from model.cwl import CWL, CWL_PAD, crop
+from model.cwl import CWL, CWL_PAD, crop, xavier_
 from model.decoder import Decoder
 from model.fen import FEN
 from model.mffm import MFFM
@@ -70,7 +70,7 @@ class FERD(nn.Module):
         self.teacher = Teacher()
         self.mffm = MFFM()
         self.decoder = Decoder()
-        self.rec_cwl = nn.Conv2d(256, bands, kernel_size=1, bias=False)  # reconstruction CWL
+        self.rec_cwl = xavier_(nn.Conv2d(256, bands, kernel_size=1, bias=False))  # reconstruction CWL
         self.sfam = SFAM(bands, hidden=hidden)
 
     @property

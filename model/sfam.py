@@ -4,6 +4,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from model.cwl import xavier_
+
 
 def fpl_hidden(bands: int) -> int:
     """The FPL's hidden width in the authors' code: 256 for more than 128 bands, else 128."""
@@ -20,8 +22,8 @@ class FPL(nn.Module):
     def __init__(self, bands: int, in_channels: int = 256, hidden: int | None = None) -> None:
         super().__init__()
         hidden = fpl_hidden(bands) if hidden is None else hidden
-        self.conv1 = nn.Conv2d(in_channels, hidden, kernel_size=1)
-        self.conv2 = nn.Conv2d(hidden, bands, kernel_size=1)
+        self.conv1 = xavier_(nn.Conv2d(in_channels, hidden, kernel_size=1))
+        self.conv2 = xavier_(nn.Conv2d(hidden, bands, kernel_size=1))
         self.relu = nn.ReLU()
 
     def forward(self, f: torch.Tensor) -> torch.Tensor:
@@ -37,7 +39,7 @@ class ZCL(nn.Module):
 
     def __init__(self, bands: int) -> None:
         super().__init__()
-        self.conv = nn.Conv2d(bands, 1, kernel_size=1)
+        self.conv = xavier_(nn.Conv2d(bands, 1, kernel_size=1))
 
     def forward(self, d: torch.Tensor) -> torch.Tensor:
         return torch.sigmoid(self.conv(d))

@@ -59,6 +59,27 @@ def test_other_sizes_pad_bottom_right_and_crop_back(side, extra):
     assert out.f[2].shape == out.g[2].shape == (1, 1024, (side + 8 + extra) // 4, (side + 9 + extra_pad(side + 1)) // 4)
 
 
+@pytest.mark.parametrize("bands", [50, 200])
+def test_authors_initialisation_of_the_1x1_layers(bands):
+    """CWL, reconstruction CWL, FPL (both convs) and ZCL start as the authors' do: Xavier-normal weights
+    (std sqrt(2 / (fan_in + fan_out)), within 10 %) and zero biases; PyTorch's default would give about half
+    that spread and non-zero biases. MFFM and decoder convs: Kaiming-normal fan_out (std sqrt(2 / fan_out))."""
+    torch.manual_seed(10)
+    net = FERD(bands)
+    layers = {"cwl": net.cwl.conv, "rec_cwl": net.rec_cwl, "fpl.conv1": net.sfam.fpl.conv1,
+              "fpl.conv2": net.sfam.fpl.conv2, "zcl": net.sfam.zcl.conv}
+    for name, conv in layers.items():
+        w = conv.weight
+        xavier = math.sqrt(2.0 / (w.shape[0] + w.shape[1]))
+        assert w.std().item() == pytest.approx(xavier, rel=0.10), name
+        if conv.bias is not None:
+            assert torch.count_nonzero(conv.bias) == 0, name
+    assert net.cwl.conv.bias is None and net.rec_cwl.bias is None
+    assert net.sfam.fpl.conv1.bias is not None and net.sfam.zcl.conv.bias is not None
+    conv = net.mffm.fuse[0].conv1  # 1x1, fan_out = out channels
+    assert conv.weight.std().item() == pytest.approx(math.sqrt(2.0 / conv.weight.shape[0]), rel=0.10)
+
+
 def test_blocks_are_torchvision_ones():
     """MFFM's fusion stage and the teacher are torchvision's wide Bottleneck; the teacher's names match
     torchvision's wide_resnet101_2 layers 1-3 exactly (so its ImageNet file loads)."""
