@@ -29,6 +29,7 @@ from model.fen import FEN
 from utils.detectors import (FEN_PREFIX, DetectorOptions, check_detector, check_memory, detector_names, needs_fen,
                              run_detector)
 from utils.device import Timer, pick_device
+from utils.export import SceneRecord, check_envi_sources, fen_output, write_exports
 from utils.io import save_json, save_npz, save_text
 from utils.lrx import DEFAULT_INNER, DEFAULT_OUTER
 from utils.metrics import auc_undefined_reason
@@ -76,6 +77,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--save_dir", type=Path, default=ROOT / "results", help="where auc.csv and scores/ go")
     p.add_argument("--save_scores", action=argparse.BooleanOptionalAction, default=True,
                    help="write each scene's score maps to SAVE_DIR/scores/<scene>.npz")
+    p.add_argument("--save_mat", action=argparse.BooleanOptionalAction, default=False,
+                   help="also write the authors' files to SAVE_DIR: scores[_<detector>].mat, gts.mat, mixfs.mat, "
+                        "each_auc[_<detector>].txt, test_list.txt (one set per scene size in mat_<H>x<W>/)")
+    p.add_argument("--save_envi", action=argparse.BooleanOptionalAction, default=False,
+                   help="for ENVI scenes: each score map as a float32 ENVI image with the input's map info, "
+                        "in SAVE_DIR/envi/<scene>_<detector>.hdr")
     p.add_argument("--json", type=Path, default=None, help="also write the results as JSON here")
     p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=True, help="progress bar")
     return p.parse_args(argv)
@@ -142,6 +149,8 @@ def run(args: argparse.Namespace) -> list[SceneResult]:
     for s in scenes:  # fail before any work if one scene cannot be used
         check_cube(s.cube, s.source or s.name, args.input_channel, args.start_channel)
     check_detectors(scenes, args, device)
+    if args.save_envi:
+        check_envi_sources([s.source or s.name for s in scenes])
     options = detector_options(args)
     fen = None
     if needs_fen(args.detectors):
@@ -151,19 +160,24 @@ def run(args: argparse.Namespace) -> list[SceneResult]:
     print(f"{len(scenes)} scenes from {source}, bands [{args.start_channel}, "
           f"{args.start_channel + args.input_channel}), detectors {' '.join(args.detectors)}, "
           f"weights {args.weights if fen is not None else '-'}, device {device}", file=sys.stderr)
-    results = []
+    results, records = [], []  # records: what --save_mat / --save_envi write at the end (utils/export.py)
     for scene in tqdm(scenes, desc="scenes", unit="scene", disable=not args.progress, file=sys.stderr):
         x = preprocess(scene.cube, args.input_channel, args.start_channel, scene.source or scene.name).to(device)
         result, maps = evaluate_scene(scene, x, args.detectors, fen, device, options)
         results.append(result)
         if args.save_scores:
             save_npz(args.save_dir / "scores" / f"{scene.name}.npz", mask=scene.mask, **maps)
+        if args.save_mat or args.save_envi:
+            # mixfs.mat: FEN(x) from one more FEN pass, outside the timings (not enhanced - x: an extra rounding)
+            fen_out = fen_output(fen, x) if args.save_mat and fen is not None else None
+            records.append(SceneRecord(scene.name, scene.source, scene.mask, maps, result.auc, fen_out))
         if args.plots:
             from utils.plots import plot_scene  # matplotlib only when pictures are asked for
 
             bands = scene.cube[:, :, args.start_channel: args.start_channel + args.input_channel]
             plot_scene(args.save_dir / "plots", scene.name, bands, scene.mask, maps, result.auc)
     save_text(to_csv(results, args.detectors), args.save_dir / "auc.csv")
+    write_exports(records, args.save_dir, args.detectors, mat=args.save_mat, envi=args.save_envi)
     save_text(roc3d_csv(results, args.detectors), args.save_dir / "roc3d.csv")
     if args.json is not None:
         config = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()

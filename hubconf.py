@@ -1,0 +1,38 @@
+"""torch.hub entry points: the FEN with the authors' released weights, and the GRX detector.
+
+    import torch
+    fen = torch.hub.load("<owner>/<repo>", "fen", weights="had100", bands=50)   # or source="local" with a path
+    grx = torch.hub.load("<owner>/<repo>", "grx")
+    scores = grx(fen.enhance(x))             # x: (50, H, W) preprocessed cube -> (H, W) FEN+GRX scores
+
+The weights come through ``utils.weights.load_fen``, as in ``test.py``: the same release registry, the SHA-256
+check of every file, ``FERD_WEIGHTS_DIR`` (or ``weights_dir``) for a local copy, else the download cache
+``checkpoints/release/`` of this repository (for a GitHub load: of torch.hub's copy of it).
+"""
+from __future__ import annotations
+
+import os
+from typing import Callable
+
+# What the entry points import (torch.hub checks these are installed before calling one).
+dependencies = ["torch", "torchvision", "numpy"]
+
+
+def fen(weights: str = "had100", bands: int = 50, weights_dir: str | os.PathLike | None = None):
+    """The FEN (CWL + layer1 + FPL) in eval mode: ``(N, bands, H, W) -> (N, bands, H, W)``, FEN(x) >= 0.
+
+    ``weights``: ``"had100"`` (released for 50, 100, 200 bands), ``"aviris"`` (200) or a ``train.py``
+    checkpoint path. ``weights_dir``: a local copy of the release (overrides ``FERD_WEIGHTS_DIR``).
+    ``fen.enhance(x)`` gives the authors' enhanced cube ``(x + FEN(x)) / ||x + FEN(x)||``.
+    """
+    from utils.weights import load_fen
+
+    return load_fen(weights, bands, weights_dir)
+
+
+def grx() -> Callable:
+    """The global RX detector ``utils.rx.grx``: ``(B, H, W) -> (H, W)`` or ``(M, B, H, W) -> (M, H, W)``
+    float64 squared Mahalanobis scores."""
+    from utils.rx import grx as grx_detector
+
+    return grx_detector
