@@ -10,7 +10,8 @@ Detectors: GRX (global RX), SLRX (the authors' simplified local RX: --block_num,
 Prints a per-scene table (AUC and seconds for each detector) with the mean row, then the 3D-ROC measures
 (AUC(Pd,Pf), AUC(Pd,tau), AUC(Pf,tau), SNPR, adaptive SNPR; utils/roc3d.py) per scene and detector.
 Writes under ``--save_dir`` the per-scene AUCs (``auc.csv``), the 3D-ROC measures (``roc3d.csv``), the score
-maps (``scores/<scene>.npz``) and, with ``--plots``, ``plots/<scene>_maps.png`` and ``plots/<scene>_roc.png``.
+maps (``scores/<scene>.npz``) and, with ``--plots``, ``plots/<scene>_maps.png`` and ``plots/<scene>_roc.png``;
+with ``--save_mat`` the authors' MATLAB files, with ``--save_envi`` georeferenced ENVI maps (utils/export.py).
 """
 from __future__ import annotations
 

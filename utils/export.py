@@ -32,6 +32,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from utils.errors import FerdError
 from utils.io import atomic_path, save_text
 
 #: Header fields that tie pixels to map coordinates; copied verbatim (as the input spells them) to each map.
@@ -39,6 +40,10 @@ GEO_FIELDS = ("map info", "coordinate system string", "pixel size", "projection 
               "x start", "y start")
 #: MATLAB v5/v7 files hold variables up to 2^31 bytes; larger ones need v7.3 (HDF5).
 MAT_V5_LIMIT = 2 ** 31
+
+
+class ExportError(FerdError, ValueError):
+    """An export option that does not fit the input (test.py prints it as one line, exit code 2)."""
 
 
 @dataclass
@@ -168,7 +173,7 @@ def check_envi_sources(sources: list[str]) -> None:
     """Before any work: ``--save_envi`` needs ENVI scenes, whose header holds the georeferencing to keep."""
     for s in sources:
         if not is_envi(s):
-            raise ValueError(f"--save_envi: {s} is not an ENVI scene, so there is no map info to keep; "
+            raise ExportError(f"--save_envi: {s} is not an ENVI scene, so there is no map info to keep; "
                              "give ENVI .hdr scenes or drop --save_envi (SAVE_DIR/scores has every map as .npz)")
 
 
@@ -215,8 +220,8 @@ def write_envi(records: list[SceneRecord], save_dir: Path, detectors: list[str])
         georef = envi_georef(r.source)
         for d in detectors:
             path = save_dir / "envi" / f"{r.name}_{detector_tag(d)}.hdr"
-            meta = {**georef, "band names": [d],
-                    "description": f"{d} anomaly scores of {r.name} (FERD test.py; georeferencing of {r.source})"}
+            meta = {**georef, "band names": [d], "description":
+                    f"{d} anomaly scores of {r.name} (FERD test.py; georeferencing of {Path(r.source).name})"}
             write_envi_map(path, r.maps[d], meta)
             written.append(path)
     return written
