@@ -33,6 +33,7 @@ class FEN(nn.Module):
         self.layer1 = wide_layer1()
         self.fpl = FPL(bands, hidden=hidden if hidden is not None else fpl_hidden(bands))
         self.layer1.requires_grad_(False)
+        self.layer1.eval()  # frozen ImageNet layer: its BN uses the stored statistics from construction on
 
     @property
     def bands(self) -> int:

@@ -11,21 +11,28 @@ from model.ferd import FERDOutput
 W_SIM, W_REC, W_ZC = 1.0, 0.1, 0.1
 
 
+def at_least_fp32(t: torch.Tensor) -> torch.Tensor:
+    """Half-precision activations (AMP) are promoted to float32 for the loss; float32 and float64 stay as they
+    are: demoting a float64 network's features would cost the cosine's gradient about 4 digits (its two
+    terms nearly cancel over a million elements)."""
+    return t.float() if t.dtype in (torch.float16, torch.bfloat16) else t
+
+
 def similarity_loss(f: list[torch.Tensor], g: list[torch.Tensor]) -> torch.Tensor:
     """L_sim: sum over the pairs (f_k, g_k) of the batch mean of ``1 - cosine(flatten f_k, flatten g_k)``,
     each sample's whole feature map flattened to one vector (RD4AD's loss). 0 when g_k = c f_k, c > 0."""
     if len(f) != len(g):
         raise ValueError(f"similarity_loss: {len(f)} teacher features but {len(g)} decoder features")
-    total = f[0].new_zeros((), dtype=torch.float32)
+    total = at_least_fp32(f[0]).new_zeros(())
     for fk, gk in zip(f, g):
-        cos = F.cosine_similarity(fk.flatten(1).float(), gk.flatten(1).float(), dim=1)
+        cos = F.cosine_similarity(at_least_fp32(fk.flatten(1)), at_least_fp32(gk.flatten(1)), dim=1)
         total = total + (1 - cos).mean()
     return total
 
 
 def reconstruction_loss(reconstruction: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
     """L_rec: mean squared error between the reconstruction and the input."""
-    return F.mse_loss(reconstruction.float(), x.float())
+    return F.mse_loss(at_least_fp32(reconstruction), at_least_fp32(x))
 
 
 def zero_centering_loss(p: torch.Tensor, double_sigmoid: bool = True) -> torch.Tensor:
@@ -36,7 +43,7 @@ def zero_centering_loss(p: torch.Tensor, double_sigmoid: bool = True) -> torch.T
     loss is ``log(1 + exp(p)) >= log 2`` and never reaches 0. ``double_sigmoid=False`` is the clean
     variant: plain BCE on p.
     """
-    p = p.float()
+    p = at_least_fp32(p)
     target = torch.zeros_like(p)
     if double_sigmoid:
         return F.binary_cross_entropy_with_logits(p, target)
