@@ -16,6 +16,7 @@ with ``--save_mat`` the authors' MATLAB files, with ``--save_envi`` georeference
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -23,13 +24,15 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from data import DataError, Scene, preprocess, read_had100, read_scene
+from data import Scene, preprocess, read_had100, read_scene
 from data.preprocess import check_cube
 from data.synthetic import DEFAULT_ROOT as SYNTHETIC_ROOT, ensure_synthetic
 from model.fen import FEN
 from utils.detectors import (FEN_PREFIX, DetectorOptions, check_detector, check_memory, detector_names, needs_fen,
                              run_detector)
+from utils.cli import OneLineParser
 from utils.device import Timer, pick_device
+from utils.errors import DetectorError, FerdError
 from utils.export import SceneRecord, check_envi_sources, fen_output, write_exports
 from utils.io import save_json, save_npz, save_text
 from utils.lrx import DEFAULT_INNER, DEFAULT_OUTER
@@ -37,15 +40,15 @@ from utils.metrics import auc_undefined_reason
 from utils.report import SceneResult, format_roc3d_table, format_table, roc3d_csv, to_csv, to_json
 from utils.roc3d import roc3d
 from utils.slrx import DEFAULT_BLOCK_NUM
-from utils.weights import ENV_WEIGHTS_DIR, WeightsError, load_fen
+from utils.weights import ENV_WEIGHTS_DIR, load_fen
 
 ROOT = Path(__file__).resolve().parent
 DEFAULT_DATA = ROOT / "data" / "HAD100Dataset"
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p = OneLineParser(prog="test.py", description=__doc__.split("\n\n")[0],
+                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--input_channel", type=int, default=50, help="number of bands used (50, 100 or 200 in the paper)")
     p.add_argument("--start_channel", type=int, default=0, help="first band used")
     src = p.add_mutually_exclusive_group()
@@ -86,7 +89,60 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         "in SAVE_DIR/envi/<scene>_<detector>.hdr")
     p.add_argument("--json", type=Path, default=None, help="also write the results as JSON here")
     p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=True, help="progress bar")
-    return p.parse_args(argv)
+    args = p.parse_args(argv)
+    check_args(p, args)
+    return args
+
+
+def check_args(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """Options that are wrong whatever the data: one line via ``parser.error`` (exit code 2)."""
+    if args.input_channel < 1:
+        parser.error(f"--input_channel {args.input_channel}: must be 1 or more (the number of bands used)")
+    if args.start_channel < 0:
+        parser.error(f"--start_channel {args.start_channel}: must be 0 or more (the first band used, from 0)")
+    if args.block_num < 1:
+        parser.error(f"--block_num {args.block_num}: must be 1 or more (SLRX blocks of bands // block_num px)")
+    if args.block_size is not None and args.block_size < 1:
+        parser.error(f"--block_size {args.block_size}: must be 1 or more pixels")
+
+
+class OutputError(FerdError):
+    """A result path that cannot be written (found before anything is written)."""
+
+
+def check_writable(path: Path, option: str, folder: bool) -> None:
+    """Raise :class:`OutputError` unless ``path`` can be written: a folder (existing or to be made) if ``folder``,
+    else a file; the nearest existing folder on the way must be a writable folder."""
+    if folder and path.exists() and not path.is_dir():
+        raise OutputError(f"{option}: {path} is a file, not a folder")
+    if not folder and path.is_dir():
+        raise OutputError(f"{option}: {path} is a folder, not a file")
+    existing = path if folder else path.parent
+    while not existing.exists():
+        existing = existing.parent
+    if not existing.is_dir():
+        raise OutputError(f"{option}: {existing} is a file, not a folder")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise OutputError(f"{option}: {existing} is not writable")
+
+
+def check_outputs(args: argparse.Namespace, scenes: list[Scene]) -> None:
+    """Before any work: every result path can be written, and no two scenes would write the same file."""
+    check_writable(args.save_dir, "--save_dir", folder=True)
+    for sub, wanted in (("scores", args.save_scores), ("plots", args.plots)):
+        if wanted:
+            check_writable(args.save_dir / sub, "--save_dir", folder=True)
+    for name in ("auc.csv", "roc3d.csv"):
+        check_writable(args.save_dir / name, "--save_dir", folder=False)
+    if args.json is not None:
+        check_writable(args.json, "--json", folder=False)
+    if args.save_scores or args.plots or args.save_mat or args.save_envi:
+        seen: dict[str, str] = {}
+        for s in scenes:
+            if s.name in seen:
+                raise OutputError(f"{seen[s.name]} and {s.source}: two scenes named '{s.name}' would write the "
+                                  f"same result files in {args.save_dir}; rename one (or use --no-save_scores)")
+            seen[s.name] = s.source or s.name
 
 
 def load_scenes(args: argparse.Namespace) -> tuple[list[Scene], str]:
@@ -115,8 +171,8 @@ def check_detectors(scenes: list[Scene], args: argparse.Namespace, device: torch
         for name in args.detectors:
             try:
                 check_detector(name, shape, options)
-            except ValueError as err:
-                raise ValueError(f"{s.source or s.name}: {name}: {err}") from None
+            except DetectorError as err:
+                raise DetectorError(f"{s.source or s.name}: {name}: {err}") from None
             check_memory(name, shape, options, device, s.source or s.name)
 
 
@@ -147,6 +203,7 @@ def evaluate_scene(scene: Scene, x: torch.Tensor, detectors: list[str], fen: FEN
 def run(args: argparse.Namespace) -> list[SceneResult]:
     device = pick_device(args.device)
     scenes, source = load_scenes(args)
+    check_outputs(args, scenes)
     for s in scenes:  # fail before any work if one scene cannot be used
         check_cube(s.cube, s.source or s.name, args.input_channel, args.start_channel)
     check_detectors(scenes, args, device)
@@ -198,7 +255,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     try:
         run(args)
-    except (DataError, WeightsError, ValueError) as err:
+    except FerdError as err:  # DataError, WeightsError, DetectorError, ...: the user's input, one line
         print(f"test.py: error: {err}", file=sys.stderr)
         return 2
     return 0

@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from data.preprocess import DataError
+from utils.errors import describe
 
 MASK_SUFFIXES = ("_gt", "_mask", "_map")
 
@@ -27,9 +28,8 @@ def _open(path: Path) -> np.ndarray:
     try:
         image = envi.open(str(path))
         cube = np.asarray(image.load())
-    except (envi.EnviException, OSError, ValueError, KeyError, TypeError) as err:
-        msg = " ".join(str(err).split()) or type(err).__name__
-        raise DataError(f"{path}: not a readable ENVI header + image ({msg})") from None
+    except Exception as err:  # spectral raises many kinds (EnviException, KeyError, numpy errors, ...)
+        raise DataError(f"{path}: not a readable ENVI header + image ({describe(err)})") from None
     return cube if cube.ndim == 3 else cube[:, :, None]
 
 

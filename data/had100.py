@@ -14,10 +14,16 @@ from data.scene import Scene, check_scene, load_npy, read_png_mask
 TEST_SENSOR = "aviris_ng"
 
 
+def visible_files(folder: Path, pattern: str) -> list[Path]:
+    """Files in ``folder`` matching ``pattern``, without hidden ones (``._scene.npy`` from macOS, editor
+    backups starting with a dot) and without folders whose name happens to match."""
+    return [p for p in folder.glob(pattern) if not p.name.startswith(".") and p.is_file()]
+
+
 def _npy_files(folder: Path, what: str) -> list[Path]:
     if not folder.is_dir():
         raise DataError(f"{folder}: {what} folder not found")
-    files = sorted(folder.glob("*.npy"))
+    files = sorted(visible_files(folder, "*.npy"))
     if not files:
         raise DataError(f"{folder}: {what} folder holds no .npy files")
     return files
@@ -32,7 +38,7 @@ def read_had100(root: str | Path, sensor: str = TEST_SENSOR) -> list[Scene]:
     gt_dir = root / "ground_truth" / sensor
     if not gt_dir.is_dir():
         raise DataError(f"{gt_dir}: ground-truth folder not found")
-    masks = {p.stem: p for p in gt_dir.glob("*.png")}
+    masks = {p.stem: p for p in visible_files(gt_dir, "*.png")}
     stems = {p.stem for p in cubes}
     if orphans := sorted(set(masks) - stems):
         raise DataError(f"{gt_dir}: mask(s) without a test cube: {', '.join(orphans[:5])}"

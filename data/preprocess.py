@@ -4,27 +4,85 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from utils.errors import FerdError
+
 #: Quirk 2 (SPEC sec. 7): the authors scale every cube to [-0.1, 0.1]; detectors min-max again to [0, 1].
 INPUT_SCALE = 0.1
 
 
-class DataError(ValueError):
-    """Input data that cannot be used as it is; the message names the file and the problem."""
+class DataError(FerdError, ValueError):
+    """Input data that cannot be used as it is; the message names the file and the problem.
+
+    A :class:`~utils.errors.FerdError` (the scripts print it as one line, exit code 2), and still a
+    ValueError as it was before.
+    """
+
+
+def check_options(bands: int, start: int) -> None:
+    """Raise :class:`DataError` naming the option if the band window ``[start, start + bands)`` is empty or
+    starts before band 0 (test.py and train.py refuse these while parsing; this guards library callers)."""
+    if bands < 1:
+        raise DataError(f"--input_channel {bands}: must be 1 or more (the number of bands used)")
+    if start < 0:
+        raise DataError(f"--start_channel {start}: must be 0 or more (the first band used, counted from 0)")
+
+
+def check_dtype(cube: np.ndarray, name: str) -> None:
+    """Raise :class:`DataError` unless ``cube`` holds real numbers (bool, integer or floating point)."""
+    kind = cube.dtype.kind
+    if kind == "c":
+        raise DataError(f"{name}: complex values ({cube.dtype}); the detectors need real numbers: "
+                        "save the magnitude (np.abs) or the real part")
+    if kind not in "biuf":
+        raise DataError(f"{name}: values of type {cube.dtype}, not numbers; save the cube as a numeric array")
 
 
 def check_cube(cube: np.ndarray, name: str, bands: int, start: int = 0) -> None:
-    """Raise :class:`DataError` if ``cube`` (H x W x B) cannot give ``bands`` clean bands from ``start``."""
+    """Raise :class:`DataError` if ``cube`` (H x W x B) cannot give ``bands`` clean bands from ``start``.
+
+    Clean: real numbers, no NaN/Inf, and a range that float64 can hold and scale (max > min, max - min
+    finite). Integer, boolean and float16 cubes are fine: :func:`preprocess` converts them to float64.
+    """
+    check_options(bands, start)
     if cube.ndim != 3:
         raise DataError(f"{name}: expected an H x W x B cube, got shape {cube.shape}")
-    if cube.shape[2] < start + bands:
-        raise DataError(f"{name}: has {cube.shape[2]} bands, fewer than --start_channel {start} + "
-                        f"--input_channel {bands}")
+    check_dtype(cube, name)
+    if cube.shape[0] < 1 or cube.shape[1] < 1:
+        raise DataError(f"{name}: the cube is {cube.shape[0]} x {cube.shape[1]} pixels: empty")
+    have = cube.shape[2]
+    if have < start + bands:
+        hint = (f"use --input_channel {have - start} or less" if have > start
+                else f"--start_channel must be below {have}")
+        raise DataError(f"{name}: has {have} bands, fewer than --start_channel {start} + "
+                        f"--input_channel {bands}; {hint}")
     sel = cube[:, :, start : start + bands]
-    if not np.isfinite(sel).all():
+    if sel.dtype.kind == "f" and not np.isfinite(sel).all():
         bad = int((~np.isfinite(sel)).sum())
-        raise DataError(f"{name}: {bad} NaN/Inf values in the bands used")
-    if sel.min() == sel.max():
-        raise DataError(f"{name}: the cube is constant (min == max == {sel.min()}), nothing to detect")
+        raise DataError(f"{name}: {bad} NaN/Inf values in the bands used; replace them (e.g. by interpolation) "
+                        "or choose other bands")
+    lo, hi = float(sel.min()), float(sel.max())  # as preprocess() sees them: in float64
+    if not hi > lo:
+        raise DataError(f"{name}: the cube is constant in the bands used (min == max == {sel.min()}"
+                        + (" in float64" if sel.min() != sel.max() else "") + "), nothing to detect")
+    if not np.isfinite(hi - lo):
+        raise DataError(f"{name}: values from {lo:g} to {hi:g} span more than float64 can hold; "
+                        "rescale the cube")
+
+
+def check_mask(cube: np.ndarray, mask: np.ndarray, name: str) -> None:
+    """Raise :class:`DataError` unless ``mask`` is H x W for the H x W x B ``cube``; a cube whose last two
+    axes match the mask is reported as band-first (B x H x W), with how to fix it."""
+    if mask.ndim != 2:
+        raise DataError(f"{name}: the mask must be H x W, got shape {mask.shape}")
+    if mask.shape == cube.shape[:2]:
+        return
+    if cube.ndim == 3 and cube.shape[1:] == mask.shape:
+        raise DataError(f"{name}: the cube is {' x '.join(map(str, cube.shape))} and its mask "
+                        f"{mask.shape[0]} x {mask.shape[1]}: the cube looks band-first (B x H x W, "
+                        f"{cube.shape[0]} bands); store it as H x W x B, e.g. "
+                        "np.save(path, np.moveaxis(cube, 0, -1))")
+    raise DataError(f"{name}: mask is {mask.shape[0]} x {mask.shape[1]} but the cube is "
+                    f"{cube.shape[0]} x {cube.shape[1]}")
 
 
 def preprocess(cube: np.ndarray, bands: int, start: int = 0, name: str = "cube") -> torch.Tensor:

@@ -11,7 +11,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from data.preprocess import DataError
+from data.preprocess import DataError, check_mask
+from utils.errors import describe
 
 #: Names tried, in order, when a .mat file's cube or mask key is not given.
 CUBE_KEYS = ("data", "hsi", "hsi_img", "img", "image", "cube", "X", "Y")
@@ -29,13 +30,23 @@ class Scene:
 
 
 def read_png_mask(path: Path) -> np.ndarray:
-    """HAD100 ground truth: a PNG whose anomalies have the green channel at 255 (grey PNGs: value 255)."""
+    """Ground truth from an image: HAD100's colour PNGs (anomaly where green == 255), grey or palette
+    images (255 = anomaly), 0/1 images (1 = anomaly, whatever the mode), 1-bit and 16-bit images (> 0)."""
     try:
-        img = np.asarray(Image.open(path))
-    except (OSError, ValueError) as err:
-        raise DataError(f"{path}: not a readable PNG mask ({err})") from None
+        with Image.open(path) as im:
+            if im.mode in ("P", "PA"):  # palette indices mean nothing by themselves: use the colours
+                im = im.convert("RGBA")
+            elif im.mode == "LA":  # grey + alpha: channel 1 would be the alpha
+                im = im.convert("L")
+            img = np.asarray(im)
+    except Exception as err:  # PIL raises OSError, SyntaxError, ValueError, DecompressionBombError, ...
+        raise DataError(f"{path}: not a readable PNG mask ({describe(err)})") from None
     if img.ndim == 3:
-        return img[:, :, 1] == 255
+        img = img[:, :, 1]
+    if img.dtype == bool:
+        return img
+    if img.size and 0 <= img.min() and img.max() <= 1:  # a 0/1 mask
+        return img == 1
     return img == 255 if img.dtype == np.uint8 else img > 0
 
 
@@ -44,17 +55,18 @@ def _load_mat(path: Path) -> dict[str, np.ndarray]:
     import h5py
     import scipy.io
 
-    if h5py.is_hdf5(path):  # MATLAB v7.3 files are HDF5
-        with h5py.File(path, "r") as fh:
-            # h5py sees MATLAB's column-major arrays with their axes reversed
-            return {k: np.asarray(v[()]).T for k, v in fh.items()
-                    if isinstance(v, h5py.Dataset) and v.dtype.kind in "biuf"}
+    # complex arrays are kept so that check_cube can refuse them by name, rather than "no cube found"
     try:
+        if h5py.is_hdf5(path):  # MATLAB v7.3 files are HDF5
+            with h5py.File(path, "r") as fh:
+                # h5py sees MATLAB's column-major arrays with their axes reversed
+                return {k: np.asarray(v[()]).T for k, v in fh.items()
+                        if isinstance(v, h5py.Dataset) and v.dtype.kind in "biufc"}
         mat = scipy.io.loadmat(path)
-    except (ValueError, OSError, TypeError, NotImplementedError) as err:
-        raise DataError(f"{path}: not a readable .mat file ({err})") from None
+    except Exception as err:  # scipy and h5py raise many kinds (MatReadError, zlib, struct, ...) for a bad file
+        raise DataError(f"{path}: not a readable .mat file ({describe(err)})") from None
     return {k: v for k, v in mat.items()
-            if not k.startswith("__") and isinstance(v, np.ndarray) and v.dtype.kind in "biuf"}
+            if not k.startswith("__") and isinstance(v, np.ndarray) and v.dtype.kind in "biufc"}
 
 
 def _pick(arrays: dict[str, np.ndarray], key: str | None, preferred: tuple[str, ...], ndim: int,
@@ -84,9 +96,16 @@ def read_mat(path: Path, data_key: str | None = None, gt_key: str | None = None)
 def load_npy(path: Path, mmap: bool = False) -> np.ndarray:
     """A ``.npy`` array (memory-mapped with ``mmap``); an unreadable file raises :class:`DataError`."""
     try:
-        return np.load(path, allow_pickle=False, mmap_mode="r" if mmap else None)
-    except (OSError, ValueError) as err:
-        raise DataError(f"{path}: not a readable .npy array ({err})") from None
+        array = np.load(path, allow_pickle=False, mmap_mode="r" if mmap else None)
+    except Exception as err:  # OSError, ValueError, EOFError (empty file), ...
+        # numpy's pickle message advises allow_pickle=True, i.e. running the file's code: never repeat it
+        why = ("another kind of file, or Python objects, which are never loaded" if "pickle" in str(err)
+               else describe(err))
+        raise DataError(f"{path}: not a readable .npy array ({why})") from None
+    if not isinstance(array, np.ndarray):  # np.load opens a .npz archive whatever the file is called
+        array.close()
+        raise DataError(f"{path}: a .npz archive, not a .npy array; save the cube with np.save")
+    return array
 
 
 def read_npy(path: Path) -> Scene:
@@ -101,9 +120,7 @@ def check_scene(scene: Scene) -> Scene:
     """Shape checks that every reader shares."""
     if scene.cube.ndim != 3:
         raise DataError(f"{scene.source}: expected an H x W x B cube, got shape {scene.cube.shape}")
-    if scene.mask.shape != scene.cube.shape[:2]:
-        raise DataError(f"{scene.source}: mask is {scene.mask.shape[0]} x {scene.mask.shape[1]} but the cube is "
-                        f"{scene.cube.shape[0]} x {scene.cube.shape[1]}")
+    check_mask(scene.cube, scene.mask, scene.source)
     return scene
 
 

@@ -16,6 +16,8 @@ import torch
 from torch import nn
 from torchvision.models.resnet import Bottleneck, conv1x1
 
+from utils.errors import FerdError, describe
+
 #: wide_resnet101_2: width_per_group = 64 * 2, so every Bottleneck has an inner width of 2 x planes.
 WIDE_BASE_WIDTH = 128
 
@@ -49,8 +51,10 @@ IMAGENET_HOST = "download.pytorch.org"
 TEACHER_BLOCKS = (3, 4, 23)
 
 
-class TeacherError(RuntimeError):
-    """Teacher weights that cannot be found or used; the one-line message says what to do instead."""
+class TeacherError(FerdError, RuntimeError):
+    """Teacher weights that cannot be found or used; the one-line message says what to do instead.
+
+    A :class:`~utils.errors.FerdError` (one line, exit code 2), and still a RuntimeError as it was before."""
 
 
 def init_resnet_(module: nn.Module) -> None:
@@ -128,16 +132,23 @@ def imagenet_state_dict(download: bool = True) -> dict[str, torch.Tensor]:
         try:
             return Wide_ResNet101_2_Weights.IMAGENET1K_V1.get_state_dict(progress=True, check_hash=True)
         except Exception as err:  # URLError, hash mismatch, partial file: all end the same way
-            raise TeacherError(f"--teacher imagenet: download of {IMAGENET_FILE} failed ({err}); place the file "
-                               f"at {path}, or use --teacher PATH or --teacher random") from None
+            raise TeacherError(f"--teacher imagenet: download of {IMAGENET_FILE} failed ({describe(err)}); place "
+                               f"the file at {path}, or use --teacher PATH or --teacher random") from None
     return _load_file(path)
 
 
 def _load_file(path: Path) -> dict[str, torch.Tensor]:
+    import warnings
+
     try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:
-        raise TeacherError(f"{path}: not a readable torch state dict ({type(err).__name__}: {err})") from None
+        with warnings.catch_warnings():  # e.g. "Detected pickle protocol 4": the error below says it all
+            warnings.simplefilter("ignore")
+            obj = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception:
+        # torch's own message spans lines and advises weights_only=False (running code from the file): not shown
+        raise TeacherError(f"{path}: not a readable torch state dict (torch cannot load it as a file of tensors: "
+                           "another kind of file, or a damaged one); --teacher takes imagenet, random or a "
+                           "state-dict file such as the authors' enc.pt") from None
     obj = obj.get("state_dict", obj) if isinstance(obj, dict) else obj
     if not isinstance(obj, dict) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
         raise TeacherError(f"{path}: expected a state dict of tensors (optionally under 'state_dict')")

@@ -17,7 +17,9 @@ from typing import Callable
 
 import torch
 
+from model.cwl import CWL_PAD
 from model.fen import FEN
+from utils.errors import DetectorError
 from utils.lrx import DEFAULT_INNER, DEFAULT_OUTER, check_windows, lrx, lrx_memory_bytes
 from utils.rx import grx
 from utils.slrx import DEFAULT_BLOCK_NUM, resolve_block_size, slrx, slrx_memory_bytes
@@ -68,9 +70,14 @@ def base_detector(name: str, options: DetectorOptions = DEFAULT_OPTIONS) -> Dete
 
 
 def check_detector(name: str, shape: tuple[int, int, int], options: DetectorOptions = DEFAULT_OPTIONS) -> None:
-    """Raise ValueError (naming a value that works) if detector ``name`` cannot run on a ``(B, H, W)`` cube."""
+    """Raise DetectorError (naming a value that works) if detector ``name`` cannot run on a ``(B, H, W)`` cube."""
     b, h, w = shape
     base = base_name(name)
+    if name.startswith(FEN_PREFIX) and min(h, w) <= CWL_PAD:
+        raise DetectorError(f"the scene is {h} x {w} pixels; the FEN needs at least {CWL_PAD + 1} x {CWL_PAD + 1} "
+                            f"(it mirrors {CWL_PAD} px at each border): use {base} without FEN+ on such a scene")
+    if h * w < 2:  # every detector estimates a covariance (1 / (n - 1)) from the scene's pixels
+        raise DetectorError(f"the scene is {h} x {w} pixel: {base} needs at least 2 pixels")
     if base == "SLRX":
         resolve_block_size(b, h, w, options.block_num, options.block_size)
     elif base == "LRX":
@@ -118,7 +125,7 @@ def _size(n: float) -> str:
 
 def check_memory(name: str, shape: tuple[int, int, int], options: DetectorOptions = DEFAULT_OPTIONS,
                  device: torch.device | str = "cpu", scene: str = "scene") -> int:
-    """Refuse (ValueError with the estimate) a detector that would not fit in the memory available now.
+    """Refuse (DetectorError with the estimate) a detector that would not fit in the memory available now.
 
     Returns the estimate in bytes.
     """
@@ -126,9 +133,9 @@ def check_memory(name: str, shape: tuple[int, int, int], options: DetectorOption
     have = available_memory(device)
     if need * MEMORY_MARGIN > have:
         b, h, w = shape
-        raise ValueError(f"{scene}: detector {name} needs about {_size(need * MEMORY_MARGIN)} for a {h} x {w} x {b} "
-                         f"cube but only {_size(have)} is available on {torch.device(device)}: use fewer bands "
-                         f"(--input_channel), a smaller scene, or another --device")
+        raise DetectorError(f"{scene}: detector {name} needs about {_size(need * MEMORY_MARGIN)} for a "
+                            f"{h} x {w} x {b} cube but only {_size(have)} is available on {torch.device(device)}: "
+                            "use fewer bands (--input_channel), a smaller scene, or another --device")
     return need
 
 
@@ -139,7 +146,7 @@ def run_detector(name: str, cube: torch.Tensor, fen: FEN | None = None, enhanced
     if name.startswith(FEN_PREFIX):
         if enhanced is None:
             if fen is None:
-                raise ValueError(f"detector {name} needs FEN weights")
+                raise DetectorError(f"detector {name} needs FEN weights")
             enhanced = fen.enhance(cube)
         return detector(enhanced)
     return detector(cube)

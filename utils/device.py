@@ -5,6 +5,12 @@ import time
 
 import torch
 
+from utils.errors import FerdError
+
+
+class DeviceError(FerdError, ValueError):
+    """A ``--device`` that does not exist on this machine (one line, exit code 2; also a ValueError)."""
+
 
 def pick_device(name: str | None = None, strict_fp32: bool = True) -> torch.device:
     """``name`` if given (``cpu``, ``cuda``, ``cuda:1``), else CUDA when available, else CPU.
@@ -14,9 +20,17 @@ def pick_device(name: str | None = None, strict_fp32: bool = True) -> torch.devi
     """
     if name is None:
         name = "cuda" if torch.cuda.is_available() else "cpu"
-    device = torch.device(name)
+    try:
+        device = torch.device(name)
+    except (RuntimeError, ValueError, TypeError):
+        device = None
+    if device is None or device.type not in ("cpu", "cuda"):
+        raise DeviceError(f"--device {name}: not a device this program runs on; use cpu, cuda or cuda:N")
     if device.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"--device {name}: CUDA is not available on this machine (use --device cpu)")
+        raise DeviceError(f"--device {name}: CUDA is not available on this machine (use --device cpu)")
+    if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
+        raise DeviceError(f"--device {name}: this machine has {torch.cuda.device_count()} CUDA device(s), "
+                          f"cuda:0 to cuda:{torch.cuda.device_count() - 1}")
     if device.type == "cuda" and strict_fp32:
         torch.backends.cudnn.allow_tf32 = False
         torch.backends.cuda.matmul.allow_tf32 = False

@@ -8,3 +8,15 @@ from __future__ import annotations
 
 class FerdError(Exception):
     """A problem with the user's input; the message names the file or option and says what to do."""
+
+
+def describe(err: BaseException) -> str:
+    """A library's exception as one line for a :class:`FerdError` message: its text with newlines folded,
+    or its type name when it has no text."""
+    return " ".join(str(err).split()) or type(err).__name__
+
+
+class DetectorError(FerdError, ValueError):
+    """A detector option or a scene that a detector cannot use (too small, constant, non-finite), or one that
+    would not fit in memory; the message names the option or value that works. Also a ValueError, as these
+    errors were before."""

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import torch
 
+from utils.errors import DetectorError
 from utils.rx import value_range
 
 DEFAULT_INNER = 5
@@ -40,20 +41,20 @@ GPU_CHUNK_BYTES = 1 << 30
 
 
 def check_windows(inner: int, outer: int, height: int, width: int) -> None:
-    """Raise ValueError, naming a value that works, if the windows do not fit an ``height`` x ``width`` scene."""
+    """Raise DetectorError, naming a value that works, if the windows do not fit an ``height`` x ``width`` scene."""
     for name, v in (("--lrx_inner", inner), ("--lrx_outer", outer)):
         if v < 1 or v % 2 == 0:
-            raise ValueError(f"{name} {v}: windows must be odd and positive (centred on the pixel), "
+            raise DetectorError(f"{name} {v}: windows must be odd and positive (centred on the pixel), "
                              f"e.g. {max(1, v + 1 if v % 2 == 0 else 1)}")
     if inner >= outer:
-        raise ValueError(f"--lrx_inner {inner} must be smaller than --lrx_outer {outer} "
+        raise DetectorError(f"--lrx_inner {inner} must be smaller than --lrx_outer {outer} "
                          f"(use --lrx_outer {inner + 2} or more)")
     side = min(height, width)
     if outer > side:
         largest = side if side % 2 else side - 1
         hint = (f"use --lrx_outer {largest} or less" if largest > inner
                 else f"the scene is too small for --lrx_inner {inner}")
-        raise ValueError(f"LRX outer window {outer} is larger than the {height} x {width} scene: {hint}")
+        raise DetectorError(f"LRX outer window {outer} is larger than the {height} x {width} scene: {hint}")
 
 
 def chunk_width(bands: int, width: int, device: torch.device) -> int:
@@ -112,7 +113,7 @@ def lrx(cube: torch.Tensor, inner: int = DEFAULT_INNER, outer: int = DEFAULT_OUT
     call (default: by :func:`chunk_width`).
     """
     if cube.dim() != 3:
-        raise ValueError(f"LRX expects a (B, H, W) cube, got shape {tuple(cube.shape)}")
+        raise DetectorError(f"LRX expects a (B, H, W) cube, got shape {tuple(cube.shape)}")
     b, h, w = cube.shape
     check_windows(inner, outer, h, w)
     r, ri = outer // 2, inner // 2
@@ -144,5 +145,5 @@ def lrx(cube: torch.Tensor, inner: int = DEFAULT_INNER, outer: int = DEFAULT_OUT
             y = torch.linalg.solve_triangular(cov, centred[:, :, None], upper=False)
             scores[i, c0:c1] = y.square().sum(dim=(1, 2)) * (n - 1)
     if int(worst) > 0:
-        raise ValueError("LRX: a background covariance is not positive definite (non-finite input?)")
+        raise DetectorError("LRX: a background covariance is not positive definite (non-finite input?)")
     return scores

@@ -140,15 +140,17 @@ class RXStatistics:
     def span(self) -> float:
         """max - min of every value seen; a constant cube has none and raises ValueError."""
         span = float(self.hi - self.lo)
+        if not abs(span) < float("inf"):  # NaN or Inf
+            raise DetectorError("non-finite values (NaN or Inf) in the cube")
         if not span > 0:
-            raise ValueError("cannot min-max normalise a constant cube (min == max)")
+            raise DetectorError("cannot min-max normalise a constant cube (min == max)")
         return span
 
     def precision(self) -> torch.Tensor:
         """``(B, B)``: the ``S+`` of the min-maxed pixels, divided by ``span^2`` so that it applies to the
         raw centred pixels: ``(x - mu)^T P (x - mu)`` is the score of the spec."""
         if self.n < 2:
-            raise ValueError("GRX needs at least 2 pixels")
+            raise DetectorError("GRX needs at least 2 pixels")
         span = self.span()
         cov = self.scatter / ((self.n - 1) * span * span)   # covariance of the min-maxed pixels
         return pinv_psd(cov) / (span * span)

@@ -37,7 +37,8 @@ from dataclasses import dataclass
 
 import torch
 
-from utils.rx import minmax, value_range
+from utils.errors import DetectorError
+from utils.rx import value_range
 
 #: Ridge added to every SLRX covariance before inversion (quirk 3).
 RIDGE = 1e-6
@@ -93,26 +94,26 @@ def resolve_block_size(bands: int, height: int, width: int, block_num: int = DEF
     """The SLRX block size in pixels, checked against the image.
 
     ``block_size`` (pixels) wins if given; else ``bands // block_num`` (quirk 6). A value that leaves a
-    block of fewer than 2 pixels, or a single block, raises ValueError naming the closest value that works.
+    block of fewer than 2 pixels, or a single block, raises DetectorError naming the closest value that works.
     """
     if block_size is not None:
         if block_size < 1:
-            raise ValueError(f"--block_size {block_size}: must be a positive number of pixels, e.g. 8")
+            raise DetectorError(f"--block_size {block_size}: must be a positive number of pixels, e.g. 8")
         why = BlockGrid(block_size, height, width).problem()
         if why:
             ok = [s for s in range(1, max(height, width) + 1) if BlockGrid(s, height, width).problem() is None]
             hint = _closest(ok, block_size)
-            raise ValueError(f"--block_size {block_size} on a {height} x {width} scene gives {why}: "
+            raise DetectorError(f"--block_size {block_size} on a {height} x {width} scene gives {why}: "
                              + (f"use --block_size {hint}" if hint else "the scene is too small for SLRX"))
         return block_size
     if block_num < 1:
-        raise ValueError(f"--block_num {block_num}: must be a positive integer, e.g. {DEFAULT_BLOCK_NUM}")
+        raise DetectorError(f"--block_num {block_num}: must be a positive integer, e.g. {DEFAULT_BLOCK_NUM}")
     size = bands // block_num
     why = BlockGrid(size, height, width).problem()
     if why:
         ok = [n for n in range(1, bands + 1) if BlockGrid(bands // n, height, width).problem() is None]
         hint = _closest(ok, block_num)
-        raise ValueError(f"--block_num {block_num} gives a block size of {bands} // {block_num} = {size} px "
+        raise DetectorError(f"--block_num {block_num} gives a block size of {bands} // {block_num} = {size} px "
                          f"(quirk 6: from the {bands} bands) and on a {height} x {width} scene {why}: "
                          + (f"use --block_num {hint}, or --block_size in pixels" if hint
                             else "the scene is too small for SLRX"))
@@ -168,13 +169,13 @@ def cholesky_in_place(sym: torch.Tensor) -> torch.Tensor:
     """Lower Cholesky factor of the SPD ``(..., B, B)`` matrices ``sym``, computed in ``sym``'s memory.
 
     ``sym`` is symmetric, so its transpose is the column-major (LAPACK) layout of the same matrix; factorising
-    that view in place saves a copy of the biggest arrays. Raises ValueError if one is not positive definite.
+    that view in place saves a copy of the biggest arrays. Raises DetectorError if one is not positive definite.
     """
     view = sym.transpose(-1, -2)
     info = torch.empty(sym.shape[:-2], dtype=torch.int32, device=sym.device)
     torch.linalg.cholesky_ex(view, out=(view, info))
     if bool((info > 0).any()):
-        raise ValueError("SLRX: a covariance is not positive definite even with the 1e-6 ridge "
+        raise DetectorError("SLRX: a covariance is not positive definite even with the 1e-6 ridge "
                          "(non-finite input?)")
     return view
 
@@ -309,7 +310,7 @@ def slrx_maps(cube: torch.Tensor, block_size: int, ridge: float = RIDGE) -> dict
     grid = BlockGrid(block_size, h, w)
     why = grid.problem()
     if why:
-        raise ValueError(f"SLRX: block size {block_size} px on a {h} x {w} scene gives {why}")
+        raise DetectorError(f"SLRX: block size {block_size} px on a {h} x {w} scene gives {why}")
     _, span = value_range(cube, dims=(0, 1, 2))
     eps = ridge * float(span) ** 2                                              # ridge in raw units
     blocks, valid = to_blocks(cube.permute(1, 2, 0), block_size, torch.float64)  # (R, C, M, B)
@@ -345,18 +346,32 @@ def slrx_maps(cube: torch.Tensor, block_size: int, ridge: float = RIDGE) -> dict
             for name, d in (("block", d_block), ("sur", d_sur), ("full", d_full))}
 
 
+def minmax_map(d: torch.Tensor) -> torch.Tensor:
+    """An ``(H, W)`` distance map min-maxed to [0, 1] over the image.
+
+    A map that is the same at every pixel (d_full of a scene made of two spectra in equal numbers, say)
+    tells no pixel apart and has no min-max (0 / 0): it counts as 1, the neutral factor of the product,
+    rather than failing or turning every score into NaN.
+    """
+    if not bool(torch.isfinite(d).all()):
+        raise DetectorError("SLRX: non-finite distances (non-finite input?)")
+    lo, hi = d.min(), d.max()
+    return (d - lo) / (hi - lo) if bool(hi > lo) else torch.ones_like(d)
+
+
 def slrx(cube: torch.Tensor, block_num: int = DEFAULT_BLOCK_NUM, block_size: int | None = None,
          ridge: float = RIDGE) -> torch.Tensor:
     """SLRX scores ``(H, W)`` (float64) of a ``(B, H, W)`` cube, on the cube's device.
 
     ``block_size`` in pixels, or (default) ``B // block_num`` as the authors' code (quirk 6).
-    Score = minmax(d_block) * minmax(d_sur) * minmax(d_full), each min-max over the image.
+    Score = minmax(d_block) * minmax(d_sur) * minmax(d_full), each min-max over the image (a constant map
+    counts as 1: :func:`minmax_map`).
     """
     if cube.dim() != 3:
-        raise ValueError(f"SLRX expects a (B, H, W) cube, got shape {tuple(cube.shape)}")
+        raise DetectorError(f"SLRX expects a (B, H, W) cube, got shape {tuple(cube.shape)}")
     b, h, w = cube.shape
     size = resolve_block_size(b, h, w, block_num, block_size)
     score = torch.ones(h, w, dtype=torch.float64, device=cube.device)
     for d in slrx_maps(cube, size, ridge).values():
-        score = score * minmax(d, dims=(0, 1))
+        score = score * minmax_map(d)
     return score

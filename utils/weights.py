@@ -25,6 +25,7 @@ from pathlib import Path
 import torch
 
 from model.fen import FEN
+from utils.errors import FerdError, describe
 from utils.io import atomic_path, save_torch
 
 #: The authors' repository and the commit the released weights are pinned to (SPEC sec. 6).
@@ -76,8 +77,10 @@ RELEASES: dict[str, dict[int, Release]] = {
 }
 
 
-class WeightsError(RuntimeError):
-    """Weights that cannot be found, fetched, verified or used; the message says what to do."""
+class WeightsError(FerdError, RuntimeError):
+    """Weights that cannot be found, fetched, verified or used; the message says what to do.
+
+    A :class:`~utils.errors.FerdError` (one line, exit code 2), and still a RuntimeError as it was before."""
 
 
 def sha256(path: Path) -> str:
@@ -138,11 +141,26 @@ def release_files(release: Release, weights_dir: str | os.PathLike | None = None
     return paths
 
 
-def _state_dict(path: Path) -> dict[str, torch.Tensor]:
+def load_tensors(path: Path) -> object:
+    """``torch.load`` of a weight file with ``weights_only=True`` (tensors and plain containers, never code).
+
+    Any failure is one :class:`WeightsError` line saying the file is not a checkpoint. Torch's own message
+    is not shown: it spans many lines and advises ``weights_only=False``, i.e. running code from the file.
+    """
+    import warnings
+
     try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # torch raises many kinds for a bad file; the user needs only which one
-        raise WeightsError(f"{path}: not a readable torch checkpoint ({type(err).__name__}: {err})") from None
+        with warnings.catch_warnings():  # e.g. "Detected pickle protocol 4": the error below says it all
+            warnings.simplefilter("ignore")
+            return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception:  # UnpicklingError, RuntimeError (zip), EOFError, KeyError, ...: all the same to the user
+        raise WeightsError(f"{path}: not a readable torch checkpoint (torch cannot load it as a file of tensors: "
+                           "another kind of file, or a damaged one); --weights takes a fen_<N>bands.pt written "
+                           f"by train.py or a release name ({', '.join(sorted(RELEASES))})") from None
+
+
+def _state_dict(path: Path) -> dict[str, torch.Tensor]:
+    obj = load_tensors(path)
     return obj["state_dict"] if isinstance(obj, dict) and "state_dict" in obj else obj
 
 
@@ -167,14 +185,15 @@ def save_fen(fen: FEN, path: str | os.PathLike, **meta) -> None:
 
 
 def fen_from_checkpoint(path: Path) -> FEN:
-    try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:
-        raise WeightsError(f"{path}: not a readable torch checkpoint ({type(err).__name__}: {err})") from None
+    ckpt = load_tensors(path)
     if not isinstance(ckpt, dict) or ckpt.get("format") != CHECKPOINT_FORMAT:
         raise WeightsError(f"{path}: not a FEN checkpoint of this project (format tag '{CHECKPOINT_FORMAT}' missing)")
-    fen = FEN(**ckpt["config"])
-    fen.load_state_dict(ckpt["state_dict"])
+    try:
+        fen = FEN(**ckpt["config"])
+        fen.load_state_dict(ckpt["state_dict"])
+    except Exception as err:  # KeyError, TypeError, RuntimeError (shapes): a damaged or hand-edited file
+        raise WeightsError(f"{path}: a FEN checkpoint whose config or tensors do not fit the network "
+                           f"({describe(err)[:200]})") from None
     return fen
 
 
