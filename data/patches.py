@@ -1,9 +1,11 @@
 """Training data: preprocessed background patches, and the held-out validation scenes of ``--select val``.
 
-Each training file (an H x W x B background, 64 x 64 in HAD100) is preprocessed as a whole (SPEC
-sec. 5: one global min and max per image) and cut into non-overlapping ``size x size`` tiles on a
-grid from the top-left corner (leftover rows/columns dropped). With HAD100 and ``size`` 64 that is
-exactly one patch per file, as in the authors' code.
+Each training file (an H x W x B background, 64 x 64 in HAD100) or scene (``train.py --train_scenes``)
+is preprocessed as a whole (SPEC sec. 5: one global min and max per image) and cut into ``size x size``
+patches on a grid from the top-left corner with step ``stride`` (default ``size``: non-overlapping tiles;
+leftover rows/columns dropped). With HAD100 and ``size`` 64 that is exactly one patch per file, as in the
+authors' code. A scene with a ground-truth mask loses every patch that touches a labelled anomaly, so that
+training sees background only, as HAD100's training set does.
 
 Validation (the clean alternative to quirk 4, SPEC sec. 7): a seeded fraction of the training
 *files* is held out of training; into each held-out background a few small blobs of a synthetic
@@ -13,6 +15,7 @@ Selecting the epoch on these never looks at the test labels.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Sequence, TypeVar
 
 import numpy as np
 import torch
@@ -31,25 +34,64 @@ VAL_HEIGHT = (0.02, 0.1)  # on the synthetic set: GRX AUC about 0.8 on the raw v
 VAL_WIDTH = (0.7, 2.5)
 
 
+def cut_patches(x: torch.Tensor, size: int, stride: int | None = None) -> torch.Tensor:
+    """``size x size`` patches of ``(B, H, W)`` at rows and columns ``0, stride, 2 stride, ...`` (those that fit),
+    row-major: ``(n, B, size, size)``; ``stride`` defaults to ``size`` (non-overlapping tiles)."""
+    stride = size if stride is None else stride
+    b = x.shape[0]
+    p = x.unfold(1, size, stride).unfold(2, size, stride)  # (B, rows, cols, size, size)
+    return p.permute(1, 2, 0, 3, 4).reshape(-1, b, size, size).contiguous()
+
+
 def tiles(x: torch.Tensor, size: int) -> torch.Tensor:
     """Non-overlapping ``size x size`` tiles of ``(B, H, W)``, row-major: ``(n, B, size, size)``."""
-    b, h, w = x.shape
-    rows, cols = h // size, w // size
-    t = x[:, : rows * size, : cols * size].reshape(b, rows, size, cols, size)
-    return t.permute(1, 3, 0, 2, 4).reshape(rows * cols, b, size, size).contiguous()
+    return cut_patches(x, size)
 
 
-def load_patches(files: list[Path], bands: int, start: int, size: int) -> torch.Tensor:
-    """All training tiles of ``files``: ``(N, bands, size, size)`` float32; any bad file raises DataError."""
+def anomaly_free(mask: np.ndarray, size: int, stride: int | None = None) -> np.ndarray:
+    """For each patch of :func:`cut_patches` (same order), whether it touches no labelled anomaly: ``(n,)`` bool."""
+    stride = size if stride is None else stride
+    m = torch.from_numpy(np.ascontiguousarray(mask, dtype=np.uint8))
+    touched = m.unfold(0, size, stride).unfold(1, size, stride).amax(dim=(-2, -1))
+    return (touched == 0).flatten().numpy()
+
+
+def check_patch_fits(shape: tuple[int, ...], size: int, name: str) -> None:
+    if len(shape) == 3 and min(shape[:2]) < size:
+        raise DataError(f"{name}: is {shape[0]} x {shape[1]} px, smaller than --img_size {size}")
+
+
+def load_patches(files: list[Path], bands: int, start: int, size: int, stride: int | None = None) -> torch.Tensor:
+    """All training patches of ``files``: ``(N, bands, size, size)`` float32; any bad file raises DataError."""
     if not files:
         raise DataError("no training files")
     out = []
     for path in files:
         cube = load_npy(path, mmap=True)
-        if cube.ndim == 3 and min(cube.shape[:2]) < size:
-            raise DataError(f"{path}: is {cube.shape[0]} x {cube.shape[1]} px, smaller than --img_size {size}")
-        out.append(tiles(preprocess(np.asarray(cube), bands, start, str(path)), size))
+        check_patch_fits(cube.shape, size, str(path))
+        out.append(cut_patches(preprocess(np.asarray(cube), bands, start, str(path)), size, stride))
     return torch.cat(out)
+
+
+def scene_patches(scenes: Sequence[Scene], bands: int, start: int, size: int, stride: int | None = None
+                  ) -> tuple[torch.Tensor, int]:
+    """Training patches of whole scenes (each preprocessed as one image) that touch no labelled anomaly:
+    ``(N, bands, size, size)`` float32, and how many patches were dropped for touching one."""
+    if not scenes:
+        raise DataError("no training scenes")
+    out, dropped = [], 0
+    for s in scenes:
+        name = s.source or s.name
+        check_patch_fits(s.cube.shape, size, name)
+        patches = cut_patches(preprocess(s.cube, bands, start, name), size, stride)
+        keep = anomaly_free(s.mask, size, stride)
+        dropped += int((~keep).sum())
+        out.append(patches[torch.from_numpy(keep)])
+    patches = torch.cat(out)
+    if not len(patches):
+        raise DataError(f"every {size} x {size} patch of the {len(scenes)} training scene(s) touches a labelled "
+                        "anomaly; use a smaller --img_size or --patch_stride")
+    return patches, dropped
 
 
 class PatchDataset(Dataset):
@@ -65,12 +107,16 @@ class PatchDataset(Dataset):
         return self.patches[i]
 
 
-def split_files(files: list[Path], fraction: float, seed: int) -> tuple[list[Path], list[Path]]:
-    """``(train, val)``: a seeded ``fraction`` of ``files`` (at least one) held out, both kept sorted."""
+T = TypeVar("T")
+
+
+def split_files(files: list[T], fraction: float, seed: int) -> tuple[list[T], list[T]]:
+    """``(train, val)``: a seeded ``fraction`` of ``files`` (training files or scenes; at least one) held
+    out, both kept in their order."""
     if not 0 < fraction < 1:
-        raise ValueError(f"--val_fraction must be between 0 and 1, got {fraction}")
+        raise DataError(f"--val_fraction must be between 0 and 1, got {fraction}")
     if len(files) < 2:
-        raise DataError(f"--select val needs at least 2 training files to hold one out, found {len(files)}")
+        raise DataError(f"--select val needs at least 2 training files or scenes to hold one out, found {len(files)}")
     n_val = min(len(files) - 1, max(1, round(fraction * len(files))))
     order = np.random.default_rng(seed).permutation(len(files))
     val = set(order[:n_val].tolist())
@@ -115,13 +161,35 @@ def implant_anomalies(cube: np.ndarray, start: int, bands: int, rng: np.random.G
     return out.astype(np.float32), mask
 
 
-def make_val_scenes(val_files: list[Path], bands: int, start: int, seed: int) -> list[Scene]:
-    """One scene per held-out file with :func:`implant_anomalies`; deterministic in ``seed``."""
+def implant_val_scenes(backgrounds: list[tuple[str, np.ndarray, str]], bands: int, start: int, seed: int
+                       ) -> list[Scene]:
+    """One validation scene per ``(name, H x W x B background, source)`` with :func:`implant_anomalies`;
+    deterministic in ``seed``."""
     rng = np.random.default_rng(seed + 1)
     scenes = []
-    for path in val_files:
-        cube = np.asarray(load_npy(path, mmap=True))
-        check_cube(cube, str(path), bands, start)
+    for name, cube, source in backgrounds:
+        check_cube(cube, source, bands, start)
         implanted, mask = implant_anomalies(cube, start, bands, rng)
-        scenes.append(Scene(f"val_{path.stem}", implanted, mask, f"{path} (+ implanted anomalies)"))
+        scenes.append(Scene(f"val_{name}", implanted, mask, f"{source} (+ implanted anomalies)"))
     return scenes
+
+
+def make_val_scenes(val_files: list[Path], bands: int, start: int, seed: int) -> list[Scene]:
+    """Validation scenes from held-out HAD100-layout training files (one each)."""
+    return implant_val_scenes([(p.stem, np.asarray(load_npy(p, mmap=True)), str(p)) for p in val_files],
+                              bands, start, seed)
+
+
+def make_val_scenes_from(scenes: Sequence[Scene], bands: int, start: int, size: int, seed: int) -> list[Scene]:
+    """Validation scenes from held-out training *scenes*: each non-overlapping ``size x size`` patch that
+    touches no labelled anomaly (raw values), with implanted anomalies."""
+    backgrounds = []
+    for s in scenes:
+        check_patch_fits(s.cube.shape, size, s.source or s.name)
+        keep = anomaly_free(s.mask, size)
+        cols = s.cube.shape[1] // size
+        for k in np.flatnonzero(keep):
+            r, c = divmod(int(k), cols)
+            cube = np.asarray(s.cube[r * size:(r + 1) * size, c * size:(c + 1) * size])
+            backgrounds.append((f"{s.name}_{r * size}_{c * size}", cube, f"{s.source or s.name} [{r * size}, {c * size}]"))
+    return implant_val_scenes(backgrounds, bands, start, seed)

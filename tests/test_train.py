@@ -93,12 +93,15 @@ def test_end_to_end_loss_falls_checkpoint_written_and_test_py_runs_it(run_a, dat
     assert [r["epoch"] for r in history] == [1, 2] and result["step"] == 4
     losses = [r["loss"] for r in history]
     assert losses[-1] < losses[0] and all(np.isfinite(losses))
-    assert sorted(p.name for p in save_dir.iterdir()) == ["auc_8bands.csv", "fen_8bands.pt", "last_8bands.pt"]
+    assert sorted(p.name for p in save_dir.iterdir()) == ["auc_8bands.csv", "fen_8bands.pt", "last_8bands.pt",
+                                                          "loss_8bands.png"]
+    assert (save_dir / "loss_8bands.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
     # the selected FEN: the epoch of the best test mAUC, labelled as the test-set selection (quirk 4)
     fen = load(save_dir / "fen_8bands.pt")
     best = int(np.argmax([r["test_mAUC"] for r in history])) + 1
     assert fen["format"] == CHECKPOINT_FORMAT and fen["config"] == {"bands": 8, "hidden": 128}
+    assert fen["zcl"]["weight"].shape == (1, 8, 1, 1) and fen["zcl"]["bias"].shape == (1,)  # for pc.pt
     assert fen["meta"]["select"] == "test" and "TEST set (quirk 4" in fen["meta"]["selection"]
     assert fen["meta"]["epoch"] == best == result["best"]["epoch"]
     table = (save_dir / "auc_8bands.csv").read_text().splitlines()
@@ -141,8 +144,10 @@ def test_resume_after_kill_equals_uninterrupted(run_a, data, tmp_path, monkeypat
         real(self, epoch)
 
     monkeypatch.setattr(train.DistributedSampler, "set_epoch", kill_at_2)
-    with pytest.raises(KeyboardInterrupt):
-        train.main(args(data, tmp_path, "--epochs", "2"))
+    assert train.main(args(data, tmp_path, "--epochs", "2")) == 130  # Ctrl-C: one line, which epoch is saved
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert err == (f"train.py: interrupted in epoch 2 (step 2); {tmp_path / 'last_8bands.pt'} holds epoch 1: "
+                   "continue with --resume")
     assert load(tmp_path / "last_8bands.pt")["epoch"] == 1
     monkeypatch.setattr(train.DistributedSampler, "set_epoch", real)
     assert train.main(args(data, tmp_path, "--epochs", "2", "--resume")) == 0
@@ -204,7 +209,14 @@ def test_bad_input_one_line_errors(data, tmp_path, capsys):
         (args(data, ck, "--amp"), "--amp needs a CUDA device"),
         (args(data, ck, "--resume"), "last_8bands.pt not found"),
         (set_opt(args(data, ck), "--batch_size", "0"), "--batch_size must be positive"),
-        (args(data, ck, "--select", "test", "--no-eval_test"), "--select test needs the test evaluation"),
+        (args(data, ck, "--select", "test", "--no-eval_test"), "--select test needs a test set to evaluate each epoch"),
+        (args(data, ck, "--train_scenes", str(data / "x.mat")), "--train_scenes and --data_path: give one source"),
+        (set_opt(args(data, ck), "--patch_stride", "0"), "--patch_stride must be positive"),
+        (set_opt(args(data, ck), "--input_channel", "0"), "--input_channel must be positive, got 0"),
+        (set_opt(args(data, ck), "--start_channel", "-1"), "--start_channel must be 0 or more, got -1"),
+        (args(data, ck, "--betas", "0.5", "1.5"), "--betas must lie in [0, 1)"),
+        (args(data, ck, "--resume", str(data / "train" / "aviris_ng" / "synthetic_train_0000.npy")),
+         "not a training state of train.py"),
     ]
     for argv, message in cases:
         assert train.main(argv) == 2, message
@@ -255,3 +267,150 @@ def test_select_val_with_max_steps(data, tmp_path, capsys):
     assert 0.0 <= fen["meta"]["val_mAUC"] <= 1.0 and fen["meta"]["score"] == fen["meta"]["val_mAUC"]
     state = load(tmp_path / "last_8bands.pt")
     assert state["step"] == 1 and state["config"]["select"] == "val"
+
+
+# ------------------------------------------------------------------------------------------ issue 13 / 9 / 11
+
+def test_an_undefined_score_never_wins_over_a_defined_one():
+    """The authors start from 0 with a strict comparison; here a NaN (no scene with both classes) is held only
+    while no epoch has had a defined score, and never replaces a defined one."""
+    nan = float("nan")
+    assert train.improves("test", nan, {"epoch": None, "score": None})          # nothing held yet
+    assert train.improves("test", 0.7, {"epoch": 1, "score": nan})              # a real score replaces NaN
+    assert not train.improves("test", nan, {"epoch": 2, "score": 0.7})          # NaN never replaces it
+    assert not train.improves("val", 0.7, {"epoch": 2, "score": 0.7})           # strict, as the authors
+    assert train.improves("val", 0.71, {"epoch": 2, "score": 0.7})
+    assert train.improves("last", nan, {"epoch": 2, "score": 0.7})
+
+
+def test_seeds_every_generator_and_restores_them(monkeypatch):
+    import random
+
+    draws = []
+    for _ in range(2):
+        train.seed_everything(3, deterministic=False)
+        draws.append((random.random(), float(np.random.rand()), float(torch.rand(1))))
+    assert draws[0] == draws[1]
+    states = train.rng_states(torch.device("cpu"))
+    states = torch.load(_roundtrip(states), weights_only=True)  # what a training state holds, as it is read
+    first = (random.random(), float(np.random.rand()), float(torch.rand(1)))
+    train.set_rng_states(states, torch.device("cpu"))
+    assert (random.random(), float(np.random.rand()), float(torch.rand(1))) == first
+    monkeypatch.delenv("CUBLAS_WORKSPACE_CONFIG", raising=False)
+    try:
+        train.seed_everything(3, deterministic=True)
+        assert torch.backends.cudnn.deterministic and not torch.backends.cudnn.benchmark
+        assert torch.are_deterministic_algorithms_enabled()
+    finally:
+        torch.use_deterministic_algorithms(False)
+        torch.backends.cudnn.deterministic = False
+
+
+def _roundtrip(obj) -> io.BytesIO:
+    buf = io.BytesIO()
+    torch.save(obj, buf)
+    buf.seek(0)
+    return buf
+
+
+def test_sigkill_while_writing_a_checkpoint_loses_nothing(run_a, data, tmp_path, capsys):
+    """A run killed (SIGKILL) in the middle of writing its epoch-2 checkpoint: the epoch-1 files are intact
+    and loadable, and --resume then ends bit for bit where the uninterrupted run ended."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    assert train.main(args(data, tmp_path, "--epochs", "1")) == 0
+    before = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
+    child = f"""
+import os, signal, sys, torch
+real = torch.save
+def dying(obj, f, *a, **k):  # write the temporary file half, then die as with kill -9
+    real(obj, f, *a, **k)
+    with open(f, "r+b") as fh:
+        fh.truncate(os.path.getsize(f) // 2)
+    os.kill(os.getpid(), signal.SIGKILL)
+torch.save = dying
+import train
+train.main({args(data, tmp_path, "--epochs", "2", "--resume")!r})
+"""
+    proc = subprocess.run([sys.executable, "-c", child], cwd=Path(train.__file__).parent, capture_output=True,
+                          env={**os.environ, "OMP_NUM_THREADS": "1"}, timeout=300)
+    assert proc.returncode == -signal.SIGKILL, proc.stderr.decode()[-2000:]
+    assert list(tmp_path.glob(".*.tmp")), "the child should have died inside a write"
+    assert {p.name: p.read_bytes() for p in tmp_path.iterdir() if not p.name.endswith(".tmp")} == before
+    assert load(tmp_path / "last_8bands.pt")["epoch"] == 1 and load(tmp_path / "fen_8bands.pt")["meta"]["epoch"] == 1
+
+    assert train.main(args(data, tmp_path, "--epochs", "2", "--resume")) == 0
+    assert not list(tmp_path.glob(".*.tmp"))  # the dead run's temporary file is cleaned up
+    ref, got = load(run_a[0] / "last_8bands.pt"), load(tmp_path / "last_8bands.pt")
+    assert got["epoch"] == 2 and all(torch.equal(v, got["model"][k]) for k, v in ref["model"].items())
+    assert [r["loss"] for r in got["history"]] == [r["loss"] for r in ref["history"]]
+
+
+def write_scene(path: Path, rng: np.random.Generator, anomalies: list[tuple[int, int]], size=(24, 24), bands=10) -> Path:
+    """A .npy cube (H x W x B) with a grey PNG mask (255 = anomaly) beside it."""
+    from PIL import Image
+
+    cube = rng.normal(100, 5, size=(*size, bands)).astype(np.float32)
+    mask = np.zeros(size, dtype=np.uint8)
+    for r, c in anomalies:
+        cube[r, c] += 40
+        mask[r, c] = 255
+    np.save(path, cube)
+    Image.fromarray(mask).save(path.with_suffix(".png"))
+    return path
+
+
+def touched(mask: np.ndarray, size: int, stride: int) -> int:
+    """Patches of the grid that contain an anomaly, counted one by one."""
+    h, w = mask.shape
+    return sum(bool(mask[r:r + size, c:c + size].any())
+               for r in range(0, h - size + 1, stride) for c in range(0, w - size + 1, stride))
+
+
+def test_train_scenes_patches_mask_exclusion_and_val(tmp_path, capsys):
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    scenes = [write_scene(tmp_path / f"s{k}.npy", rng, a) for k, a in
+              enumerate([[(3, 3), (12, 17)], [(20, 5)], [(0, 0), (23, 23), (11, 11)]])]
+    test_scene = write_scene(tmp_path / "t.npy", rng, [(6, 6), (7, 6)])
+    argv = ["--train_scenes", *map(str, scenes), "--test_scenes", str(test_scene), "--input_channel", "8",
+            "--img_size", "8", "--patch_stride", "4", "--batch_size", "2", "--teacher", "random", "--no-progress",
+            "--select", "val", "--val_fraction", "0.34", "--epochs", "2", "--max_steps", "3",
+            "--save_dir", str(tmp_path / "ck")]
+    assert train.main(argv) == 0
+    out, err = capsys.readouterr()
+    kept, held = split_files(scenes, 0.34, 10)
+    masks = {p: np.asarray(Image.open(p.with_suffix(".png"))) > 0 for p in scenes}
+    dropped = sum(touched(masks[p], 8, 4) for p in kept)
+    assert dropped > 0
+    n = 25 * len(kept) - dropped  # 5 x 5 patch positions per 24 x 24 scene
+    names = ", ".join(p.stem for p in kept)
+    assert f"{n} training patches 8x8 every 4 px from {len(kept)} scenes ({names}), {dropped} patches " \
+           "touching a labelled anomaly dropped, bands [0, 8)" in err
+    n_val = 9 - touched(masks[held[0]], 8, 8)  # the held-out scene's clean non-overlapping patches
+    assert f"1 test scenes, {n_val} val scenes" in err
+    lines = [line for line in out.splitlines() if line.startswith("epoch ")]
+    assert len(lines) == 1 and lines[0].startswith("epoch 1/2  step 3 ")  # --max_steps ends epoch 1 early
+    fen = load(tmp_path / "ck" / "fen_8bands.pt")
+    assert fen["meta"]["select"] == "val" and fen["meta"]["data"].startswith(f"{len(kept)} scenes")
+
+
+def test_train_scenes_without_a_defined_score_says_so(tmp_path, capsys):
+    """A test set whose only scene has no anomaly: no epoch has a defined test mAUC, and the log says so."""
+    rng = np.random.default_rng(1)
+    train_scene = write_scene(tmp_path / "a.npy", rng, [(2, 2)])
+    blank = write_scene(tmp_path / "blank.npy", rng, [])
+    base = ["--train_scenes", str(train_scene), "--input_channel", "8", "--img_size", "8", "--batch_size", "4",
+            "--teacher", "random", "--no-progress", "--epochs", "2",
+            "--save_dir", str(tmp_path / "ck")]
+    assert train.main(base) == 2  # --select test without a test set
+    assert "--select test needs a test set to evaluate each epoch: give --test_scenes" in capsys.readouterr().err
+    assert train.main(base + ["--test_scenes", str(blank)]) == 0
+    out, err = capsys.readouterr()
+    assert "no epoch has had a defined score yet: holding epoch 2" in out
+    assert "no epoch had a defined test mAUC (no scene with both anomaly and background pixels)" in err
+    assert load(tmp_path / "ck" / "fen_8bands.pt")["meta"]["epoch"] == 2

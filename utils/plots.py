@@ -117,3 +117,30 @@ def plot_scene(out_dir: Path, scene: str, cube: np.ndarray, mask: np.ndarray, ma
     out_dir = Path(out_dir)
     return [plot_maps(out_dir / f"{scene}_maps.png", scene, cube, mask, maps, aucs),
             plot_roc(out_dir / f"{scene}_roc.png", scene, mask, maps, aucs)]
+
+
+def plot_training(history: list[dict], path: Path, selection: str = "") -> Path:
+    """train.py's curve: the three (unweighted) loss terms per epoch on a log scale, and the FEN+GRX mAUC
+    on the test and validation sets (where evaluated), the selected epoch marked."""
+    epochs = [r["epoch"] for r in history]
+    fig = Figure(figsize=(10, 3.8))
+    losses, aucs = fig.subplots(1, 2)
+    for key, label in (("sim", "L_sim"), ("rec", "L_rec"), ("zc", "L_zc"), ("loss", "total")):
+        losses.plot(epochs, [r[key] for r in history], marker="o", ms=3, label=label,
+                    lw=2 if key == "loss" else 1)
+    losses.set_yscale("log")
+    losses.set_xlabel("epoch")
+    losses.set_title("training loss (epoch means)")
+    losses.legend(fontsize=8)
+    for key, label in (("test_mAUC", "test"), ("val_mAUC", "val")):
+        values = [np.nan if r[key] is None else r[key] for r in history]
+        if not all(np.isnan(values)):
+            aucs.plot(epochs, values, marker="o", ms=3, label=f"FEN+GRX {label} mAUC")
+    chosen = [r["epoch"] for r in history if r.get("selected")]
+    for e in chosen:
+        aucs.axvline(e, color="grey", ls=":", label=f"selected (epoch {e})")
+    aucs.set_xlabel("epoch")
+    aucs.set_title("FEN+GRX mAUC" + (f"\nselection: {selection}" if selection else ""), fontsize=9)
+    if aucs.lines:
+        aucs.legend(fontsize=8)
+    return _save(fig, path)

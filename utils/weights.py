@@ -164,27 +164,53 @@ def _state_dict(path: Path) -> dict[str, torch.Tensor]:
     return obj["state_dict"] if isinstance(obj, dict) and "state_dict" in obj else obj
 
 
-def fen_from_release(paths: dict[str, Path]) -> FEN:
-    """Build a FEN from the authors' ``convh.pt`` (CWL), ``enc.pt`` (layer1) and ``pc.pt`` (FPL + ZCL)."""
+#: The authors' file names and their layout (SPEC sec. 6): CWL, layer1, FPL + ZCL.
+FPL_KEYS = ("conv1.weight", "conv1.bias", "conv2.weight", "conv2.bias")
+ZCL_KEYS = {"conv3.weight": "weight", "conv3.bias": "bias"}
+
+
+def read_authors_files(paths: dict[str, Path]) -> tuple[FEN, dict[str, torch.Tensor]]:
+    """The FEN (eval mode) and the ZCL's ``{"weight", "bias"}`` from the authors' ``convh.pt`` (CWL),
+    ``enc.pt`` (layer1) and ``pc.pt`` (FPL + ZCL)."""
     convh = _state_dict(paths["convh.pt"])
     enc = _state_dict(paths["enc.pt"])
     pc = _state_dict(paths["pc.pt"])
-    bands, hidden = pc["conv2.weight"].shape[:2]
-    fen = FEN(bands, hidden=hidden)
-    fen.cwl.conv.load_state_dict({"weight": convh["convh.weight"]})
-    fen.layer1.load_state_dict({k.removeprefix("layer1."): v for k, v in enc.items()})
-    fen.fpl.load_state_dict({k: pc[k] for k in ("conv1.weight", "conv1.bias", "conv2.weight", "conv2.bias")})
-    return fen
+    try:
+        bands, hidden = pc["conv2.weight"].shape[:2]
+        fen = FEN(bands, hidden=hidden)
+        fen.cwl.conv.load_state_dict({"weight": convh["convh.weight"]})
+        fen.layer1.load_state_dict({k.removeprefix("layer1."): v for k, v in enc.items()})
+        fen.fpl.load_state_dict({k: pc[k] for k in FPL_KEYS})
+        zcl = {ours: pc[theirs] for theirs, ours in ZCL_KEYS.items()}
+    except (KeyError, RuntimeError, ValueError, AttributeError) as err:
+        raise WeightsError(f"{paths['pc.pt'].parent}: convh.pt, enc.pt and pc.pt do not hold the authors' FEN "
+                           f"tensors ({describe(err)[:200]})") from None
+    return fen.eval(), zcl
 
 
-def save_fen(fen: FEN, path: str | os.PathLike, **meta) -> None:
-    """Write a self-contained FEN checkpoint: format tag, the config to rebuild it, weights, metadata."""
+def fen_from_release(paths: dict[str, Path]) -> FEN:
+    """Build a FEN (eval mode) from the authors' ``convh.pt``, ``enc.pt`` and ``pc.pt``."""
+    return read_authors_files(paths)[0]
+
+
+def zcl_tensors(zcl: torch.nn.Module | dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """``{"weight": (1, B, 1, 1), "bias": (1,)}`` of a ZCL module (model.sfam.ZCL) or such a dict, on the CPU."""
+    if isinstance(zcl, torch.nn.Module):
+        zcl = {"weight": zcl.conv.weight, "bias": zcl.conv.bias}
+    return {k: zcl[k].detach().cpu() for k in ("weight", "bias")}
+
+
+def save_fen(fen: FEN, path: str | os.PathLike, zcl: torch.nn.Module | dict | None = None, **meta) -> None:
+    """Write a self-contained FEN checkpoint: format tag, the config to rebuild it, weights, the ZCL of the
+    same epoch (so that the authors' ``pc.pt`` can be written from it: :func:`export_authors`), metadata."""
     save_torch({"format": CHECKPOINT_FORMAT, "config": fen.config,
                 "state_dict": {k: v.detach().cpu() for k, v in fen.state_dict().items()},
-                "meta": meta}, path)
+                "zcl": None if zcl is None else zcl_tensors(zcl), "meta": meta}, path)
 
 
-def fen_from_checkpoint(path: Path) -> FEN:
+def read_checkpoint(path: Path) -> tuple[FEN, dict[str, torch.Tensor] | None]:
+    """The FEN (eval mode) of a :func:`save_fen` checkpoint and its ZCL tensors (None in files written before
+    the ZCL was stored)."""
     ckpt = load_tensors(path)
     if not isinstance(ckpt, dict) or ckpt.get("format") != CHECKPOINT_FORMAT:
         raise WeightsError(f"{path}: not a FEN checkpoint of this project (format tag '{CHECKPOINT_FORMAT}' missing)")
@@ -194,19 +220,89 @@ def fen_from_checkpoint(path: Path) -> FEN:
     except Exception as err:  # KeyError, TypeError, RuntimeError (shapes): a damaged or hand-edited file
         raise WeightsError(f"{path}: a FEN checkpoint whose config or tensors do not fit the network "
                            f"({describe(err)[:200]})") from None
-    return fen
+    return fen.eval(), ckpt.get("zcl")
+
+
+def fen_from_checkpoint(path: Path) -> FEN:
+    """The FEN (eval mode) of a checkpoint written by :func:`save_fen` (train.py's ``fen_<N>bands.pt``)."""
+    return read_checkpoint(path)[0]
+
+
+def authors_folder(path: Path) -> dict[str, Path]:
+    """The three files of a folder in the authors' format (``--weights DIR``); no checksum (they are yours)."""
+    missing = [f for f in RELEASE_FILES if not (path / f).is_file()]
+    if missing:
+        raise WeightsError(f"{path}: a weights folder must hold the authors' {', '.join(RELEASE_FILES)}; "
+                           f"missing {', '.join(missing)}")
+    return {f: path / f for f in RELEASE_FILES}
+
+
+def export_authors(fen: FEN, zcl: torch.nn.Module | dict, out_dir: str | os.PathLike) -> list[Path]:
+    """Write ``convh.pt``, ``enc.pt`` and ``pc.pt`` exactly as the authors' code saves them (SPEC sec. 6):
+    each ``{'state_dict': ...}`` with their key names, so their test code loads them strictly."""
+    out_dir = Path(out_dir)
+    z = zcl_tensors(zcl)
+    fpl = fen.fpl.state_dict()
+    files = {"convh.pt": {"convh.weight": fen.cwl.conv.weight},
+             "enc.pt": {f"layer1.{k}": v for k, v in fen.layer1.state_dict().items()},
+             "pc.pt": {**{k: fpl[k] for k in FPL_KEYS}, **{theirs: z[ours] for theirs, ours in ZCL_KEYS.items()}}}
+    paths = []
+    for name, tensors in files.items():
+        save_torch({"state_dict": {k: v.detach().cpu().clone() for k, v in tensors.items()}}, out_dir / name)
+        paths.append(out_dir / name)
+    return paths
+
+
+def export_checkpoint(checkpoint: Path, out_dir: Path) -> list[Path]:
+    """:func:`export_authors` of a train.py checkpoint; refuses one saved without its ZCL."""
+    fen, zcl = read_checkpoint(checkpoint)
+    if zcl is None:
+        raise WeightsError(f"{checkpoint}: written before checkpoints kept the ZCL, which the authors' pc.pt needs "
+                           "(their test code loads it strictly); re-save it from its training state or retrain")
+    return export_authors(fen, zcl, out_dir)
 
 
 def load_fen(spec: str, bands: int, weights_dir: str | os.PathLike | None = None) -> FEN:
-    """The FEN named by ``spec`` (release name or checkpoint path), checked to take ``bands`` bands."""
+    """The FEN named by ``spec`` (release name, checkpoint path, or a folder of the authors' three files),
+    checked to take ``bands`` bands; in eval mode."""
     path = Path(spec)
     if spec in RELEASES:
         fen = fen_from_release(release_files(get_release(spec, bands), weights_dir))
     elif path.is_file():
         fen = fen_from_checkpoint(path)
+    elif path.is_dir():
+        fen = fen_from_release(authors_folder(path))
     else:
-        raise WeightsError(f"--weights '{spec}': neither a release name ({', '.join(sorted(RELEASES))}) "
-                           "nor an existing checkpoint file")
+        raise WeightsError(f"--weights '{spec}': neither a release name ({', '.join(sorted(RELEASES))}), "
+                           "nor an existing checkpoint file, nor a folder of the authors' convh.pt, enc.pt, pc.pt")
     if fen.bands != bands:
         raise WeightsError(f"weights '{spec}' take {fen.bands} bands but --input_channel is {bands}")
     return fen.eval()
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m utils.weights export CHECKPOINT DIR``: a train.py FEN in the authors' file format."""
+    import argparse
+
+    from utils.cli import OneLineParser, fail
+
+    p = OneLineParser(prog="python -m utils.weights", description=main.__doc__)
+    sub = p.add_subparsers(dest="command", required=True)
+    e = sub.add_parser("export", help="write CHECKPOINT as the authors' convh.pt, enc.pt, pc.pt in DIR")
+    e.add_argument("checkpoint", type=Path, help="a fen_<N>bands.pt written by train.py")
+    e.add_argument("out_dir", type=Path, help="folder to write (test.py --weights DIR reads it back)")
+    args = p.parse_args(argv)
+    if not args.checkpoint.is_file():
+        return fail(p.prog, f"{args.checkpoint}: no such file")
+    try:
+        written = export_checkpoint(args.checkpoint, args.out_dir)
+    except WeightsError as err:
+        return fail(p.prog, str(err))
+    print("wrote " + ", ".join(str(w) for w in written))
+    return 0
+
+
+if __name__ == "__main__":
+    import sys
+
+    sys.exit(main())
