@@ -126,3 +126,59 @@ def test_bad_checkpoint_files(tmp_path):
         load_fen(str(tmp_path / "other.pt"), 50)
     with pytest.raises(WeightsError, match="neither a release name .* nor an existing checkpoint"):
         load_fen(str(tmp_path / "missing.pt"), 50)
+
+
+# ------------------------------------------------------------------ eval mode, ZCL, the authors' format both ways
+
+def no_module_training(fen: torch.nn.Module) -> bool:
+    return not any(m.training for m in fen.modules())
+
+
+def test_every_public_loader_returns_an_inference_ready_fen(release_dir, tmp_path, golden):
+    """A FEN's layer1 is in eval mode from construction, and each loader returns the whole FEN in eval mode:
+    in training mode layer1's BN would use batch statistics and move the output by up to 10."""
+    assert not FEN(50).layer1.training
+    paths = W.release_files(W.get_release("had100", 50), release_dir)
+    fen, zcl = W.read_authors_files(paths)
+    save_fen(fen, tmp_path / "f.pt", zcl=zcl)
+    W.export_authors(fen, zcl, tmp_path / "authors")
+    loaded = {"fen_from_release": W.fen_from_release(paths), "read_authors_files": fen,
+              "fen_from_checkpoint": W.fen_from_checkpoint(tmp_path / "f.pt"),
+              "read_checkpoint": W.read_checkpoint(tmp_path / "f.pt")[0],
+              "load_fen(release)": load_fen("had100", 50, release_dir),
+              "load_fen(checkpoint)": load_fen(str(tmp_path / "f.pt"), 50),
+              "load_fen(authors folder)": load_fen(str(tmp_path / "authors"), 50)}
+    x = torch.from_numpy(golden["had100-50/input"])
+    for name, f in loaded.items():
+        assert no_module_training(f), name
+        assert torch.allclose(f.enhance(x), torch.from_numpy(golden["had100-50/enhanced"]), atol=1e-5), name
+
+
+@pytest.mark.parametrize("name,bands", [("had100", 50), ("had100", 200), ("aviris", 200)])
+def test_authors_files_round_trip_through_a_checkpoint(name, bands, release_dir, tmp_path):
+    """Released files -> FEN + ZCL -> train.py-format checkpoint -> `python -m utils.weights export` -> the
+    same three files: the same keys in the same order, the same tensors (BN counters included)."""
+    paths = W.release_files(W.get_release(name, bands), release_dir)
+    fen, zcl = W.read_authors_files(paths)
+    save_fen(fen, tmp_path / "fen.pt", zcl=zcl, epoch=1)
+    assert W.main(["export", str(tmp_path / "fen.pt"), str(tmp_path / "out")]) == 0
+    for f in W.RELEASE_FILES:
+        ref = torch.load(paths[f], map_location="cpu", weights_only=True)
+        got = torch.load(tmp_path / "out" / f, map_location="cpu", weights_only=True)
+        assert list(got) == ["state_dict"] and list(got["state_dict"]) == list(ref["state_dict"]), f
+        for k, v in ref["state_dict"].items():
+            assert got["state_dict"][k].dtype == v.dtype and torch.equal(got["state_dict"][k], v), (f, k)
+
+
+def test_export_refuses_a_checkpoint_without_zcl_and_a_folder_missing_a_file(tmp_path, capsys):
+    save_fen(FEN(8), tmp_path / "old.pt")  # as written before the ZCL was kept
+    assert W.main(["export", str(tmp_path / "old.pt"), str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("python -m utils.weights: error: ") and "written before checkpoints kept the ZCL" in err
+    assert "\n" not in err and not (tmp_path / "out").exists()
+    assert W.main(["export", str(tmp_path / "nope.pt"), str(tmp_path / "out")]) == 2
+    assert "nope.pt: no such file" in capsys.readouterr().err
+    (tmp_path / "half").mkdir()
+    torch.save({"state_dict": {}}, tmp_path / "half" / "convh.pt")
+    with pytest.raises(WeightsError, match="missing enc.pt, pc.pt"):
+        load_fen(str(tmp_path / "half"), 8)
