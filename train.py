@@ -257,6 +257,9 @@ class TrainData:
 
 
 def eval_cubes(scenes: list[Scene], args: argparse.Namespace) -> list[EvalCube]:
+    """The evaluation scenes preprocessed like the training data. Quirk 8, *not* reproduced: the authors'
+    per-epoch evaluation always takes bands [0, B) whatever the start band; here it takes the bands that
+    training uses, [start, start + B), as test.py does (the same at the default --start_channel 0)."""
     return [(s.name, preprocess(s.cube, args.input_channel, args.start_channel, s.source or s.name), s.mask)
             for s in scenes]
 

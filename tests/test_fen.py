@@ -18,13 +18,13 @@ def test_enhanced_matches_golden(name, bands, release_dir, golden):
     key = RELEASE_KEYS[(name, bands)]
     fen = load_fen(name, bands, release_dir)
     x = torch.from_numpy(golden[f"{key}/input"])
-    enhanced = fen.enhance(x).numpy()  # quirk 8 on: unit Frobenius norm, as the authors' tensor
+    enhanced = fen.enhance(x).numpy()  # quirk 7 on: unit Frobenius norm, as the authors' tensor
     assert enhanced.shape == (bands, 32, 32)
     assert np.abs(enhanced - golden[f"{key}/enhanced"]).max() <= 1e-5
 
 
 def test_quirk8_unit_norm_is_a_pure_scale(release_dir, golden):
-    """Quirk 8: the authors' enhanced cube is (x + FEN(x)) / ||x + FEN(x)||_F; GRX does not see the scale."""
+    """Quirk 7: the authors' enhanced cube is (x + FEN(x)) / ||x + FEN(x)||_F; GRX does not see the scale."""
     fen = load_fen("had100", 50, release_dir)
     x = torch.from_numpy(golden["had100-50/input"])
     raw, normed = fen.enhance(x, normalize=False), fen.enhance(x)
