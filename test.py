@@ -185,7 +185,7 @@ def evaluate_scene(scene: Scene, x: torch.Tensor, detectors: list[str], fen: FEN
     enhanced, fen_seconds = None, 0.0
     if fen is not None:
         with torch.no_grad(), Timer(device) as t:
-            # Quirk 8 (the unit-norm scale of the enhanced cube) is left out here: every detector
+            # Quirk 7 (the unit-norm scale of the enhanced cube) is left out here: every detector
             # min-maxes its input, so it would only add a float32 rounding step.
             enhanced = fen.enhance(x, normalize=False)
         fen_seconds = t.seconds
