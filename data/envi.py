@@ -9,6 +9,7 @@ The ground truth is looked for beside the header, in this order:
 """
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -26,8 +27,10 @@ def _open(path: Path) -> np.ndarray:
     except ImportError:  # pragma: no cover - spectral is in requirements.txt
         raise DataError(f"{path}: reading ENVI files needs the 'spectral' package (pip install spectral)") from None
     try:
-        image = envi.open(str(path))
-        cube = np.asarray(image.load())
+        with warnings.catch_warnings():  # spectral warns of NaN and odd header names: check_cube says what matters
+            warnings.simplefilter("ignore")
+            image = envi.open(str(path))
+            cube = np.asarray(image.load())
     except Exception as err:  # spectral raises many kinds (EnviException, KeyError, numpy errors, ...)
         raise DataError(f"{path}: not a readable ENVI header + image ({describe(err)})") from None
     return cube if cube.ndim == 3 else cube[:, :, None]

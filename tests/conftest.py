@@ -82,3 +82,15 @@ def torch_threads(n: int):
         yield
     finally:
         torch.set_num_threads(before)
+
+
+# ---- hypothesis profiles (tests/test_hostile.py) ------------------------------------------------------
+# "ci" (default): few examples, derandomized, so that every run tries the same inputs and stays fast;
+# "thorough": many more, freshly drawn each run. Choose with HYPOTHESIS_PROFILE=thorough.
+from hypothesis import HealthCheck, settings  # noqa: E402
+
+_HYPOTHESIS_COMMON = dict(deadline=None, database=None, print_blob=True,
+                          suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+settings.register_profile("ci", max_examples=25, derandomize=True, **_HYPOTHESIS_COMMON)
+settings.register_profile("thorough", max_examples=400, **_HYPOTHESIS_COMMON)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
