@@ -1,7 +1,12 @@
-"""Single scenes with ground truth: MATLAB ``.mat`` (v5 via scipy, v7.3 via h5py) or ``.npy`` + PNG mask.
+"""Single scenes with ground truth: MATLAB ``.mat`` (v5 via scipy, v7.3 via h5py), ``.npy`` + PNG mask, or
+ENVI (data/envi.py).
 
 Every reader returns a :class:`Scene` with the raw H x W x B cube and a boolean H x W mask; any problem
-raises :class:`data.DataError` with the file name and what is wrong.
+raises :class:`data.DataError` with the file name and what is wrong. Cubes are not read into memory where
+the format allows it: a ``.npy`` cube is memory-mapped (``np.load(mmap_mode="r")``), an ENVI cube too
+(spectral's ``open_memmap``), and a MATLAB v7.3 cube is a :class:`MatlabCube` that h5py reads block by
+block; numpy indexing and ``np.asarray`` work on all three, and utils/pipeline.py streams them. Only
+MATLAB v5 files (at most 2 GB a variable) are read whole, as scipy does.
 """
 from __future__ import annotations
 
@@ -11,6 +16,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from data.envi import MASK_SUFFIXES, envi_mask_path, open_envi, read_envi_mask
 from data.preprocess import DataError, check_mask
 from utils.errors import describe
 
@@ -50,8 +56,61 @@ def read_png_mask(path: Path) -> np.ndarray:
     return img == 255 if img.dtype == np.uint8 else img > 0
 
 
-def _load_mat(path: Path) -> dict[str, np.ndarray]:
-    """All numeric arrays in a .mat file, in MATLAB's axis order (H x W x B)."""
+class MatlabCube:
+    """A 3-D array of a MATLAB v7.3 (HDF5) file, read on demand through h5py, with MATLAB's axes
+    (``(H, W, B)``; HDF5 holds MATLAB's column-major arrays with the axes reversed).
+
+    ``cube[rows, cols, bands]`` (integers and slices of step 1 or more) reads just that block;
+    ``np.asarray(cube)`` reads it all. The file is opened for each read, so no handle is left open.
+    """
+
+    def __init__(self, path: Path, key: str, stored_shape: tuple[int, ...], dtype: np.dtype) -> None:
+        self.path, self.key, self.dtype = Path(path), key, np.dtype(dtype)
+        self.shape = tuple(int(n) for n in reversed(stored_shape))
+
+    @property
+    def ndim(self) -> int:
+        return len(self.shape)
+
+    @property
+    def nbytes(self) -> int:
+        return int(np.prod(self.shape)) * self.dtype.itemsize
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+    def __getitem__(self, key: object) -> np.ndarray:
+        import h5py
+
+        key = key if isinstance(key, tuple) else (key,)
+        if any(k is Ellipsis for k in key):
+            i = key.index(Ellipsis)
+            key = key[:i] + (slice(None),) * (self.ndim - len(key) + 1) + key[i + 1:]
+        key = key + (slice(None),) * (self.ndim - len(key))
+        norm = []
+        for k, n in zip(key, self.shape):
+            if isinstance(k, slice):
+                start, stop, step = k.indices(n)
+                if step < 1:
+                    raise IndexError("MatlabCube: slices must have a positive step")
+                norm.append(slice(start, max(start, stop), step))
+            else:
+                norm.append(int(k) + n if int(k) < 0 else int(k))
+        try:
+            with h5py.File(self.path, "r") as fh:
+                block = fh[self.key][tuple(reversed(norm))]
+        except Exception as err:  # a truncated or damaged file shows only when a block is read
+            raise DataError(f"{self.path}: cannot read '{self.key}' ({describe(err)})") from None
+        return np.asarray(block).T
+
+    def __array__(self, dtype: np.dtype | None = None, copy: bool | None = None) -> np.ndarray:
+        whole = self[...]
+        return whole if dtype is None else whole.astype(dtype)
+
+
+def _load_mat(path: Path, lazy: bool = False) -> dict[str, np.ndarray]:
+    """All numeric arrays in a .mat file, in MATLAB's axis order (H x W x B). With ``lazy``, the 3-D arrays
+    of a v7.3 file are :class:`MatlabCube` (read on demand) rather than read whole."""
     import h5py
     import scipy.io
 
@@ -60,8 +119,8 @@ def _load_mat(path: Path) -> dict[str, np.ndarray]:
         if h5py.is_hdf5(path):  # MATLAB v7.3 files are HDF5
             with h5py.File(path, "r") as fh:
                 # h5py sees MATLAB's column-major arrays with their axes reversed
-                return {k: np.asarray(v[()]).T for k, v in fh.items()
-                        if isinstance(v, h5py.Dataset) and v.dtype.kind in "biufc"}
+                return {k: (MatlabCube(path, k, v.shape, v.dtype) if lazy and v.ndim == 3 else np.asarray(v[()]).T)
+                        for k, v in fh.items() if isinstance(v, h5py.Dataset) and v.dtype.kind in "biufc"}
         mat = scipy.io.loadmat(path)
     except Exception as err:  # scipy and h5py raise many kinds (MatReadError, zlib, struct, ...) for a bad file
         raise DataError(f"{path}: not a readable .mat file ({describe(err)})") from None
@@ -87,7 +146,7 @@ def _pick(arrays: dict[str, np.ndarray], key: str | None, preferred: tuple[str, 
 
 
 def read_mat(path: Path, data_key: str | None = None, gt_key: str | None = None) -> Scene:
-    arrays = _load_mat(path)
+    arrays = _load_mat(path, lazy=True)
     ck = _pick(arrays, data_key, CUBE_KEYS, 3, path, "H x W x B cube", "--data_key")
     mk = _pick(arrays, gt_key, MASK_KEYS, 2, path, "H x W mask", "--gt_key")
     return Scene(path.stem, arrays[ck], arrays[mk] != 0, str(path))
@@ -109,11 +168,22 @@ def load_npy(path: Path, mmap: bool = False) -> np.ndarray:
 
 
 def read_npy(path: Path) -> Scene:
-    cube = load_npy(path)
+    cube = load_npy(path, mmap=True)
     mask_path = path.with_suffix(".png")
     if not mask_path.is_file():
         raise DataError(f"{path}: no ground-truth mask beside it (expected {mask_path.name})")
     return Scene(path.stem, cube, read_png_mask(mask_path), str(path))
+
+
+def read_envi(path: Path) -> Scene:
+    """An ENVI scene (header ``path``, memory-mapped image) and its mask (see data/envi.py)."""
+    cube = open_envi(path)
+    mask_path = envi_mask_path(path)
+    if mask_path is None:
+        names = ", ".join([path.stem + ".png"] + [path.stem + s + ".hdr" for s in MASK_SUFFIXES])
+        raise DataError(f"{path}: no ground-truth mask beside it (expected one of {names})")
+    mask = read_png_mask(mask_path) if mask_path.suffix.lower() == ".png" else read_envi_mask(mask_path)
+    return Scene(path.stem, cube, mask, str(path))
 
 
 def check_scene(scene: Scene) -> Scene:
@@ -127,6 +197,8 @@ def check_scene(scene: Scene) -> Scene:
 def read_scene(path: str | Path, data_key: str | None = None, gt_key: str | None = None) -> Scene:
     """Read a ``.mat``, ``.npy`` (+ ``.png`` mask of the same stem) or ENVI ``.hdr`` scene."""
     path = Path(path)
+    if path.is_dir():
+        raise DataError(f"{path}: a folder, not a scene file (a HAD100-layout folder goes to --data_path)")
     if not path.is_file():
         raise DataError(f"{path}: no such file")
     suffix = path.suffix.lower()
@@ -135,6 +207,5 @@ def read_scene(path: str | Path, data_key: str | None = None, gt_key: str | None
     if suffix == ".npy":
         return check_scene(read_npy(path))
     if suffix == ".hdr":  # ENVI header + binary image (data/envi.py, through the spectral package)
-        from data.envi import read_envi
         return check_scene(read_envi(path))
     raise DataError(f"{path}: unknown scene format '{suffix}' (use .mat, .npy with a .png mask, or an ENVI .hdr)")
