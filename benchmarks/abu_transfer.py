@@ -1,0 +1,119 @@
+"""FERD trained without HAD100: on ten real ABU-folder scenes, evaluated on the four airport scenes it never sees.
+
+    FERD_WEIGHTS_DIR=../shared/ferd-release python benchmarks/abu_transfer.py               # CPU setting
+    FERD_WEIGHTS_DIR=../shared/ferd-release python benchmarks/abu_transfer.py --setting gpu  # paper scale
+
+Fixed settings (``SETTINGS``): first 50 bands; training scenes abu-beach-1..3, abu-urban-1..5, hydice and
+sandiego, cut into patches, those touching a labelled anomaly dropped; teacher layer1 from the released
+``had100-50bands/enc.pt`` (ImageNet's layer1; layers 2-3 then start random, as the run says); the epoch chosen
+by ``--select val`` (held-out training scene with implanted anomalies: no test labels are read for the choice);
+seed 10. Then, on abu-airport-1..4 (never trained on): ROC AUC of GRX, of FEN+GRX with the released had100-50
+FEN, and of FEN+GRX with the trained FEN, per scene and mean, printed as a table and written to
+``OUT/abu_transfer_<setting>.json``; train.py's loss plot is copied to ``--figure``.
+
+The CPU setting (32 x 32 patches every 16 px, batch 8, a step budget) finishes within about 40 minutes on a
+2-core CPU; the GPU setting is the paper's scale (64 x 64 patches, batch 16, 60 epochs).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+
+import train  # noqa: E402
+from data import read_scene  # noqa: E402
+from utils.weights import ENV_WEIGHTS_DIR, load_fen  # noqa: E402
+
+ABU = ROOT.parent / "shared" / "data" / "abu"
+TRAIN = ["abu-beach-1", "abu-beach-2", "abu-beach-3", "abu-urban-1", "abu-urban-2", "abu-urban-3", "abu-urban-4",
+         "abu-urban-5", "hydice", "sandiego"]
+TEST = ["abu-airport-1", "abu-airport-2", "abu-airport-3", "abu-airport-4"]
+BANDS = 50
+#: train.py options of each setting (on top of the data, teacher and selection above).
+SETTINGS = {
+    "cpu": ["--img_size", "32", "--patch_stride", "16", "--batch_size", "8", "--epochs", "7", "--max_steps", "120"],
+    "gpu": ["--img_size", "64", "--patch_stride", "12", "--batch_size", "16", "--epochs", "60"],
+}
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--setting", choices=sorted(SETTINGS), default="cpu")
+    p.add_argument("--abu", type=Path, default=ABU, help="folder of the ABU .mat scenes")
+    p.add_argument("--weights_dir", type=Path, default=os.environ.get(ENV_WEIGHTS_DIR, ROOT.parent / "shared" /
+                                                                     "ferd-release"),
+                   help=f"the released weights (teacher layer1 and the comparison FEN); default ${ENV_WEIGHTS_DIR}")
+    p.add_argument("--out", type=Path, default=ROOT / "results" / "abu_transfer", help="checkpoints and JSON")
+    p.add_argument("--figure", type=Path, default=None, help="copy train.py's loss plot here")
+    p.add_argument("--device", default=None)
+    return p.parse_args(argv)
+
+
+def train_argv(args: argparse.Namespace, save_dir: Path) -> list[str]:
+    return ["--train_scenes", *(str(args.abu / f"{n}.mat") for n in TRAIN),
+            "--test_scenes", *(str(args.abu / f"{n}.mat") for n in TEST),
+            "--input_channel", str(BANDS), "--teacher", str(args.weights_dir / "had100-50bands" / "enc.pt"),
+            "--select", "val", "--seed", "10", "--save_dir", str(save_dir), "--no-progress",
+            *(["--device", args.device] if args.device else []), *SETTINGS[args.setting]]
+
+
+def airport_table(fens: dict[str, torch.nn.Module | None], device: torch.device) -> dict[str, dict[str, float]]:
+    """``{column: {scene: AUC}}`` on the airport scenes, each column GRX on x (None) or on x + FEN(x)."""
+    cubes = train.eval_cubes([read_scene(ABU_DIR / f"{n}.mat") for n in TEST],
+                             argparse.Namespace(input_channel=BANDS, start_channel=0))
+    return {col: train.evaluate(fen, cubes, device)[1] for col, fen in fens.items()}
+
+
+def render(table: dict[str, dict[str, float]]) -> str:
+    cols = list(table)
+    lines = ["| scene | " + " | ".join(cols) + " |", "|---|" + "---|" * len(cols)]
+    for n in TEST:
+        lines.append(f"| {n} | " + " | ".join(f"{table[c][n]:.4f}" for c in cols) + " |")
+    lines.append("| **mean** | " + " | ".join(f"**{np.mean(list(table[c].values())):.4f}**" for c in cols) + " |")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    global ABU_DIR
+    args = parse_args(argv)
+    ABU_DIR = args.abu
+    save_dir = args.out / args.setting
+    t0 = time.perf_counter()
+    rc = train.main(train_argv(args, save_dir))
+    if rc:
+        return rc
+    minutes = (time.perf_counter() - t0) / 60
+    device = torch.device(args.device) if args.device else train.pick_device(None)
+    fens = {"GRX": None,
+            "FEN+GRX released had100-50": load_fen("had100", BANDS, args.weights_dir).to(device),
+            "FEN+GRX trained here": load_fen(str(save_dir / f"fen_{BANDS}bands.pt"), BANDS).to(device)}
+    table = airport_table(fens, device)
+    meta = torch.load(save_dir / f"fen_{BANDS}bands.pt", map_location="cpu", weights_only=True)["meta"]
+    print(f"\nsetting {args.setting}: {' '.join(SETTINGS[args.setting])}; trained {minutes:.1f} min on {device}; "
+          f"selected epoch {meta['epoch']} (val mAUC {meta['val_mAUC']:.4f})\n")
+    print(render(table))
+    result = {"setting": args.setting, "train_options": train_argv(args, save_dir), "minutes": minutes,
+              "device": str(device), "selected": {k: meta[k] for k in ("epoch", "step", "val_mAUC", "test_mAUC")},
+              "auc": table, "mean_auc": {c: float(np.mean(list(v.values()))) for c, v in table.items()}}
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / f"abu_transfer_{args.setting}.json").write_text(json.dumps(result, indent=2) + "\n")
+    if args.figure is not None:
+        args.figure.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(save_dir / f"loss_{BANDS}bands.png", args.figure)
+    return 0
+
+
+ABU_DIR = ABU
+
+if __name__ == "__main__":
+    sys.exit(main())
