@@ -20,23 +20,20 @@ import os
 import sys
 from pathlib import Path
 
-import numpy as np
 import torch
 from tqdm import tqdm
 
-from data import Scene, preprocess, read_had100, read_scene
-from data.preprocess import check_cube
+from data import Scene, read_had100, read_scene
 from data.synthetic import DEFAULT_ROOT as SYNTHETIC_ROOT, ensure_synthetic
-from model.fen import FEN
-from utils.detectors import (FEN_PREFIX, DetectorOptions, check_detector, check_memory, detector_names, needs_fen,
-                             run_detector)
+from utils.detectors import DetectorOptions, check_detector, check_memory, detector_names, needs_fen
 from utils.cli import OneLineParser
-from utils.device import Timer, pick_device
+from utils.device import pick_device
 from utils.errors import DetectorError, FerdError
 from utils.export import SceneRecord, check_envi_sources, fen_output, write_exports
 from utils.io import save_json, save_npz, save_text
 from utils.lrx import DEFAULT_INNER, DEFAULT_OUTER
 from utils.metrics import auc_undefined_reason
+from utils.pipeline import Pipeline, SceneRun, SceneSource, memory_budget, plan_scene
 from utils.report import SceneResult, format_roc3d_table, format_table, roc3d_csv, to_csv, to_json
 from utils.roc3d import roc3d
 from utils.slrx import DEFAULT_BLOCK_NUM
@@ -78,6 +75,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--roc3d_scenes", action=argparse.BooleanOptionalAction, default=False,
                    help="print the 3D-ROC measures of every scene, not only their means (roc3d.csv has them all)")
     p.add_argument("--device", default=None, help="cpu, cuda or cuda:N (default: cuda if available)")
+    p.add_argument("--max_memory_gb", type=float, default=None,
+                   help="memory for one scene's cubes, tiles and maps; larger scenes are read memory-mapped and "
+                        "cut into tiles (default: a quarter of the available memory, at most 4 GiB)")
     p.add_argument("--save_dir", type=Path, default=ROOT / "results", help="where auc.csv and scores/ go")
     p.add_argument("--save_scores", action=argparse.BooleanOptionalAction, default=True,
                    help="write each scene's score maps to SAVE_DIR/scores/<scene>.npz")
@@ -104,6 +104,8 @@ def check_args(parser: argparse.ArgumentParser, args: argparse.Namespace) -> Non
         parser.error(f"--block_num {args.block_num}: must be 1 or more (SLRX blocks of bands // block_num px)")
     if args.block_size is not None and args.block_size < 1:
         parser.error(f"--block_size {args.block_size}: must be 1 or more pixels")
+    if args.max_memory_gb is not None and not args.max_memory_gb > 0:
+        parser.error(f"--max_memory_gb {args.max_memory_gb}: must be a positive number of GiB, e.g. 4")
 
 
 class OutputError(FerdError):
@@ -164,8 +166,10 @@ def detector_options(args: argparse.Namespace) -> DetectorOptions:
 
 
 def check_detectors(scenes: list[Scene], args: argparse.Namespace, device: torch.device) -> None:
-    """Before any work: every detector's options fit every scene, and its memory estimate fits the device."""
+    """Before any work: every detector's options fit every scene, its memory estimate fits the device (in
+    tiles if need be), and the scene has a tile plan within --max_memory_gb."""
     options = detector_options(args)
+    budget = memory_budget(args.max_memory_gb)
     for s in scenes:
         shape = (args.input_channel, s.cube.shape[0], s.cube.shape[1])
         for name in args.detectors:
@@ -174,60 +178,55 @@ def check_detectors(scenes: list[Scene], args: argparse.Namespace, device: torch
             except DetectorError as err:
                 raise DetectorError(f"{s.source or s.name}: {name}: {err}") from None
             check_memory(name, shape, options, device, s.source or s.name)
+        try:
+            plan_scene((shape[1], shape[2], shape[0]), args.detectors, options, budget)
+        except DetectorError as err:
+            raise DetectorError(f"{s.source or s.name}: {err}") from None
 
 
-def evaluate_scene(scene: Scene, x: torch.Tensor, detectors: list[str], fen: FEN | None,
-                   device: torch.device, options: DetectorOptions | None = None
-                   ) -> tuple[SceneResult, dict[str, np.ndarray]]:
-    """AUC (and the 3D-ROC measures), seconds and score map of every detector on one preprocessed cube
-    ``x`` (B, H, W)."""
+def evaluate_scene(scene: Scene, run: SceneRun) -> SceneResult:
+    """AUC, the 3D-ROC measures and seconds of every detector on one scene, from the pipeline's score maps."""
     result = SceneResult(scene.name, note=auc_undefined_reason(scene.mask))
-    enhanced, fen_seconds = None, 0.0
-    if fen is not None:
-        with torch.no_grad(), Timer(device) as t:
-            # Quirk 7 (the unit-norm scale of the enhanced cube) is left out here: every detector
-            # min-maxes its input, so it would only add a float32 rounding step.
-            enhanced = fen.enhance(x, normalize=False)
-        fen_seconds = t.seconds
-    maps = {}
-    for name in detectors:
-        with Timer(device) as t:
-            scores = run_detector(name, x, enhanced=enhanced, options=options or DetectorOptions())
-        maps[name] = scores.cpu().numpy()
-        result.seconds[name] = t.seconds + (fen_seconds if name.startswith(FEN_PREFIX) else 0.0)
-        result.roc3d[name] = roc3d(maps[name], scene.mask)
+    for name, scores in run.maps.items():
+        result.seconds[name] = run.seconds[name]
+        result.roc3d[name] = roc3d(scores, scene.mask)
         result.auc[name] = result.roc3d[name].auc_pd_pf
-    return result, maps
+    return result
 
 
 def run(args: argparse.Namespace) -> list[SceneResult]:
     device = pick_device(args.device)
     scenes, source = load_scenes(args)
     check_outputs(args, scenes)
-    for s in scenes:  # fail before any work if one scene cannot be used
-        check_cube(s.cube, s.source or s.name, args.input_channel, args.start_channel)
+    sources = [SceneSource(s.cube, args.input_channel, args.start_channel, s.source or s.name) for s in scenes]
+    for s in sources:  # fail before any work if one scene cannot be used (large cubes: one streaming pass)
+        s.check()
     check_detectors(scenes, args, device)
     if args.save_envi:
         check_envi_sources([s.source or s.name for s in scenes])
-    options = detector_options(args)
     fen = None
     if needs_fen(args.detectors):
         fen = load_fen(args.weights, args.input_channel, args.weights_dir).to(device)
-        with torch.no_grad():  # first call pays one-off kernel set-up; keep it out of the timings
-            fen(preprocess(scenes[0].cube, args.input_channel, args.start_channel)[None, :, :16, :16].to(device))
+    # the FEN in tiles, the detectors over chunks and strips, memory-mapped input: utils/pipeline.py
+    pipeline = Pipeline(args.detectors, fen, detector_options(args), device, args.max_memory_gb)
+    pipeline.warm_up(sources[0])
     print(f"{len(scenes)} scenes from {source}, bands [{args.start_channel}, "
           f"{args.start_channel + args.input_channel}), detectors {' '.join(args.detectors)}, "
           f"weights {args.weights if fen is not None else '-'}, device {device}", file=sys.stderr)
     results, records = [], []  # records: what --save_mat / --save_envi write at the end (utils/export.py)
-    for scene in tqdm(scenes, desc="scenes", unit="scene", disable=not args.progress, file=sys.stderr):
-        x = preprocess(scene.cube, args.input_channel, args.start_channel, scene.source or scene.name).to(device)
-        result, maps = evaluate_scene(scene, x, args.detectors, fen, device, options)
+    runs = pipeline.run(sources)
+    for scene, src, scene_run in tqdm(zip(scenes, sources, runs), total=len(scenes), desc="scenes", unit="scene",
+                                      disable=not args.progress, file=sys.stderr):
+        if not scene_run.plan.input_in_memory or (scene_run.plan.fen_tile and not scene_run.plan.enhanced_in_memory):
+            print(f"{scene.name}: {scene_run.plan.describe(src.shape)}", file=sys.stderr)
+        result = evaluate_scene(scene, scene_run)
+        maps = scene_run.maps
         results.append(result)
         if args.save_scores:
             save_npz(args.save_dir / "scores" / f"{scene.name}.npz", mask=scene.mask, **maps)
         if args.save_mat or args.save_envi:
             # mixfs.mat: FEN(x) from one more FEN pass, outside the timings (not enhanced - x: an extra rounding)
-            fen_out = fen_output(fen, x) if args.save_mat and fen is not None else None
+            fen_out = fen_output(fen, src.tensor().to(device)) if args.save_mat and fen is not None else None
             records.append(SceneRecord(scene.name, scene.source, scene.mask, maps, result.auc, fen_out))
         if args.plots:
             from utils.plots import plot_scene  # matplotlib only when pictures are asked for

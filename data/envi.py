@@ -1,7 +1,8 @@
 """ENVI scenes: a ``.hdr`` text header plus a binary image (BSQ, BIL or BIP), read with the ``spectral``
 package (Spectral Python), as a third single-scene format beside ``.mat`` and ``.npy``.
 
-The ground truth is looked for beside the header, in this order:
+This module only opens ENVI files; data/scene.py builds the scene from them (it imports this module, never
+the other way round). The ground truth is looked for beside the header, in this order:
 
     <stem>.png                    a mask image as for .npy scenes (green channel 255 = anomaly; grey: 255)
     <stem>_gt.hdr, <stem>_mask.hdr, <stem>_map.hdr
@@ -20,8 +21,12 @@ from utils.errors import describe
 MASK_SUFFIXES = ("_gt", "_mask", "_map")
 
 
-def _open(path: Path) -> np.ndarray:
-    """The ENVI image of header ``path`` as an ``(H, W, B)`` array (a one-band image gives B = 1)."""
+def open_envi(path: Path, mmap: bool = True) -> np.ndarray:
+    """The ENVI image of header ``path`` as an ``(H, W, B)`` array (a one-band image gives B = 1).
+
+    Memory-mapped (read-only, in band-interleaved-by-pixel view whatever the file's interleave) where
+    spectral can map the file, else read whole.
+    """
     try:
         from spectral.io import envi
     except ImportError:  # pragma: no cover - spectral is in requirements.txt
@@ -30,7 +35,14 @@ def _open(path: Path) -> np.ndarray:
         with warnings.catch_warnings():  # spectral warns of NaN and odd header names: check_cube says what matters
             warnings.simplefilter("ignore")
             image = envi.open(str(path))
-            cube = np.asarray(image.load())
+            cube = None
+            if mmap:
+                try:
+                    cube = image.open_memmap(interleave="bip", writable=False)
+                except Exception:  # a layout spectral cannot map (e.g. an odd byte order): read it whole
+                    cube = None
+            if cube is None:
+                cube = np.asarray(image.load())
     except Exception as err:  # spectral raises many kinds (EnviException, KeyError, numpy errors, ...)
         raise DataError(f"{path}: not a readable ENVI header + image ({describe(err)})") from None
     return cube if cube.ndim == 3 else cube[:, :, None]
@@ -44,21 +56,9 @@ def envi_mask_path(path: Path) -> Path | None:
     return None
 
 
-def read_envi(path: str | Path):
-    """Read an ENVI scene (header ``path``) and its mask into a :class:`data.scene.Scene`."""
-    from data.scene import Scene, read_png_mask  # here: data.scene dispatches .hdr files to this module
-
-    path = Path(path)
-    cube = _open(path)
-    mask_path = envi_mask_path(path)
-    if mask_path is None:
-        names = ", ".join([path.stem + ".png"] + [path.stem + s + ".hdr" for s in MASK_SUFFIXES])
-        raise DataError(f"{path}: no ground-truth mask beside it (expected one of {names})")
-    if mask_path.suffix.lower() == ".png":
-        mask = read_png_mask(mask_path)
-    else:
-        m = _open(mask_path)
-        if m.shape[2] != 1:
-            raise DataError(f"{mask_path}: a mask must have one band, this one has {m.shape[2]}")
-        mask = m[:, :, 0] != 0
-    return Scene(path.stem, cube, mask, str(path))
+def read_envi_mask(path: Path) -> np.ndarray:
+    """A one-band ENVI image as an ``(H, W)`` bool mask (nonzero = anomaly)."""
+    m = open_envi(path, mmap=False)
+    if m.shape[2] != 1:
+        raise DataError(f"{path}: a mask must have one band, this one has {m.shape[2]}")
+    return m[:, :, 0] != 0

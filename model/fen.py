@@ -9,12 +9,22 @@ from model.sfam import FPL, fpl_hidden
 from model.teacher import wide_layer1
 
 
+#: Context, in pixels on every side, that one FEN output pixel depends on: the CWL and the FPL are 1x1
+#: convolutions, and layer1's three Bottlenecks hold one 3x3 convolution each (radius 1 each). The CWL's
+#: reflect padding (4 px) is wider, so in :meth:`FEN.forward` the zero padding of those 3x3 convolutions
+#: never reaches a pixel that the crop keeps: a window with this much real (or reflected) context around a
+#: tile gives the tile exactly what the whole scene gives it (:meth:`FEN.forward_window`).
+FEN_HALO = 3
+
+
 def unit_norm(x: torch.Tensor) -> torch.Tensor:
     """Divide each sample ``(N, ...)`` by its Frobenius norm over all its elements.
 
-    Quirk 8 (found in the authors' golden tensors, not in the paper): their enhanced cube is
+    Quirk 7 (found in the authors' golden tensors, not in the paper): their enhanced cube is
     ``(x + FEN(x)) / ||x + FEN(x)||_F``. It is a single positive scale per cube, so every detector
     that min-maxes the cube first (GRX, SLRX, LRX here) gives the same scores with or without it.
+    Quirk 10, *not* reproduced: the authors divide a batch by the norm of the whole batch; here each sample
+    by its own (the same for their batch of one scene).
     """
     norms = x.flatten(1).norm(dim=1).clamp_min(torch.finfo(x.dtype).tiny)
     return x / norms.view(-1, *([1] * (x.dim() - 1)))
@@ -52,9 +62,19 @@ class FEN(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.fpl(crop(self.layer1(self.cwl(x))))
 
+    def forward_window(self, window: torch.Tensor, halo: int = FEN_HALO) -> torch.Tensor:
+        """FEN of the core of ``window`` ``(N, B, h + 2 halo, w + 2 halo) -> (N, B, h, w)``.
+
+        ``window`` holds ``halo`` (>= :data:`FEN_HALO`) px of context around the core: the scene's own
+        pixels inside it, and the CWL's reflect padding where the core touches the scene border (see
+        utils/pipeline.py). The CWL's 1x1 convolution commutes with that padding, so it is applied to
+        the window as it is; layer1's zero padding only reaches the ``halo`` px that the crop removes.
+        """
+        return self.fpl(crop(self.layer1(self.cwl.conv(window)), halo))
+
     @torch.no_grad()
     def enhance(self, x: torch.Tensor, normalize: bool = True) -> torch.Tensor:
-        """The enhanced cube ``x + FEN(x)``, divided by its norm unless ``normalize=False`` (quirk 8).
+        """The enhanced cube ``x + FEN(x)``, divided by its norm unless ``normalize=False`` (quirk 7).
 
         Accepts ``(B, H, W)`` or ``(N, B, H, W)`` and returns the same shape.
         """
@@ -64,3 +84,37 @@ class FEN(nn.Module):
         if normalize:
             out = unit_norm(out)
         return out[0] if single else out
+
+
+def fold_batchnorm(fen: FEN) -> FEN:
+    """An inference copy of ``fen`` with every BatchNorm of layer1 folded into the convolution before it
+    (``w' = w * g / sqrt(v + eps)``, ``b' = beta - m * g / sqrt(v + eps)``, computed in float64), so that a
+    forward pass skips one memory pass per BatchNorm. ``fen`` itself keeps its modules (training needs them).
+
+    The outputs equal the unfolded ones to float32 rounding (the golden tensors to 1e-8), but the rounding
+    differs, and one reference figure sits on a rounding edge: FEN+GRX on abu-airport-2 with the had100-200
+    weights scores 0.982248 folded and 0.982255 unfolded (test.py's channels-last tiles; 0.982247 with the
+    FEN in float64), against the authors' 0.9823. So test.py keeps the BatchNorms unless ``--fold_bn``.
+    """
+    import copy
+
+    folded = copy.deepcopy(fen).eval()
+    for block in folded.layer1:
+        for conv_name, bn_name in (("conv1", "bn1"), ("conv2", "bn2"), ("conv3", "bn3")):
+            setattr(block, conv_name, _fold(getattr(block, conv_name), getattr(block, bn_name)))
+            setattr(block, bn_name, nn.Identity())
+        if block.downsample is not None:
+            block.downsample = nn.Sequential(_fold(block.downsample[0], block.downsample[1]))
+    return folded.requires_grad_(False)
+
+
+def _fold(conv: nn.Conv2d, bn: nn.BatchNorm2d) -> nn.Conv2d:
+    """``conv`` followed by ``bn`` (eval mode) as one convolution with a bias."""
+    scale = bn.weight.double() / (bn.running_var.double() + bn.eps).sqrt()
+    fused = nn.Conv2d(conv.in_channels, conv.out_channels, conv.kernel_size, conv.stride, conv.padding,
+                      conv.dilation, conv.groups, bias=True, device=conv.weight.device)
+    bias = conv.bias.double() if conv.bias is not None else torch.zeros_like(scale)
+    with torch.no_grad():
+        fused.weight.copy_(conv.weight.double() * scale.view(-1, 1, 1, 1))
+        fused.bias.copy_(bn.bias.double() + (bias - bn.running_mean.double()) * scale)
+    return fused

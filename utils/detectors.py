@@ -1,5 +1,5 @@
 """Detector registry for test.py: base detectors on a cube, their ``FEN+`` variants, their options, and
-an up-front memory check.
+an up-front memory check (which only refuses what tiling, utils/pipeline.py, cannot bring into memory).
 
 A detector maps a preprocessed ``(B, H, W)`` tensor to an ``(H, W)`` score map on the same device.
 ``FEN+X`` first enhances the cube with the FEN (SPEC sec. 4: ``x + FEN(x)``), then runs ``X`` on it.
@@ -125,17 +125,23 @@ def _size(n: float) -> str:
 
 def check_memory(name: str, shape: tuple[int, int, int], options: DetectorOptions = DEFAULT_OPTIONS,
                  device: torch.device | str = "cpu", scene: str = "scene") -> int:
-    """Refuse (DetectorError with the estimate) a detector that would not fit in the memory available now.
+    """Refuse (DetectorError with the estimate) a detector that would not fit in the memory available now,
+    even in the smallest tiles utils/pipeline.py can cut the scene into.
 
-    Returns the estimate in bytes.
+    Returns the whole-scene estimate in bytes (:func:`memory_estimate`); a scene above it runs in tiles.
     """
     need = memory_estimate(name, shape, options, device)
     have = available_memory(device)
     if need * MEMORY_MARGIN > have:
+        from utils.pipeline import smallest_working_set  # the pipeline imports this module
+
         b, h, w = shape
-        raise DetectorError(f"{scene}: detector {name} needs about {_size(need * MEMORY_MARGIN)} for a "
-                            f"{h} x {w} x {b} cube but only {_size(have)} is available on {torch.device(device)}: "
-                            "use fewer bands (--input_channel), a smaller scene, or another --device")
+        tiled = smallest_working_set((h, w, b), [name], options)
+        if tiled * MEMORY_MARGIN > have:
+            raise DetectorError(f"{scene}: detector {name} needs about {_size(tiled * MEMORY_MARGIN)} for a "
+                                f"{h} x {w} x {b} cube but only {_size(have)} is available on "
+                                f"{torch.device(device)}, even in the smallest tiles: use fewer bands "
+                                "(--input_channel), a smaller scene, or another --device")
     return need
 
 

@@ -116,19 +116,32 @@ def lrx(cube: torch.Tensor, inner: int = DEFAULT_INNER, outer: int = DEFAULT_OUT
         raise DetectorError(f"LRX expects a (B, H, W) cube, got shape {tuple(cube.shape)}")
     b, h, w = cube.shape
     check_windows(inner, outer, h, w)
+    pixels, span = _mirrored_pixels(cube, outer // 2)
+    return lrx_mirrored(pixels, span, inner, outer, ridge, chunk)
+
+
+def lrx_mirrored(pixels: torch.Tensor, span: float, inner: int = DEFAULT_INNER, outer: int = DEFAULT_OUTER,
+                 ridge: float = RIDGE, chunk: int | None = None) -> torch.Tensor:
+    """LRX scores ``(h, w)`` from ``(h + 2r, w + 2r, B)`` float64 pixels (``r = outer // 2``) that carry
+    ``r`` px of context on every side (mirrored at the scene border), centred on the scene's mean, with
+    ``span`` the scene's value range (see :func:`_mirrored_pixels`).
+
+    A strip of the scene with its context gives the same scores as the same rows of the whole scene:
+    utils/pipeline.py runs LRX that way on scenes larger than memory.
+    """
     r, ri = outer // 2, inner // 2
+    h, w, b = pixels.shape[0] - 2 * r, pixels.shape[1] - 2 * r, pixels.shape[2]
     n = outer * outer - inner * inner
-    pixels, span = _mirrored_pixels(cube, r)
     lam = ridge * span * span * (n - 1)          # ridge on C (raw units) moved onto the scatter
-    chunk = chunk or chunk_width(b, w, cube.device)
+    chunk = chunk or chunk_width(b, w, pixels.device)
     scores = pixels.new_empty(h, w)
-    worst = torch.zeros((), dtype=torch.int32, device=cube.device)   # checked once: no per-row GPU sync
+    worst = torch.zeros((), dtype=torch.int32, device=pixels.device)   # checked once: no per-row GPU sync
     for c0 in range(0, w, chunk):
         c1 = min(w, c0 + chunk)
         sum2 = pixels.new_zeros(c1 - c0, b, b)      # running sum over the background of x x^T
         sum1 = pixels.new_zeros(c1 - c0, b)         # ... and of x
         cov = pixels.new_empty(c1 - c0, b, b).transpose(-1, -2)   # column-major: LAPACK's layout
-        info = torch.empty(c1 - c0, dtype=torch.int32, device=cube.device)
+        info = torch.empty(c1 - c0, dtype=torch.int32, device=pixels.device)
         _update(sum2, sum1, pixels, [(p, 1.0) for p in range(outer)],
                 [(p, 1.0) for p in range(r - ri, r + ri + 1)], c0, c1, r, ri, outer, inner)
         for i in range(h):

@@ -30,7 +30,7 @@ whether it is held whole or streamed.
 from __future__ import annotations
 
 from contextlib import contextmanager
-from typing import Iterator
+from typing import Callable, Iterator
 
 import torch
 
@@ -229,10 +229,39 @@ def scores_(pixels: torch.Tensor, mu: torch.Tensor, folded: torch.Tensor, block:
     return product.mul_(pixels).sum(dim=1)
 
 
-def _band_chunks(bands_by_pixels: torch.Tensor, size: int):
-    """``(B, N)`` band-major pixels -> float64 ``(n, B)`` chunks (transposed views of ``(B, n)`` copies)."""
-    for start in range(0, bands_by_pixels.shape[1], size):
-        yield start, bands_by_pixels[:, start: start + size].to(torch.float64, copy=True).T
+#: Reads pixels ``[start, stop)`` (row-major pixel order) of a scene as a ``(stop - start, B)`` float64
+#: tensor that the caller may overwrite. A whole cube in memory and a memory-mapped file both provide one.
+PixelReader = Callable[[int, int], torch.Tensor]
+
+
+def rx_statistics(read: PixelReader, n_pixels: int, bands: int,
+                  device: torch.device | str = "cpu") -> RXStatistics:
+    """Mean, scatter and value range of ``n_pixels`` pixels, read in chunks of :func:`chunk_pixels`."""
+    size = chunk_pixels(bands, device)
+    stats = RXStatistics(bands, device)
+    for start in range(0, n_pixels, size):
+        stats.add(read(start, min(n_pixels, start + size)))
+    return stats
+
+
+def grx_scores(read: PixelReader, n_pixels: int, bands: int, device: torch.device | str = "cpu",
+               stats: RXStatistics | None = None) -> torch.Tensor:
+    """GRX scores ``(n_pixels,)`` float64 of the pixels ``read`` gives; ``stats`` if already computed."""
+    stats = stats if stats is not None else rx_statistics(read, n_pixels, bands, device)
+    folded = folded_precision(stats.precision())
+    size = chunk_pixels(bands, device)
+    scores = torch.empty(n_pixels, dtype=torch.float64, device=device)
+    for start in range(0, n_pixels, size):
+        stop = min(n_pixels, start + size)
+        scores[start:stop] = scores_(read(start, stop), stats.mean, folded)
+    return scores
+
+
+def band_major_reader(cube: torch.Tensor) -> PixelReader:
+    """:data:`PixelReader` of a ``(B, H, W)`` tensor: each chunk a float64 copy of a ``(B, n)`` block, seen
+    as ``(n, B)`` (a transposed view: no transposing copy)."""
+    flat = cube.reshape(cube.shape[0], -1)
+    return lambda start, stop: flat[:, start:stop].to(torch.float64, copy=True).T
 
 
 def grx(cube: torch.Tensor) -> torch.Tensor:
@@ -243,15 +272,6 @@ def grx(cube: torch.Tensor) -> torch.Tensor:
     single = cube.dim() == 3
     batch = cube[None] if single else cube
     m, b, h, w = batch.shape
-    size = chunk_pixels(b, batch.device)
-    scores = torch.empty(m, h * w, dtype=torch.float64, device=batch.device)
-    for i in range(m):
-        flat = batch[i].reshape(b, h * w)
-        stats = RXStatistics(b, batch.device)
-        for _, pixels in _band_chunks(flat, size):
-            stats.add(pixels)
-        folded = folded_precision(stats.precision())
-        for start, pixels in _band_chunks(flat, size):
-            scores[i, start: start + pixels.shape[0]] = scores_(pixels, stats.mean, folded)
+    scores = torch.stack([grx_scores(band_major_reader(c), h * w, b, batch.device) for c in batch])
     scores = scores.reshape(m, h, w)
     return scores[0] if single else scores

@@ -27,18 +27,22 @@ Implementation (float64, on the input's device, no per-pixel or per-block Python
   neighbours' scatter sums of a row of blocks are one matrix product over a 3-row ring buffer, and each
   row of blocks is factorised by one batched Cholesky (a loop over the R rows of blocks: it keeps the
   ``B x B`` matrices in cache and the memory at three rows of them);
-* d_full: pooled from the blocks the same way, one Cholesky, one triangular solve for all pixels;
+* d_full: the whole image's mean and scatter streamed in chunks as GRX's (utils/rx.py), one Cholesky,
+  one triangular solve for all pixels;
 * the min-max of the cube is folded into the ridge (see :func:`slrx_maps`);
-* ``(S + eps I)^-1`` is applied through a Cholesky factor, the same number as the spec's plain inverse.
+* ``(S + eps I)^-1`` is applied through a Cholesky factor, the same number as the spec's plain inverse;
+* the image can be processed in strips of block rows, each with one block row of context above and
+  below (:func:`slrx_maps_streamed`): what utils/pipeline.py does for scenes larger than memory.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Callable
 
 import torch
 
 from utils.errors import DetectorError
-from utils.rx import value_range
+from utils.rx import PixelReader, RXStatistics, band_major_reader, rx_statistics
 
 #: Ridge added to every SLRX covariance before inversion (quirk 3).
 RIDGE = 1e-6
@@ -121,13 +125,15 @@ def resolve_block_size(bands: int, height: int, width: int, block_num: int = DEF
 
 
 def slrx_memory_bytes(bands: int, height: int, width: int, block_size: int) -> int:
-    """Rough peak memory of :func:`slrx` in bytes (float64): a few copies of the padded cube, the
-    per-block Gram matrices, and the ``B x B`` matrices of three rows of blocks (the loop's window)."""
+    """Rough peak memory of :func:`slrx` (or of one :func:`strip_maps` strip ``height`` px high) in bytes
+    (float64): a few copies of the padded pixels, the per-block Gram matrices, and the ``B x B`` matrices
+    of three rows of blocks plus the row in hand. Measured on strips of 2048 px x 200 bands, 8 px blocks:
+    428 MiB for 3 block rows and 635 MiB for 6 (this estimate: 764 and 1136 MiB)."""
     grid = BlockGrid(block_size, height, width)
     m = block_size * block_size
     pixels = grid.n_blocks * m
-    return 8 * (6 * pixels * bands + 3 * grid.n_blocks * min(m, bands) ** 2
-                + 12 * grid.cols * bands * bands + 4 * bands * bands)
+    return 8 * (4 * pixels * bands + 3 * grid.n_blocks * min(m, bands) ** 2
+                + 5 * grid.cols * bands * bands + 4 * bands * bands)
 
 
 def to_blocks(pixels: torch.Tensor, size: int, dtype: torch.dtype | None = None
@@ -254,42 +260,134 @@ class _ScatterRing:
     ``r % 3``), and the surround sums of a row as a single matrix product over it.
 
     Summing the up-to-8 neighbours' scatters with separate adds costs one memory pass over ``C x B x B``
-    values per add; written as ``(C + 1, 3C) @ (3C, B*B)`` with a 0/1 selection matrix it is one pass that
-    reads each scatter once, and the extra row also gives the sum of the row's own scatters (for d_full).
+    values per add; written as ``(C, 3C) @ (3C, B*B)`` with a 0/1 selection matrix it is one pass that
+    reads each scatter once.
     """
 
-    def __init__(self, centred: torch.Tensor) -> None:
+    def __init__(self, centred: torch.Tensor, first: int = 0) -> None:
         self.centred = centred
         rows, cols, _, b = centred.shape
         self.rows, self.cols, self.b = rows, cols, b
         self.ring = centred.new_zeros(3, cols, b, b)  # zeros: unselected slots are multiplied by 0
         idx = torch.arange(cols, device=centred.device)
         self.three = ((idx[:, None] - idx[None, :]).abs() <= 1).to(centred.dtype)  # (C, C) c-1, c, c+1
-        self.filled = -1
+        self.filled = first - 2  # rows before first - 1 are never needed
 
     def _fill(self, r: int) -> None:
         z = self.centred[r]
         torch.bmm(z.transpose(-1, -2), z, out=self.ring[r % 3])
         self.filled = r
 
-    def surround_and_own(self, r: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """``(C, B, B)`` neighbours' scatter sum of each block of row ``r``, and ``(B, B)`` the sum of row ``r``'s."""
-        for k in range(self.filled + 1, min(r + 2, self.rows)):
+    def surround(self, r: int) -> torch.Tensor:
+        """``(C, B, B)`` neighbours' scatter sum of each block of row ``r``."""
+        for k in range(max(0, self.filled + 1), min(r + 2, self.rows)):
             self._fill(k)
         c = self.cols
-        select = self.ring.new_zeros(c + 1, 3, c)
+        select = self.ring.new_zeros(c, 3, c)
         if r > 0:
-            select[:c, (r - 1) % 3] = self.three
-        select[:c, r % 3] = self.three - torch.eye(c, dtype=self.three.dtype, device=self.three.device)
+            select[:, (r - 1) % 3] = self.three
+        select[:, r % 3] = self.three - torch.eye(c, dtype=self.three.dtype, device=self.three.device)
         if r + 1 < self.rows:
-            select[:c, (r + 1) % 3] = self.three
-        select[c, r % 3] = 1.0
-        sums = select.view(c + 1, 3 * c) @ self.ring.view(3 * c, self.b * self.b)
-        return sums[:c].view(c, self.b, self.b), sums[c].view(self.b, self.b)
+            select[:, (r + 1) % 3] = self.three
+        return (select.view(c, 3 * c) @ self.ring.view(3 * c, self.b * self.b)).view(c, self.b, self.b)
 
     def scatter(self, r: int) -> torch.Tensor:
         """``(C, B, B)`` scatters of row ``r`` (valid until row ``r + 2`` is filled)."""
         return self.ring[r % 3]
+
+
+@dataclass
+class FullStatistics:
+    """The whole image's statistics for d_full: mean ``(B,)``, pixel count ``n`` and the lower Cholesky
+    factor ``(B, B)`` of ``scatter + ridge (n - 1) I`` (the ridge in raw units, see :func:`slrx_maps`)."""
+
+    mean: torch.Tensor
+    chol: torch.Tensor
+    n: int
+
+    @classmethod
+    def from_rx(cls, stats: RXStatistics, ridge: float = RIDGE) -> tuple["FullStatistics", float]:
+        """From the streamed statistics of the cube (utils/rx.py); also returns the ridge in raw units."""
+        eps = ridge * stats.span() ** 2
+        scatter = stats.scatter
+        scatter.diagonal().add_(eps * (stats.n - 1))
+        return cls(stats.mean, cholesky_in_place(scatter), stats.n), eps
+
+    def distance(self, queries: torch.Tensor) -> torch.Tensor:
+        """``(..., B)`` pixels -> ``(...)`` d_full, ``sqrt((x - mu)^T (S + eps I)^-1 (x - mu))``."""
+        flat = (queries - self.mean).reshape(-1, queries.shape[-1])
+        y = torch.linalg.solve_triangular(self.chol, flat.T, upper=False)
+        return (torch.linalg.vector_norm(y, dim=0) * (self.n - 1) ** 0.5).reshape(queries.shape[:-1])
+
+
+def strip_maps(pixels: torch.Tensor, block_size: int, core: tuple[int, int], eps: float,
+               full: FullStatistics) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """d_block, d_sur and d_full ``(h, W)`` for the block rows ``core = (k0, k1)`` of a strip of the image.
+
+    ``pixels`` ``(strip height, W, B)``, any float dtype: whole block rows of the image, starting on a
+    block boundary, with the block row above ``k0`` and the one below ``k1 - 1`` included where the image
+    has them (a block's surround is its 8 neighbours: one block row of context is all d_sur needs).
+    ``h`` is the height of the core rows. With the whole image as the strip, ``core = (0, R)``.
+    """
+    sh, w, b = pixels.shape
+    k0, k1 = core
+    blocks, valid = to_blocks(pixels, block_size, torch.float64)                  # (R, C, M, B)
+    n = valid.sum(dim=-1).to(blocks.dtype)                                       # (R, C)
+    mean = blocks.sum(dim=-2) / n[..., None]                                     # padding is zero
+    centred = blocks - mean[:, :, None, :]
+    if not bool(valid.all()):
+        centred.masked_fill_(~valid[..., None], 0.0)  # padding must not enter scatters or Gram matrices
+    n_sur, mean_sur, dev = surround_moments(n, mean)
+    small_blocks = valid.shape[-1] < b
+    d_block = blocks.new_empty((k1 - k0,) + valid.shape[1:])
+    if small_blocks:  # fewer pixels than bands: Gram form, all blocks at once
+        d_block[:] = own_block_sq(centred[k0:k1], n[k0:k1], eps).clamp_min(0).sqrt()
+    d_sur = blocks.new_empty(d_block.shape)
+    ring = _ScatterRing(centred, first=k0)
+    for r in range(k0, k1):
+        sur = ring.surround(r)
+        if not small_blocks:  # big blocks: their own B x B covariance
+            d_block[r - k0] = own_block_sq(centred[r], n[r], eps, ring.scatter(r)).clamp_min(0).sqrt()
+        sur.baddbmm_(dev[r], dev[r].transpose(-1, -2))                          # between-block part
+        # padding rows give values that from_blocks crops away: no need to mask the queries
+        d_sur[r - k0] = mahalanobis_ridge(blocks[r] - mean_sur[r][:, None, :], sur, n_sur[r], eps)
+    d_full = full.distance(blocks[k0:k1])
+    h = min(sh, k1 * block_size) - k0 * block_size
+    return tuple(from_blocks(d, h, w) for d in (d_block, d_sur, d_full))
+
+
+#: Reads rows ``[start, stop)`` of an image as ``(stop - start, W, B)`` pixels (any float dtype).
+RowReader = Callable[[int, int], torch.Tensor]
+
+
+def slrx_maps_streamed(read_rows: RowReader, read_pixels: PixelReader, shape: tuple[int, int, int],
+                       block_size: int, strip_blocks: int | None = None, ridge: float = RIDGE,
+                       device: torch.device | str = "cpu", stats: RXStatistics | None = None
+                       ) -> dict[str, torch.Tensor]:
+    """The three SLRX distance maps ``(H, W)`` of an ``(H, W, B)`` image read in strips of ``strip_blocks``
+    block rows (all of them at once by default), each with one block row of context above and below.
+
+    Two passes: the whole image's mean, scatter and value range (:func:`utils.rx.rx_statistics`, or
+    ``stats`` if already computed), then the strips. A strip's maps are exactly those of the same rows
+    computed on the whole image: only the summation order of the statistics can differ.
+    """
+    h, w, b = shape
+    grid = BlockGrid(block_size, h, w)
+    why = grid.problem()
+    if why:
+        raise DetectorError(f"SLRX: block size {block_size} px on a {h} x {w} scene gives {why}")
+    stats = stats if stats is not None else rx_statistics(read_pixels, h * w, b, device)
+    full, eps = FullStatistics.from_rx(stats, ridge)
+    maps = {k: torch.empty(h, w, dtype=torch.float64, device=device) for k in ("block", "sur", "full")}
+    step = strip_blocks or grid.rows
+    for k0 in range(0, grid.rows, step):
+        k1 = min(grid.rows, k0 + step)
+        first, last = max(0, k0 - 1), min(grid.rows, k1 + 1)           # one block row of context
+        rows = read_rows(first * block_size, min(h, last * block_size))
+        parts = strip_maps(rows, block_size, (k0 - first, k1 - first), eps, full)
+        for key, part in zip(("block", "sur", "full"), parts):
+            maps[key][k0 * block_size: k0 * block_size + part.shape[0]] = part
+    return maps
 
 
 def slrx_maps(cube: torch.Tensor, block_size: int, ridge: float = RIDGE) -> dict[str, torch.Tensor]:
@@ -304,46 +402,12 @@ def slrx_maps(cube: torch.Tensor, block_size: int, ridge: float = RIDGE) -> dict
     All blocks' means, Gram matrices and surround means are computed at once; the ``B x B`` work goes row
     of blocks by row of blocks, each row batched over its blocks, so that the matrices of the current rows
     stay in cache (that part is bound by memory traffic, not arithmetic) and memory stays bounded by three
-    rows of matrices whatever the image size.
+    rows of matrices whatever the image size. d_full uses the whole image's statistics, streamed as GRX's.
     """
     b, h, w = cube.shape
-    grid = BlockGrid(block_size, h, w)
-    why = grid.problem()
-    if why:
-        raise DetectorError(f"SLRX: block size {block_size} px on a {h} x {w} scene gives {why}")
-    _, span = value_range(cube, dims=(0, 1, 2))
-    eps = ridge * float(span) ** 2                                              # ridge in raw units
-    blocks, valid = to_blocks(cube.permute(1, 2, 0), block_size, torch.float64)  # (R, C, M, B)
-    n = valid.sum(dim=-1).to(blocks.dtype)                                      # (R, C)
-    mean = blocks.sum(dim=-2) / n[..., None]                                    # padding is zero
-    centred = blocks - mean[:, :, None, :]
-    if not bool(valid.all()):
-        centred.masked_fill_(~valid[..., None], 0.0)  # padding must not enter scatters or Gram matrices
-    n_sur, mean_sur, dev = surround_moments(n, mean)
-    d_block = own_block_sq(centred, n, eps).clamp_min(0).sqrt() if valid.shape[-1] < b else None
-
-    d_sur = blocks.new_empty(valid.shape)
-    if d_block is None:
-        d_block = blocks.new_empty(valid.shape)
-    total = blocks.new_zeros(b, b)                                              # sum of all block scatters
-    ring = _ScatterRing(centred)
-    for r in range(grid.rows):
-        sur, own_sum = ring.surround_and_own(r)
-        total += own_sum
-        if valid.shape[-1] >= b:  # big blocks: their own B x B covariance (else done above, Gram form)
-            d_block[r] = own_block_sq(centred[r], n[r], eps, ring.scatter(r)).clamp_min(0).sqrt()
-        sur.baddbmm_(dev[r], dev[r].transpose(-1, -2))                          # between-block part
-        # padding rows give values that from_blocks crops away: no need to mask the queries
-        d_sur[r] = mahalanobis_ridge(blocks[r] - mean_sur[r][:, None, :], sur, n_sur[r], eps)
-
-    # whole image: pooled from the blocks by the same parallel-axis theorem
-    n_all = n.sum()
-    mu = (mean * n[..., None]).sum(dim=(0, 1)) / n_all
-    dev_all = ((mean - mu) * n[..., None].sqrt()).reshape(-1, b)
-    total.addmm_(dev_all.transpose(0, 1), dev_all)
-    d_full = mahalanobis_ridge((blocks - mu).reshape(-1, b), total, n_all, eps)
-    return {name: from_blocks(d.reshape(valid.shape), h, w)
-            for name, d in (("block", d_block), ("sur", d_sur), ("full", d_full))}
+    pixels = cube.permute(1, 2, 0)
+    return slrx_maps_streamed(lambda r0, r1: pixels[r0:r1], band_major_reader(cube), (h, w, b), block_size,
+                              ridge=ridge, device=cube.device)
 
 
 def minmax_map(d: torch.Tensor) -> torch.Tensor:
@@ -359,6 +423,16 @@ def minmax_map(d: torch.Tensor) -> torch.Tensor:
     return (d - lo) / (hi - lo) if bool(hi > lo) else torch.ones_like(d)
 
 
+def combine_maps(maps: dict[str, torch.Tensor]) -> torch.Tensor:
+    """SLRX score: minmax(d_block) * minmax(d_sur) * minmax(d_full), each min-max over the image (a constant
+    map counts as 1: :func:`minmax_map`)."""
+    score = None
+    for d in maps.values():
+        m = minmax_map(d)
+        score = m if score is None else score * m
+    return score
+
+
 def slrx(cube: torch.Tensor, block_num: int = DEFAULT_BLOCK_NUM, block_size: int | None = None,
          ridge: float = RIDGE) -> torch.Tensor:
     """SLRX scores ``(H, W)`` (float64) of a ``(B, H, W)`` cube, on the cube's device.
@@ -371,7 +445,4 @@ def slrx(cube: torch.Tensor, block_num: int = DEFAULT_BLOCK_NUM, block_size: int
         raise DetectorError(f"SLRX expects a (B, H, W) cube, got shape {tuple(cube.shape)}")
     b, h, w = cube.shape
     size = resolve_block_size(b, h, w, block_num, block_size)
-    score = torch.ones(h, w, dtype=torch.float64, device=cube.device)
-    for d in slrx_maps(cube, size, ridge).values():
-        score = score * minmax_map(d)
-    return score
+    return combine_maps(slrx_maps(cube, size, ridge))

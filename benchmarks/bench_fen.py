@@ -1,0 +1,125 @@
+"""FEN speed against the machine's float32 matrix-multiply rate, measured in the same process.
+
+    python benchmarks/bench_fen.py [--sizes 100 1024] [--tiles 64 128 256] [--repeat 3] [--device cpu]
+
+The work of one scene is the FLOPs of the whole-scene FEN forward (CWL on the 4 px reflect-padded cube,
+layer1, FPL), counted by ``torch.utils.flop_counter.FlopCounterMode``; the rate is that work divided by
+the time of each way of computing the enhanced cube ``x + FEN(x)``:
+
+* ``whole NCHW``: one forward of the whole scene, default memory layout (the path before tiling);
+* ``tiles CL``: utils/pipeline.py as test.py runs it -- tiles with 3 px of context, channels-last
+  layout, BatchNorm kept (the tiles' overlap is extra work this rate does not count);
+* ``tiles CL folded``: the same with the BatchNorms folded into the convolutions (model.fen.fold_batchnorm).
+
+The reference rate is the best of ``--repeat`` products of two 2048 x 2048 float32 matrices (``torch.mm``),
+measured between the FEN runs (the machine is shared: the load changes from second to second). Scenes:
+abu-airport-1 (100 x 100 x 200, real) when ../shared is there, and synthetic cubes of the other sizes,
+with the had100-200 weights (random weights of the same shapes without ../shared).
+"""
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from benchmarks.bench_grx import real_cube, synthetic_cube  # noqa: E402
+from benchmarks.timing import bench_device, bench_parser  # noqa: E402
+from model.fen import FEN, fold_batchnorm  # noqa: E402
+from utils.device import sync  # noqa: E402
+from utils.pipeline import StoredCube, enhance_tiles, prepare_fen  # noqa: E402
+
+RELEASE = Path(__file__).resolve().parents[2] / "shared" / "ferd-release"
+
+
+def load(bands: int) -> FEN:
+    if (RELEASE / f"had100-{bands}bands").is_dir():
+        from utils.weights import load_fen
+
+        return load_fen("had100", bands, RELEASE)
+    torch.manual_seed(0)
+    return FEN(bands).eval()
+
+
+def sgemm_rate(device: torch.device, repeat: int, n: int = 2048) -> float:
+    """Best float32 GFLOP/s of ``repeat`` ``n x n`` products."""
+    a, b = torch.randn(n, n, device=device), torch.randn(n, n, device=device)
+    a @ b
+    best = float("inf")
+    for _ in range(repeat):
+        sync(device)
+        start = time.perf_counter()
+        a @ b
+        sync(device)
+        best = min(best, time.perf_counter() - start)
+    return 2 * n ** 3 / best / 1e9
+
+
+def whole_flops(fen: FEN, x: torch.Tensor) -> int:
+    with FlopCounterMode(display=False) as counter, torch.no_grad():
+        fen(x[None])
+    return counter.get_total_flops()
+
+
+def timed(fn, device: torch.device) -> float:
+    sync(device)
+    start = time.perf_counter()
+    fn()
+    sync(device)
+    return time.perf_counter() - start
+
+
+def main() -> None:
+    p = bench_parser(__doc__, repeat=3)
+    p.add_argument("--sizes", type=int, nargs="+", default=[100, 1024])
+    p.add_argument("--tiles", type=int, nargs="+", default=[64, 128, 256], help="tile sides tried on big scenes")
+    p.add_argument("--bands", type=int, default=200)
+    p.add_argument("--whole_limit", type=int, default=256,
+                   help="largest side run as one NCHW forward (its activations take ~5 GB at 1024 x 1024)")
+    args = p.parse_args()
+    device, header = bench_device(args)
+    fen = load(args.bands).to(device)
+    fast = prepare_fen(load(args.bands)).to(device)
+    folded = prepare_fen(fold_batchnorm(load(args.bands))).to(device)
+    print(header)
+    print(f"{'scene':>22}  {'GFLOP':>6}  {'way':>16}  {'tile':>5}  {'s':>7}  {'GFLOP/s':>7}  {'sgemm GFLOP/s':>13}"
+          f"  {'of sgemm':>8}")
+    for side in args.sizes:
+        hwb = real_cube() if side == 100 and args.bands == 200 else None
+        name = "abu-airport-1" if hwb is not None else "synthetic"
+        if hwb is None:
+            hwb = synthetic_cube(side, args.bands)
+        cube = StoredCube(hwb.shape)
+        cube.write(0, 0, hwb)
+        x = torch.from_numpy(hwb).permute(2, 0, 1).contiguous().to(device)
+        flops = whole_flops(fen, x[:, :100, :100]) * side * side / min(side, 100) ** 2 if side > 100 \
+            else whole_flops(fen, x)
+        ways = []
+        if side <= args.whole_limit:
+            ways.append(("whole NCHW", side, lambda: fen(x[None])))
+        for tile in ([side] if side <= 256 else args.tiles):
+            out = StoredCube(hwb.shape)
+            ways.append(("tiles CL", tile, lambda t=tile, o=out: enhance_tiles(fast, cube, o, t, device)))
+            ways.append(("tiles CL folded", tile, lambda t=tile, o=out: enhance_tiles(folded, cube, o, t, device)))
+        best = {i: float("inf") for i in range(len(ways))}
+        rate = 0.0
+        with torch.no_grad():
+            for _, tile, fn in ways:  # warm-up: one-off kernel set-up per shape
+                fn()
+            for _ in range(args.repeat):
+                for i, (_, _, fn) in enumerate(ways):
+                    best[i] = min(best[i], timed(fn, device))
+                rate = max(rate, sgemm_rate(device, 3))
+        for i, (way, tile, _) in enumerate(ways):
+            g = flops / best[i] / 1e9
+            label = f"{side} x {side} x {args.bands}"
+            print(f"{label:>22}  {flops / 1e9:6.1f}  {way:>16}  {tile:5d}  {best[i]:7.3f}  {g:7.1f}  {rate:13.1f}"
+                  f"  {100 * g / rate:7.0f}%  ({name})")
+
+
+if __name__ == "__main__":
+    main()

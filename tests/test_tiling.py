@@ -1,0 +1,212 @@
+"""Scenes in tiles (utils/pipeline.py): the same score maps and AUCs as whole scenes, memory-mapped readers,
+the streaming checks, the tile plan, and FEN batches."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import torch_threads
+from data import DataError, preprocess, read_scene
+from data.scene import MatlabCube, _load_mat
+from data.synthetic import mask_png
+from model.fen import FEN, FEN_HALO, fold_batchnorm
+from utils.detectors import DetectorOptions
+from utils.errors import DetectorError
+from utils.metrics import roc_auc
+from utils.pipeline import (Pipeline, SceneSource, StoredCube, TilePlan, plan_scene, reflect_index,
+                            reflected_window, release_pages)
+from utils.rx import grx
+from utils.slrx import slrx
+from utils.weights import load_fen
+
+DETECTORS = ["GRX", "FEN+GRX", "SLRX", "FEN+SLRX"]
+#: Small tiles everywhere, both cubes streamed from files: FEN tiles of 24 px (5 x 5 tiles on a
+#: 100 x 100 scene, most with real neighbours as halo), SLRX strips of 2 block rows, LRX strips of 16 rows.
+SMALL_TILES = TilePlan(fen_tile=24, slrx_strip=2, lrx_strip=16, input_in_memory=False, enhanced_in_memory=False,
+                       budget=0, working=0)
+
+
+def _npy_scene(tmp_path, cube: np.ndarray, mask: np.ndarray, name: str = "scene"):
+    np.save(tmp_path / f"{name}.npy", cube)
+    mask_png(mask).save(tmp_path / f"{name}.png")
+    return read_scene(tmp_path / f"{name}.npy")
+
+
+def _runs(scene, bands, detectors, fen, plan=None, options=DetectorOptions()):
+    source = SceneSource(scene.cube, bands, 0, scene.name)
+    source.check()
+    pipeline = Pipeline(detectors, fen, options, torch.device("cpu"), plan=plan)
+    return next(iter(pipeline.run([source])))
+
+
+def _assert_same(tiled, whole, mask):
+    for name, ref in whole.maps.items():
+        got = tiled.maps[name]
+        np.testing.assert_allclose(got, ref, rtol=1e-6, atol=1e-6 * np.abs(ref).max(), err_msg=name)
+        assert roc_auc(got, mask) == roc_auc(ref, mask), name
+
+
+@pytest.mark.parametrize("weights,bands", [("had100", 200), ("had100", 50)])
+def test_real_scene_whole_and_in_small_tiles_give_the_same_maps(weights, bands, abu_dir, release_dir, tmp_path):
+    """abu-airport-2 as a memory-mapped .npy: whole (one FEN tile, everything in memory) against 24 px FEN
+    tiles, 2-block-row SLRX strips and both cubes streamed from files."""
+    real = read_scene(abu_dir / "abu-airport-2.mat")
+    scene = _npy_scene(tmp_path, np.ascontiguousarray(real.cube[:, :, :bands]), real.mask)
+    assert isinstance(scene.cube, np.memmap)
+    fen = load_fen(weights, bands, release_dir)
+    with torch_threads(2):
+        whole = _runs(scene, bands, DETECTORS, fen)
+        tiled = _runs(scene, bands, DETECTORS, fen, SMALL_TILES)
+    assert whole.plan.fen_tile >= 100 and whole.plan.input_in_memory and whole.plan.enhanced_in_memory
+    _assert_same(tiled, whole, scene.mask)
+    # and the whole-scene run is the plain detectors on the preprocessed cube
+    x = preprocess(real.cube, bands)
+    np.testing.assert_allclose(whole.maps["GRX"], grx(x).numpy(), rtol=1e-6, atol=1e-6 * whole.maps["GRX"].max())
+    np.testing.assert_allclose(whole.maps["SLRX"], slrx(x).numpy(), rtol=1e-6, atol=1e-9)
+
+
+def test_lrx_whole_and_in_strips(tmp_path):
+    rng = np.random.default_rng(0)
+    cube = rng.normal(size=(40, 37, 12)).astype(np.float32)
+    mask = np.zeros((40, 37), bool)
+    mask[10:12, 20:22] = True
+    scene = _npy_scene(tmp_path, cube, mask)
+    options = DetectorOptions(lrx_inner=3, lrx_outer=9)
+    torch.manual_seed(0)
+    fen = FEN(12).eval()
+    whole = _runs(scene, 12, ["LRX", "FEN+LRX"], fen, options=options)
+    tiled = _runs(scene, 12, ["LRX", "FEN+LRX"], fen, TilePlan(16, 0, 7, False, False, 0, 0), options=options)
+    _assert_same(tiled, whole, mask)
+
+
+def test_reflected_window_is_the_cwl_padding():
+    cube = StoredCube((9, 11, 3))
+    cube.write(0, 0, np.arange(9 * 11 * 3, dtype=np.float32).reshape(9, 11, 3))
+    padded = np.pad(cube.array, ((4, 4), (4, 4), (0, 0)), mode="reflect")
+    for r0, r1, c0, c1 in [(0, 9, 0, 11), (0, 4, 5, 11), (3, 7, 2, 6), (6, 9, 0, 3)]:
+        got = reflected_window(cube, r0, r1, c0, c1, 4)
+        np.testing.assert_array_equal(got, padded[r0: r1 + 8, c0: c1 + 8])
+    np.testing.assert_array_equal(reflect_index(np.arange(-3, 12), 9), [3, 2, 1, 0, 1, 2, 3, 4, 5, 6, 7, 8, 7, 6, 5])
+
+
+def test_fen_window_equals_whole_scene_forward():
+    torch.manual_seed(0)
+    fen = FEN(10).eval()
+    x = torch.rand(1, 10, 30, 26) * 0.2 - 0.1
+    with torch.no_grad():
+        whole = fen(x)
+        padded = torch.nn.functional.pad(x, (FEN_HALO,) * 4, mode="reflect")
+        tile = fen.forward_window(padded[:, :, 5: 5 + 12 + 2 * FEN_HALO, 7: 7 + 9 + 2 * FEN_HALO])
+    torch.testing.assert_close(tile, whole[:, :, 5:17, 7:16], rtol=1e-5, atol=1e-6)
+
+
+def test_source_blocks_are_the_preprocessed_cube_bit_for_bit(tmp_path):
+    rng = np.random.default_rng(1)
+    cube = (rng.random((23, 17, 9)) * 1000).astype(np.int16)
+    source = SceneSource(cube, 6, 2, "c")
+    source.check()
+    expected = preprocess(cube, 6, 2).permute(1, 2, 0).numpy()
+    np.testing.assert_array_equal(source.block(0, 23), expected)
+    np.testing.assert_array_equal(source.block(5, 11, 3, 8), expected[5:11, 3:8])
+    assert torch.equal(source.tensor(), preprocess(cube, 6, 2))
+
+
+def test_streaming_check_refuses_like_check_cube(monkeypatch):
+    import utils.pipeline as pipeline
+
+    monkeypatch.setattr(pipeline, "SCAN_BYTES", 8 * 5 * 4)  # one row per scan block: the streaming path
+    cube = np.ones((6, 5, 4), np.float32)
+    with pytest.raises(DataError, match="the cube is constant in the bands used"):
+        SceneSource(cube, 4, 0, "flat").check()
+    cube[2, 3, 1] = np.nan
+    cube[4, 0, 0] = np.inf
+    with pytest.raises(DataError, match="flat: 2 NaN/Inf values in the bands used"):
+        SceneSource(cube, 4, 0, "flat").check()
+    with pytest.raises(DataError, match="has 4 bands, fewer than --start_channel 1 \\+ --input_channel 4"):
+        SceneSource(cube, 4, 1, "flat").check()
+    cube[:] = np.arange(120, dtype=np.float32).reshape(6, 5, 4)
+    source = SceneSource(cube, 3, 1, "ok")
+    source.check()
+    assert (source.lo, source.hi) == (1.0, 119.0)
+
+
+def test_plan_tiles_what_does_not_fit_and_refuses_what_cannot():
+    options = DetectorOptions()
+    small = plan_scene((100, 100, 200), DETECTORS, options, 4 << 30)
+    assert small.fen_tile >= 100 and small.input_in_memory and small.enhanced_in_memory
+    big = plan_scene((2048, 2048, 200), DETECTORS, options, 4 << 30)
+    assert big.fen_tile < 2048 and big.slrx_strip < 256
+    assert not (big.input_in_memory and big.enhanced_in_memory)   # 2 x 3.2 GB cubes cannot both be held
+    tight = plan_scene((2048, 2048, 200), DETECTORS, options, 1 << 30)
+    assert not tight.input_in_memory and not tight.enhanced_in_memory and tight.working <= 1 << 30
+    with pytest.raises(DetectorError, match="memory budget is 0.0 GiB"):
+        plan_scene((2048, 2048, 200), DETECTORS, options, 16 << 20)
+
+
+def test_check_memory_refuses_only_what_tiling_cannot_fit(monkeypatch):
+    import utils.detectors as detectors
+
+    monkeypatch.setattr(detectors, "available_memory", lambda device="cpu": 2 << 30)
+    shape = (200, 2048, 2048)  # (B, H, W): 3.2 GB a cube, far above 2 GiB whole
+    for name in DETECTORS:
+        assert detectors.check_memory(name, shape) > 2 << 30
+    monkeypatch.setattr(detectors, "available_memory", lambda device="cpu": 64 << 20)
+    with pytest.raises(DetectorError, match="even in the smallest tiles"):
+        detectors.check_memory("SLRX", shape)
+
+
+def test_fen_batches_equal_single_scenes(tmp_path):
+    """HAD100-style same-size scenes go through the FEN together: the maps are those of one at a time."""
+    rng = np.random.default_rng(2)
+    scenes = []
+    for i in range(3):
+        mask = np.zeros((24, 24), bool)
+        mask[5 + i: 7 + i, 9:11] = True
+        scenes.append(_npy_scene(tmp_path, rng.random((24, 24, 14)).astype(np.float32), mask, f"s{i}"))
+    torch.manual_seed(0)
+    fen = FEN(14).eval()
+    sources = [SceneSource(s.cube, 14, 0, s.name) for s in scenes]
+    batched = list(Pipeline(["FEN+GRX"], fen, DetectorOptions(), torch.device("cpu"), batch=3).run(sources))
+    single = list(Pipeline(["FEN+GRX"], fen, DetectorOptions(), torch.device("cpu"), batch=1).run(sources))
+    for b, s in zip(batched, single):
+        np.testing.assert_allclose(b.maps["FEN+GRX"], s.maps["FEN+GRX"], rtol=1e-6, atol=1e-9)
+    assert len(batched) == 3
+
+
+def test_memory_mapped_readers(tmp_path):
+    import h5py
+    from spectral.io import envi
+
+    rng = np.random.default_rng(3)
+    cube = rng.random((12, 10, 5)).astype(np.float32)
+    mask = np.zeros((12, 10), bool)
+    mask[2, 3] = True
+    assert isinstance(_npy_scene(tmp_path, cube, mask).cube, np.memmap)
+    envi.save_image(str(tmp_path / "e.hdr"), cube, interleave="bsq", ext=".img")
+    mask_png(mask).save(tmp_path / "e.png")
+    e = read_scene(tmp_path / "e.hdr")
+    assert isinstance(e.cube, np.memmap) and e.cube.shape == (12, 10, 5)
+    np.testing.assert_array_equal(e.cube[3:7, 2:9], cube[3:7, 2:9])
+    release_pages(e.cube)  # pages dropped, data still there
+    np.testing.assert_array_equal(np.asarray(e.cube), cube)
+    with h5py.File(tmp_path / "m.mat", "w", userblock_size=512) as f:  # MATLAB v7.3 layout: axes reversed
+        f["data"] = cube.T
+        f["map"] = mask.astype(np.uint8).T
+    m = read_scene(tmp_path / "m.mat")
+    assert isinstance(m.cube, MatlabCube) and m.cube.shape == (12, 10, 5)
+    np.testing.assert_array_equal(m.cube[3:7, 2:9, 1:4], cube[3:7, 2:9, 1:4])
+    np.testing.assert_array_equal(m.cube[-1, ..., 2], cube[-1, ..., 2])
+    np.testing.assert_array_equal(np.asarray(m.cube), cube)
+    np.testing.assert_array_equal(m.mask, mask)
+    assert np.array_equal(_load_mat(tmp_path / "m.mat")["data"], cube)  # eager reading is unchanged
+
+
+def test_folded_batchnorm_matches_the_module_and_leaves_it_unfused(release_dir, golden):
+    fen = load_fen("had100", 50, release_dir)
+    folded = fold_batchnorm(fen)
+    assert any(isinstance(m, torch.nn.BatchNorm2d) for m in fen.modules())
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in folded.modules())
+    x = torch.from_numpy(golden["had100-50/input"])[None]
+    with torch.no_grad():
+        torch.testing.assert_close(folded(x), fen(x), rtol=1e-4, atol=1e-5)
