@@ -78,6 +78,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--max_memory_gb", type=float, default=None,
                    help="memory for one scene's cubes, tiles and maps; larger scenes are read memory-mapped and "
                         "cut into tiles (default: a quarter of the available memory, at most 4 GiB)")
+    p.add_argument("--fen_batch", type=int, default=16,
+                   help="same-size scenes small enough for one FEN tile (HAD100's 64 x 64) go through the FEN this "
+                        "many at a time")
+    p.add_argument("--fold_bn", action=argparse.BooleanOptionalAction, default=False,
+                   help="fold the FEN's BatchNorms into its convolutions (about 10%% faster on CPU; float32 rounding "
+                        "moves, and one reference AUC sits on a rounding edge: see README, Speed)")
     p.add_argument("--save_dir", type=Path, default=ROOT / "results", help="where auc.csv and scores/ go")
     p.add_argument("--save_scores", action=argparse.BooleanOptionalAction, default=True,
                    help="write each scene's score maps to SAVE_DIR/scores/<scene>.npz")
@@ -106,6 +112,8 @@ def check_args(parser: argparse.ArgumentParser, args: argparse.Namespace) -> Non
         parser.error(f"--block_size {args.block_size}: must be 1 or more pixels")
     if args.max_memory_gb is not None and not args.max_memory_gb > 0:
         parser.error(f"--max_memory_gb {args.max_memory_gb}: must be a positive number of GiB, e.g. 4")
+    if args.fen_batch < 1:
+        parser.error(f"--fen_batch {args.fen_batch}: must be 1 or more scenes")
 
 
 class OutputError(FerdError):
@@ -208,7 +216,8 @@ def run(args: argparse.Namespace) -> list[SceneResult]:
     if needs_fen(args.detectors):
         fen = load_fen(args.weights, args.input_channel, args.weights_dir).to(device)
     # the FEN in tiles, the detectors over chunks and strips, memory-mapped input: utils/pipeline.py
-    pipeline = Pipeline(args.detectors, fen, detector_options(args), device, args.max_memory_gb)
+    pipeline = Pipeline(args.detectors, fen, detector_options(args), device, args.max_memory_gb, args.fen_batch,
+                        fold_bn=args.fold_bn)
     pipeline.warm_up(sources[0])
     print(f"{len(scenes)} scenes from {source}, bands [{args.start_channel}, "
           f"{args.start_channel + args.input_channel}), detectors {' '.join(args.detectors)}, "

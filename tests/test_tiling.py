@@ -210,3 +210,27 @@ def test_folded_batchnorm_matches_the_module_and_leaves_it_unfused(release_dir, 
     x = torch.from_numpy(golden["had100-50/input"])[None]
     with torch.no_grad():
         torch.testing.assert_close(folded(x), fen(x), rtol=1e-4, atol=1e-5)
+
+
+def test_big_scenes_are_drawn_reduced(tmp_path):
+    from PIL import Image
+
+    from utils.plots import block_max, plot_scene, reduction, thin_curve
+
+    assert reduction(100, 100) == 1 and reduction(2048, 2048) == 4 and reduction(1100, 300) == 3
+    image = np.zeros((7, 5))
+    image[6, 4] = 1.0  # one pixel in the last, partial block
+    reduced = block_max(image, 3)
+    assert reduced.shape == (3, 2) and reduced[2, 1] == 1.0 and reduced.sum() == 1.0
+    pf = np.linspace(0, 1, 100_001) ** 3
+    tpf, tpd = thin_curve(np.maximum(pf, 1e-6), np.sqrt(pf))
+    assert len(tpf) <= 2002 and tpf[0] == 1e-6 and tpf[-1] == 1.0 and np.all(np.diff(tpf) >= 0)
+    assert tpd[-1] == 1.0 and np.all(np.diff(tpd) >= 0)
+    rng = np.random.default_rng(4)
+    mask = np.zeros((1100, 600), bool)
+    mask[500, 300] = True
+    maps = {"GRX": rng.random((1100, 600)) + 5 * mask}
+    maps_png, roc_png = plot_scene(tmp_path, "big", rng.random((1100, 600, 6)).astype(np.float32), mask, maps,
+                                   {"GRX": 1.0})
+    with Image.open(maps_png) as img:
+        assert img.width < 1200 and img.height < 600

@@ -38,7 +38,7 @@ import numpy as np
 import torch
 
 from data.preprocess import INPUT_SCALE, DataError, check_cube, check_dtype, check_options
-from model.fen import FEN, FEN_HALO
+from model.fen import FEN, FEN_HALO, fold_batchnorm
 from utils.detectors import (FEN_PREFIX, DetectorOptions, available_memory, base_name, needs_fen)
 from utils.device import sync
 from utils.errors import DetectorError
@@ -454,13 +454,17 @@ class Pipeline:
     """The FEN and the detectors over scenes of any size: ``for run in Pipeline(...).run(sources): ...``.
 
     ``sources`` are checked :class:`SceneSource`; same-size scenes that are one FEN tile each go through the
-    FEN ``batch`` at a time (their FEN seconds are the batch's, shared equally).
+    FEN ``batch`` at a time (their FEN seconds are the batch's, shared equally). ``fold_bn``: run an inference
+    copy of the FEN with its BatchNorms folded into the convolutions (model.fen.fold_batchnorm).
     """
 
     def __init__(self, detectors: list[str], fen: FEN | None, options: DetectorOptions, device: torch.device,
-                 max_memory_gb: float | None = None, batch: int = FEN_BATCH, plan: TilePlan | None = None) -> None:
+                 max_memory_gb: float | None = None, batch: int = FEN_BATCH, plan: TilePlan | None = None,
+                 fold_bn: bool = False) -> None:
         self.detectors, self.options, self.device = detectors, options, device
-        self.fen = prepare_fen(fen) if fen is not None and needs_fen(detectors) else None
+        self.fen = None
+        if fen is not None and needs_fen(detectors):
+            self.fen = prepare_fen(fold_batchnorm(fen) if fold_bn else fen)
         self.max_memory_gb = max_memory_gb
         self.batch = max(1, batch)
         self.fixed_plan = plan  # tests and benchmarks: the same tiles for every scene

@@ -1,6 +1,12 @@
 """Pictures of one scene's results: the cube in false colour, the ground truth, every detector's anomaly
 map, and the ROC curves of all detectors. PNG files, written atomically (utils/io.py).
 
+Big scenes are drawn reduced, so that a flight line gives a picture in seconds, not a 4-megapixel figure
+that takes a minute: images wider or taller than :data:`MAX_SIDE` px are shrunk by an integer factor
+(block maximum for score maps and masks, so that a one-pixel anomaly stays visible; one pixel per block
+for the false colour, read band by band from the possibly memory-mapped cube), and ROC curves are drawn
+through at most :data:`ROC_POINTS` points. The AUCs in the titles are always those of the full maps.
+
 Matplotlib is used through its object API on an Agg canvas (no GUI backend, no global pyplot state),
 so it works on headless machines and from threads.
 """
@@ -21,18 +27,53 @@ from utils.io import atomic_path
 RGB_FRACTIONS = (0.25, 0.12, 0.05)
 #: Maps are shown from their minimum to this percentile (clipped above).
 DISPLAY_PERCENTILE = 99.5
+#: Largest image side drawn (px); larger scenes are reduced by an integer factor.
+MAX_SIDE = 512
+#: Most points of a drawn ROC curve.
+ROC_POINTS = 2000
 
 
-def false_colour(cube: np.ndarray, fractions: tuple[float, float, float] = RGB_FRACTIONS) -> np.ndarray:
-    """``(H, W, B)`` cube -> ``(H, W, 3)`` RGB in [0, 1]: three bands, each stretched between its 2nd and
-    98th percentile (robust to a few very bright pixels)."""
+def reduction(height: int, width: int, max_side: int = MAX_SIDE) -> int:
+    """The integer factor that brings an ``height`` x ``width`` image to at most ``max_side`` px a side."""
+    return max(1, -(-max(height, width) // max_side))
+
+
+def block_max(image: np.ndarray, factor: int) -> np.ndarray:
+    """``(H, W)`` -> ``(ceil(H / f), ceil(W / f))`` maxima of ``f x f`` blocks (edge blocks may be smaller)."""
+    if factor == 1:
+        return np.asarray(image)
+    h, w = image.shape
+    ph, pw = -(-h // factor) * factor, -(-w // factor) * factor
+    low = np.min(image) if image.dtype != bool else False
+    padded = np.full((ph, pw), low, dtype=image.dtype)
+    padded[:h, :w] = image
+    return padded.reshape(ph // factor, factor, pw // factor, factor).max(axis=(1, 3))
+
+
+def false_colour(cube: np.ndarray, fractions: tuple[float, float, float] = RGB_FRACTIONS,
+                 step: int = 1) -> np.ndarray:
+    """``(H, W, B)`` cube -> ``(H, W, 3)`` RGB in [0, 1] (every ``step``-th pixel each way): three bands, each
+    stretched between its 2nd and 98th percentile (robust to a few very bright pixels)."""
     b = cube.shape[2]
     channels = []
     for f in fractions:
-        band = cube[:, :, min(b - 1, int(round(f * (b - 1))))].astype(np.float64)
+        band = _band(cube, min(b - 1, int(round(f * (b - 1)))), step)
         lo, hi = np.percentile(band, [2, 98])
         channels.append(np.clip((band - lo) / (hi - lo), 0, 1) if hi > lo else np.zeros_like(band))
     return np.stack(channels, axis=-1)
+
+
+def _band(cube: np.ndarray, index: int, step: int, rows: int = 256) -> np.ndarray:
+    """Band ``index`` of ``cube``, every ``step``-th pixel, float64; read a few rows at a time so that a
+    memory-mapped cube's pages are let go as it goes (utils.pipeline.release_pages)."""
+    from utils.pipeline import release_pages
+
+    h = cube.shape[0]
+    parts = []
+    for r0 in range(0, h, rows * step):
+        parts.append(np.asarray(cube[r0: min(h, r0 + rows * step): step, ::step, index], dtype=np.float64))
+        release_pages(cube)
+    return np.concatenate(parts)
 
 
 def _save(fig: Figure, path: Path) -> Path:
@@ -64,13 +105,16 @@ def plot_maps(path: Path, scene: str, cube: np.ndarray, mask: np.ndarray, maps: 
     rows = -(-panels // cols)
     fig = Figure(figsize=(3.0 * cols, 3.2 * rows))
     axes = fig.subplots(rows, cols, squeeze=False).ravel()
-    axes[0].imshow(false_colour(cube), interpolation="nearest")
-    axes[0].set_title(f"false colour\n{cube.shape[0]} x {cube.shape[1]} x {cube.shape[2]}", fontsize=9)
-    axes[1].imshow(mask, cmap="gray", interpolation="nearest", vmin=0, vmax=1)
+    f = reduction(*mask.shape)
+    shown = f" (drawn 1:{f})" if f > 1 else ""
+    axes[0].imshow(false_colour(cube, step=f), interpolation="nearest")
+    axes[0].set_title(f"false colour\n{cube.shape[0]} x {cube.shape[1]} x {cube.shape[2]}{shown}", fontsize=9)
+    axes[1].imshow(block_max(np.asarray(mask, dtype=bool), f), cmap="gray", interpolation="nearest", vmin=0, vmax=1)
     axes[1].set_title(f"ground truth\n{int(mask.sum())} anomaly px", fontsize=9)
     image = None
     for ax, (name, scores) in zip(axes[2:], maps.items()):
-        image = ax.imshow(display_scale(scores), cmap="inferno", interpolation="nearest", vmin=0, vmax=1)
+        image = ax.imshow(block_max(display_scale(scores), f), cmap="inferno", interpolation="nearest",
+                          vmin=0, vmax=1)
         auc = aucs.get(name)
         ax.set_title(f"{name}\nAUC {auc:.4f}" if auc is not None else f"{name}\nAUC n/a", fontsize=9)
     for ax in axes:
@@ -85,6 +129,16 @@ def plot_maps(path: Path, scene: str, cube: np.ndarray, mask: np.ndarray, maps: 
     return _save(fig, path)
 
 
+def thin_curve(pf: np.ndarray, pd: np.ndarray, points: int = ROC_POINTS) -> tuple[np.ndarray, np.ndarray]:
+    """At most about ``points`` points of a ROC curve, evenly spaced in log Pf (the axis it is drawn on), its
+    ends and steps kept: ``pd`` at each chosen Pf is the curve's highest there."""
+    if len(pf) <= points:
+        return pf, pd
+    grid = np.geomspace(pf[0], pf[-1], points)
+    idx = np.unique(np.concatenate([[0, len(pf) - 1], np.searchsorted(pf, grid, side="right") - 1]))
+    return pf[idx], pd[idx]
+
+
 def plot_roc(path: Path, scene: str, mask: np.ndarray, maps: dict[str, np.ndarray],
              aucs: dict[str, float | None]) -> Path:
     """ROC curves (Pd against Pf, log Pf axis so the low false-alarm end is visible) of every detector."""
@@ -95,7 +149,8 @@ def plot_roc(path: Path, scene: str, mask: np.ndarray, maps: dict[str, np.ndarra
     if truth.any() and not truth.all():
         for name, scores in maps.items():
             pf, pd, _ = roc_curve(truth, np.asarray(scores, dtype=np.float64).ravel())
-            ax.plot(np.maximum(pf, floor), pd, label=_label(name, aucs.get(name)), linewidth=1.4)
+            pf, pd = thin_curve(np.maximum(pf, floor), pd)
+            ax.plot(pf, pd, label=_label(name, aucs.get(name)), linewidth=1.4)
     else:
         ax.text(0.5, 0.5, "ROC undefined: the mask has no anomaly or no background pixel",
                 ha="center", va="center", transform=ax.transAxes, fontsize=8, wrap=True)
