@@ -18,6 +18,7 @@ with the had100-200 weights (random weights of the same shapes without ../shared
 """
 from __future__ import annotations
 
+import copy
 import sys
 import time
 from pathlib import Path
@@ -59,9 +60,11 @@ def sgemm_rate(device: torch.device, repeat: int, n: int = 2048) -> float:
     return 2 * n ** 3 / best / 1e9
 
 
-def whole_flops(fen: FEN, x: torch.Tensor) -> int:
+def whole_flops(fen: FEN, bands: int, height: int, width: int) -> int:
+    """FLOPs of one whole-scene forward, counted on the meta device (shapes only: no memory, no time)."""
+    meta = copy.deepcopy(fen).to("meta")
     with FlopCounterMode(display=False) as counter, torch.no_grad():
-        fen(x[None])
+        meta(torch.empty(1, bands, height, width, device="meta"))
     return counter.get_total_flops()
 
 
@@ -96,8 +99,7 @@ def main() -> None:
         cube = StoredCube(hwb.shape)
         cube.write(0, 0, hwb)
         x = torch.from_numpy(hwb).permute(2, 0, 1).contiguous().to(device)
-        flops = whole_flops(fen, x[:, :100, :100]) * side * side / min(side, 100) ** 2 if side > 100 \
-            else whole_flops(fen, x)
+        flops = whole_flops(fen, args.bands, side, side)
         ways = []
         if side <= args.whole_limit:
             ways.append(("whole NCHW", side, lambda: fen(x[None])))

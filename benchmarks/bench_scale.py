@@ -7,7 +7,7 @@
 
 Each cube is a synthetic ``.npy`` (+ ``.png`` mask) written block by block into ``--dir`` (a temporary
 folder by default, deleted at the end; never the repository): 8 endmember spectra mixed per pixel, 1 %
-noise, and 3 x 3 px targets of a ninth spectrum. Each detector then runs in its own ``test.py`` process
+noise, and 3 x 3 px targets half made of a spectrum no mixture of the eight gives. Each detector then runs in its own ``test.py`` process
 (``--scenes cube.npy --detectors NAME``, released had100 weights from ``$FERD_WEIGHTS_DIR``), so that its
 peak resident memory (``os.wait4``) is its own; the seconds are those test.py reports for the detector
 (the FEN included in ``FEN+``), and ``wall`` is the whole process (start-up, the streaming min/max pass,
@@ -52,7 +52,9 @@ def make_cube(folder: Path, side: int, bands: int = 200, seed: int = 0, rows_per
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"scene_{side}.npy"
     rng = np.random.default_rng(seed)
-    spectra = rng.random((9, bands)).cumsum(axis=1).astype(np.float32)  # 8 background, 1 target
+    spectra = rng.random((8, bands)).cumsum(axis=1).astype(np.float32)  # background endmembers
+    wave = np.linspace(0, 1, bands, dtype=np.float32)
+    target = spectra.mean(axis=0) * (1 + 0.3 * np.sin(6 * np.pi * wave))  # a shape no mixture of them has
     mask = np.zeros((side, side), bool)
     targets = rng.integers(4, side - 4, size=(max(4, side * side // 16384), 2))
     for r, c in targets:
@@ -62,11 +64,10 @@ def make_cube(folder: Path, side: int, bands: int = 200, seed: int = 0, rows_per
         r1 = min(side, r0 + rows_per_block)
         block_rng = np.random.default_rng([seed, r0])
         ab = block_rng.dirichlet(np.ones(8), size=(r1 - r0) * side).astype(np.float32)
-        block = ab @ spectra[:8]
-        block += block_rng.normal(scale=0.01 * spectra.mean(), size=block.shape).astype(np.float32)
-        block = block.reshape(r1 - r0, side, bands)
+        block = (ab @ spectra).reshape(r1 - r0, side, bands)
         hit = mask[r0:r1]
-        block[hit] = 0.5 * block[hit] + 0.5 * spectra[8]
+        block[hit] = 0.5 * block[hit] + 0.5 * target
+        block += block_rng.normal(scale=0.01 * spectra.mean(), size=block.shape).astype(np.float32)
         out[r0:r1] = block
     out.flush()
     del out
