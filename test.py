@@ -16,7 +16,6 @@ with ``--save_mat`` the authors' MATLAB files, with ``--save_envi`` georeference
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from pathlib import Path
 
@@ -26,7 +25,7 @@ from tqdm import tqdm
 from data import Scene, read_had100, read_scene
 from data.synthetic import DEFAULT_ROOT as SYNTHETIC_ROOT, ensure_synthetic
 from utils.detectors import DetectorOptions, check_detector, check_memory, detector_names, needs_fen
-from utils.cli import OneLineParser
+from utils.cli import OneLineParser, OutputError, check_writable
 from utils.device import pick_device
 from utils.errors import DetectorError, FerdError
 from utils.export import SceneRecord, check_envi_sources, fen_output, write_exports
@@ -114,26 +113,6 @@ def check_args(parser: argparse.ArgumentParser, args: argparse.Namespace) -> Non
         parser.error(f"--max_memory_gb {args.max_memory_gb}: must be a positive number of GiB, e.g. 4")
     if args.fen_batch < 1:
         parser.error(f"--fen_batch {args.fen_batch}: must be 1 or more scenes")
-
-
-class OutputError(FerdError):
-    """A result path that cannot be written (found before anything is written)."""
-
-
-def check_writable(path: Path, option: str, folder: bool) -> None:
-    """Raise :class:`OutputError` unless ``path`` can be written: a folder (existing or to be made) if ``folder``,
-    else a file; the nearest existing folder on the way must be a writable folder."""
-    if folder and path.exists() and not path.is_dir():
-        raise OutputError(f"{option}: {path} is a file, not a folder")
-    if not folder and path.is_dir():
-        raise OutputError(f"{option}: {path} is a folder, not a file")
-    existing = path if folder else path.parent
-    while not existing.exists():
-        existing = existing.parent
-    if not existing.is_dir():
-        raise OutputError(f"{option}: {existing} is a file, not a folder")
-    if not os.access(existing, os.W_OK | os.X_OK):
-        raise OutputError(f"{option}: {existing} is not writable")
 
 
 def check_outputs(args: argparse.Namespace, scenes: list[Scene]) -> None:

@@ -39,7 +39,7 @@ from model.fen import FEN
 from model.ferd import FERD
 from model.losses import W_REC, W_SIM, W_ZC, FERDLoss
 from model.teacher import apply_teacher_state, fingerprint, teacher_state
-from utils.cli import OneLineParser, fail
+from utils.cli import OneLineParser, check_writable, fail
 from utils.device import pick_device
 from utils.errors import FerdError
 from utils.io import save_text, save_torch
@@ -135,29 +135,37 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def check_args(p: argparse.ArgumentParser, args: argparse.Namespace) -> None:
-    """Checks of the options alone (before any file is read): one-line errors through ``p.error``."""
-    for name in ("batch_size", "epochs", "input_channel"):
-        if getattr(args, name) <= 0:
-            p.error(f"--{name} must be positive, got {getattr(args, name)}")
-    for name in ("start_channel", "max_steps", "eval_scenes", "num_workers"):
-        if getattr(args, name) < 0:
-            p.error(f"--{name} must be 0 or more, got {getattr(args, name)}")
-    if args.img_size < 8:
-        p.error(f"--img_size must be at least 8, got {args.img_size}")
-    if args.patch_stride is not None and args.patch_stride <= 0:
-        p.error(f"--patch_stride must be positive, got {args.patch_stride}")
+    """Checks of the options alone (before any file is read): one-line errors through ``p.error``, in the
+    form ``--option value: what is allowed``."""
+    for name, least in (("batch_size", 1), ("epochs", 1), ("input_channel", 1), ("start_channel", 0),
+                        ("max_steps", 0), ("eval_scenes", 0), ("num_workers", 0), ("img_size", 8)):
+        if getattr(args, name) < least:
+            p.error(f"--{name} {getattr(args, name)}: must be {least} or more")
+    if args.patch_stride is not None and args.patch_stride < 1:
+        p.error(f"--patch_stride {args.patch_stride}: must be 1 or more")
     if not (args.lr > 0 and math.isfinite(args.lr)):
-        p.error(f"--lr must be a positive number, got {args.lr}")
+        p.error(f"--lr {args.lr}: must be a positive number")
+    for name in ("w_sim", "w_rec", "w_zc"):
+        w = getattr(args, name)
+        if not (math.isfinite(w) and w >= 0):
+            p.error(f"--{name} {w}: must be a finite number, 0 or more")
     if not all(0 <= b < 1 for b in args.betas):
-        p.error(f"--betas must lie in [0, 1), got {args.betas[0]} {args.betas[1]}")
+        p.error(f"--betas {args.betas[0]} {args.betas[1]}: each must lie in [0, 1)")
     if not 0 < args.val_fraction < 1:
-        p.error(f"--val_fraction must be between 0 and 1, got {args.val_fraction}")
+        p.error(f"--val_fraction {args.val_fraction}: must lie between 0 and 1 (both excluded)")
     if args.train_scenes and args.data_path is not None:
         p.error("--train_scenes and --data_path: give one source of training data")
     has_test = args.test_scenes or not args.train_scenes
     if args.select == "test" and not (args.eval_test and has_test):
         p.error("--select test needs a test set to evaluate each epoch: "
                 + ("give --test_scenes, " if not has_test else "drop --no-eval_test, ") + "or pick --select val/last")
+
+
+def check_outputs(args: argparse.Namespace) -> None:
+    """Before any work: the save folder and each file train.py writes there can be written."""
+    check_writable(args.save_dir, "--save_dir", folder=True)
+    for kind, suffix in (("fen", "pt"), ("last", "pt"), ("auc", "csv"), ("loss", "png")):
+        check_writable(args.save_dir / f"{kind}_{args.input_channel}bands.{suffix}", "--save_dir", folder=False)
 
 
 # ----------------------------------------------------------------------------------------------- processes
@@ -597,6 +605,7 @@ def train(args: argparse.Namespace, d: Dist) -> dict:
         raise TrainingError("--amp needs a CUDA device (this run is on the CPU)")
     if args.batch_size % d.world:
         raise TrainingError(f"--batch_size {args.batch_size} does not split over {d.world} processes")
+    check_outputs(args)
     state, resume_path = open_resume(args, args.save_dir / f"last_{args.input_channel}bands.pt")
     tr = build_trainer(args, d)
     progress = restore(tr, state, resume_path) if state is not None else Progress()

@@ -23,7 +23,8 @@ def test_two_process_gloo_run_writes_one_checkpoint(tmp_path):
            "--epochs", "1", "--teacher", "random", "--no-progress", "--save_dir", str(save_dir)]
     proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    assert sorted(p.name for p in save_dir.iterdir()) == ["auc_8bands.csv", "fen_8bands.pt", "last_8bands.pt"]
+    assert sorted(p.name for p in save_dir.iterdir()) == ["auc_8bands.csv", "fen_8bands.pt", "last_8bands.pt",
+                                                          "loss_8bands.png"]
     epoch_lines = [line for line in proc.stdout.splitlines() if line.startswith("epoch ")]
     assert len(epoch_lines) == 1 and epoch_lines[0].startswith("epoch 1/1  step 2 ")  # 4 patches / global batch 2
     assert proc.stderr.count("training patches") == 1 and "device cpu x 2 processes" in proc.stderr

@@ -2,8 +2,12 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
+from pathlib import Path
 from typing import NoReturn
+
+from utils.errors import FerdError
 
 
 class OneLineParser(argparse.ArgumentParser):
@@ -18,3 +22,23 @@ def fail(prog: str, message: str) -> int:
     """Print the one-line error of an input problem found after parsing; return the exit code 2."""
     print(f"{prog}: error: {message}", file=sys.stderr)
     return 2
+
+
+class OutputError(FerdError):
+    """A result path that cannot be written (found before anything is written)."""
+
+
+def check_writable(path: Path, option: str, folder: bool) -> None:
+    """Raise :class:`OutputError` unless ``path`` can be written: a folder (existing or to be made) if ``folder``,
+    else a file; the nearest existing folder on the way must be a writable folder."""
+    if folder and path.exists() and not path.is_dir():
+        raise OutputError(f"{option}: {path} is a file, not a folder")
+    if not folder and path.is_dir():
+        raise OutputError(f"{option}: {path} is a folder, not a file")
+    existing = path if folder else path.parent
+    while not existing.exists():
+        existing = existing.parent
+    if not existing.is_dir():
+        raise OutputError(f"{option}: {existing} is a file, not a folder")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise OutputError(f"{option}: {existing} is not writable")
