@@ -62,6 +62,15 @@ def check_patch_fits(shape: tuple[int, ...], size: int, name: str) -> None:
         raise DataError(f"{name}: is {shape[0]} x {shape[1]} px, smaller than --img_size {size}")
 
 
+def check_band_last(shape: tuple[int, ...], name: str) -> None:
+    """A training background has no mask to compare with, so a band-first file (B x H x W) is told by its
+    shape: square in its last two axes and longer in its first (HAD100's are 64 x 64 x 276 and 64 x 64 x 162).
+    Read as H x W x B it would give wrong numbers without any error."""
+    if len(shape) == 3 and shape[1] == shape[2] and shape[0] > shape[1]:
+        raise DataError(f"{name}: is {' x '.join(map(str, shape))}: the background looks band-first (B x H x W, "
+                        f"{shape[0]} bands); store it as H x W x B, e.g. np.save(path, np.moveaxis(cube, 0, -1))")
+
+
 def load_patches(files: list[Path], bands: int, start: int, size: int, stride: int | None = None) -> torch.Tensor:
     """All training patches of ``files``: ``(N, bands, size, size)`` float32; any bad file raises DataError."""
     if not files:
@@ -69,6 +78,7 @@ def load_patches(files: list[Path], bands: int, start: int, size: int, stride: i
     out = []
     for path in files:
         cube = load_npy(path, mmap=True)
+        check_band_last(cube.shape, str(path))
         check_patch_fits(cube.shape, size, str(path))
         out.append(cut_patches(preprocess(np.asarray(cube), bands, start, str(path)), size, stride))
     return torch.cat(out)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -198,6 +199,11 @@ def test_resume_refuses_another_configuration(run_a, data, tmp_path, extra, mess
 
 def test_bad_input_one_line_errors(data, tmp_path, capsys):
     (tmp_path / "empty" / "train" / "aviris_ng").mkdir(parents=True)
+    band_first = tmp_path / "band_first"
+    shutil.copytree(data, band_first)
+    cube = np.load(band_first / "train" / "aviris_ng" / "synthetic_train_0000.npy")
+    np.save(band_first / "train" / "aviris_ng" / "synthetic_train_0000.npy",
+            np.moveaxis(np.concatenate([cube, cube], axis=2), -1, 0))  # 20 x 16 x 16
     ck = tmp_path / "ck"
     cases = [
         (args(tmp_path / "empty", ck), "holds no .npy files"),
@@ -217,6 +223,7 @@ def test_bad_input_one_line_errors(data, tmp_path, capsys):
         (args(data, ck, "--betas", "0.5", "1.5"), "--betas 0.5 1.5: each must lie in [0, 1)"),
         (args(data, ck, "--resume", str(data / "train" / "aviris_ng" / "synthetic_train_0000.npy")),
          "not a training state of train.py"),
+        (args(band_first, ck), "synthetic_train_0000.npy: is 20 x 16 x 16: the background looks band-first"),
         (args(data, ck, "--w_sim", "nan"), "--w_sim nan: must be a finite number, 0 or more"),
         (args(data, ck, "--w_rec", "-1"), "--w_rec -1.0: must be a finite number, 0 or more"),
         (set_opt(args(data, ck), "--save_dir", str(data / "test" / "aviris_ng" / "synthetic_test_0000.npy")),
