@@ -408,22 +408,32 @@ def run_parallel(jobs: list, device: torch.device) -> None:
     thread (measured on the 2 shared cores: 100 x 100 x 200, 0.48 s split, 0.15 s side by side). The
     channels-last kernels give the same bits with one thread or two (tests/test_tiling.py).
     """
-    workers = min(fen_workers(device), len(jobs))
-    if workers <= 1:
+    workers = fen_workers(device)
+    if workers <= 1 or len(jobs) <= 1:
         for job in jobs:
             job()
         return
     before = torch.get_num_threads()
-
-    def one_thread(job) -> None:
-        torch.set_num_threads(1)  # this thread's intra-op pool (the setting is also global: restored below)
-        job()
-
     try:
-        with ThreadPoolExecutor(workers) as pool:
-            list(pool.map(one_thread, jobs))
+        list(_pool(workers).map(_on_one_thread, jobs))
     finally:
-        torch.set_num_threads(before)
+        torch.set_num_threads(before)  # the count new threads start with is global: put it back
+
+
+_POOLS: dict[int, ThreadPoolExecutor] = {}
+
+
+def _pool(workers: int) -> ThreadPoolExecutor:
+    """A thread pool kept for the process: its threads keep their one-thread torch setting between calls."""
+    if workers not in _POOLS:
+        _POOLS[workers] = ThreadPoolExecutor(workers, thread_name_prefix="fen-tile")
+    return _POOLS[workers]
+
+
+def _on_one_thread(job) -> None:
+    if torch.get_num_threads() != 1:
+        torch.set_num_threads(1)  # this thread's OpenMP and MKL pools
+    job()
 
 
 def enhance_tiles(fen: FEN, source: Cube, store: StoredCube, tile: int, device: torch.device) -> None:
