@@ -234,3 +234,13 @@ def test_big_scenes_are_drawn_reduced(tmp_path):
                                    {"GRX": 1.0})
     with Image.open(maps_png) as img:
         assert img.width < 1200 and img.height < 600
+
+
+@pytest.mark.parametrize("dtype", [np.uint16, np.float16, np.bool_, np.float64])
+def test_source_blocks_of_any_dtype(dtype):
+    rng = np.random.default_rng(5)
+    values = rng.random((9, 7, 5))
+    cube = (values > 0.5) if dtype == np.bool_ else (values * 3000).astype(dtype)
+    source = SceneSource(cube, 5, 0, "c")
+    source.check()
+    np.testing.assert_array_equal(source.block(0, 9), preprocess(cube, 5).permute(1, 2, 0).numpy())

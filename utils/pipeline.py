@@ -169,10 +169,12 @@ class SceneSource:
         if self.lo is None:
             self.check()
         raw = np.asarray(self.raw[r0:r1, c0:c1, self.start: self.start + self.bands])
-        # the arithmetic of data.preprocess.preprocess, element by element: the same float32 values
-        x = ((raw.astype(np.float64) - self.lo) / (self.hi - self.lo) * 2 - 1) * INPUT_SCALE
+        # the arithmetic of data.preprocess.preprocess, operation by operation in float64 (so the same float32
+        # values), in torch for its threads: ((x - lo) / (hi - lo) * 2 - 1) * INPUT_SCALE
+        x = torch.from_numpy(raw.astype(np.float64))  # any numeric dtype (uint16 DNs, bool, ...), exactly
+        x.sub_(self.lo).div_(self.hi - self.lo).mul_(2).sub_(1).mul_(INPUT_SCALE)
         release_pages(self.raw)
-        return x.astype(np.float32)
+        return x.to(torch.float32).numpy()
 
     def tensor(self) -> torch.Tensor:
         """The whole preprocessed cube as ``(bands, H, W)`` float32 (as ``data.preprocess.preprocess``)."""
@@ -291,7 +293,7 @@ class TilePlan:
             parts.append(f"SLRX in strips of {self.slrx_strip} block rows")
         if self.lrx_strip:
             parts.append(f"LRX in strips of {self.lrx_strip} rows")
-        parts.append(f"input {'in memory' if self.input_in_memory else 'read from the file'}")
+        parts.append(f"preprocessed cube {'in memory' if self.input_in_memory else 'in a temporary file'}")
         if self.fen_tile:
             parts.append(f"enhanced cube {'in memory' if self.enhanced_in_memory else 'in a temporary file'}")
         return ", ".join(parts) + f" (budget {self.budget / 2**30:.1f} GiB)"
@@ -556,7 +558,9 @@ class Pipeline:
         return out, time.perf_counter() - start
 
     def _inputs(self, source: SceneSource, plan: TilePlan) -> Cube:
-        return StoredCube.of(source) if plan.input_in_memory else source
+        """The preprocessed cube, computed once before the timings: in memory, or in a temporary file when
+        the plan has no room for it (each detector then reads float32 blocks, not raw ones to scale again)."""
+        return StoredCube.of(source, plan.input_in_memory)
 
     def run(self, sources: list[SceneSource]) -> Iterator[SceneRun]:
         """One :class:`SceneRun` per source, in order."""
