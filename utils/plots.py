@@ -113,7 +113,8 @@ def plot_maps(path: Path, scene: str, cube: np.ndarray, mask: np.ndarray, maps: 
     axes[1].set_title(f"ground truth\n{int(mask.sum())} anomaly px", fontsize=9)
     image = None
     for ax, (name, scores) in zip(axes[2:], maps.items()):
-        image = ax.imshow(block_max(display_scale(scores), f), cmap="inferno", interpolation="nearest",
+        # scaled after the reduction: the colours spread over the block maxima actually shown
+        image = ax.imshow(display_scale(block_max(np.asarray(scores), f)), cmap="inferno", interpolation="nearest",
                           vmin=0, vmax=1)
         auc = aucs.get(name)
         ax.set_title(f"{name}\nAUC {auc:.4f}" if auc is not None else f"{name}\nAUC n/a", fontsize=9)
