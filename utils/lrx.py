@@ -28,7 +28,7 @@ from __future__ import annotations
 import torch
 
 from utils.errors import DetectorError
-from utils.rx import value_range
+from utils.rx import one_thread, value_range
 
 DEFAULT_INNER = 5
 DEFAULT_OUTER = 21
@@ -152,10 +152,11 @@ def lrx_mirrored(pixels: torch.Tensor, span: float, inner: int = DEFAULT_INNER, 
             # the row-major view of the column-major buffer (the matrix is symmetric, so it is the same)
             torch.baddbmm(sum2, sum1[:, :, None], sum1[:, None, :], alpha=-1.0 / n, out=cov.transpose(-1, -2))
             cov.diagonal(dim1=-2, dim2=-1).add_(lam)
-            torch.linalg.cholesky_ex(cov, out=(cov, info))
-            worst = torch.maximum(worst, info.max())
             centred = pixels[i + r, c0 + r: c1 + r] - sum1 / n                         # (w, B)
-            y = torch.linalg.solve_triangular(cov, centred[:, :, None], upper=False)
+            with one_thread(pixels.device):  # small factorisations: see utils.slrx.cholesky_in_place
+                torch.linalg.cholesky_ex(cov, out=(cov, info))
+                y = torch.linalg.solve_triangular(cov, centred[:, :, None], upper=False)
+            worst = torch.maximum(worst, info.max())
             scores[i, c0:c1] = y.square().sum(dim=(1, 2)) * (n - 1)
     if int(worst) > 0:
         raise DetectorError("LRX: a background covariance is not positive definite (non-finite input?)")

@@ -42,12 +42,14 @@ from typing import Callable
 import torch
 
 from utils.errors import DetectorError
-from utils.rx import PixelReader, RXStatistics, band_major_reader, rx_statistics
+from utils.rx import PixelReader, RXStatistics, band_major_reader, one_thread, rx_statistics
 
 #: Ridge added to every SLRX covariance before inversion (quirk 3).
 RIDGE = 1e-6
 #: The authors' default number of blocks "per side" (quirk 6: divides the band count).
 DEFAULT_BLOCK_NUM = 25
+#: Block columns per product in the surround sums (see _ScatterRing.surround).
+SURROUND_COLUMNS = 16
 #: The 8 grid offsets of the neighbouring blocks.
 NEIGHBOURS = [(dr, dc) for dr in (-1, 0, 1) for dc in (-1, 0, 1) if (dr, dc) != (0, 0)]
 
@@ -176,10 +178,14 @@ def cholesky_in_place(sym: torch.Tensor) -> torch.Tensor:
 
     ``sym`` is symmetric, so its transpose is the column-major (LAPACK) layout of the same matrix; factorising
     that view in place saves a copy of the biggest arrays. Raises DetectorError if one is not positive definite.
+
+    On one CPU thread, as every LAPACK call here: a batch of 200 x 200 factorisations split over two
+    threads ran 5-20x slower on the shared cores (each small factorisation is a chain of barriers).
     """
     view = sym.transpose(-1, -2)
     info = torch.empty(sym.shape[:-2], dtype=torch.int32, device=sym.device)
-    torch.linalg.cholesky_ex(view, out=(view, info))
+    with one_thread(sym.device):
+        torch.linalg.cholesky_ex(view, out=(view, info))
     if bool((info > 0).any()):
         raise DetectorError("SLRX: a covariance is not positive definite even with the 1e-6 ridge "
                          "(non-finite input?)")
@@ -199,7 +205,8 @@ def mahalanobis_ridge(queries: torch.Tensor, scatter: torch.Tensor, n: torch.Ten
     """
     scatter.diagonal(dim1=-2, dim2=-1).add_((ridge * (n - 1))[..., None])
     chol = cholesky_in_place(scatter)
-    y = torch.linalg.solve_triangular(chol, queries.transpose(-1, -2), upper=False)
+    with one_thread(chol.device):
+        y = torch.linalg.solve_triangular(chol, queries.transpose(-1, -2), upper=False)
     return torch.linalg.vector_norm(y, dim=-2) * (n - 1).sqrt()[..., None]
 
 
@@ -227,7 +234,8 @@ def own_block_sq(centred: torch.Tensor, n: torch.Tensor, ridge: float = RIDGE,
     chol = cholesky_in_place(gram)
     # diag((L L^T)^-1) = squared column norms of L^-1 (a triangular solve; cheaper than cholesky_inverse)
     eye = torch.eye(m, dtype=chol.dtype, device=chol.device)
-    inv_diag = torch.linalg.solve_triangular(chol, eye, upper=False).square().sum(dim=-2)
+    with one_thread(chol.device):
+        inv_diag = torch.linalg.solve_triangular(chol, eye, upper=False).square().sum(dim=-2)
     return (n - 1)[..., None] * (1 - c[..., None] * inv_diag)
 
 
@@ -257,18 +265,20 @@ def surround_moments(n: torch.Tensor, mean: torch.Tensor) -> tuple[torch.Tensor,
 
 class _ScatterRing:
     """Scatters ``Z^T Z`` of three consecutive rows of blocks in one ``(3, C, B, B)`` buffer (row ``r`` in slot
-    ``r % 3``), and the surround sums of a row as a single matrix product over it.
+    ``r % 3``), and the surround sums of a row as matrix products over it.
 
     Summing the up-to-8 neighbours' scatters with separate adds costs one memory pass over ``C x B x B``
-    values per add; written as ``(C, 3C) @ (3C, B*B)`` with a 0/1 selection matrix it is one pass that
-    reads each scatter once.
+    values per add; written as products of a 0/1 selection matrix with the buffer it is one pass that
+    reads each scatter about once. The products go :data:`SURROUND_COLUMNS` block columns at a time (each
+    reads its columns and one on either side): a single ``(C, 3C)`` product would cost ``C^2 B^2``, which
+    for 2048 px wide scenes (C = 256) is 16 GFLOP a row of blocks.
     """
 
     def __init__(self, centred: torch.Tensor, first: int = 0) -> None:
         self.centred = centred
         rows, cols, _, b = centred.shape
         self.rows, self.cols, self.b = rows, cols, b
-        self.ring = centred.new_zeros(3, cols, b, b)  # zeros: unselected slots are multiplied by 0
+        self.ring = centred.new_zeros(3, cols, b, b)
         idx = torch.arange(cols, device=centred.device)
         self.three = ((idx[:, None] - idx[None, :]).abs() <= 1).to(centred.dtype)  # (C, C) c-1, c, c+1
         self.filled = first - 2  # rows before first - 1 are never needed
@@ -282,14 +292,18 @@ class _ScatterRing:
         """``(C, B, B)`` neighbours' scatter sum of each block of row ``r``."""
         for k in range(max(0, self.filled + 1), min(r + 2, self.rows)):
             self._fill(k)
-        c = self.cols
-        select = self.ring.new_zeros(c, 3, c)
-        if r > 0:
-            select[:, (r - 1) % 3] = self.three
-        select[:, r % 3] = self.three - torch.eye(c, dtype=self.three.dtype, device=self.three.device)
-        if r + 1 < self.rows:
-            select[:, (r + 1) % 3] = self.three
-        return (select.view(c, 3 * c) @ self.ring.view(3 * c, self.b * self.b)).view(c, self.b, self.b)
+        c, bb = self.cols, self.b * self.b
+        own = self.three - torch.eye(c, dtype=self.three.dtype, device=self.three.device)
+        slots = [(r % 3, own)] + [(k % 3, self.three) for k in (r - 1, r + 1) if 0 <= k < self.rows]
+        out = self.ring.new_empty(c, self.b, self.b)
+        flat = out.view(c, bb)
+        for c0 in range(0, c, SURROUND_COLUMNS):
+            c1 = min(c, c0 + SURROUND_COLUMNS)
+            j0, j1 = max(0, c0 - 1), min(c, c1 + 1)          # the columns these blocks touch
+            for i, (slot, select) in enumerate(slots):
+                torch.addmm(flat[c0:c1], select[c0:c1, j0:j1], self.ring[slot, j0:j1].reshape(j1 - j0, bb),
+                            beta=0.0 if i == 0 else 1.0, out=flat[c0:c1])
+        return out
 
     def scatter(self, r: int) -> torch.Tensor:
         """``(C, B, B)`` scatters of row ``r`` (valid until row ``r + 2`` is filled)."""
@@ -316,7 +330,8 @@ class FullStatistics:
     def distance(self, queries: torch.Tensor) -> torch.Tensor:
         """``(..., B)`` pixels -> ``(...)`` d_full, ``sqrt((x - mu)^T (S + eps I)^-1 (x - mu))``."""
         flat = (queries - self.mean).reshape(-1, queries.shape[-1])
-        y = torch.linalg.solve_triangular(self.chol, flat.T, upper=False)
+        with one_thread(self.chol.device):
+            y = torch.linalg.solve_triangular(self.chol, flat.T, upper=False)
         return (torch.linalg.vector_norm(y, dim=0) * (self.n - 1) ** 0.5).reshape(queries.shape[:-1])
 
 
