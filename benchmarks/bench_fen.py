@@ -9,10 +9,13 @@ the time of each way of computing the enhanced cube ``x + FEN(x)``:
 * ``whole NCHW``: one forward of the whole scene, default memory layout (the path before tiling);
 * ``tiles CL``: utils/pipeline.py as test.py runs it -- tiles with 3 px of context, channels-last
   layout, BatchNorm kept (the tiles' overlap is extra work this rate does not count);
-* ``tiles CL folded``: the same with the BatchNorms folded into the convolutions (model.fen.fold_batchnorm).
+* ``tiles CL fused``: the same with the BatchNorms folded into the convolutions (model.fen.fold_batchnorm)
+  and each convolution, bias, ReLU and residual sum in one oneDNN kernel (model.fen.fused_forward_window):
+  test.py ``--fold_bn``.
 
-The reference rate is the best of ``--repeat`` products of two 2048 x 2048 float32 matrices (``torch.mm``),
-measured between the FEN runs (the machine is shared: the load changes from second to second). Scenes:
+The reference rate is the best of the products of two 2048 x 2048 float32 matrices (``torch.mm``, three
+after every FEN run), and each way's time the best of ``--repeat`` runs: the machine is shared and its load
+changes from second to second, so both are the figures of its quietest moments. Scenes:
 abu-airport-1 (100 x 100 x 200, real) when ../shared is there, and synthetic cubes of the other sizes,
 with the had100-200 weights (random weights of the same shapes without ../shared).
 """
@@ -106,7 +109,7 @@ def main() -> None:
         for tile in ([side] if side <= 256 else args.tiles):
             out = StoredCube(hwb.shape)
             ways.append(("tiles CL", tile, lambda t=tile, o=out: enhance_tiles(fast, cube, o, t, device)))
-            ways.append(("tiles CL folded", tile, lambda t=tile, o=out: enhance_tiles(folded, cube, o, t, device)))
+            ways.append(("tiles CL fused", tile, lambda t=tile, o=out: enhance_tiles(folded, cube, o, t, device)))
         best = {i: float("inf") for i in range(len(ways))}
         rate = 0.0
         with torch.no_grad():
@@ -115,7 +118,7 @@ def main() -> None:
             for _ in range(args.repeat):
                 for i, (_, _, fn) in enumerate(ways):
                     best[i] = min(best[i], timed(fn, device))
-                rate = max(rate, sgemm_rate(device, 3))
+                    rate = max(rate, sgemm_rate(device, 3))  # sampled after every run: the load moves
         for i, (way, tile, _) in enumerate(ways):
             g = flops / best[i] / 1e9
             label = f"{side} x {side} x {args.bands}"

@@ -99,6 +99,7 @@ def fold_batchnorm(fen: FEN) -> FEN:
     import copy
 
     folded = copy.deepcopy(fen).eval()
+    folded.batchnorm_folded = True  # read by fused_forward_window
     for block in folded.layer1:
         for conv_name, bn_name in (("conv1", "bn1"), ("conv2", "bn2"), ("conv3", "bn3")):
             setattr(block, conv_name, _fold(getattr(block, conv_name), getattr(block, bn_name)))
@@ -118,3 +119,30 @@ def _fold(conv: nn.Conv2d, bn: nn.BatchNorm2d) -> nn.Conv2d:
         fused.weight.copy_(conv.weight.double() * scale.view(-1, 1, 1, 1))
         fused.bias.copy_(bn.bias.double() + (bias - bn.running_mean.double()) * scale)
     return fused
+
+
+def fused_forward_window(fen: FEN, window: torch.Tensor, halo: int = FEN_HALO) -> torch.Tensor:
+    """:meth:`FEN.forward_window` of a :func:`fold_batchnorm` FEN with each convolution, its bias, the ReLU
+    after it and the residual sum in one oneDNN kernel (``torch.ops.mkldnn._convolution_pointwise``, the
+    fused convolutions torch.compile uses on CPUs): no separate pass over the activations for a bias, a
+    ReLU or a sum. Same numbers as the folded module's forward, bit for bit (tests/test_tiling.py).
+
+    Falls back to :meth:`FEN.forward_window` off the CPU, without oneDNN, or for an unfolded FEN.
+    """
+    ops = getattr(torch.ops.mkldnn, "_convolution_pointwise", None)
+    if (ops is None or window.device.type != "cpu" or not torch.backends.mkldnn.is_available()
+            or not getattr(fen, "batchnorm_folded", False)):
+        return fen.forward_window(window, halo)
+
+    def conv(x: torch.Tensor, c: nn.Conv2d, act: str = "none") -> torch.Tensor:
+        return ops(x, c.weight, c.bias, list(c.padding), list(c.stride), list(c.dilation), c.groups, act, [], "")
+
+    y = conv(window, fen.cwl.conv)
+    for block in fen.layer1:
+        identity = y if block.downsample is None else conv(y, block.downsample[0])
+        out = conv(conv(y, block.conv1, "relu"), block.conv2, "relu")
+        c = block.conv3  # relu(conv3(out) + identity), torchvision's Bottleneck ending, in one kernel
+        y = ops.binary(out, identity, c.weight, c.bias, list(c.padding), list(c.stride), list(c.dilation),
+                       c.groups, "add", 1.0, "relu", [], "")
+    y = crop(y, halo)
+    return conv(conv(y, fen.fpl.conv1, "relu"), fen.fpl.conv2, "relu")

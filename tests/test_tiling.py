@@ -10,7 +10,7 @@ from conftest import torch_threads
 from data import DataError, preprocess, read_scene
 from data.scene import MatlabCube, _load_mat
 from data.synthetic import mask_png
-from model.fen import FEN, FEN_HALO, fold_batchnorm
+from model.fen import FEN, FEN_HALO, fold_batchnorm, fused_forward_window
 from utils.detectors import DetectorOptions
 from utils.errors import DetectorError
 from utils.metrics import roc_auc
@@ -210,6 +210,11 @@ def test_folded_batchnorm_matches_the_module_and_leaves_it_unfused(release_dir, 
     x = torch.from_numpy(golden["had100-50/input"])[None]
     with torch.no_grad():
         torch.testing.assert_close(folded(x), fen(x), rtol=1e-4, atol=1e-5)
+        # the fused oneDNN kernels give the folded module's numbers (channels-last, as the pipeline runs them)
+        window = torch.nn.functional.pad(x, (FEN_HALO,) * 4, mode="reflect").contiguous(memory_format=torch.channels_last)
+        folded = folded.to(memory_format=torch.channels_last)
+        torch.testing.assert_close(fused_forward_window(folded, window), folded.forward_window(window),
+                                   rtol=1e-6, atol=1e-6)
 
 
 def test_big_scenes_are_drawn_reduced(tmp_path):

@@ -39,7 +39,7 @@ import numpy as np
 import torch
 
 from data.preprocess import INPUT_SCALE, DataError, check_cube, check_dtype, check_options
-from model.fen import FEN, FEN_HALO, fold_batchnorm
+from model.fen import FEN, FEN_HALO, fold_batchnorm, fused_forward_window
 from utils.detectors import (FEN_PREFIX, DetectorOptions, available_memory, base_name, needs_fen)
 from utils.device import sync
 from utils.errors import DetectorError
@@ -382,7 +382,7 @@ def _enhance_windows(fen: FEN, windows: np.ndarray, device: torch.device) -> np.
     """
     x = torch.from_numpy(windows).to(device).permute(0, 3, 1, 2)
     core = x[:, :, FEN_HALO:-FEN_HALO, FEN_HALO:-FEN_HALO]
-    out = (core + fen.forward_window(x, FEN_HALO)).permute(0, 2, 3, 1)
+    out = (core + fused_forward_window(fen, x, FEN_HALO)).permute(0, 2, 3, 1)
     return out.cpu().numpy()
 
 
