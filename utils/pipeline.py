@@ -339,13 +339,14 @@ def working_sets(shape: tuple[int, int, int], detectors: list[str], options: Det
 def plan_scene(shape: tuple[int, int, int], detectors: list[str], options: DetectorOptions, budget: int,
                fen_hidden: int = 256) -> TilePlan:
     """The tile plan of an ``(H, W, B)`` scene within ``budget`` bytes: tiles and strips whose working sets
-    fit a quarter of it, then the enhanced cube and the preprocessed input in memory if the rest has room.
+    fit half of it (an SLRX strip carries a block row of context above and below: taller strips waste
+    less), then the enhanced cube and the preprocessed input in memory if the rest has room.
     :class:`DetectorError` (with the estimate) if even the smallest tiles do not fit."""
     h, w, b = shape
     cube = 4 * h * w * b
     bases = {base_name(n) for n in detectors}
     maps = 8 * h * w * (len(detectors) + (3 if "SLRX" in bases else 0) + 1)
-    sizes, needs = working_sets(shape, detectors, options, budget // 4, fen_hidden)
+    sizes, needs = working_sets(shape, detectors, options, budget // 2, fen_hidden)
     working = max(needs.values()) + maps
     if working > budget:
         what = {"grx": "GRX", "fen": "the FEN (one tile)", "slrx": "SLRX (one strip of block rows)",
