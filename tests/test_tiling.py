@@ -249,3 +249,16 @@ def test_source_blocks_of_any_dtype(dtype):
     source = SceneSource(cube, 5, 0, "c")
     source.check()
     np.testing.assert_array_equal(source.block(0, 9), preprocess(cube, 5).permute(1, 2, 0).numpy())
+
+
+def test_slrx_in_tiles_of_blocks_equals_the_whole_image(abu_dir):
+    from utils.rx import band_major_reader
+    from utils.slrx import slrx_maps, slrx_maps_streamed
+
+    x = preprocess(read_scene(abu_dir / "abu-airport-1.mat").cube, 200)[:, :90, :]   # 12 x 13 blocks of 8 px
+    whole = slrx_maps(x, 8)
+    pixels = x.permute(1, 2, 0)
+    tiled = slrx_maps_streamed(lambda r0, r1, c0, c1: pixels[r0:r1, c0:c1], band_major_reader(x), (90, 100, 200),
+                               8, strip_blocks=5, tile_columns=3)   # 3 x 5 tiles, the last ones partial
+    for key in whole:
+        torch.testing.assert_close(tiled[key], whole[key], rtol=1e-9, atol=1e-9 * float(whole[key].max()))

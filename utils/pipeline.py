@@ -13,8 +13,8 @@ A scene goes through three pieces, each small:
   (:func:`memory_budget`: a quarter of the available memory, at most 4 GiB, or ``--max_memory_gb``);
 * **runners**: the FEN over the tiles (:func:`enhance_tiles`, or several small scenes in one batch,
   :func:`enhance_batch`) into a :class:`StoredCube`, and each detector over a cube through the readers
-  its own file defines (GRX: pixels in fixed chunks, utils/rx.py; SLRX: strips of block rows with one
-  block row of context, utils/slrx.py; LRX: strips of rows with half its window of context, utils/lrx.py).
+  its own file defines (GRX: pixels in fixed chunks, utils/rx.py; SLRX: tiles of blocks with one block
+  of context, utils/slrx.py; LRX: strips of rows with half its window of context, utils/lrx.py).
 
 Results do not depend on the tiling. The FEN sees each tile with :data:`model.fen.FEN_HALO` px of real
 context (the scene's pixels inside it, the CWL's reflect padding at the scene border), which is exactly
@@ -45,7 +45,8 @@ from utils.device import sync
 from utils.errors import DetectorError
 from utils.lrx import check_windows, lrx_memory_bytes, lrx_mirrored
 from utils.rx import PixelReader, chunk_pixels, grx_scores, rx_statistics
-from utils.slrx import (RowReader, combine_maps, resolve_block_size, slrx_maps_streamed, slrx_memory_bytes)
+from utils.slrx import (TILE_COLUMNS, BlockReader, combine_maps, resolve_block_size, slrx_maps_streamed,
+                        slrx_memory_bytes)
 
 #: Default memory budget: this fraction of the available memory ...
 BUDGET_FRACTION = 0.25
@@ -245,9 +246,9 @@ def pixel_reader(cube: Cube, device: torch.device) -> PixelReader:
     return read
 
 
-def row_reader(cube: Cube, device: torch.device) -> RowReader:
-    """Rows ``[r0, r1)`` of ``cube`` as an ``(r1 - r0, W, B)`` float32 tensor on ``device``."""
-    return lambda r0, r1: torch.from_numpy(cube.block(r0, r1)).to(device)
+def block_reader(cube: Cube, device: torch.device) -> BlockReader:
+    """Rows ``[r0, r1)`` and columns ``[c0, c1)`` of ``cube`` as a float32 tensor on ``device``."""
+    return lambda r0, r1, c0, c1: torch.from_numpy(cube.block(r0, r1, c0, c1)).to(device)
 
 
 def reflected_window(cube: Cube, r0: int, r1: int, c0: int, c1: int, halo: int) -> np.ndarray:
@@ -324,7 +325,8 @@ def working_sets(shape: tuple[int, int, int], detectors: list[str], options: Det
         needs["fen"] = fen_bytes(sizes["fen"])
     if "SLRX" in bases:
         size = resolve_block_size(b, h, w, options.block_num, options.block_size)
-        slrx_bytes = lambda k: slrx_memory_bytes(b, min(h, (k + 2) * size), w, size)
+        tile_w = min(w, (TILE_COLUMNS + 2) * size)  # SLRX tiles: 32 block columns and their context
+        slrx_bytes = lambda k: slrx_memory_bytes(b, min(h, (k + 2) * size), tile_w, size)
         sizes["slrx"] = _largest(lambda k: slrx_bytes(k) <= limit, -(-h // size))
         needs["slrx"] = slrx_bytes(sizes["slrx"])
     if "LRX" in bases:
@@ -491,7 +493,7 @@ def run_detector(base: str, cube: Cube, plan: TilePlan, options: DetectorOptions
         return grx_scores(pixel_reader(cube, device), h * w, b, device).reshape(h, w)
     if base == "SLRX":
         size = resolve_block_size(b, h, w, options.block_num, options.block_size)
-        maps = slrx_maps_streamed(row_reader(cube, device), pixel_reader(cube, device), (h, w, b), size,
+        maps = slrx_maps_streamed(block_reader(cube, device), pixel_reader(cube, device), (h, w, b), size,
                                   plan.slrx_strip, device=device)
         return combine_maps(maps)
     if base == "LRX":
