@@ -71,8 +71,9 @@ def _band(cube: np.ndarray, index: int, step: int, rows: int = 256) -> np.ndarra
     h = cube.shape[0]
     parts = []
     for r0 in range(0, h, rows * step):
-        parts.append(np.asarray(cube[r0: min(h, r0 + rows * step): step, ::step, index], dtype=np.float64))
-        release_pages(cube)
+        view = cube[r0: min(h, r0 + rows * step): step, ::step, index]
+        parts.append(np.asarray(view, dtype=np.float64))
+        release_pages(cube, view if isinstance(view, np.ndarray) else None)
     return np.concatenate(parts)
 
 
