@@ -8,7 +8,7 @@ A scene goes through three pieces, each small:
   bands used come from one streaming pass (:meth:`SceneSource.check`), and every block is scaled with
   the arithmetic of ``data.preprocess.preprocess``, so a block equals the same part of the whole cube
   bit for bit;
-* a **tile plan** (:class:`TilePlan`, :func:`plan_scene`): FEN tiles, SLRX strips, and whether the
+* a **tile plan** (:class:`TilePlan`, :func:`plan_scene`): FEN tiles, SLRX and LRX strips, and whether the
   preprocessed and enhanced cubes are held in memory or in a temporary file, from the memory budget
   (:func:`memory_budget`: a quarter of the available memory, at most 4 GiB, or ``--max_memory_gb``);
 * **runners**: the FEN over the tiles (:func:`enhance_tiles`, or several small scenes in one batch,
@@ -18,8 +18,8 @@ A scene goes through three pieces, each small:
 
 Results do not depend on the tiling. The FEN sees each tile with :data:`model.fen.FEN_HALO` px of real
 context (the scene's pixels inside it, the CWL's reflect padding at the scene border), which is exactly
-what the whole scene gives it; GRX's chunks are fixed by the band count alone; SLRX strips carry their
-neighbouring blocks. tests/test_tiling.py checks it on real scenes.
+what the whole scene gives it; GRX's chunks are fixed by the band count alone; SLRX tiles carry their
+neighbouring blocks, LRX strips their window. tests/test_tiling.py checks it on real scenes.
 
 Memory-mapped files: pages a process has read stay in its resident set until the mapping goes, so after
 each block :func:`release_pages` tells the kernel they are not needed (``MADV_DONTNEED``): they stay in
