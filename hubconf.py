@@ -5,7 +5,7 @@
     grx = torch.hub.load("<owner>/<repo>", "grx")
     scores = grx(fen.enhance(x))             # x: (50, H, W) preprocessed cube -> (H, W) FEN+GRX scores
 
-The weights come through ``utils.weights.load_fen``, as in ``test.py``: the same release registry, the SHA-256
+The weights come through ``weights.release.load_fen``, as in ``test.py``: the same release registry, the SHA-256
 check of every file, ``FERD_WEIGHTS_DIR`` (or ``weights_dir``) for a local copy, else the download cache
 ``checkpoints/release/`` of this repository (for a GitHub load: of torch.hub's copy of it).
 """
@@ -25,14 +25,14 @@ def fen(weights: str = "had100", bands: int = 50, weights_dir: str | os.PathLike
     checkpoint path. ``weights_dir``: a local copy of the release (overrides ``FERD_WEIGHTS_DIR``).
     ``fen.enhance(x)`` gives the authors' enhanced cube ``(x + FEN(x)) / ||x + FEN(x)||``.
     """
-    from utils.weights import load_fen
+    from weights.release import load_fen
 
     return load_fen(weights, bands, weights_dir)
 
 
 def grx() -> Callable:
-    """The global RX detector ``utils.rx.grx``: ``(B, H, W) -> (H, W)`` or ``(M, B, H, W) -> (M, H, W)``
+    """The global RX detector ``detectors.rx.grx``: ``(B, H, W) -> (H, W)`` or ``(M, B, H, W) -> (M, H, W)``
     float64 squared Mahalanobis scores."""
-    from utils.rx import grx as grx_detector
+    from detectors.rx import grx as grx_detector
 
     return grx_detector

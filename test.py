@@ -8,10 +8,10 @@ Detectors: GRX (global RX), SLRX (the authors' simplified local RX: --block_num,
 (dual-window local RX: --lrx_inner, --lrx_outer), each also as FEN+X on the enhanced cube x + FEN(x).
 
 Prints a per-scene table (AUC and seconds for each detector) with the mean row, then the 3D-ROC measures
-(AUC(Pd,Pf), AUC(Pd,tau), AUC(Pf,tau), SNPR, adaptive SNPR; utils/roc3d.py) per scene and detector.
+(AUC(Pd,Pf), AUC(Pd,tau), AUC(Pf,tau), SNPR, adaptive SNPR; evaluation/roc3d.py) per scene and detector.
 Writes under ``--save_dir`` the per-scene AUCs (``auc.csv``), the 3D-ROC measures (``roc3d.csv``), the score
 maps (``scores/<scene>.npz``) and, with ``--plots``, ``plots/<scene>_maps.png`` and ``plots/<scene>_roc.png``;
-with ``--save_mat`` the authors' MATLAB files, with ``--save_envi`` georeferenced ENVI maps (utils/export.py).
+with ``--save_mat`` the authors' MATLAB files, with ``--save_envi`` georeferenced ENVI maps (evaluation/export.py).
 """
 from __future__ import annotations
 
@@ -24,19 +24,22 @@ from tqdm import tqdm
 
 from data import Scene, read_had100, read_scene
 from data.synthetic import DEFAULT_ROOT as SYNTHETIC_ROOT, ensure_synthetic
-from utils.detectors import DetectorOptions, check_detector, check_memory, detector_names, needs_fen
+from detectors.registry import DetectorOptions, check_detector, detector_names, needs_fen
 from utils.cli import OneLineParser, OutputError, check_writable
 from utils.device import pick_device
 from utils.errors import DetectorError, FerdError
-from utils.export import SceneRecord, check_envi_sources, fen_output, write_exports
+from evaluation.export import SceneRecord, check_envi_sources, fen_output, write_exports
 from utils.io import save_json, save_npz, save_text
-from utils.lrx import DEFAULT_INNER, DEFAULT_OUTER
-from utils.metrics import auc_undefined_reason
-from utils.pipeline import Pipeline, SceneRun, SceneSource, memory_budget, plan_scene
-from utils.report import SceneResult, format_roc3d_table, format_table, roc3d_csv, to_csv, to_json
-from utils.roc3d import roc3d
-from utils.slrx import DEFAULT_BLOCK_NUM
-from utils.weights import ENV_WEIGHTS_DIR, load_fen
+from utils.memory import memory_budget
+from detectors.lrx import DEFAULT_INNER, DEFAULT_OUTER
+from evaluation.metrics import auc_undefined_reason
+from pipeline.plan import check_memory, plan_scene
+from pipeline.run import Pipeline, SceneRun
+from pipeline.sources import SceneSource
+from evaluation.report import SceneResult, format_roc3d_table, format_table, roc3d_csv, to_csv, to_json
+from evaluation.roc3d import roc3d
+from detectors.slrx import DEFAULT_BLOCK_NUM
+from weights.release import ENV_WEIGHTS_DIR, load_fen
 
 ROOT = Path(__file__).resolve().parent
 DEFAULT_DATA = ROOT / "data" / "HAD100Dataset"
@@ -194,14 +197,14 @@ def run(args: argparse.Namespace) -> list[SceneResult]:
     fen = None
     if needs_fen(args.detectors):
         fen = load_fen(args.weights, args.input_channel, args.weights_dir).to(device)
-    # the FEN in tiles, the detectors over chunks and strips, memory-mapped input: utils/pipeline.py
+    # the FEN in tiles, the detectors over chunks and strips, memory-mapped input: pipeline/
     pipeline = Pipeline(args.detectors, fen, detector_options(args), device, args.max_memory_gb, args.fen_batch,
                         fold_bn=args.fold_bn)
     pipeline.warm_up(sources[0])
     print(f"{len(scenes)} scenes from {source}, bands [{args.start_channel}, "
           f"{args.start_channel + args.input_channel}), detectors {' '.join(args.detectors)}, "
           f"weights {args.weights if fen is not None else '-'}, device {device}", file=sys.stderr)
-    results, records = [], []  # records: what --save_mat / --save_envi write at the end (utils/export.py)
+    results, records = [], []  # records: what --save_mat / --save_envi write at the end (evaluation/export.py)
     runs = pipeline.run(sources)
     for scene, src, scene_run in tqdm(zip(scenes, sources, runs), total=len(scenes), desc="scenes", unit="scene",
                                       disable=not args.progress, file=sys.stderr):
@@ -217,7 +220,7 @@ def run(args: argparse.Namespace) -> list[SceneResult]:
             fen_out = fen_output(fen, src.tensor().to(device)) if args.save_mat and fen is not None else None
             records.append(SceneRecord(scene.name, scene.source, scene.mask, maps, result.auc, fen_out))
         if args.plots:
-            from utils.plots import plot_scene  # matplotlib only when pictures are asked for
+            from evaluation.plots import plot_scene  # matplotlib only when pictures are asked for
 
             bands = scene.cube[:, :, args.start_channel: args.start_channel + args.input_channel]
             plot_scene(args.save_dir / "plots", scene.name, bands, scene.mask, maps, result.auc)

@@ -38,14 +38,15 @@ from data.synthetic import DEFAULT_ROOT as SYNTHETIC_ROOT, ensure_synthetic
 from model.fen import FEN
 from model.ferd import FERD
 from model.losses import W_REC, W_SIM, W_ZC, FERDLoss
-from model.teacher import apply_teacher_state, fingerprint, teacher_state
+from model.teacher import fingerprint
+from weights.imagenet import apply_teacher_state, teacher_state
 from utils.cli import OneLineParser, check_writable, fail
-from utils.device import pick_device
+from utils.device import AMP_DTYPES, pick_device
 from utils.errors import FerdError
 from utils.io import save_text, save_torch
-from utils.metrics import roc_auc
-from utils.rx import grx
-from utils.weights import save_fen
+from evaluation.metrics import roc_auc
+from detectors.rx import grx
+from weights.release import save_fen
 
 ROOT = Path(__file__).resolve().parent
 DEFAULT_DATA = ROOT / "data" / "HAD100Dataset"
@@ -58,7 +59,6 @@ RESUME_KEYS = ("input_channel", "start_channel", "img_size", "patch_stride", "se
 LATE_KEYS = ("hidden", "teacher_fingerprint", "train_patches")
 SELECTION = {"test": "best FEN+GRX mAUC on the TEST set (quirk 4, the paper's selection)",
              "last": "last epoch", "val": "best FEN+GRX mAUC on held-out backgrounds with implanted anomalies"}
-AMP_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 
 
 class TrainingError(FerdError):
@@ -551,7 +551,7 @@ def end_epoch(tr: Trainer, epoch: int, means: dict[str, float], t0: float, train
                 "optimizer": tr.optimizer.state_dict(), "scaler": tr.scaler.state_dict(),
                 "rng": rng_states(tr.d.device), "best": progress.best, "history": progress.history}, tr.path("last"))
     save_text(auc_table(progress.history, [n for n, _, _ in tr.data.test]), tr.path("auc", "csv"))
-    from utils.plots import plot_training  # matplotlib only once there is something to draw
+    from evaluation.plots import plot_training  # matplotlib only once there is something to draw
 
     plot_training(progress.history, tr.path("loss", "png"), SELECTION[args.select])
     print(epoch_line(args, epoch, progress, means, train_seconds), flush=True)

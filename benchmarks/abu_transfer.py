@@ -32,7 +32,7 @@ import torch  # noqa: E402
 
 import train  # noqa: E402
 from data import read_scene  # noqa: E402
-from utils.weights import ENV_WEIGHTS_DIR, load_fen  # noqa: E402
+from weights.release import ENV_WEIGHTS_DIR, load_fen  # noqa: E402
 
 ABU = ROOT.parent / "shared" / "data" / "abu"
 TRAIN = ["abu-beach-1", "abu-beach-2", "abu-beach-3", "abu-urban-1", "abu-urban-2", "abu-urban-3", "abu-urban-4",

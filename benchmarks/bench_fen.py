@@ -7,7 +7,7 @@ layer1, FPL), counted by ``torch.utils.flop_counter.FlopCounterMode``; the rate 
 the time of each way of computing the enhanced cube ``x + FEN(x)``:
 
 * ``whole NCHW``: one forward of the whole scene, default memory layout (the path before tiling);
-* ``tiles CL``: utils/pipeline.py as test.py runs it -- tiles with 3 px of context, channels-last
+* ``tiles CL``: pipeline/ as test.py runs it -- tiles with 3 px of context, channels-last
   layout, BatchNorm kept (the tiles' overlap is extra work this rate does not count);
 * ``tiles CL fused``: the same with the BatchNorms folded into the convolutions (model.fen.fold_batchnorm)
   and each convolution, bias, ReLU and residual sum in one oneDNN kernel (model.fen.fused_forward_window):
@@ -26,7 +26,6 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
@@ -35,14 +34,15 @@ from benchmarks.bench_grx import real_cube, synthetic_cube  # noqa: E402
 from benchmarks.timing import bench_device, bench_parser  # noqa: E402
 from model.fen import FEN, fold_batchnorm  # noqa: E402
 from utils.device import sync  # noqa: E402
-from utils.pipeline import StoredCube, enhance_tiles, prepare_fen  # noqa: E402
+from pipeline.fen_tiles import enhance_tiles, prepare_fen  # noqa: E402
+from pipeline.sources import StoredCube  # noqa: E402
 
 RELEASE = Path(__file__).resolve().parents[2] / "shared" / "ferd-release"
 
 
 def load(bands: int) -> FEN:
     if (RELEASE / f"had100-{bands}bands").is_dir():
-        from utils.weights import load_fen
+        from weights.release import load_fen
 
         return load_fen("had100", bands, RELEASE)
     torch.manual_seed(0)

@@ -3,7 +3,7 @@
     python benchmarks/bench_grx.py [--repeat 7] [--sizes 100 1024] [--device cpu] [--threads N]
 
 For each cube: seconds of ``spectral.rx`` (on the ``(H, W, B)`` float32 array a user would hand it, its
-faster input) and of ``utils.rx.grx`` (on the ``(B, H, W)`` float32 tensor test.py hands it), the ratio,
+faster input) and of ``detectors.rx.grx`` (on the ``(B, H, W)`` float32 tensor test.py hands it), the ratio,
 and the largest score difference relative to the largest score, against ``spectral.rx`` on the same cube
 in float64 (on float32 input it centres the pixels in float32: 1e-3 of the peak away). The two are timed in turns of ``--repeat`` runs each, three
 turns, and the fastest run of each is kept: on a shared machine the load changes from second to second,
@@ -27,7 +27,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from benchmarks.timing import bench_device, bench_parser  # noqa: E402
 from utils.device import sync  # noqa: E402
-from utils.rx import grx  # noqa: E402
+from detectors.rx import grx  # noqa: E402
 
 ABU = Path(__file__).resolve().parents[2] / "shared" / "data" / "abu" / "abu-airport-1.mat"
 

@@ -19,7 +19,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from benchmarks.timing import bench_device, bench_parser, best_seconds  # noqa: E402
-from utils.lrx import DEFAULT_INNER, DEFAULT_OUTER, RIDGE, lrx  # noqa: E402
+from detectors.lrx import DEFAULT_INNER, DEFAULT_OUTER, RIDGE, lrx  # noqa: E402
 
 SHAPES = [(200, 100, 100), (50, 64, 64)]
 
@@ -30,7 +30,7 @@ def lrx_per_pixel(cube: np.ndarray, inner: int = DEFAULT_INNER, outer: int = DEF
 
     Min-max to [0, 1]; mirror the borders (``numpy.pad(mode="reflect")``); for each pixel, gather the
     outer window minus the inner one, take the mean and unbiased covariance (+ ridge I), invert, and
-    score ``(x - mu)^T C^-1 (x - mu)``. It is the reference the tests compare :func:`utils.lrx.lrx` with.
+    score ``(x - mu)^T C^-1 (x - mu)``. It is the reference the tests compare :func:`detectors.lrx.lrx` with.
     """
     b, h, w = cube.shape
     x = ((cube - cube.min()) / (cube.max() - cube.min())).transpose(1, 2, 0)

@@ -1,4 +1,4 @@
-"""SLRX speed: the vectorised torch SLRX against a straightforward per-pixel implementation of SPEC sec. 4.
+"""SLRX speed: the vectorised torch SLRX against a straightforward per-pixel implementation of method sec. 4.
 
     python benchmarks/bench_slrx.py [--repeat 3] [--device cpu] [--threads N]
 
@@ -17,7 +17,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from benchmarks.timing import bench_device, bench_parser, best_seconds  # noqa: E402
-from utils.slrx import DEFAULT_BLOCK_NUM, RIDGE, slrx  # noqa: E402
+from detectors.slrx import DEFAULT_BLOCK_NUM, RIDGE, slrx  # noqa: E402
 
 SHAPES = [(200, 100, 100), (50, 64, 64), (200, 64, 64)]
 
@@ -36,8 +36,8 @@ def _stats(pixels: np.ndarray, ridge: float) -> tuple[np.ndarray, np.ndarray]:
 def slrx_per_pixel(cube: np.ndarray, block_size: int, ridge: float = RIDGE) -> np.ndarray:
     """Baseline SLRX of a ``(B, H, W)`` float64 cube: block statistics block by block, distances pixel by pixel.
 
-    Written straight from SPEC sec. 4 with numpy and no vectorisation over blocks or pixels; it is the
-    reference the tests compare :func:`utils.slrx.slrx` with.
+    Written straight from method sec. 4 with numpy and no vectorisation over blocks or pixels; it is the
+    reference the tests compare :func:`detectors.slrx.slrx` with.
     """
     b, h, w = cube.shape
     x = _minmax(cube).transpose(1, 2, 0)                    # (H, W, B)

@@ -1,4 +1,4 @@
-"""Seconds per FERD training step and peak memory (SPEC sec. 2-3 network, the paper's batch of 16).
+"""Seconds per FERD training step and peak memory (method sec. 2-3 network, the paper's batch of 16).
 
     python benchmarks/bench_train.py                        # CPU or the default GPU, fp32
     python benchmarks/bench_train.py --device cuda --amp    # bf16 autocast on CUDA
@@ -23,7 +23,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from model.ferd import FERD  # noqa: E402
 from model.losses import FERDLoss  # noqa: E402
-from model.teacher import load_teacher  # noqa: E402
+from weights.imagenet import load_teacher  # noqa: E402
 from train import train_step  # noqa: E402
 from utils.device import Timer, pick_device  # noqa: E402
 

@@ -1,4 +1,4 @@
-"""The HAD100 benchmark in the layout the authors' code reads (SPEC sec. 5)::
+"""The HAD100 benchmark in the layout the authors' code reads (method sec. 5)::
 
     ROOT/train/{aviris_ng,aviris}/*.npy        anomaly-free background patches (H x W x B)
     ROOT/test/aviris_ng/*.npy                  test scenes

@@ -1,14 +1,14 @@
 """Training data: preprocessed background patches, and the held-out validation scenes of ``--select val``.
 
 Each training file (an H x W x B background, 64 x 64 in HAD100) or scene (``train.py --train_scenes``)
-is preprocessed as a whole (SPEC sec. 5: one global min and max per image) and cut into ``size x size``
+is preprocessed as a whole (method sec. 5: one global min and max per image) and cut into ``size x size``
 patches on a grid from the top-left corner with step ``stride`` (default ``size``: non-overlapping tiles;
 leftover rows/columns dropped). With HAD100 and ``size`` 64 that is exactly one patch per file, as in the
 authors' code. Quirk 9, *not* reproduced: the authors ignore their ``--img_size`` and train on whole files;
 here files are cut into ``--img_size`` patches (the same at the default 64). A scene with a ground-truth mask loses every patch that touches a labelled anomaly, so that
 training sees background only, as HAD100's training set does.
 
-Validation (the clean alternative to quirk 4, SPEC sec. 7): a seeded fraction of the training
+Validation (the clean alternative to quirk 4, method sec. 7): a seeded fraction of the training
 *files* is held out of training; into each held-out background a few small blobs of a synthetic
 foreign material are mixed sub-pixel (:func:`implant_anomalies`), and the blobs are the ground truth.
 Selecting the epoch on these never looks at the test labels.

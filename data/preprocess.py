@@ -1,4 +1,4 @@
-"""Preprocessing shared by training and testing (SPEC sec. 5)."""
+"""Preprocessing shared by training and testing (method sec. 5)."""
 from __future__ import annotations
 
 import numpy as np
@@ -6,7 +6,7 @@ import torch
 
 from utils.errors import FerdError
 
-#: Quirk 2 (SPEC sec. 7): the authors scale every cube to [-0.1, 0.1]; detectors min-max again to [0, 1].
+#: Quirk 2 (method sec. 7): the authors scale every cube to [-0.1, 0.1]; detectors min-max again to [0, 1].
 INPUT_SCALE = 0.1
 
 

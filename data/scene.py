@@ -5,7 +5,7 @@ Every reader returns a :class:`Scene` with the raw H x W x B cube and a boolean 
 raises :class:`data.DataError` with the file name and what is wrong. Cubes are not read into memory where
 the format allows it: a ``.npy`` cube is memory-mapped (``np.load(mmap_mode="r")``), an ENVI cube too
 (spectral's ``open_memmap``), and a MATLAB v7.3 cube is a :class:`MatlabCube` that h5py reads block by
-block; numpy indexing and ``np.asarray`` work on all three, and utils/pipeline.py streams them. Only
+block; numpy indexing and ``np.asarray`` work on all three, and pipeline/ streams them. Only
 MATLAB v5 files (at most 2 GB a variable) are read whole, as scipy does.
 """
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""A deterministic synthetic dataset in exactly the HAD100 layout (SPEC sec. 5).
+"""A deterministic synthetic dataset in exactly the HAD100 layout (method sec. 5).
 
 It stands in for HAD100, which cannot be redistributed: ``python test.py`` and ``python train.py``
 use it when no ``--data_path`` is given and ``data/HAD100Dataset`` does not exist.

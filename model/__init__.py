@@ -1,16 +1,3 @@
-"""FERD model: one module per concept of the paper (CWL, teacher encoder, SFAM, FEN)."""
-from model.cwl import CWL
-from model.teacher import wide_layer1
-from model.sfam import FPL, ZCL, fpl_hidden
-from model.fen import FEN
-
-__all__ = ["CWL", "wide_layer1", "FPL", "ZCL", "fpl_hidden", "FEN"]
-
-from model.teacher import Teacher, TeacherError, load_teacher  # noqa: E402
-from model.mffm import MFFM  # noqa: E402
-from model.decoder import Decoder, UpBottleneck  # noqa: E402
-from model.ferd import FERD, FERDOutput, SFAM  # noqa: E402
-from model.losses import FERDLoss  # noqa: E402
-
-__all__ += ["Teacher", "load_teacher", "TeacherError", "MFFM", "Decoder", "UpBottleneck", "FERD", "FERDOutput",
-            "SFAM", "FERDLoss"]
+"""The FERD network, one module per concept of the paper: CWL (cwl.py), the teacher's wide ResNet stages
+(teacher.py), MFFM (mffm.py), the student decoder (decoder.py), SFAM's FPL and ZCL (sfam.py), the full
+network (ferd.py), the FEN kept for inference (fen.py) and the losses (losses.py)."""

@@ -5,7 +5,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-#: Reflect padding added on every side before the teacher; cropped off again after it (SPEC sec. 1).
+#: Reflect padding added on every side before the teacher; cropped off again after it (method sec. 1).
 CWL_PAD = 4
 
 

@@ -1,4 +1,4 @@
-"""The student decoder: a mirrored wide ResNet-50-2 (3 stages) that upsamples back (SPEC sec. 1-2).
+"""The student decoder: a mirrored wide ResNet-50-2 (3 stages) that upsamples back (method sec. 1-2).
 
 Torchvision has the Bottleneck but no upsampling variant; :class:`UpBottleneck` is the one block
 written here (RD4AD's ``deBottleneck``): the 3x3 conv becomes ConvTranspose2d(k 2, s 2, no bias) and

@@ -1,4 +1,4 @@
-"""FEN, the feature enhancement network: the part of FERD kept for inference (SPEC sec. 1 and 4)."""
+"""FEN, the feature enhancement network: the part of FERD kept for inference (method sec. 1 and 4)."""
 from __future__ import annotations
 
 import torch
@@ -67,7 +67,7 @@ class FEN(nn.Module):
 
         ``window`` holds ``halo`` (>= :data:`FEN_HALO`) px of context around the core: the scene's own
         pixels inside it, and the CWL's reflect padding where the core touches the scene border (see
-        utils/pipeline.py). The CWL's 1x1 convolution commutes with that padding, so it is applied to
+        pipeline/sources.py). The CWL's 1x1 convolution commutes with that padding, so it is applied to
         the window as it is; layer1's zero padding only reaches the ``halo`` px that the crop removes.
         """
         return self.fpl(crop(self.layer1(self.cwl.conv(window)), halo))

@@ -1,4 +1,4 @@
-"""FERD, the full reverse-distillation network of training (SPEC sec. 1-3).
+"""FERD, the full reverse-distillation network of training (method sec. 1-3).
 
     x --CWL--> teacher layers 1-3 (frozen) --[f1, f2, f3]--> MFFM --> decoder --[g1, g2, g3]
     reconstruction = crop(reconstruction CWL(g1))
@@ -15,14 +15,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from model.cwl import CWL, CWL_PAD, crop, xavier_
+from model.cwl import CWL, CWL_PAD, xavier_
 from model.decoder import Decoder
 from model.fen import FEN
 from model.mffm import MFFM
 from model.sfam import FPL, ZCL, fpl_hidden
 from model.teacher import Teacher
 
-#: Three stride-2 stages: the padded side must be a multiple of this (SPEC sec. 2).
+#: Three stride-2 stages: the padded side must be a multiple of this (method sec. 2).
 SIZE_MULTIPLE = 8
 
 
@@ -60,7 +60,7 @@ class FERD(nn.Module):
     """The trainable network plus its frozen teacher. ``forward``: ``(N, B, H, W) -> FERDOutput``.
 
     H and W need not be multiples of 8: the input is reflect-padded on the bottom/right so that
-    ``H + 8 + extra`` is, and every output is cropped back to H x W (SPEC sec. 2).
+    ``H + 8 + extra`` is, and every output is cropped back to H x W (method sec. 2).
     """
 
     def __init__(self, bands: int, hidden: int | None = None) -> None:
@@ -99,12 +99,6 @@ class FERD(nn.Module):
 
         f1, g1 = crop_hw(f[0]), crop_hw(g[0])
         return FERDOutput(f, g, crop_hw(self.rec_cwl(g[0])), self.sfam(f1, g1))
-
-    @torch.no_grad()
-    def enhance(self, x: torch.Tensor) -> torch.Tensor:
-        """The inference path through this network's own modules: ``x + FPL(crop(layer1(CWL(x))))``,
-        ``(N, B, H, W)``, any H x W (stride 1). Equals ``self.fen().enhance(x, normalize=False)``."""
-        return x + self.sfam.fpl(crop(self.teacher.layer1(self.cwl(x))))
 
     def fen(self) -> FEN:
         """A stand-alone FEN holding *copies* of this network's CWL, teacher layer1 and FPL (eval mode,

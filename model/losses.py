@@ -1,4 +1,4 @@
-"""The FERD training objective (SPEC sec. 3): 1.0 L_sim + 0.1 L_rec + 0.1 L_zc."""
+"""The FERD training objective (method sec. 3): 1.0 L_sim + 0.1 L_rec + 0.1 L_zc."""
 from __future__ import annotations
 
 import torch
@@ -38,7 +38,7 @@ def reconstruction_loss(reconstruction: torch.Tensor, x: torch.Tensor) -> torch.
 def zero_centering_loss(p: torch.Tensor, double_sigmoid: bool = True) -> torch.Tensor:
     """L_zc: binary cross-entropy of the ZCL map ``p`` against all zeros (every background pixel normal).
 
-    Quirk 1 (SPEC sec. 7), kept by default (``double_sigmoid=True``): the ZCL already ends in a
+    Quirk 1 (method sec. 7), kept by default (``double_sigmoid=True``): the ZCL already ends in a
     sigmoid and the authors' loss is ``BCEWithLogits`` on its output, so p is squashed twice; the
     loss is ``log(1 + exp(p)) >= log 2`` and never reaches 0. ``double_sigmoid=False`` is the clean
     variant: plain BCE on p.

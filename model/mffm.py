@@ -1,4 +1,4 @@
-"""MFFM, the multi-scale feature fusion module: RD4AD's one-class bottleneck (OCBE) (SPEC sec. 1-2).
+"""MFFM, the multi-scale feature fusion module: RD4AD's one-class bottleneck (OCBE) (method sec. 1-2).
 
 It squeezes the teacher's three feature maps into one compact code that the student decoder must
 expand back, so the decoder cannot simply copy what it sees.

@@ -1,4 +1,4 @@
-"""SFAM parts: the feature projection layer (FPL) and the zero-centering layer (ZCL) (SPEC sec. 1)."""
+"""SFAM parts: the feature projection layer (FPL) and the zero-centering layer (ZCL) (method sec. 1)."""
 from __future__ import annotations
 
 import torch
@@ -15,7 +15,7 @@ def fpl_hidden(bands: int) -> int:
 class FPL(nn.Module):
     """Feature projection layer: 1x1 conv 256 -> h, ReLU, 1x1 conv h -> B, ReLU.
 
-    Quirk 5 (SPEC sec. 7): the final ReLU is the authors', so FPL(x) >= 0 everywhere and the FEN can
+    Quirk 5 (method sec. 7): the final ReLU is the authors', so FPL(x) >= 0 everywhere and the FEN can
     only add to the cube. Shapes: ``(N, 256, H, W) -> (N, B, H, W)``.
     """
 
@@ -33,7 +33,7 @@ class FPL(nn.Module):
 class ZCL(nn.Module):
     """Zero-centering layer: 1x1 conv B -> 1, then sigmoid. ``(N, B, H, W) -> (N, 1, H, W)``.
 
-    Quirk 1 (SPEC sec. 7): the sigmoid is applied here *and* the authors' loss is BCE-with-logits on
+    Quirk 1 (method sec. 7): the sigmoid is applied here *and* the authors' loss is BCE-with-logits on
     this output, i.e. sigmoid twice. The training loss keeps that by default.
     """
 

@@ -60,7 +60,7 @@ def test_dataset_mode_writes_table_csv_scores_json(test_cli, tiny_set, release_d
     with np.load(save / "scores" / "synthetic_test_0000.npz") as z:
         assert z["GRX"].shape == z["FEN+GRX"].shape == z["mask"].shape == (24, 24)
         assert float(res["scenes"][0]["auc"]["GRX"]) == pytest.approx(
-            __import__("utils.metrics", fromlist=["roc_auc"]).roc_auc(z["GRX"], z["mask"]))
+            __import__("evaluation.metrics", fromlist=["roc_auc"]).roc_auc(z["GRX"], z["mask"]))
     assert "mean (3 scenes)" in capsys.readouterr().out
 
 
@@ -124,7 +124,7 @@ def test_offline_without_weights_says_what_to_set(test_cli, tiny_set, tmp_path, 
     import urllib.error
     import urllib.request
 
-    import utils.weights as W
+    import weights.release as W
 
     def offline(url, timeout=None):
         raise urllib.error.URLError("no network")

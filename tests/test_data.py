@@ -10,14 +10,14 @@ from PIL import Image
 from conftest import RELEASE_KEYS
 from data import DataError, preprocess, read_had100, read_scene
 from data.synthetic import generate, ensure_synthetic, mask_png
-from utils.metrics import roc_auc
-from utils.rx import grx
+from evaluation.metrics import roc_auc
+from detectors.rx import grx
 
 
 # ---- preprocessing ---------------------------------------------------------------------------------
 @pytest.mark.parametrize("bands", [50, 100, 200])
 def test_preprocess_matches_golden_input(bands, abu_dir, golden):
-    """SPEC sec. 5: first B bands, one global min/max, scaled to [-0.1, 0.1], B x H x W float32."""
+    """method sec. 5: first B bands, one global min/max, scaled to [-0.1, 0.1], B x H x W float32."""
     scene = read_scene(abu_dir / "abu-airport-1.mat")
     key = RELEASE_KEYS[("had100", bands)]
     x = preprocess(scene.cube[10:42, 20:52], bands)

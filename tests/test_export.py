@@ -1,4 +1,4 @@
-"""utils/export.py and test.py --save_mat / --save_envi: the authors' MATLAB files read back with scipy and
+"""evaluation/export.py and test.py --save_mat / --save_envi: the authors' MATLAB files read back with scipy and
 checked against the .npz maps; ENVI score maps read back with spectral, georeferencing included."""
 from __future__ import annotations
 
@@ -14,19 +14,19 @@ from spectral.io import envi
 from data import preprocess, read_had100
 from data.scene import _load_mat
 from data.synthetic import generate
-from utils import export
-from utils.export import SceneRecord, write_mat
-from utils.metrics import roc_auc
-from utils.rx import grx
-from utils.weights import load_fen
+from evaluation import export
+from evaluation.export import SceneRecord, write_mat
+from evaluation.metrics import roc_auc
+from detectors.rx import grx
+from weights.release import load_fen
 
 WKT = ('PROJCS["WGS_1984_UTM_Zone_11N",GEOGCS["GCS_WGS_1984",DATUM["D_WGS_1984",SPHEROID["WGS_1984",6378137.0,'
        '298.257223563]],PRIMEM["Greenwich",0.0],UNIT["Degree",0.0174532925199433]],'
        'PROJECTION["Transverse_Mercator"],PARAMETER["False_Easting",500000.0],PARAMETER["False_Northing",0.0],'
        'PARAMETER["Central_Meridian",-117.0],PARAMETER["Scale_Factor",0.9996],PARAMETER["Latitude_Of_Origin",0.0],'
        'UNIT["Meter",1.0]]')
-GEO_LINES = [f"map info = {{UTM, 1.000, 1.000, 512345.500, 4123456.250, 3.5000000000e+00, 3.5000000000e+00, 11, "
-             f"North, WGS-84, units=Meters}}",
+GEO_LINES = ["map info = {UTM, 1.000, 1.000, 512345.500, 4123456.250, 3.5000000000e+00, 3.5000000000e+00, 11, "
+             "North, WGS-84, units=Meters}",
              f"coordinate system string = {{{WKT}}}",
              "pixel size = {3.5, 3.5, units=Meters}"]
 

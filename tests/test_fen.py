@@ -9,8 +9,8 @@ from torchvision.models.resnet import ResNet, Bottleneck
 from conftest import RELEASE_KEYS
 from model.fen import FEN, unit_norm
 from model.teacher import wide_layer1
-from utils.rx import grx
-from utils.weights import load_fen
+from detectors.rx import grx
+from weights.release import load_fen
 
 
 @pytest.mark.parametrize("name,bands", list(RELEASE_KEYS))
@@ -69,7 +69,7 @@ def test_config_rebuilds_the_module():
     fen = FEN(150)
     assert fen.config == {"bands": 150, "hidden": 256}
     assert FEN(**fen.config).state_dict().keys() == fen.state_dict().keys()
-    assert FEN(100).config["hidden"] == 128  # SPEC: h = 256 if B > 128 else 128
+    assert FEN(100).config["hidden"] == 128  # method sec. 1: h = 256 if B > 128 else 128
 
 
 def test_unit_norm_per_sample():

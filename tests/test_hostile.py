@@ -26,13 +26,13 @@ from data import read_had100, read_scene
 from data.preprocess import DataError, INPUT_SCALE, check_cube, preprocess
 from data.synthetic import generate, mask_png
 from model.fen import FEN
-from model.teacher import TeacherError, teacher_state
-from utils.detectors import DetectorOptions, check_detector, run_detector
+from weights.imagenet import TeacherError, teacher_state
+from detectors.registry import FEN_PREFIX, DetectorOptions, base_detector, base_name, check_detector
 from utils.errors import FerdError
-from utils.lrx import lrx
-from utils.rx import grx
-from utils.slrx import slrx
-from utils.weights import WeightsError, load_fen, save_fen
+from detectors.lrx import lrx
+from detectors.rx import grx
+from detectors.slrx import slrx
+from weights.release import WeightsError, load_fen, save_fen
 
 DTYPES = [np.bool_, np.uint8, np.int16, np.uint16, np.int32, np.int64, np.float16, np.float32, np.float64,
           np.complex64]
@@ -355,7 +355,9 @@ def test_checked_input_never_fails_later(cube, opts, names):
         except FerdError as err:
             assert_one_line(err)
             continue
-        scores = run_detector(name, x, fen=random_fen(b) if name.startswith("FEN+") else None, options=opts)
+        with torch.no_grad():  # test.py's x + FEN(x) for FEN+ detectors
+            cube = x + random_fen(b)(x[None])[0] if name.startswith(FEN_PREFIX) else x
+        scores = base_detector(base_name(name), opts)(cube)
         assert scores.shape == cube.shape[:2] and torch.isfinite(scores).all(), name
 
 

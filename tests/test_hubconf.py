@@ -10,8 +10,8 @@ import pytest
 import torch
 
 from conftest import REPO, RELEASE_KEYS, load_script
-from utils.rx import grx
-from utils.weights import WeightsError
+from detectors.rx import grx
+from weights.release import WeightsError
 
 
 @pytest.fixture(autouse=True)

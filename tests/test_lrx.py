@@ -1,4 +1,4 @@
-"""LRX (utils/lrx.py): equal to a per-pixel dual-window loop on every pixel (borders included), window
+"""LRX (detectors/lrx.py): equal to a per-pixel dual-window loop on every pixel (borders included), window
 errors that name a working value, and the memory estimate."""
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from benchmarks.bench_lrx import lrx_per_pixel
-from utils.lrx import chunk_width, lrx, lrx_memory_bytes
+from detectors.lrx import chunk_width, lrx, lrx_memory_bytes
 
 
 @pytest.mark.parametrize("bands,height,width,inner,outer,chunk", [

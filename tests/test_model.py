@@ -8,14 +8,15 @@ import torch
 import torchvision
 from torchvision.models.resnet import Bottleneck
 
-from model.cwl import CWL_PAD
+from model.cwl import CWL_PAD, crop
 from model.decoder import Decoder, UpBottleneck
 from model.ferd import FERD, extra_pad
 from model.losses import FERDLoss, reconstruction_loss, similarity_loss, zero_centering_loss
 from model.mffm import MFFM
-from model.teacher import Teacher, TeacherError, apply_teacher_state, imagenet_state_dict, load_teacher
+from model.teacher import Teacher
+from weights.imagenet import TeacherError, apply_teacher_state, imagenet_state_dict, load_teacher
 from model.fen import FEN
-from utils.weights import load_fen, save_fen
+from weights.release import load_fen, save_fen
 from conftest import torch_threads
 
 
@@ -27,7 +28,7 @@ def one_thread():
 
 
 def test_shapes_of_every_stage_for_64x64():
-    """SPEC sec. 2, for a 64 x 64 x 50 patch (meta tensors: shapes without arithmetic)."""
+    """method sec. 2, for a 64 x 64 x 50 patch (meta tensors: shapes without arithmetic)."""
     with torch.device("meta"):
         net = FERD(50)
         x = torch.empty(2, 50, 64, 64)
@@ -51,7 +52,7 @@ def test_shapes_of_every_stage_for_64x64():
 
 @pytest.mark.parametrize("side,extra", [(64, 0), (16, 0), (12, 4), (13, 3), (57, 7)])
 def test_other_sizes_pad_bottom_right_and_crop_back(side, extra):
-    """H + 8 + extra is a multiple of 8; every output is cropped back to H x W (SPEC sec. 2)."""
+    """H + 8 + extra is a multiple of 8; every output is cropped back to H x W (method sec. 2)."""
     assert extra_pad(side) == extra and (side + 2 * CWL_PAD + extra) % 8 == 0
     with torch.device("meta"):
         out = FERD(10)(torch.empty(1, 10, side, side + 1))
@@ -151,14 +152,19 @@ def test_fen_extracted_equals_network_inference_path(stepped, tmp_path):
     net = stepped["net"]
     fen = net.fen()
     x = torch.rand(1, 8, 20, 23) * 0.2 - 0.1
+
+    @torch.no_grad()
+    def network_path(x: torch.Tensor) -> torch.Tensor:  # x + FPL(crop(layer1(CWL(x)))) through net's own modules
+        return x + net.sfam.fpl(crop(net.teacher.layer1(net.cwl(x))))
+
     ours = fen.enhance(x, normalize=False)
-    assert torch.equal(ours, net.enhance(x))
+    assert torch.equal(ours, network_path(x))
     assert isinstance(fen, FEN) and not fen.training and fen.config == net.config
     # a copy, not a view: changing the network afterwards leaves the FEN alone
     with torch.no_grad():
         net.sfam.fpl.conv2.bias.add_(1.0)
     assert torch.equal(fen.enhance(x, normalize=False), ours)
-    assert not torch.equal(net.enhance(x), ours)
+    assert not torch.equal(network_path(x), ours)
     with torch.no_grad():
         net.sfam.fpl.conv2.bias.sub_(1.0)
     # and the checkpoint test.py loads gives the same cube

@@ -1,4 +1,4 @@
-"""Pictures (utils/plots.py) and test.py with the local detectors: --plots, the 3D-ROC outputs, the
+"""Pictures (evaluation/plots.py) and test.py with the local detectors: --plots, the 3D-ROC outputs, the
 detector options and their errors, and the up-front memory refusal."""
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import pytest
 from PIL import Image
 
 from data.synthetic import generate
-from utils.plots import display_scale, false_colour, plot_scene
+from evaluation.plots import display_scale, false_colour, plot_scene
 
 
 @pytest.fixture(scope="module")
@@ -89,9 +89,9 @@ def test_cli_bad_detector_options(args, message, test_cli, tiny_set, tmp_path, c
 
 
 def test_cli_refuses_a_scene_too_big_for_memory(test_cli, tiny_set, tmp_path, monkeypatch, capsys):
-    import utils.detectors as D
+    import pipeline.plan as plan
 
-    monkeypatch.setattr(D, "available_memory", lambda device="cpu": 1 << 20)  # 1 MiB left
+    monkeypatch.setattr(plan, "available_memory", lambda device="cpu": 1 << 20)  # 1 MiB left
     rc = test_cli.main(["--data_path", str(tiny_set), "--input_channel", "50", "--detectors", "LRX",
                         "--save_dir", str(tmp_path), "--no-progress"])
     err = capsys.readouterr().err.strip().splitlines()
@@ -101,7 +101,8 @@ def test_cli_refuses_a_scene_too_big_for_memory(test_cli, tiny_set, tmp_path, mo
 
 
 def test_memory_estimates_grow_with_the_scene():
-    from utils.detectors import DetectorOptions, check_memory, memory_estimate
+    from detectors.registry import DetectorOptions, memory_estimate
+    from pipeline.plan import check_memory
 
     opts = DetectorOptions()
     for name in ("GRX", "SLRX", "LRX", "FEN+SLRX"):

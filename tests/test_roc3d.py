@@ -1,4 +1,4 @@
-"""3D-ROC measures (utils/roc3d.py) on cases computed by hand, against a threshold grid, and in the reports."""
+"""3D-ROC measures (evaluation/roc3d.py) on cases computed by hand, against a threshold grid, and in the reports."""
 from __future__ import annotations
 
 import json
@@ -8,8 +8,8 @@ import time
 import numpy as np
 import pytest
 
-from utils.report import SceneResult, format_roc3d_table, roc3d_csv, to_json
-from utils.roc3d import Roc3D, roc3d, snpr_db
+from evaluation.report import SceneResult, format_roc3d_table, roc3d_csv, to_json
+from evaluation.roc3d import Roc3D, roc3d, snpr_db
 
 SCORES = np.array([[0.0, 1.0, 2.0, 3.0, 4.0]])
 MASK = np.array([[False, False, False, True, True]])

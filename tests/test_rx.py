@@ -6,11 +6,11 @@ import pytest
 import torch
 
 from conftest import RELEASE_KEYS
-from utils.rx import grx, minmax
+from detectors.rx import grx, minmax
 
 
 def grx_per_pixel(cube: np.ndarray) -> np.ndarray:
-    """Straightforward reference: one pixel at a time (SPEC sec. 4)."""
+    """Straightforward reference: one pixel at a time (method sec. 4)."""
     b, h, w = cube.shape
     c = (cube - cube.min()) / (cube.max() - cube.min())
     pixels = c.reshape(b, -1).T
@@ -76,7 +76,7 @@ def test_minmax_refuses_a_constant_cube():
 
 
 def test_auc_undefined_for_one_class_masks():
-    from utils.metrics import auc_undefined_reason, roc_auc
+    from evaluation.metrics import auc_undefined_reason, roc_auc
 
     scores = np.arange(6.0)
     assert roc_auc(scores, np.zeros(6, bool)) is None and roc_auc(scores, np.ones(6, bool)) is None

@@ -1,4 +1,4 @@
-"""SLRX (utils/slrx.py): equal to a per-pixel implementation of SPEC sec. 4, the reference AUCs on the real
+"""SLRX (detectors/slrx.py): equal to a per-pixel implementation of method sec. 4, the reference AUCs on the real
 ABU scenes, quirk 6, and the block-size errors."""
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from benchmarks.bench_slrx import slrx_per_pixel
-from utils.slrx import BlockGrid, own_block_sq, resolve_block_size, slrx, slrx_maps
+from detectors.slrx import BlockGrid, own_block_sq, resolve_block_size, slrx, slrx_maps
 
 # (bands, height, width, block size): 4 x 4 blocks with fewer pixels than bands (Gram / Woodbury path),
 # blocks with more pixels than bands (B x B path), and grids whose last row / column of blocks is smaller
@@ -88,10 +88,10 @@ def test_corner_block_of_one_pixel_is_refused():
 
 
 def test_reference_aucs_on_abu(abu_dir, release_dir):
-    """SPEC sec. 4 SLRX with block_num 25 reproduces ../shared/reference/README.md to 4 decimals."""
+    """method sec. 4 SLRX with block_num 25 reproduces ../shared/reference/README.md to 4 decimals."""
     from data import preprocess, read_scene
-    from utils.metrics import roc_auc
-    from utils.weights import load_fen
+    from evaluation.metrics import roc_auc
+    from weights.release import load_fen
 
     fen = load_fen("aviris", 200, release_dir)
     expected = {"abu-airport-1": (0.9471, 0.9653), "abu-airport-2": (0.9527, 0.9870)}

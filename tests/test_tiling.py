@@ -1,4 +1,4 @@
-"""Scenes in tiles (utils/pipeline.py): the same score maps and AUCs as whole scenes, memory-mapped readers,
+"""Scenes in tiles (pipeline/): the same score maps and AUCs as whole scenes, memory-mapped readers,
 the streaming checks, the tile plan, and FEN batches."""
 from __future__ import annotations
 
@@ -11,14 +11,16 @@ from data import DataError, preprocess, read_scene
 from data.scene import MatlabCube, _load_mat
 from data.synthetic import mask_png
 from model.fen import FEN, FEN_HALO, fold_batchnorm, fused_forward_window
-from utils.detectors import DetectorOptions
+from detectors.registry import DetectorOptions
 from utils.errors import DetectorError
-from utils.metrics import roc_auc
-from utils.pipeline import (Pipeline, SceneSource, StoredCube, TilePlan, plan_scene, reflect_index,
-                            reflected_window, release_pages)
-from utils.rx import grx
-from utils.slrx import slrx
-from utils.weights import load_fen
+from evaluation.metrics import roc_auc
+from pipeline.plan import TilePlan, plan_scene
+from pipeline.run import Pipeline
+from pipeline.sources import SceneSource, StoredCube, reflect_index, reflected_window
+from utils.memory import release_pages
+from detectors.rx import grx
+from detectors.slrx import slrx
+from weights.release import load_fen
 
 DETECTORS = ["GRX", "FEN+GRX", "SLRX", "FEN+SLRX"]
 #: Small tiles everywhere, both cubes streamed from files: FEN tiles of 24 px (5 x 5 tiles on a
@@ -113,9 +115,9 @@ def test_source_blocks_are_the_preprocessed_cube_bit_for_bit(tmp_path):
 
 
 def test_streaming_check_refuses_like_check_cube(monkeypatch):
-    import utils.pipeline as pipeline
+    import pipeline.sources as sources
 
-    monkeypatch.setattr(pipeline, "SCAN_BYTES", 8 * 5 * 4)  # one row per scan block: the streaming path
+    monkeypatch.setattr(sources, "SCAN_BYTES", 8 * 5 * 4)  # one row per scan block: the streaming path
     cube = np.ones((6, 5, 4), np.float32)
     with pytest.raises(DataError, match="the cube is constant in the bands used"):
         SceneSource(cube, 4, 0, "flat").check()
@@ -145,15 +147,15 @@ def test_plan_tiles_what_does_not_fit_and_refuses_what_cannot():
 
 
 def test_check_memory_refuses_only_what_tiling_cannot_fit(monkeypatch):
-    import utils.detectors as detectors
+    import pipeline.plan as plan
 
-    monkeypatch.setattr(detectors, "available_memory", lambda device="cpu": 2 << 30)
+    monkeypatch.setattr(plan, "available_memory", lambda device="cpu": 2 << 30)
     shape = (200, 2048, 2048)  # (B, H, W): 3.2 GB a cube, far above 2 GiB whole
     for name in DETECTORS:
-        assert detectors.check_memory(name, shape) > 2 << 30
-    monkeypatch.setattr(detectors, "available_memory", lambda device="cpu": 64 << 20)
+        assert plan.check_memory(name, shape) > 2 << 30
+    monkeypatch.setattr(plan, "available_memory", lambda device="cpu": 64 << 20)
     with pytest.raises(DetectorError, match="even in the smallest tiles"):
-        detectors.check_memory("SLRX", shape)
+        plan.check_memory("SLRX", shape)
 
 
 def test_fen_batches_equal_single_scenes(tmp_path):
@@ -220,7 +222,7 @@ def test_folded_batchnorm_matches_the_module_and_leaves_it_unfused(release_dir, 
 def test_big_scenes_are_drawn_reduced(tmp_path):
     from PIL import Image
 
-    from utils.plots import block_max, plot_scene, reduction, thin_curve
+    from evaluation.plots import block_max, plot_scene, reduction, thin_curve
 
     assert reduction(100, 100) == 1 and reduction(2048, 2048) == 4 and reduction(1100, 300) == 3
     image = np.zeros((7, 5))
@@ -252,8 +254,8 @@ def test_source_blocks_of_any_dtype(dtype):
 
 
 def test_slrx_in_tiles_of_blocks_equals_the_whole_image(abu_dir):
-    from utils.rx import band_major_reader
-    from utils.slrx import slrx_maps, slrx_maps_streamed
+    from detectors.rx import band_major_reader
+    from detectors.slrx import slrx_maps, slrx_maps_streamed
 
     x = preprocess(read_scene(abu_dir / "abu-airport-1.mat").cube, 200)[:, :90, :]   # 12 x 13 blocks of 8 px
     whole = slrx_maps(x, 8)

@@ -19,7 +19,7 @@ import train
 from data.patches import VAL_FEATURES, VAL_FILL, VAL_HEIGHT, VAL_MAX_SIDE, make_val_scenes, split_files, tiles
 from data.synthetic import generate
 from model.losses import FERDLoss
-from utils.weights import CHECKPOINT_FORMAT
+from weights.release import CHECKPOINT_FORMAT
 from conftest import torch_threads
 
 

@@ -10,8 +10,8 @@ import pytest
 import torch
 
 from model.fen import FEN
-from utils import weights as W
-from utils.weights import WeightsError, load_fen, save_fen
+from weights import release as W
+from weights.release import WeightsError, load_fen, save_fen
 
 
 def test_registry_matches_shared_checksums(release_dir):
@@ -156,7 +156,7 @@ def test_every_public_loader_returns_an_inference_ready_fen(release_dir, tmp_pat
 
 @pytest.mark.parametrize("name,bands", [("had100", 50), ("had100", 200), ("aviris", 200)])
 def test_authors_files_round_trip_through_a_checkpoint(name, bands, release_dir, tmp_path):
-    """Released files -> FEN + ZCL -> train.py-format checkpoint -> `python -m utils.weights export` -> the
+    """Released files -> FEN + ZCL -> train.py-format checkpoint -> `python -m weights.release export` -> the
     same three files: the same keys in the same order, the same tensors (BN counters included)."""
     paths = W.release_files(W.get_release(name, bands), release_dir)
     fen, zcl = W.read_authors_files(paths)
@@ -174,7 +174,7 @@ def test_export_refuses_a_checkpoint_without_zcl_and_a_folder_missing_a_file(tmp
     save_fen(FEN(8), tmp_path / "old.pt")  # as written before the ZCL was kept
     assert W.main(["export", str(tmp_path / "old.pt"), str(tmp_path / "out")]) == 2
     err = capsys.readouterr().err.strip()
-    assert err.startswith("python -m utils.weights: error: ") and "written before checkpoints kept the ZCL" in err
+    assert err.startswith("python -m weights.release: error: ") and "written before checkpoints kept the ZCL" in err
     assert "\n" not in err and not (tmp_path / "out").exists()
     assert W.main(["export", str(tmp_path / "nope.pt"), str(tmp_path / "out")]) == 2
     assert "nope.pt: no such file" in capsys.readouterr().err

@@ -1,1 +1,1 @@
-"""Detectors, metrics, weight handling and small I/O helpers."""
+"""Plumbing every other package uses: the project's errors, atomic writes, devices, memory, one-line CLIs."""

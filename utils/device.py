@@ -1,7 +1,9 @@
-"""Device choice and timing that is honest on GPUs."""
+"""Device choice, CPU threads, mixed-precision types, and timing that is honest on GPUs."""
 from __future__ import annotations
 
 import time
+from contextlib import contextmanager
+from typing import Iterator
 
 import torch
 
@@ -35,6 +37,21 @@ def pick_device(name: str | None = None, strict_fp32: bool = True) -> torch.devi
         torch.backends.cudnn.allow_tf32 = False
         torch.backends.cuda.matmul.allow_tf32 = False
     return device
+
+
+#: ``--amp_dtype`` values: the half-precision types of automatic mixed precision (fp16 needs a gradient scaler).
+AMP_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+@contextmanager
+def torch_threads(n: int) -> Iterator[None]:
+    """Run a block with ``n`` torch CPU threads (float32 summation order, so the last digits, follows it)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 def sync(device: torch.device) -> None:

@@ -1,4 +1,4 @@
-"""Global RX (GRX): the Reed-Xiaoli Mahalanobis detector over the whole scene (SPEC sec. 4).
+"""Global RX (GRX): the Reed-Xiaoli Mahalanobis detector over the whole scene (method sec. 4).
 
 For a cube X of B bands and N = H * W pixels, after one global min-max of the cube to [0, 1]:
 
@@ -24,7 +24,7 @@ is ill-conditioned and float32 loses whole digits of the score):
 * scores are ``((X - mu) S+) * (X - mu)`` summed over bands, chunk by chunk.
 
 The same :class:`RXStatistics` and :func:`mahalanobis_sq` serve scenes larger than memory
-(utils/pipeline.py feeds them chunks read from a memory-mapped file), so a scene gives the same scores
+(pipeline/ feeds them chunks read from a memory-mapped file), so a scene gives the same scores
 whether it is held whole or streamed.
 """
 from __future__ import annotations
@@ -34,6 +34,7 @@ from typing import Callable, Iterator
 
 import torch
 
+from utils.device import torch_threads
 from utils.errors import DetectorError
 
 #: Relative cut-off for small singular values in the pseudo-inverse, as numpy.linalg.pinv's default.
@@ -164,15 +165,8 @@ def one_thread(device: torch.device) -> Iterator[None]:
     busy machine every barrier waits for a descheduled thread (measured on the 2 shared cores: 2 ms
     typical but up to 3.6 s for a 200 x 200 ``eigh`` with 2 threads, at most 23 ms with one).
     """
-    if device.type != "cpu":
+    with torch_threads(1 if device.type == "cpu" else torch.get_num_threads()):
         yield
-        return
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
 
 
 def pinv_psd(sym: torch.Tensor, rcond: float = PINV_RCOND) -> torch.Tensor:

@@ -32,7 +32,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from utils.metrics import auc_undefined_reason, roc_auc
+from evaluation.metrics import auc_undefined_reason, roc_auc
 
 #: Names, in table order, with the column titles used in reports.
 FIELDS = {"auc_pd_pf": "AUC(Pd,Pf)", "auc_pd_tau": "AUC(Pd,tau)", "auc_pf_tau": "AUC(Pf,tau)",

@@ -15,10 +15,7 @@ Every file is checked against its SHA-256 before ``torch.load`` sees it.
 """
 from __future__ import annotations
 
-import hashlib
 import os
-import urllib.error
-import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,9 +23,10 @@ import torch
 
 from model.fen import FEN
 from utils.errors import FerdError, describe
-from utils.io import atomic_path, save_torch
+from utils.io import save_torch
+from weights.files import download, load_tensors, sha256, state_dict_of
 
-#: The authors' repository and the commit the released weights are pinned to (SPEC sec. 6).
+#: The authors' repository and the commit the released weights are pinned to (method sec. 6).
 FERD_REPO_RAW = "https://raw.githubusercontent.com/cristianoKaKa/FERD"
 FERD_COMMIT = "0e021faf9646a4c95ff975c300d4af9ecd3488b7"
 CACHE_DIR = Path(__file__).resolve().parent.parent / "checkpoints" / "release"
@@ -83,14 +81,6 @@ class WeightsError(FerdError, RuntimeError):
     A :class:`~utils.errors.FerdError` (one line, exit code 2), and still a RuntimeError as it was before."""
 
 
-def sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def get_release(name: str, bands: int) -> Release:
     if name not in RELEASES:
         raise WeightsError(f"unknown weights '{name}': use one of {sorted(RELEASES)} or a checkpoint path")
@@ -98,23 +88,6 @@ def get_release(name: str, bands: int) -> Release:
         have = ", ".join(str(b) for b in sorted(RELEASES[name]))
         raise WeightsError(f"weights '{name}' were released for {have} bands, not --input_channel {bands}")
     return RELEASES[name][bands]
-
-
-def _download(url: str, dest: Path, expected: str) -> None:
-    """Fetch ``url`` to ``dest`` atomically; a checksum mismatch deletes the file and raises."""
-    try:
-        with atomic_path(dest) as tmp:
-            with urllib.request.urlopen(url, timeout=60) as resp, open(tmp, "wb") as out:
-                for block in iter(lambda: resp.read(1 << 20), b""):
-                    out.write(block)
-            got = sha256(tmp)
-            if got != expected:
-                raise WeightsError(f"checksum mismatch for {url}: got sha256 {got}, expected {expected}; "
-                                   "the download was deleted and not loaded")
-    except (urllib.error.URLError, OSError) as err:
-        raise WeightsError(
-            f"cannot download {url} ({err}); offline? set {ENV_WEIGHTS_DIR}=/path/to/ferd-release "
-            f"(a folder holding {dest.parent.name}/{dest.name}) or place the file at {dest}") from None
 
 
 def release_files(release: Release, weights_dir: str | os.PathLike | None = None,
@@ -133,7 +106,9 @@ def release_files(release: Release, weights_dir: str | os.PathLike | None = None
         else:
             path = cache_dir / release.local_name / filename
             if not path.is_file():
-                _download(release.url(filename), path, expected)
+                download(release.url(filename), path, expected, WeightsError,
+                         f"offline? set {ENV_WEIGHTS_DIR}=/path/to/ferd-release (a folder holding "
+                         f"{path.parent.name}/{path.name}) or place the file at {path}")
         got = sha256(path)
         if got != expected:
             raise WeightsError(f"{path}: checksum mismatch (sha256 {got}, expected {expected}); refusing to load")
@@ -141,30 +116,16 @@ def release_files(release: Release, weights_dir: str | os.PathLike | None = None
     return paths
 
 
-def load_tensors(path: Path) -> object:
-    """``torch.load`` of a weight file with ``weights_only=True`` (tensors and plain containers, never code).
-
-    Any failure is one :class:`WeightsError` line saying the file is not a checkpoint. Torch's own message
-    is not shown: it spans many lines and advises ``weights_only=False``, i.e. running code from the file.
-    """
-    import warnings
-
-    try:
-        with warnings.catch_warnings():  # e.g. "Detected pickle protocol 4": the error below says it all
-            warnings.simplefilter("ignore")
-            return torch.load(path, map_location="cpu", weights_only=True)
-    except Exception:  # UnpicklingError, RuntimeError (zip), EOFError, KeyError, ...: all the same to the user
-        raise WeightsError(f"{path}: not a readable torch checkpoint (torch cannot load it as a file of tensors: "
-                           "another kind of file, or a damaged one); --weights takes a fen_<N>bands.pt written "
-                           f"by train.py or a release name ({', '.join(sorted(RELEASES))})") from None
+#: What ``--weights`` takes, said after a file it cannot read.
+ACCEPTS = ("--weights takes a fen_<N>bands.pt written by train.py or a release name "
+           f"({', '.join(sorted(RELEASES))})")
 
 
 def _state_dict(path: Path) -> dict[str, torch.Tensor]:
-    obj = load_tensors(path)
-    return obj["state_dict"] if isinstance(obj, dict) and "state_dict" in obj else obj
+    return state_dict_of(load_tensors(path, WeightsError, ACCEPTS))
 
 
-#: The authors' file names and their layout (SPEC sec. 6): CWL, layer1, FPL + ZCL.
+#: The authors' file names and their layout (method sec. 6): CWL, layer1, FPL + ZCL.
 FPL_KEYS = ("conv1.weight", "conv1.bias", "conv2.weight", "conv2.bias")
 ZCL_KEYS = {"conv3.weight": "weight", "conv3.bias": "bias"}
 
@@ -211,7 +172,7 @@ def save_fen(fen: FEN, path: str | os.PathLike, zcl: torch.nn.Module | dict | No
 def read_checkpoint(path: Path) -> tuple[FEN, dict[str, torch.Tensor] | None]:
     """The FEN (eval mode) of a :func:`save_fen` checkpoint and its ZCL tensors (None in files written before
     the ZCL was stored)."""
-    ckpt = load_tensors(path)
+    ckpt = load_tensors(path, WeightsError, ACCEPTS)
     if not isinstance(ckpt, dict) or ckpt.get("format") != CHECKPOINT_FORMAT:
         raise WeightsError(f"{path}: not a FEN checkpoint of this project (format tag '{CHECKPOINT_FORMAT}' missing)")
     try:
@@ -238,7 +199,7 @@ def authors_folder(path: Path) -> dict[str, Path]:
 
 
 def export_authors(fen: FEN, zcl: torch.nn.Module | dict, out_dir: str | os.PathLike) -> list[Path]:
-    """Write ``convh.pt``, ``enc.pt`` and ``pc.pt`` exactly as the authors' code saves them (SPEC sec. 6):
+    """Write ``convh.pt``, ``enc.pt`` and ``pc.pt`` exactly as the authors' code saves them (method sec. 6):
     each ``{'state_dict': ...}`` with their key names, so their test code loads them strictly."""
     out_dir = Path(out_dir)
     z = zcl_tensors(zcl)
@@ -281,12 +242,11 @@ def load_fen(spec: str, bands: int, weights_dir: str | os.PathLike | None = None
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m utils.weights export CHECKPOINT DIR``: a train.py FEN in the authors' file format."""
-    import argparse
+    """``python -m weights export CHECKPOINT DIR``: a train.py FEN in the authors' file format."""
 
     from utils.cli import OneLineParser, fail
 
-    p = OneLineParser(prog="python -m utils.weights", description=main.__doc__)
+    p = OneLineParser(prog="python -m weights", description=main.__doc__)
     sub = p.add_subparsers(dest="command", required=True)
     e = sub.add_parser("export", help="write CHECKPOINT as the authors' convh.pt, enc.pt, pc.pt in DIR")
     e.add_argument("checkpoint", type=Path, help="a fen_<N>bands.pt written by train.py")
@@ -301,8 +261,3 @@ def main(argv: list[str] | None = None) -> int:
     print("wrote " + ", ".join(str(w) for w in written))
     return 0
 
-
-if __name__ == "__main__":
-    import sys
-
-    sys.exit(main())

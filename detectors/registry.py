@@ -1,16 +1,15 @@
-"""Detector registry for test.py: base detectors on a cube, their ``FEN+`` variants, their options, and
-an up-front memory check (which only refuses what tiling, utils/pipeline.py, cannot bring into memory).
+"""Detector registry for test.py: base detectors on a cube, their ``FEN+`` variants, their options, their
+checks and their memory estimates (pipeline/plan.py sizes tiles from them).
 
 A detector maps a preprocessed ``(B, H, W)`` tensor to an ``(H, W)`` score map on the same device.
-``FEN+X`` first enhances the cube with the FEN (SPEC sec. 4: ``x + FEN(x)``), then runs ``X`` on it.
+``FEN+X`` first enhances the cube with the FEN (method sec. 4: ``x + FEN(x)``), then runs ``X`` on it.
 
-    GRX   global RX (utils/rx.py)
-    SLRX  the authors' simplified local RX, blocks of B // block_num px (utils/slrx.py, quirk 6)
-    LRX   dual-window local RX, inner guard / outer background window (utils/lrx.py)
+    GRX   global RX (detectors/rx.py)
+    SLRX  the authors' simplified local RX, blocks of B // block_num px (detectors/slrx.py, quirk 6)
+    LRX   dual-window local RX, inner guard / outer background window (detectors/lrx.py)
 """
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from functools import partial
 from typing import Callable
@@ -18,11 +17,10 @@ from typing import Callable
 import torch
 
 from model.cwl import CWL_PAD
-from model.fen import FEN
 from utils.errors import DetectorError
-from utils.lrx import DEFAULT_INNER, DEFAULT_OUTER, check_windows, lrx, lrx_memory_bytes
-from utils.rx import grx
-from utils.slrx import DEFAULT_BLOCK_NUM, resolve_block_size, slrx, slrx_memory_bytes
+from detectors.lrx import DEFAULT_INNER, DEFAULT_OUTER, check_windows, lrx, lrx_memory_bytes
+from detectors.rx import grx
+from detectors.slrx import DEFAULT_BLOCK_NUM, resolve_block_size, slrx, slrx_memory_bytes
 
 Detector = Callable[[torch.Tensor], torch.Tensor]
 
@@ -100,59 +98,3 @@ def memory_estimate(name: str, shape: tuple[int, int, int], options: DetectorOpt
         # maps, on the 4 px padded image; plus the enhanced cube
         need += 4 * ((h + 8) * (w + 8) * (64 + 4 * 256 + 3 * 128) + 2 * b * h * w)
     return need
-
-
-def available_memory(device: torch.device | str = "cpu") -> int:
-    """Bytes that can still be allocated on ``device``: free GPU memory (plus what torch has cached), or
-    the system's available memory (``MemAvailable``; free pages where /proc is missing)."""
-    device = torch.device(device)
-    if device.type == "cuda":
-        free, _ = torch.cuda.mem_get_info(device)
-        return int(free + torch.cuda.memory_reserved(device) - torch.cuda.memory_allocated(device))
-    try:
-        with open("/proc/meminfo") as fh:
-            for line in fh:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_AVPHYS_PAGES")
-
-
-def _size(n: float) -> str:
-    return f"{n / 2**30:.1f} GiB" if n >= 2**30 else f"{n / 2**20:.0f} MiB"
-
-
-def check_memory(name: str, shape: tuple[int, int, int], options: DetectorOptions = DEFAULT_OPTIONS,
-                 device: torch.device | str = "cpu", scene: str = "scene") -> int:
-    """Refuse (DetectorError with the estimate) a detector that would not fit in the memory available now,
-    even in the smallest tiles utils/pipeline.py can cut the scene into.
-
-    Returns the whole-scene estimate in bytes (:func:`memory_estimate`); a scene above it runs in tiles.
-    """
-    need = memory_estimate(name, shape, options, device)
-    have = available_memory(device)
-    if need * MEMORY_MARGIN > have:
-        from utils.pipeline import smallest_working_set  # the pipeline imports this module
-
-        b, h, w = shape
-        tiled = smallest_working_set((h, w, b), [name], options)
-        if tiled * MEMORY_MARGIN > have:
-            raise DetectorError(f"{scene}: detector {name} needs about {_size(tiled * MEMORY_MARGIN)} for a "
-                                f"{h} x {w} x {b} cube but only {_size(have)} is available on "
-                                f"{torch.device(device)}, even in the smallest tiles: use fewer bands "
-                                "(--input_channel), a smaller scene, or another --device")
-    return need
-
-
-def run_detector(name: str, cube: torch.Tensor, fen: FEN | None = None, enhanced: torch.Tensor | None = None,
-                 options: DetectorOptions = DEFAULT_OPTIONS) -> torch.Tensor:
-    """Scores of detector ``name`` on ``cube`` (B, H, W); ``enhanced`` reuses an already enhanced cube."""
-    detector = base_detector(base_name(name), options)
-    if name.startswith(FEN_PREFIX):
-        if enhanced is None:
-            if fen is None:
-                raise DetectorError(f"detector {name} needs FEN weights")
-            enhanced = fen.enhance(cube)
-        return detector(enhanced)
-    return detector(cube)

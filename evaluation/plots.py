@@ -65,8 +65,8 @@ def false_colour(cube: np.ndarray, fractions: tuple[float, float, float] = RGB_F
 
 def _band(cube: np.ndarray, index: int, step: int, rows: int = 256) -> np.ndarray:
     """Band ``index`` of ``cube``, every ``step``-th pixel, float64; read a few rows at a time so that a
-    memory-mapped cube's pages are let go as it goes (utils.pipeline.release_pages)."""
-    from utils.pipeline import release_pages
+    memory-mapped cube's pages are let go as it goes (utils.memory.release_pages)."""
+    from utils.memory import release_pages
 
     h = cube.shape[0]
     parts = []

@@ -28,7 +28,7 @@ from __future__ import annotations
 import torch
 
 from utils.errors import DetectorError
-from utils.rx import one_thread, value_range
+from detectors.rx import one_thread, value_range
 
 DEFAULT_INNER = 5
 DEFAULT_OUTER = 21
@@ -127,7 +127,7 @@ def lrx_mirrored(pixels: torch.Tensor, span: float, inner: int = DEFAULT_INNER, 
     ``span`` the scene's value range (see :func:`_mirrored_pixels`).
 
     A strip of the scene with its context gives the same scores as the same rows of the whole scene:
-    utils/pipeline.py runs LRX that way on scenes larger than memory.
+    pipeline/ runs LRX that way on scenes larger than memory.
     """
     r, ri = outer // 2, inner // 2
     h, w, b = pixels.shape[0] - 2 * r, pixels.shape[1] - 2 * r, pixels.shape[2]
@@ -153,7 +153,7 @@ def lrx_mirrored(pixels: torch.Tensor, span: float, inner: int = DEFAULT_INNER, 
             torch.baddbmm(sum2, sum1[:, :, None], sum1[:, None, :], alpha=-1.0 / n, out=cov.transpose(-1, -2))
             cov.diagonal(dim1=-2, dim2=-1).add_(lam)
             centred = pixels[i + r, c0 + r: c1 + r] - sum1 / n                         # (w, B)
-            with one_thread(pixels.device):  # small factorisations: see utils.slrx.cholesky_in_place
+            with one_thread(pixels.device):  # small factorisations: see detectors.slrx.cholesky_in_place
                 torch.linalg.cholesky_ex(cov, out=(cov, info))
                 y = torch.linalg.solve_triangular(cov, centred[:, :, None], upper=False)
             worst = torch.maximum(worst, info.max())

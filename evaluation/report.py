@@ -1,11 +1,11 @@
 """Result tables: per-scene AUC and seconds for each detector, the mean row, CSV and JSON forms; and the
-3D-ROC measures (utils/roc3d.py) as a second, long-format table (one row per scene and detector)."""
+3D-ROC measures (evaluation/roc3d.py) as a second, long-format table (one row per scene and detector)."""
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
 
-from utils.roc3d import FIELDS as ROC3D_FIELDS, Roc3D
+from evaluation.roc3d import FIELDS as ROC3D_FIELDS, Roc3D
 
 
 @dataclass

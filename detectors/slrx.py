@@ -1,4 +1,4 @@
-"""SLRX, the authors' "simplified local RX" (SPEC sec. 4 and quirk 6), vectorised over blocks.
+"""SLRX, the authors' "simplified local RX" (method sec. 4 and quirk 6), vectorised over blocks.
 
 For a cube X of B bands, H x W pixels, min-maxed to [0, 1] with one global min and max:
 
@@ -27,13 +27,13 @@ Implementation (float64, on the input's device, no per-pixel or per-block Python
   neighbours' scatter sums of a row of blocks are one matrix product over a 3-row ring buffer, and each
   row of blocks is factorised by one batched Cholesky (a loop over the R rows of blocks: it keeps the
   ``B x B`` matrices in cache and the memory at three rows of them);
-* d_full: the whole image's mean and scatter streamed in chunks as GRX's (utils/rx.py), one Cholesky,
+* d_full: the whole image's mean and scatter streamed in chunks as GRX's (detectors/rx.py), one Cholesky,
   one triangular solve for all pixels;
 * the min-max of the cube is folded into the ridge (see :func:`slrx_maps`);
 * ``(S + eps I)^-1`` is applied through a Cholesky factor, the same number as the spec's plain inverse;
 * the image is processed in tiles of block rows and columns, each with one block of context on every
   side (:func:`slrx_maps_streamed`): tiles of 32 block columns keep a row's matrices in cache, and
-  utils/pipeline.py sizes the strips of block rows to its memory budget.
+  pipeline/ sizes the strips of block rows to its memory budget.
 """
 from __future__ import annotations
 
@@ -43,7 +43,7 @@ from typing import Callable
 import torch
 
 from utils.errors import DetectorError
-from utils.rx import PixelReader, RXStatistics, band_major_reader, one_thread, rx_statistics
+from detectors.rx import PixelReader, RXStatistics, band_major_reader, one_thread, rx_statistics
 
 #: Ridge added to every SLRX covariance before inversion (quirk 3).
 RIDGE = 1e-6
@@ -322,7 +322,7 @@ class FullStatistics:
 
     @classmethod
     def from_rx(cls, stats: RXStatistics, ridge: float = RIDGE) -> tuple["FullStatistics", float]:
-        """From the streamed statistics of the cube (utils/rx.py); also returns the ridge in raw units."""
+        """From the streamed statistics of the cube (detectors/rx.py); also returns the ridge in raw units."""
         eps = ridge * stats.span() ** 2
         scatter = stats.scatter
         scatter.diagonal().add_(eps * (stats.n - 1))
@@ -388,7 +388,7 @@ def slrx_maps_streamed(read_block: BlockReader, read_pixels: PixelReader, shape:
     block rows (all of them by default) by ``tile_columns`` block columns, each with one block of context
     on every side (a block's surround is its 8 neighbours).
 
-    Two passes: the whole image's mean, scatter and value range (:func:`utils.rx.rx_statistics`, or
+    Two passes: the whole image's mean, scatter and value range (:func:`detectors.rx.rx_statistics`, or
     ``stats`` if already computed), then the tiles. A tile's maps are those of the same pixels computed on
     the whole image: only the summation order of the statistics can differ.
     """

@@ -1,0 +1,146 @@
+"""The tile plan of a scene: FEN tiles, SLRX and LRX strips, and which cubes stay in memory, from the
+memory budget; and the up-front check that refuses only what even the smallest tiles cannot fit."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from detectors.lrx import lrx_memory_bytes
+from detectors.registry import DEFAULT_OPTIONS, MEMORY_MARGIN, DetectorOptions, base_name, memory_estimate, needs_fen
+from detectors.rx import chunk_pixels
+from detectors.slrx import TILE_COLUMNS, resolve_block_size, slrx_memory_bytes
+from model.fen import FEN_HALO
+from pipeline.fen_tiles import FEN_MIN_TILE
+from utils.errors import DetectorError
+from utils.memory import available_memory, format_bytes
+
+#: Core side of a FEN tile (px) when the budget allows it: the window's activations (256 channels of
+#: 134 x 134 px, 18 MB) stay in the last-level cache; larger tiles ran no faster (benchmarks/bench_fen.py).
+FEN_TILE = 128
+
+
+def fen_window_bytes(side_h: int, side_w: int, bands: int, hidden: int = 256, batch: int = 1) -> int:
+    """Rough peak bytes of one FEN forward on a window (float32): the input, the CWL's 64 channels, a
+    Bottleneck's 256-channel input, output and residual and its two 128-channel maps, the FPL's hidden
+    maps and output, with 1.5x for the convolution library's scratch."""
+    px = batch * (side_h + 2 * FEN_HALO) * (side_w + 2 * FEN_HALO)
+    return int(1.5 * 4 * px * (2 * bands + 64 + 3 * 256 + 2 * 128 + hidden))
+
+
+@dataclass(frozen=True)
+class TilePlan:
+    """How one scene is cut: FEN tile side (px), SLRX strip height (block rows), LRX strip height (rows;
+    0: detector not run), and which cubes are held in memory (else in a temporary file)."""
+
+    fen_tile: int
+    slrx_strip: int
+    lrx_strip: int
+    input_in_memory: bool
+    enhanced_in_memory: bool
+    budget: int
+    working: int
+
+    def describe(self, shape: tuple[int, int, int]) -> str:
+        h, w, _ = shape
+        parts = []
+        if self.fen_tile:
+            parts.append(f"FEN {'whole' if self.fen_tile >= max(h, w) else f'in {self.fen_tile} px tiles'}")
+        if self.slrx_strip:
+            parts.append(f"SLRX in strips of {self.slrx_strip} block rows")
+        if self.lrx_strip:
+            parts.append(f"LRX in strips of {self.lrx_strip} rows")
+        parts.append(f"preprocessed cube {'in memory' if self.input_in_memory else 'in a temporary file'}")
+        if self.fen_tile:
+            parts.append(f"enhanced cube {'in memory' if self.enhanced_in_memory else 'in a temporary file'}")
+        return ", ".join(parts) + f" (budget {self.budget / 2**30:.1f} GiB)"
+
+
+def _largest(fits, top: int) -> int:
+    """The largest ``n`` in ``1..top`` with ``fits(n)`` (``fits`` true up to some ``n``, false above); 1 if none."""
+    lo, hi = 1, top
+    if fits(hi):
+        return hi
+    while hi - lo > 1:  # fits(lo) or lo == 1; not fits(hi)
+        mid = (lo + hi) // 2
+        lo, hi = (mid, hi) if fits(mid) else (lo, mid)
+    return lo
+
+
+def working_sets(shape: tuple[int, int, int], detectors: list[str], options: DetectorOptions, limit: int,
+                 fen_hidden: int = 256) -> tuple[dict[str, int], dict[str, int]]:
+    """Tile sizes (``fen``: px, ``slrx``: block rows, ``lrx``: rows) whose working sets fit ``limit`` bytes
+    where possible (else the smallest), and those working sets in bytes."""
+    h, w, b = shape
+    bases = {base_name(n) for n in detectors}
+    sizes, needs = {"fen": 0, "slrx": 0, "lrx": 0}, {"grx": 3 * 8 * chunk_pixels(b) * b}
+    if needs_fen(detectors):
+        workers = torch.get_num_threads()  # tiles in flight at once on the CPU (run_parallel)
+        fen_bytes = lambda t: workers * fen_window_bytes(min(h, t), min(w, t), b, fen_hidden)
+        sizes["fen"] = max(FEN_MIN_TILE, _largest(lambda t: fen_bytes(t) <= limit, min(max(h, w), FEN_TILE)))
+        needs["fen"] = fen_bytes(sizes["fen"])
+    if "SLRX" in bases:
+        size = resolve_block_size(b, h, w, options.block_num, options.block_size)
+        tile_w = min(w, (TILE_COLUMNS + 2) * size)  # SLRX tiles: 32 block columns and their context
+        slrx_bytes = lambda k: slrx_memory_bytes(b, min(h, (k + 2) * size), tile_w, size)
+        sizes["slrx"] = _largest(lambda k: slrx_bytes(k) <= limit, -(-h // size))
+        needs["slrx"] = slrx_bytes(sizes["slrx"])
+    if "LRX" in bases:
+        r = options.lrx_outer // 2
+        lrx_bytes = lambda k: lrx_memory_bytes(b, min(h, k), w, options.lrx_inner, options.lrx_outer)
+        sizes["lrx"] = _largest(lambda k: lrx_bytes(k) <= limit, h)
+        sizes["lrx"] = max(sizes["lrx"], min(h, r + 1))  # a strip shorter than the window gains nothing
+        needs["lrx"] = lrx_bytes(sizes["lrx"])
+    return sizes, needs
+
+
+def plan_scene(shape: tuple[int, int, int], detectors: list[str], options: DetectorOptions, budget: int,
+               fen_hidden: int = 256) -> TilePlan:
+    """The tile plan of an ``(H, W, B)`` scene within ``budget`` bytes: tiles and strips whose working sets
+    fit half of it (an SLRX strip carries a block row of context above and below: taller strips waste
+    less), then the enhanced cube and the preprocessed input in memory if the rest has room.
+    :class:`DetectorError` (with the estimate) if even the smallest tiles do not fit."""
+    h, w, b = shape
+    cube = 4 * h * w * b
+    bases = {base_name(n) for n in detectors}
+    maps = 8 * h * w * (len(detectors) + (3 if "SLRX" in bases else 0) + 1)
+    sizes, needs = working_sets(shape, detectors, options, budget // 2, fen_hidden)
+    working = max(needs.values()) + maps
+    if working > budget:
+        what = {"grx": "GRX", "fen": "the FEN (one tile)", "slrx": "SLRX (one strip of block rows)",
+                "lrx": "LRX (one strip of rows)"}[max(needs, key=needs.get)]
+        raise DetectorError(f"{h} x {w} x {b} cube: {what} and the score maps need about {working / 2**30:.1f} "
+                            f"GiB but the memory budget is {budget / 2**30:.1f} GiB: raise --max_memory_gb, "
+                            "use fewer bands (--input_channel) or another --device")
+    room = budget - working
+    enhanced_in_memory = needs_fen(detectors) and cube <= room
+    room -= cube if enhanced_in_memory else 0
+    return TilePlan(sizes["fen"], sizes["slrx"], sizes["lrx"], cube <= room, enhanced_in_memory, budget, working)
+
+
+def smallest_working_set(shape: tuple[int, int, int], detectors: list[str], options: DetectorOptions) -> int:
+    """Bytes the smallest tiles need (for :func:`check_memory`: what tiling cannot reduce)."""
+    h, w, _ = shape
+    maps = 8 * h * w * (len(detectors) + 4)
+    return max(working_sets(shape, detectors, options, 0)[1].values()) + maps
+
+
+def check_memory(name: str, shape: tuple[int, int, int], options: DetectorOptions = DEFAULT_OPTIONS,
+                 device: torch.device | str = "cpu", scene: str = "scene") -> int:
+    """Refuse (DetectorError with the estimate) a detector that would not fit in the memory available now,
+    even in the smallest tiles this plan can cut the scene into.
+
+    Returns the whole-scene estimate in bytes (:func:`memory_estimate`); a scene above it runs in tiles.
+    """
+    need = memory_estimate(name, shape, options, device)
+    have = available_memory(device)
+    if need * MEMORY_MARGIN > have:
+
+        b, h, w = shape
+        tiled = smallest_working_set((h, w, b), [name], options)
+        if tiled * MEMORY_MARGIN > have:
+            raise DetectorError(f"{scene}: detector {name} needs about {format_bytes(tiled * MEMORY_MARGIN)} for a "
+                                f"{h} x {w} x {b} cube but only {format_bytes(have)} is available on "
+                                f"{torch.device(device)}, even in the smallest tiles: use fewer bands "
+                                "(--input_channel), a smaller scene, or another --device")
+    return need

@@ -1,0 +1,170 @@
+"""Scenes of any size through the FEN and the detectors in bounded memory: the one place test.py calls.
+
+A scene goes through three pieces, each small:
+
+* a **source** (:class:`SceneSource`): the raw ``(H, W, bands)`` cube as the reader left it -- a numpy
+  array, a memory-mapped ``.npy`` or ENVI file, or a lazily read MATLAB v7.3 dataset (data/scene.py) --
+  seen as the preprocessed float32 cube of method sec. 5, block by block. The global min and max of the
+  bands used come from one streaming pass (:meth:`SceneSource.check`), and every block is scaled with
+  the arithmetic of ``data.preprocess.preprocess``, so a block equals the same part of the whole cube
+  bit for bit;
+* a **tile plan** (:class:`TilePlan`, :func:`plan_scene`): FEN tiles, SLRX and LRX strips, and whether the
+  preprocessed and enhanced cubes are held in memory or in a temporary file, from the memory budget
+  (:func:`utils.memory.memory_budget`: a quarter of the available memory, at most 4 GiB, or ``--max_memory_gb``);
+* **runners**: the FEN over the tiles (:func:`enhance_tiles`, or several small scenes in one batch,
+  :func:`enhance_batch`) into a :class:`StoredCube`, and each detector over a cube through the readers
+  its own file defines (GRX: pixels in fixed chunks, detectors/rx.py; SLRX: tiles of blocks with one block
+  of context, detectors/slrx.py; LRX: strips of rows with half its window of context, detectors/lrx.py).
+
+Results do not depend on the tiling. The FEN sees each tile with :data:`model.fen.FEN_HALO` px of real
+context (the scene's pixels inside it, the CWL's reflect padding at the scene border), which is exactly
+what the whole scene gives it; GRX's chunks are fixed by the band count alone; SLRX tiles carry their
+neighbouring blocks, LRX strips their window. tests/test_tiling.py checks it on real scenes.
+
+Memory-mapped files: pages a process has read stay in its resident set until the mapping goes, so after
+each block :func:`utils.memory.release_pages` tells the kernel they are not needed (``MADV_DONTNEED``): they stay in
+the page cache, and the process's peak stays at what the plan holds.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Iterator
+
+import numpy as np
+import torch
+
+from detectors.lrx import check_windows, lrx_mirrored
+from detectors.registry import FEN_PREFIX, DetectorOptions, base_name, needs_fen
+from detectors.rx import grx_scores, rx_statistics
+from detectors.slrx import combine_maps, resolve_block_size, slrx_maps_streamed
+from model.fen import FEN, FEN_HALO, fold_batchnorm
+from pipeline.fen_tiles import enhance_windows, enhance_batch, enhance_tiles, prepare_fen
+from pipeline.plan import TilePlan, plan_scene
+from pipeline.sources import Cube, SceneSource, StoredCube, block_reader, pixel_reader, reflected_window
+from utils.device import sync
+from utils.errors import DetectorError
+from utils.memory import memory_budget
+
+#: Same-size single-tile scenes (HAD100's 64 x 64 patches) go through the FEN this many at a time.
+FEN_BATCH = 16
+
+
+def run_detector(base: str, cube: Cube, plan: TilePlan, options: DetectorOptions,
+                 device: torch.device) -> torch.Tensor:
+    """Scores ``(H, W)`` float64 of base detector ``base`` (GRX, SLRX, LRX) on ``cube``."""
+    h, w, b = cube.shape
+    if base == "GRX":
+        return grx_scores(pixel_reader(cube, device), h * w, b, device).reshape(h, w)
+    if base == "SLRX":
+        size = resolve_block_size(b, h, w, options.block_num, options.block_size)
+        maps = slrx_maps_streamed(block_reader(cube, device), pixel_reader(cube, device), (h, w, b), size,
+                                  plan.slrx_strip, device=device)
+        return combine_maps(maps)
+    if base == "LRX":
+        check_windows(options.lrx_inner, options.lrx_outer, h, w)
+        stats = rx_statistics(pixel_reader(cube, device), h * w, b, device)  # span and centre of the scene
+        r, span = options.lrx_outer // 2, stats.span()
+        scores = torch.empty(h, w, dtype=torch.float64, device=device)
+        for r0 in range(0, h, plan.lrx_strip):
+            r1 = min(h, r0 + plan.lrx_strip)
+            window = torch.from_numpy(reflected_window(cube, r0, r1, 0, w, r)).to(device, torch.float64)
+            scores[r0:r1] = lrx_mirrored(window.sub_(stats.mean), span, options.lrx_inner, options.lrx_outer)
+        return scores
+    raise DetectorError(f"unknown detector {base}")
+
+
+@dataclass
+class SceneRun:
+    """One scene's score maps ``(H, W)`` float64 by detector name, seconds by detector (FEN time included
+    in the ``FEN+`` ones), the FEN's own seconds, and the plan used."""
+
+    maps: dict[str, np.ndarray] = field(default_factory=dict)
+    seconds: dict[str, float] = field(default_factory=dict)
+    fen_seconds: float = 0.0
+    plan: TilePlan | None = None
+
+
+class Pipeline:
+    """The FEN and the detectors over scenes of any size: ``for run in Pipeline(...).run(sources): ...``.
+
+    ``sources`` are checked :class:`SceneSource`; same-size scenes that are one FEN tile each go through the
+    FEN ``batch`` at a time (their FEN seconds are the batch's, shared equally). ``fold_bn``: run an inference
+    copy of the FEN with its BatchNorms folded into the convolutions (model.fen.fold_batchnorm).
+    """
+
+    def __init__(self, detectors: list[str], fen: FEN | None, options: DetectorOptions, device: torch.device,
+                 max_memory_gb: float | None = None, batch: int = FEN_BATCH, plan: TilePlan | None = None,
+                 fold_bn: bool = False) -> None:
+        self.detectors, self.options, self.device = detectors, options, device
+        self.fen = None
+        if fen is not None and needs_fen(detectors):
+            self.fen = prepare_fen(fold_batchnorm(fen) if fold_bn else fen)
+        self.max_memory_gb = max_memory_gb
+        self.batch = max(1, batch)
+        self.fixed_plan = plan  # tests and benchmarks: the same tiles for every scene
+        self._seen: set[tuple[int, ...]] = set()  # batch shapes the FEN has run once
+
+    def plan(self, shape: tuple[int, int, int]) -> TilePlan:
+        if self.fixed_plan is not None:
+            return self.fixed_plan
+        hidden = self.fen.fpl.conv1.out_channels if self.fen is not None else 256
+        return plan_scene(shape, self.detectors, self.options, memory_budget(self.max_memory_gb), hidden)
+
+    def warm_up(self, source: SceneSource) -> None:
+        """One small FEN window first, so that the convolution library's one-off set-up stays out of the
+        timings."""
+        if self.fen is not None:
+            h, w, _ = source.shape
+            enhance_windows(self.fen, reflected_window(source, 0, min(h, 16), 0, min(w, 16), FEN_HALO)[None],
+                             self.device)
+
+    def _timed(self, fn):
+        sync(self.device)
+        start = time.perf_counter()
+        out = fn()
+        sync(self.device)
+        return out, time.perf_counter() - start
+
+    def _inputs(self, source: SceneSource, plan: TilePlan) -> Cube:
+        """The preprocessed cube, computed once before the timings: in memory, or in a temporary file when
+        the plan has no room for it (each detector then reads float32 blocks, not raw ones to scale again)."""
+        return StoredCube.of(source, plan.input_in_memory)
+
+    def run(self, sources: list[SceneSource]) -> Iterator[SceneRun]:
+        """One :class:`SceneRun` per source, in order."""
+        i = 0
+        while i < len(sources):
+            plan = self.plan(sources[i].shape)
+            group = [sources[i]]
+            single_tile = plan.fen_tile >= max(sources[i].shape[:2]) and plan.input_in_memory
+            while (self.fen is not None and single_tile and len(group) < self.batch and i + len(group) < len(sources)
+                   and sources[i + len(group)].shape == sources[i].shape):
+                group.append(sources[i + len(group)])
+            inputs = [self._inputs(s, plan) for s in group]
+            enhanced, fen_seconds = [None] * len(group), 0.0
+            if self.fen is not None:
+                if len(group) > 1 or single_tile:
+                    if (len(group), *inputs[0].shape) not in self._seen:  # a new shape: its one-off set-up
+                        enhance_batch(self.fen, inputs, self.device)      # (kernel choice, primitives) untimed
+                        self._seen.add((len(group), *inputs[0].shape))
+                    enhanced, t = self._timed(lambda: enhance_batch(self.fen, inputs, self.device))
+                    fen_seconds = t / len(group)
+                else:
+                    store = StoredCube(inputs[0].shape, plan.enhanced_in_memory)
+                    _, fen_seconds = self._timed(
+                        lambda: enhance_tiles(self.fen, inputs[0], store, plan.fen_tile, self.device))
+                    enhanced = [store]
+            for cube, stored in zip(inputs, enhanced):
+                yield self._detect(cube, stored, plan, fen_seconds)
+            i += len(group)
+
+    def _detect(self, cube: Cube, enhanced: StoredCube | None, plan: TilePlan, fen_seconds: float) -> SceneRun:
+        run = SceneRun(fen_seconds=fen_seconds, plan=plan)
+        for name in self.detectors:
+            fen_used = name.startswith(FEN_PREFIX)
+            target = enhanced if fen_used else cube
+            scores, t = self._timed(lambda: run_detector(base_name(name), target, plan, self.options, self.device))
+            run.maps[name] = scores.cpu().numpy()
+            run.seconds[name] = t + (fen_seconds if fen_used else 0.0)
+        return run

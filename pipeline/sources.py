@@ -1,0 +1,200 @@
+"""Scene sources: the preprocessed cube of a scene read block by block from whatever holds the raw
+cube (a numpy array, a memory-mapped file, a lazily read MATLAB v7.3 dataset), a stored float32 cube in
+memory or in a temporary file, and readers of pixels, blocks and reflected windows over either."""
+from __future__ import annotations
+
+import os
+import tempfile
+
+import numpy as np
+import torch
+
+from data.preprocess import INPUT_SCALE, DataError, check_cube, check_dtype, check_options
+from detectors.rx import PixelReader
+from detectors.slrx import BlockReader
+from utils.memory import release_pages
+
+#: Rows of the raw cube per block of the streaming min/max pass (and of other plain reads).
+SCAN_BYTES = 64 << 20
+
+
+def reflect_index(index: np.ndarray, size: int) -> np.ndarray:
+    """Indices of ``numpy.pad(mode="reflect")`` (the edge not repeated; ``torch``'s reflect padding too):
+    ``-1 -> 1``, ``size -> size - 2``. Valid for overhangs shorter than ``size``."""
+    index = np.abs(index)
+    return np.where(index >= size, 2 * (size - 1) - index, index)
+
+
+class SceneSource:
+    """The preprocessed cube of a scene, ``(H, W, bands)`` float32, read block by block from the raw cube.
+
+    ``raw``: anything indexable as ``raw[r0:r1, c0:c1, b0:b1]`` -> numpy array with ``shape``, ``ndim``
+    and ``dtype`` (a numpy array or memmap, a spectral ENVI memmap, data.scene's MATLAB v7.3 reader).
+    """
+
+    def __init__(self, raw: object, bands: int, start: int = 0, name: str = "scene") -> None:
+        self.raw, self.bands, self.start, self.name = raw, bands, start, name
+        self.lo: float | None = None
+        self.hi: float | None = None
+
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        return int(self.raw.shape[0]), int(self.raw.shape[1]), self.bands
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes of the whole preprocessed (float32) cube."""
+        h, w, b = self.shape
+        return 4 * h * w * b
+
+    def _rows_per_scan(self) -> int:
+        w = self.raw.shape[1] if self.raw.ndim >= 2 else 1
+        return max(1, SCAN_BYTES // max(1, 8 * w * self.bands))
+
+    def check(self) -> None:
+        """Refuse (:class:`DataError`) a cube that preprocessing cannot use, and keep its min and max.
+
+        A cube that fits in one scan block is checked by ``data.preprocess.check_cube`` as it is; a larger
+        one in a streaming pass (shape, bands, NaN/Inf, constant, range), with the same messages.
+        """
+        raw = self.raw
+        if raw.ndim != 3 or raw.shape[0] <= self._rows_per_scan():
+            check_cube(np.asarray(raw), self.name, self.bands, self.start)
+            sel = np.asarray(raw[:, :, self.start: self.start + self.bands])
+            self.lo, self.hi = float(sel.min()), float(sel.max())
+            return
+        self._check_layout()
+        lo, hi, bad = np.inf, -np.inf, 0
+        step = self._rows_per_scan()
+        for r0 in range(0, raw.shape[0], step):
+            view = raw[r0: r0 + step, :, self.start: self.start + self.bands]
+            sel = np.asarray(view)
+            if sel.dtype.kind == "f":
+                finite = np.isfinite(sel)
+                if not finite.all():
+                    bad += int((~finite).sum())
+                    continue
+            lo, hi = min(lo, float(sel.min())), max(hi, float(sel.max()))
+            release_pages(raw, view if isinstance(view, np.ndarray) else None)
+        if bad:
+            raise DataError(f"{self.name}: {bad} NaN/Inf values in the bands used; replace them (e.g. by "
+                            "interpolation) or choose other bands")
+        if not hi > lo:
+            raise DataError(f"{self.name}: the cube is constant in the bands used (min == max == {lo:g}), "
+                            "nothing to detect")
+        if not np.isfinite(hi - lo):
+            raise DataError(f"{self.name}: values from {lo:g} to {hi:g} span more than float64 can hold; "
+                            "rescale the cube")
+        self.lo, self.hi = lo, hi
+
+    def _check_layout(self) -> None:
+        """What ``check_cube`` checks before the values, for a cube too large to hand it whole."""
+        check_options(self.bands, self.start)
+        check_dtype(self.raw, self.name)
+        h, w, have = self.raw.shape
+        if h < 1 or w < 1:
+            raise DataError(f"{self.name}: the cube is {h} x {w} pixels: empty")
+        if have < self.start + self.bands:
+            hint = (f"use --input_channel {have - self.start} or less" if have > self.start
+                    else f"--start_channel must be below {have}")
+            raise DataError(f"{self.name}: has {have} bands, fewer than --start_channel {self.start} + "
+                            f"--input_channel {self.bands}; {hint}")
+
+    def block(self, r0: int, r1: int, c0: int = 0, c1: int | None = None) -> np.ndarray:
+        """Preprocessed rows ``[r0, r1)`` and columns ``[c0, c1)``: ``(r1 - r0, c1 - c0, bands)`` float32."""
+        if self.lo is None:
+            self.check()
+        view = self.raw[r0:r1, c0:c1, self.start: self.start + self.bands]
+        raw = np.asarray(view)
+        # the arithmetic of data.preprocess.preprocess, operation by operation in float64 (so the same float32
+        # values), in torch for its threads: ((x - lo) / (hi - lo) * 2 - 1) * INPUT_SCALE
+        x = torch.from_numpy(raw.astype(np.float64))  # any numeric dtype (uint16 DNs, bool, ...), exactly
+        x.sub_(self.lo).div_(self.hi - self.lo).mul_(2).sub_(1).mul_(INPUT_SCALE)
+        release_pages(self.raw, view if isinstance(view, np.ndarray) else None)
+        return x.to(torch.float32).numpy()
+
+    def tensor(self) -> torch.Tensor:
+        """The whole preprocessed cube as ``(bands, H, W)`` float32 (as ``data.preprocess.preprocess``)."""
+        h = self.shape[0]
+        return torch.from_numpy(np.ascontiguousarray(self.block(0, h).transpose(2, 0, 1)))
+
+
+class StoredCube:
+    """An ``(H, W, B)`` float32 cube held in memory, or in a temporary file (memory-mapped, deleted when
+    the object goes) when the plan has no room for it. Same :meth:`block` as :class:`SceneSource`."""
+
+    def __init__(self, shape: tuple[int, int, int], in_memory: bool = True, directory: str | None = None) -> None:
+        self.shape = shape
+        self.in_memory = in_memory
+        if in_memory:
+            self.array = np.empty(shape, dtype=np.float32)
+        else:
+            fd, path = tempfile.mkstemp(prefix="ferd-cube-", suffix=".f32", dir=directory)
+            os.close(fd)
+            try:
+                self.array = np.memmap(path, dtype=np.float32, mode="w+", shape=shape)
+            finally:
+                os.unlink(path)  # the mapping keeps the data; nothing is left behind, even after a crash
+
+    @classmethod
+    def of(cls, source: SceneSource, in_memory: bool = True) -> "StoredCube":
+        """The preprocessed cube of ``source``, stored."""
+        cube = cls(source.shape, in_memory)
+        h, w, b = source.shape
+        step = max(1, SCAN_BYTES // (8 * w * b))
+        for r0 in range(0, h, step):
+            cube.write(r0, 0, source.block(r0, min(h, r0 + step)))
+        return cube
+
+    @property
+    def nbytes(self) -> int:
+        return self.array.nbytes
+
+    def block(self, r0: int, r1: int, c0: int = 0, c1: int | None = None) -> np.ndarray:
+        view = self.array[r0:r1, c0:c1]
+        if self.in_memory:
+            return view
+        out = np.array(view)
+        release_pages(self.array, view)
+        return out
+
+    def write(self, r0: int, c0: int, values: np.ndarray) -> None:
+        view = self.array[r0: r0 + values.shape[0], c0: c0 + values.shape[1]]
+        view[...] = values
+        if not self.in_memory:
+            release_pages(self.array, view)
+
+    def tensor(self) -> torch.Tensor:
+        """``(B, H, W)`` float32 view (a copy when file-backed)."""
+        return torch.from_numpy(self.block(0, self.shape[0])).permute(2, 0, 1)
+
+
+Cube = SceneSource | StoredCube
+
+
+def pixel_reader(cube: Cube, device: torch.device) -> PixelReader:
+    """Pixels ``[i0, i1)`` (row-major order) of ``cube`` as an ``(n, B)`` float64 tensor on ``device``."""
+    h, w, b = cube.shape
+
+    def read(i0: int, i1: int) -> torch.Tensor:
+        r0, r1 = i0 // w, -(-i1 // w)
+        rows = cube.block(r0, r1).reshape(-1, b)[i0 - r0 * w: i1 - r0 * w]
+        return torch.from_numpy(rows).to(device=device, dtype=torch.float64)
+
+    return read
+
+
+def block_reader(cube: Cube, device: torch.device) -> BlockReader:
+    """Rows ``[r0, r1)`` and columns ``[c0, c1)`` of ``cube`` as a float32 tensor on ``device``."""
+    return lambda r0, r1, c0, c1: torch.from_numpy(cube.block(r0, r1, c0, c1)).to(device)
+
+
+def reflected_window(cube: Cube, r0: int, r1: int, c0: int, c1: int, halo: int) -> np.ndarray:
+    """Rows ``[r0 - halo, r1 + halo)`` and columns ``[c0 - halo, c1 + halo)`` of ``cube``, reflected at the
+    scene border as the CWL's padding: ``(r1 - r0 + 2 halo, c1 - c0 + 2 halo, B)`` float32."""
+    h, w, _ = cube.shape
+    rows = reflect_index(np.arange(r0 - halo, r1 + halo), h)
+    cols = reflect_index(np.arange(c0 - halo, c1 + halo), w)
+    lo_r, lo_c = int(rows.min()), int(cols.min())
+    part = cube.block(lo_r, int(rows.max()) + 1, lo_c, int(cols.max()) + 1)
+    return part[rows - lo_r][:, cols - lo_c]

@@ -1,0 +1,61 @@
+"""Weight files on disk: their SHA-256, an atomic verified download, and the one ``torch.load`` of the
+project (the FEN release and checkpoints, weights/release.py; the teacher's ImageNet file, weights/imagenet.py)."""
+from __future__ import annotations
+
+import hashlib
+import urllib.error
+import urllib.request
+import warnings
+from pathlib import Path
+
+import torch
+
+from utils.errors import FerdError
+from utils.io import atomic_path
+
+
+def sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def download(url: str, dest: Path, expected: str, error: type[FerdError], offline_hint: str) -> None:
+    """Fetch ``url`` to ``dest`` atomically and check its SHA-256 against ``expected``.
+
+    A mismatch deletes the file; a mismatch or a failed fetch raises ``error`` (one line; ``offline_hint``
+    says what to do without the network)."""
+    try:
+        with atomic_path(dest) as tmp:
+            with urllib.request.urlopen(url, timeout=60) as resp, open(tmp, "wb") as out:
+                for block in iter(lambda: resp.read(1 << 20), b""):
+                    out.write(block)
+            got = sha256(tmp)
+            if got != expected:
+                raise error(f"checksum mismatch for {url}: got sha256 {got}, expected {expected}; "
+                            "the download was deleted and not loaded")
+    except (urllib.error.URLError, OSError) as err:
+        raise error(f"cannot download {url} ({err}); {offline_hint}") from None
+
+
+def load_tensors(path: Path, error: type[FerdError], accepts: str) -> object:
+    """``torch.load`` of a weight file with ``weights_only=True`` (tensors and plain containers, never code).
+
+    Any failure is one ``error`` line saying the file is not readable, then ``accepts`` (what the option
+    takes instead). Torch's own message is not shown: it spans many lines and advises
+    ``weights_only=False``, i.e. running code from the file.
+    """
+    try:
+        with warnings.catch_warnings():  # e.g. "Detected pickle protocol 4": the error below says it all
+            warnings.simplefilter("ignore")
+            return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception:  # UnpicklingError, RuntimeError (zip), EOFError, KeyError, ...: all the same to the user
+        raise error(f"{path}: not a readable torch checkpoint (torch cannot load it as a file of tensors: "
+                    f"another kind of file, or a damaged one); {accepts}") from None
+
+
+def state_dict_of(obj: object) -> object:
+    """The state dict in a loaded file: ``obj['state_dict']`` when it is there (the authors' files), else ``obj``."""
+    return obj["state_dict"] if isinstance(obj, dict) and "state_dict" in obj else obj
