@@ -23,12 +23,12 @@ import torch
 from tqdm import tqdm
 
 from data import Scene, read_had100, read_scene
-from data.synthetic import DEFAULT_ROOT as SYNTHETIC_ROOT, ensure_synthetic
+from data.synthetic import DEFAULT_ROOT as SYNTHETIC_ROOT, choose_dataset, ensure_synthetic
 from detectors.registry import DetectorOptions, check_detector, detector_names, needs_fen
-from utils.cli import OneLineParser, OutputError, check_writable
-from utils.device import pick_device
+from utils.cli import OneLineParser, OutputError, add_run_options, check_writable
+from utils.device import full_fp32, pick_device
 from utils.errors import DetectorError, FerdError
-from evaluation.export import SceneRecord, check_envi_sources, fen_output, write_exports
+from evaluation.export import SceneRecord, check_envi_sources, write_exports
 from utils.io import save_json, save_npz, save_text
 from utils.memory import memory_budget
 from detectors.lrx import DEFAULT_INNER, DEFAULT_OUTER
@@ -76,7 +76,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="save per scene a PNG of the cube, mask and maps, and one of the ROC curves, in SAVE_DIR/plots")
     p.add_argument("--roc3d_scenes", action=argparse.BooleanOptionalAction, default=False,
                    help="print the 3D-ROC measures of every scene, not only their means (roc3d.csv has them all)")
-    p.add_argument("--device", default=None, help="cpu, cuda or cuda:N (default: cuda if available)")
     p.add_argument("--max_memory_gb", type=float, default=None,
                    help="memory for one scene's cubes, tiles and maps; larger scenes are read memory-mapped and "
                         "cut into tiles (default: a quarter of the available memory, at most 4 GiB)")
@@ -96,7 +95,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="for ENVI scenes: each score map as a float32 ENVI image with the input's map info, "
                         "in SAVE_DIR/envi/<scene>_<detector>.hdr")
     p.add_argument("--json", type=Path, default=None, help="also write the results as JSON here")
-    p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=True, help="progress bar")
+    add_run_options(p)
     args = p.parse_args(argv)
     check_args(p, args)
     return args
@@ -134,20 +133,18 @@ def check_outputs(args: argparse.Namespace, scenes: list[Scene]) -> None:
             if s.name in seen:
                 raise OutputError(f"{seen[s.name]} and {s.source}: two scenes named '{s.name}' would write the "
                                   f"same result files in {args.save_dir}; rename one (or use --no-save_scores)")
-            seen[s.name] = s.source or s.name
+            seen[s.name] = s.label
 
 
 def load_scenes(args: argparse.Namespace) -> tuple[list[Scene], str]:
     """The scenes to evaluate and a one-line description of where they came from."""
     if args.scenes:
         return [read_scene(p, args.data_key, args.gt_key) for p in args.scenes], f"{len(args.scenes)} scene file(s)"
-    if args.data_path is not None:
-        return read_had100(args.data_path), str(args.data_path)
-    if DEFAULT_DATA.is_dir():
-        return read_had100(DEFAULT_DATA), str(DEFAULT_DATA)
-    print(f"note: no --data_path and no {DEFAULT_DATA}: using the synthetic HAD100-format set "
-          f"in {SYNTHETIC_ROOT} (generated on first use)", file=sys.stderr)
-    return read_had100(ensure_synthetic(SYNTHETIC_ROOT)), "synthetic"
+    root, description, note = choose_dataset(args.data_path, DEFAULT_DATA)
+    if note:
+        print(note, file=sys.stderr)
+        ensure_synthetic(root)
+    return read_had100(root), description
 
 
 def detector_options(args: argparse.Namespace) -> DetectorOptions:
@@ -166,12 +163,12 @@ def check_detectors(scenes: list[Scene], args: argparse.Namespace, device: torch
             try:
                 check_detector(name, shape, options)
             except DetectorError as err:
-                raise DetectorError(f"{s.source or s.name}: {name}: {err}") from None
-            check_memory(name, shape, options, device, s.source or s.name)
+                raise DetectorError(f"{s.label}: {name}: {err}") from None
+            check_memory(name, shape, options, device, s.label)
         try:
             plan_scene((shape[1], shape[2], shape[0]), args.detectors, options, budget)
         except DetectorError as err:
-            raise DetectorError(f"{s.source or s.name}: {err}") from None
+            raise DetectorError(f"{s.label}: {err}") from None
 
 
 def evaluate_scene(scene: Scene, run: SceneRun) -> SceneResult:
@@ -186,14 +183,15 @@ def evaluate_scene(scene: Scene, run: SceneRun) -> SceneResult:
 
 def run(args: argparse.Namespace) -> list[SceneResult]:
     device = pick_device(args.device)
+    full_fp32(device)  # the reference AUCs are float32 figures: no TF32 convolutions on CUDA
     scenes, source = load_scenes(args)
     check_outputs(args, scenes)
-    sources = [SceneSource(s.cube, args.input_channel, args.start_channel, s.source or s.name) for s in scenes]
+    sources = [SceneSource(s.cube, args.input_channel, args.start_channel, s.label) for s in scenes]
     for s in sources:  # fail before any work if one scene cannot be used (large cubes: one streaming pass)
         s.check()
     check_detectors(scenes, args, device)
     if args.save_envi:
-        check_envi_sources([s.source or s.name for s in scenes])
+        check_envi_sources([s.label for s in scenes])
     fen = None
     if needs_fen(args.detectors):
         fen = load_fen(args.weights, args.input_channel, args.weights_dir).to(device)
@@ -216,8 +214,7 @@ def run(args: argparse.Namespace) -> list[SceneResult]:
         if args.save_scores:
             save_npz(args.save_dir / "scores" / f"{scene.name}.npz", mask=scene.mask, **maps)
         if args.save_mat or args.save_envi:
-            # mixfs.mat: FEN(x) from one more FEN pass, outside the timings (not enhanced - x: an extra rounding)
-            fen_out = fen_output(fen, src.tensor().to(device)) if args.save_mat and fen is not None else None
+            fen_out = pipeline.fen_output(src) if args.save_mat and fen is not None else None  # mixfs.mat
             records.append(SceneRecord(scene.name, scene.source, scene.mask, maps, result.auc, fen_out))
         if args.plots:
             from evaluation.plots import plot_scene  # matplotlib only when pictures are asked for

@@ -34,17 +34,18 @@ from tqdm import tqdm
 from data import Scene, had100_train_files, preprocess, read_had100, read_scene
 from data.patches import (PatchDataset, load_patches, make_val_scenes, make_val_scenes_from, scene_patches,
                           split_files)
-from data.synthetic import DEFAULT_ROOT as SYNTHETIC_ROOT, ensure_synthetic
+from data.synthetic import DEFAULT_ROOT as SYNTHETIC_ROOT, choose_dataset, ensure_synthetic
 from model.fen import FEN
 from model.ferd import FERD
 from model.losses import W_REC, W_SIM, W_ZC, FERDLoss
 from model.teacher import fingerprint
 from weights.imagenet import apply_teacher_state, teacher_state
-from utils.cli import OneLineParser, check_writable, fail
+from utils.cli import OneLineParser, add_run_options, check_writable, fail
 from utils.device import AMP_DTYPES, pick_device
 from utils.errors import FerdError
 from utils.io import save_text, save_torch
 from evaluation.metrics import roc_auc
+from evaluation.report import fmt
 from detectors.rx import grx
 from weights.release import save_fen
 
@@ -126,8 +127,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     s.add_argument("--save_dir", type=Path, default=ROOT / "checkpoints")
     s.add_argument("--resume", nargs="?", const="auto", default=None, metavar="PATH",
                    help="continue from PATH (default SAVE_DIR/last_{N}bands.pt)")
-    s.add_argument("--device", default=None, help="cpu, cuda or cuda:N (default: cuda if available)")
-    s.add_argument("--progress", action=argparse.BooleanOptionalAction, default=True, help="tqdm progress bar")
+    add_run_options(s)
     args = p.parse_args(argv)
     args.betas = tuple(args.betas)
     check_args(p, args)
@@ -268,21 +268,18 @@ def eval_cubes(scenes: list[Scene], args: argparse.Namespace) -> list[EvalCube]:
     """The evaluation scenes preprocessed like the training data. Quirk 8, *not* reproduced: the authors'
     per-epoch evaluation always takes bands [0, B) whatever the start band; here it takes the bands that
     training uses, [start, start + B), as test.py does (the same at the default --start_channel 0)."""
-    return [(s.name, preprocess(s.cube, args.input_channel, args.start_channel, s.source or s.name), s.mask)
+    return [(s.name, preprocess(s.cube, args.input_channel, args.start_channel, s.label), s.mask)
             for s in scenes]
 
 
 def data_root(args: argparse.Namespace, d: Dist) -> tuple[Path, str]:
-    if args.data_path is not None:
-        return args.data_path, str(args.data_path)
-    if DEFAULT_DATA.is_dir():
-        return DEFAULT_DATA, str(DEFAULT_DATA)
-    log(f"note: no --data_path and no {DEFAULT_DATA.relative_to(ROOT)}: training on the synthetic HAD100-format "
-        f"set in {SYNTHETIC_ROOT.relative_to(ROOT)} (generated on first use)", d)
-    if d.is_main:
-        ensure_synthetic(SYNTHETIC_ROOT)
-    d.barrier()
-    return SYNTHETIC_ROOT, "synthetic"
+    root, description, note = choose_dataset(args.data_path, DEFAULT_DATA)
+    if note:
+        log(note, d)
+        if d.is_main:
+            ensure_synthetic(root)
+        d.barrier()
+    return root, description
 
 
 def test_scenes(args: argparse.Namespace, root: Path | None, d: Dist) -> list[Scene]:
@@ -555,10 +552,6 @@ def end_epoch(tr: Trainer, epoch: int, means: dict[str, float], t0: float, train
 
     plot_training(progress.history, tr.path("loss", "png"), SELECTION[args.select])
     print(epoch_line(args, epoch, progress, means, train_seconds), flush=True)
-
-
-def fmt(v: float | None, digits: int = 4) -> str:
-    return "-" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{v:.{digits}f}"
 
 
 def epoch_line(args: argparse.Namespace, epoch: int, progress: Progress, means: dict[str, float],

@@ -92,7 +92,7 @@ def scene_patches(scenes: Sequence[Scene], bands: int, start: int, size: int, st
         raise DataError("no training scenes")
     out, dropped = [], 0
     for s in scenes:
-        name = s.source or s.name
+        name = s.label
         check_patch_fits(s.cube.shape, size, name)
         patches = cut_patches(preprocess(s.cube, bands, start, name), size, stride)
         keep = anomaly_free(s.mask, size, stride)
@@ -196,11 +196,11 @@ def make_val_scenes_from(scenes: Sequence[Scene], bands: int, start: int, size: 
     touches no labelled anomaly (raw values), with implanted anomalies."""
     backgrounds = []
     for s in scenes:
-        check_patch_fits(s.cube.shape, size, s.source or s.name)
+        check_patch_fits(s.cube.shape, size, s.label)
         keep = anomaly_free(s.mask, size)
         cols = s.cube.shape[1] // size
         for k in np.flatnonzero(keep):
             r, c = divmod(int(k), cols)
             cube = np.asarray(s.cube[r * size:(r + 1) * size, c * size:(c + 1) * size])
-            backgrounds.append((f"{s.name}_{r * size}_{c * size}", cube, f"{s.source or s.name} [{r * size}, {c * size}]"))
+            backgrounds.append((f"{s.name}_{r * size}_{c * size}", cube, f"{s.label} [{r * size}, {c * size}]"))
     return implant_val_scenes(backgrounds, bands, start, seed)

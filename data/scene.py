@@ -34,6 +34,11 @@ class Scene:
     mask: np.ndarray
     source: str = ""
 
+    @property
+    def label(self) -> str:
+        """What messages call the scene: its file (``source``) when it has one, else its name."""
+        return self.source or self.name
+
 
 def read_png_mask(path: Path) -> np.ndarray:
     """Ground truth from an image: HAD100's colour PNGs (anomaly where green == 255), grey or palette

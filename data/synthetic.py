@@ -148,6 +148,18 @@ def generate(root: str | Path = DEFAULT_ROOT, n_train: int = 32, n_test: int = 1
     return root
 
 
+def choose_dataset(data_path: Path | None, default: Path) -> tuple[Path, str, str | None]:
+    """Where test.py and train.py read HAD100-layout data: ``data_path`` if given, else ``default`` if it is
+    there, else this synthetic set. Returns the folder, its description, and for the synthetic set the note
+    to print (the caller generates it with :func:`ensure_synthetic`; under torchrun only one process does)."""
+    if data_path is not None:
+        return data_path, str(data_path), None
+    if default.is_dir():
+        return default, str(default), None
+    return DEFAULT_ROOT, "synthetic", (f"note: no --data_path and no {default}: using the synthetic HAD100-format "
+                                       f"set in {DEFAULT_ROOT} (generated on first use)")
+
+
 def ensure_synthetic(root: str | Path = DEFAULT_ROOT, **kwargs) -> Path:
     """The synthetic set at ``root``, generated first if it is missing or was made with other settings."""
     root = Path(root)

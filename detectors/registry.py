@@ -91,7 +91,7 @@ def memory_estimate(name: str, shape: tuple[int, int, int], options: DetectorOpt
         need = slrx_memory_bytes(b, h, w, resolve_block_size(b, h, w, options.block_num, options.block_size))
     elif base == "LRX":
         need = lrx_memory_bytes(b, h, w, options.lrx_inner, options.lrx_outer, device)
-    else:  # GRX: float64 copies of the pixels, the covariance and its SVD-based pseudo-inverse
+    else:  # GRX: float64 copies of the pixels, the covariance and its eigh-based pseudo-inverse
         need = 8 * (4 * h * w * b + 8 * b * b)
     if name.startswith(FEN_PREFIX):
         # FEN activations (float32): CWL 64 + layer1 256 channels and its bottleneck's 128-wide inner

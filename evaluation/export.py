@@ -30,7 +30,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from utils.errors import FerdError
 from utils.io import atomic_path, save_text
@@ -65,16 +64,6 @@ class SceneRecord:
 def detector_tag(name: str) -> str:
     """A detector name as it appears in file names: ``FEN+GRX`` -> ``FEN_GRX``."""
     return name.replace("+", "_")
-
-
-@torch.no_grad()
-def fen_output(fen: torch.nn.Module, x: torch.Tensor) -> np.ndarray:
-    """FEN(x) of a preprocessed ``(B, H, W)`` cube as a ``(B, H, W)`` float32 array, for ``mixfs.mat``.
-
-    One more FEN pass rather than ``enhanced - x``: the subtraction would add a float32 rounding to the
-    authors' raw FPL output, and the pass is only paid with ``--save_mat``.
-    """
-    return fen(x[None])[0].float().cpu().numpy()
 
 
 # --- the authors' MATLAB files ------------------------------------------------------------------------

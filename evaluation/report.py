@@ -26,8 +26,9 @@ def mean_auc(results: list[SceneResult], detectors: list[str]) -> dict[str, floa
     return out
 
 
-def _fmt(v: float | None, digits: int) -> str:
-    return "n/a" if v is None else f"{v:.{digits}f}"
+def fmt(v: float | None, digits: int = 4) -> str:
+    """``v`` with ``digits`` decimals; ``n/a`` for a value that is undefined (None or NaN) or not measured."""
+    return "n/a" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{v:.{digits}f}"
 
 
 def mean_seconds(results: list[SceneResult], detectors: list[str]) -> dict[str, float]:
@@ -48,12 +49,12 @@ def render(head: list[str], rows: list[list[str]], footer: list[list[str]], text
 def format_table(results: list[SceneResult], detectors: list[str]) -> str:
     """A plain-text table: scene, AUC per detector, seconds per detector, and the mean row."""
     head = ["scene"] + [f"AUC {d}" for d in detectors] + [f"s {d}" for d in detectors]
-    rows = [[r.name] + [_fmt(r.auc.get(d), 4) for d in detectors] + [_fmt(r.seconds.get(d), 3) for d in detectors]
+    rows = [[r.name] + [fmt(r.auc.get(d), 4) for d in detectors] + [fmt(r.seconds.get(d), 3) for d in detectors]
             for r in results]
     means, sec = mean_auc(results, detectors), mean_seconds(results, detectors)
     n_def = sum(1 for r in results if r.note is None)
-    mean_row = ([f"mean ({n_def} scenes)"] + [_fmt(means[d], 4) for d in detectors]
-                + [_fmt(sec[d], 3) for d in detectors])
+    mean_row = ([f"mean ({n_def} scenes)"] + [fmt(means[d], 4) for d in detectors]
+                + [fmt(sec[d], 3) for d in detectors])
     out = render(head, rows, [mean_row])
     excluded = [r for r in results if r.note is not None]
     if excluded:
@@ -118,7 +119,7 @@ def _fmt_db(v: float | None) -> str:
 
 
 def _roc3d_cells(m: dict[str, float | None]) -> list[str]:
-    return [_fmt(m["auc_pd_pf"], 4), _fmt(m["auc_pd_tau"], 4), _fmt(m["auc_pf_tau"], 4),
+    return [fmt(m["auc_pd_pf"], 4), fmt(m["auc_pd_tau"], 4), fmt(m["auc_pf_tau"], 4),
             _fmt_db(m["snpr"]), _fmt_db(m["asnpr"])]
 
 
@@ -126,10 +127,10 @@ def format_roc3d_table(results: list[SceneResult], detectors: list[str], per_sce
     """3D-ROC measures: one row per scene and detector (unless ``per_scene=False``), then the mean of each
     detector over the scenes."""
     head = ["scene", "detector"] + list(ROC3D_FIELDS.values()) + ["s"]
-    rows = [[r.name, d] + _roc3d_cells(r.roc3d[d].as_dict()) + [_fmt(r.seconds.get(d), 3)]
+    rows = [[r.name, d] + _roc3d_cells(r.roc3d[d].as_dict()) + [fmt(r.seconds.get(d), 3)]
             for r in results for d in detectors if d in r.roc3d] if per_scene else []
     means, sec = mean_roc3d(results, detectors), mean_seconds(results, detectors)
-    mean_rows = [[f"mean ({len(results)} scenes)", d] + _roc3d_cells(means[d]) + [_fmt(sec[d], 3)]
+    mean_rows = [[f"mean ({len(results)} scenes)", d] + _roc3d_cells(means[d]) + [fmt(sec[d], 3)]
                  for d in detectors]
     return "\n".join(render(head, rows, mean_rows, text_cols=2))
 

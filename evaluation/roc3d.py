@@ -53,7 +53,7 @@ class Roc3D:
         return asdict(self)
 
 
-def normalise(scores: np.ndarray) -> np.ndarray | None:
+def normalize(scores: np.ndarray) -> np.ndarray | None:
     """Min-max ``scores`` to [0, 1] (float64); None for a constant map (no threshold separates anything)."""
     s = np.asarray(scores, dtype=np.float64)
     lo, hi = s.min(), s.max()
@@ -62,14 +62,14 @@ def normalise(scores: np.ndarray) -> np.ndarray | None:
     return (s - lo) / (hi - lo)
 
 
-def tau_areas(normalised: np.ndarray, mask: np.ndarray) -> tuple[float, float]:
+def tau_areas(normalized: np.ndarray, mask: np.ndarray) -> tuple[float, float]:
     """``(AUC(Pd, tau), AUC(Pf, tau))`` of scores already in [0, 1], as the HAD100 tool: the trapezoid
     rule over the distinct score values as thresholds.
 
-    ``normalised`` and ``mask`` have the same shape (any); both classes must be present.
+    ``normalized`` and ``mask`` have the same shape (any); both classes must be present.
     """
     m = np.asarray(mask, dtype=bool).ravel()
-    thresholds, index = np.unique(np.asarray(normalised, dtype=np.float64).ravel(), return_inverse=True)
+    thresholds, index = np.unique(np.asarray(normalized, dtype=np.float64).ravel(), return_inverse=True)
     k = len(thresholds)
     # pixels of each class at each distinct value, then the count at or above each threshold
     at_a = np.bincount(index[m], minlength=k)
@@ -95,7 +95,7 @@ def adaptive_snpr_db(scores: np.ndarray, mask: np.ndarray) -> float | None:
     s = np.asarray(scores, dtype=np.float64)
     m = np.asarray(mask, dtype=bool)
     clipped = np.minimum(s, np.median(s[m]))
-    norm = normalise(clipped)
+    norm = normalize(clipped)
     if norm is None:
         return None
     return snpr_db(*tau_areas(norm, m))
@@ -110,7 +110,7 @@ def roc3d(scores: np.ndarray, mask: np.ndarray) -> Roc3D:
     if auc_undefined_reason(np.asarray(mask, dtype=bool)) is not None:
         return Roc3D()
     out = Roc3D(auc_pd_pf=roc_auc(scores, mask))
-    norm = normalise(scores)
+    norm = normalize(scores)
     if norm is not None:
         out.auc_pd_tau, out.auc_pf_tau = tau_areas(norm, mask)
         out.snpr = snpr_db(out.auc_pd_tau, out.auc_pf_tau)

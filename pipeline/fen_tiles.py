@@ -21,15 +21,17 @@ def prepare_fen(fen: FEN) -> FEN:
 
 
 @torch.no_grad()
-def enhance_windows(fen: FEN, windows: np.ndarray, device: torch.device) -> np.ndarray:
-    """``(N, h + 2 halo, w + 2 halo, B)`` windows -> ``(N, h, w, B)`` cores of ``x + FEN(x)``, float32.
+def enhance_windows(fen: FEN, windows: np.ndarray, device: torch.device, add_input: bool = True) -> np.ndarray:
+    """``(N, h + 2 halo, w + 2 halo, B)`` windows -> ``(N, h, w, B)`` cores of ``x + FEN(x)`` (``FEN(x)`` alone
+    without ``add_input``), float32.
 
     ``(N, H, W, B)`` memory is the channels-last layout of ``(N, B, H, W)``: no copy either way.
     """
     x = torch.from_numpy(windows).to(device).permute(0, 3, 1, 2)
-    core = x[:, :, FEN_HALO:-FEN_HALO, FEN_HALO:-FEN_HALO]
-    out = (core + fused_forward_window(fen, x, FEN_HALO)).permute(0, 2, 3, 1)
-    return out.cpu().numpy()
+    out = fused_forward_window(fen, x, FEN_HALO)
+    if add_input:
+        out = x[:, :, FEN_HALO:-FEN_HALO, FEN_HALO:-FEN_HALO] + out
+    return out.permute(0, 2, 3, 1).cpu().numpy()
 
 
 def tile_edges(size: int, tile: int) -> list[int]:
@@ -84,9 +86,11 @@ def _on_one_thread(job) -> None:
     job()
 
 
-def enhance_tiles(fen: FEN, source: Cube, store: StoredCube, tile: int, device: torch.device) -> None:
-    """``x + FEN(x)`` of the whole scene into ``store``, tile by tile (a scene of one tile is cut in as many
-    row bands as there are workers, if they stay :data:`FEN_MIN_TILE` px or more)."""
+def enhance_tiles(fen: FEN, source: Cube, store: StoredCube, tile: int, device: torch.device,
+                  add_input: bool = True) -> None:
+    """``x + FEN(x)`` (``FEN(x)`` without ``add_input``) of the whole scene into ``store``, tile by tile (a
+    scene of one tile is cut in as many row bands as there are workers, if they stay :data:`FEN_MIN_TILE` px
+    or more)."""
     h, w, _ = source.shape
     rows, cols = tile_edges(h, tile), tile_edges(w, tile)
     workers = fen_workers(device)
@@ -96,7 +100,7 @@ def enhance_tiles(fen: FEN, source: Cube, store: StoredCube, tile: int, device: 
     def job(r0: int, r1: int, c0: int, c1: int):
         def run() -> None:
             window = reflected_window(source, r0, r1, c0, c1, FEN_HALO)
-            store.write(r0, c0, enhance_windows(fen, window[None], device)[0])
+            store.write(r0, c0, enhance_windows(fen, window[None], device, add_input)[0])
         return run
 
     run_parallel([job(r0, r1, c0, c1) for r0, r1 in zip(rows[:-1], rows[1:]) for c0, c1 in zip(cols[:-1], cols[1:])],

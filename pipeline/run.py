@@ -119,6 +119,17 @@ class Pipeline:
             enhance_windows(self.fen, reflected_window(source, 0, min(h, 16), 0, min(w, 16), FEN_HALO)[None],
                              self.device)
 
+    def fen_output(self, source: SceneSource) -> np.ndarray:
+        """``FEN(x)`` of a scene as ``(B, H, W)`` float32, in the plan's tiles: for ``--save_mat``'s mixfs.mat.
+
+        One more FEN pass, outside the timings, rather than ``enhanced - x``: the subtraction would add a
+        float32 rounding to the authors' raw FPL output. In tiles, so a large scene costs no more memory than
+        its score maps; the result itself is held in memory, as the .mat file needs it whole.
+        """
+        store = StoredCube(source.shape)
+        enhance_tiles(self.fen, source, store, self.plan(source.shape).fen_tile, self.device, add_input=False)
+        return np.ascontiguousarray(store.array.transpose(2, 0, 1))
+
     def _timed(self, fn):
         sync(self.device)
         start = time.perf_counter()

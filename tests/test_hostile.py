@@ -356,8 +356,8 @@ def test_checked_input_never_fails_later(cube, opts, names):
             assert_one_line(err)
             continue
         with torch.no_grad():  # test.py's x + FEN(x) for FEN+ detectors
-            cube = x + random_fen(b)(x[None])[0] if name.startswith(FEN_PREFIX) else x
-        scores = base_detector(base_name(name), opts)(cube)
+            target = x + random_fen(b)(x[None])[0] if name.startswith(FEN_PREFIX) else x
+        scores = base_detector(base_name(name), opts)(target)
         assert scores.shape == cube.shape[:2] and torch.isfinite(scores).all(), name
 
 

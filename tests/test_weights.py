@@ -9,6 +9,7 @@ import urllib.request
 import pytest
 import torch
 
+from conftest import raiser
 from model.fen import FEN
 from weights import release as W
 from weights.release import WeightsError, load_fen, save_fen
@@ -82,10 +83,8 @@ def test_checksum_mismatch_deletes_the_download(tmp_path, monkeypatch):
 def test_no_network_and_no_copy_says_what_to_set(tmp_path, monkeypatch):
     monkeypatch.delenv(W.ENV_WEIGHTS_DIR, raising=False)
 
-    def offline(url, timeout=None):
-        raise urllib.error.URLError("Temporary failure in name resolution")
-
-    monkeypatch.setattr(urllib.request, "urlopen", offline)
+    monkeypatch.setattr(urllib.request, "urlopen",
+                        raiser(urllib.error.URLError, "Temporary failure in name resolution"))
     with pytest.raises(WeightsError, match=r"cannot download .*convh.pt .* set FERD_WEIGHTS_DIR=.* or place the file at"):
         W.release_files(W.get_release("had100", 100), cache_dir=tmp_path)
 
@@ -156,7 +155,7 @@ def test_every_public_loader_returns_an_inference_ready_fen(release_dir, tmp_pat
 
 @pytest.mark.parametrize("name,bands", [("had100", 50), ("had100", 200), ("aviris", 200)])
 def test_authors_files_round_trip_through_a_checkpoint(name, bands, release_dir, tmp_path):
-    """Released files -> FEN + ZCL -> train.py-format checkpoint -> `python -m weights.release export` -> the
+    """Released files -> FEN + ZCL -> train.py-format checkpoint -> `python -m weights export` -> the
     same three files: the same keys in the same order, the same tensors (BN counters included)."""
     paths = W.release_files(W.get_release(name, bands), release_dir)
     fen, zcl = W.read_authors_files(paths)
@@ -174,7 +173,7 @@ def test_export_refuses_a_checkpoint_without_zcl_and_a_folder_missing_a_file(tmp
     save_fen(FEN(8), tmp_path / "old.pt")  # as written before the ZCL was kept
     assert W.main(["export", str(tmp_path / "old.pt"), str(tmp_path / "out")]) == 2
     err = capsys.readouterr().err.strip()
-    assert err.startswith("python -m weights.release: error: ") and "written before checkpoints kept the ZCL" in err
+    assert err.startswith("python -m weights: error: ") and "written before checkpoints kept the ZCL" in err
     assert "\n" not in err and not (tmp_path / "out").exists()
     assert W.main(["export", str(tmp_path / "nope.pt"), str(tmp_path / "out")]) == 2
     assert "nope.pt: no such file" in capsys.readouterr().err

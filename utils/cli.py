@@ -18,6 +18,12 @@ class OneLineParser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message}\n")
 
 
+def add_run_options(group: argparse._ActionsContainer) -> None:
+    """``--device`` and ``--progress``, the same in test.py and train.py."""
+    group.add_argument("--device", default=None, help="cpu, cuda or cuda:N (default: cuda if available)")
+    group.add_argument("--progress", action=argparse.BooleanOptionalAction, default=True, help="tqdm progress bar")
+
+
 def fail(prog: str, message: str) -> int:
     """Print the one-line error of an input problem found after parsing; return the exit code 2."""
     print(f"{prog}: error: {message}", file=sys.stderr)

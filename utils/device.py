@@ -14,11 +14,10 @@ class DeviceError(FerdError, ValueError):
     """A ``--device`` that does not exist on this machine (one line, exit code 2; also a ValueError)."""
 
 
-def pick_device(name: str | None = None, strict_fp32: bool = True) -> torch.device:
+def pick_device(name: str | None = None) -> torch.device:
     """``name`` if given (``cpu``, ``cuda``, ``cuda:1``), else CUDA when available, else CPU.
 
-    ``strict_fp32`` turns TF32 off for convolutions and matrix products on CUDA: cuDNN uses TF32
-    for convolutions by default, which moves FEN outputs by about 1e-3 and the reference AUCs with them.
+    Leaves PyTorch's float32 settings as they are: see :func:`full_fp32` for where they change.
     """
     if name is None:
         name = "cuda" if torch.cuda.is_available() else "cpu"
@@ -33,10 +32,19 @@ def pick_device(name: str | None = None, strict_fp32: bool = True) -> torch.devi
     if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
         raise DeviceError(f"--device {name}: this machine has {torch.cuda.device_count()} CUDA device(s), "
                           f"cuda:0 to cuda:{torch.cuda.device_count() - 1}")
-    if device.type == "cuda" and strict_fp32:
+    return device
+
+
+def full_fp32(device: torch.device) -> None:
+    """Turn TF32 off for convolutions and matrix products on CUDA, for the rest of the process.
+
+    test.py calls it: cuDNN runs float32 convolutions in TF32 by default, which moves FEN outputs by about
+    1e-3 and the reference AUCs with them. train.py does not: the authors trained with PyTorch's defaults,
+    and training speed is what TF32 is for. No effect on the CPU.
+    """
+    if device.type == "cuda":
         torch.backends.cudnn.allow_tf32 = False
         torch.backends.cuda.matmul.allow_tf32 = False
-    return device
 
 
 #: ``--amp_dtype`` values: the half-precision types of automatic mixed precision (fp16 needs a gradient scaler).
