@@ -23,17 +23,15 @@ from __future__ import annotations
 
 import copy
 import sys
-import time
 from pathlib import Path
 
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from benchmarks.bench_grx import real_cube, synthetic_cube  # noqa: E402
-from benchmarks.timing import bench_device, bench_parser  # noqa: E402
+from benchmarks.bench_grx import bench_cube  # noqa: E402
+from benchmarks.timing import bench_device, bench_parser, best_seconds  # noqa: E402
 from model.fen import FEN, fold_batchnorm  # noqa: E402
-from utils.device import sync  # noqa: E402
 from pipeline.fen_tiles import enhance_tiles, prepare_fen  # noqa: E402
 from pipeline.sources import StoredCube  # noqa: E402
 
@@ -53,14 +51,7 @@ def sgemm_rate(device: torch.device, repeat: int, n: int = 2048) -> float:
     """Best float32 GFLOP/s of ``repeat`` ``n x n`` products."""
     a, b = torch.randn(n, n, device=device), torch.randn(n, n, device=device)
     a @ b
-    best = float("inf")
-    for _ in range(repeat):
-        sync(device)
-        start = time.perf_counter()
-        a @ b
-        sync(device)
-        best = min(best, time.perf_counter() - start)
-    return 2 * n ** 3 / best / 1e9
+    return 2 * n ** 3 / best_seconds(lambda: a @ b, repeat, device) / 1e9
 
 
 def whole_flops(fen: FEN, bands: int, height: int, width: int) -> int:
@@ -71,14 +62,6 @@ def whole_flops(fen: FEN, bands: int, height: int, width: int) -> int:
     return counter.get_total_flops()
 
 
-def timed(fn, device: torch.device) -> float:
-    sync(device)
-    start = time.perf_counter()
-    fn()
-    sync(device)
-    return time.perf_counter() - start
-
-
 def main() -> None:
     p = bench_parser(__doc__, repeat=3)
     p.add_argument("--sizes", type=int, nargs="+", default=[100, 1024])
@@ -86,8 +69,7 @@ def main() -> None:
     p.add_argument("--bands", type=int, default=200)
     p.add_argument("--whole_limit", type=int, default=256,
                    help="largest side run as one NCHW forward (its activations take ~5 GB at 1024 x 1024)")
-    args = p.parse_args()
-    device, header = bench_device(args)
+    args, device, header = bench_device(p)
     fen = load(args.bands).to(device)
     fast = prepare_fen(load(args.bands)).to(device)
     folded = prepare_fen(fold_batchnorm(load(args.bands))).to(device)
@@ -95,10 +77,7 @@ def main() -> None:
     print(f"{'scene':>22}  {'GFLOP':>6}  {'way':>16}  {'tile':>5}  {'s':>7}  {'GFLOP/s':>7}  {'sgemm GFLOP/s':>13}"
           f"  {'of sgemm':>8}")
     for side in args.sizes:
-        hwb = real_cube() if side == 100 and args.bands == 200 else None
-        name = "abu-airport-1" if hwb is not None else "synthetic"
-        if hwb is None:
-            hwb = synthetic_cube(side, args.bands)
+        hwb, name = bench_cube(side, args.bands)
         cube = StoredCube(hwb.shape)
         cube.write(0, 0, hwb)
         x = torch.from_numpy(hwb).permute(2, 0, 1).contiguous().to(device)
@@ -117,7 +96,7 @@ def main() -> None:
                 fn()
             for _ in range(args.repeat):
                 for i, (_, _, fn) in enumerate(ways):
-                    best[i] = min(best[i], timed(fn, device))
+                    best[i] = min(best[i], best_seconds(fn, 1, device))
                     rate = max(rate, sgemm_rate(device, 3))  # sampled after every run: the load moves
         for i, (way, tile, _) in enumerate(ways):
             g = flops / best[i] / 1e9

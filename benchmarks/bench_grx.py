@@ -18,15 +18,13 @@ synthetic cubes of the other sizes (a low-rank background plus noise: correlated
 from __future__ import annotations
 
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from benchmarks.timing import bench_device, bench_parser  # noqa: E402
-from utils.device import sync  # noqa: E402
+from benchmarks.timing import bench_device, bench_parser, best_seconds  # noqa: E402
 from detectors.rx import grx  # noqa: E402
 
 ABU = Path(__file__).resolve().parents[2] / "shared" / "data" / "abu" / "abu-airport-1.mat"
@@ -52,26 +50,45 @@ def real_cube() -> np.ndarray | None:
     return preprocess(read_scene(ABU).cube, 200).permute(1, 2, 0).contiguous().numpy()
 
 
+def bench_cube(side: int, bands: int) -> tuple[np.ndarray, str]:
+    """The ``(side, side, bands)`` float32 cube of a benchmark row and its name: abu-airport-1 for
+    100 x 100 x 200 when ../shared is there, else :func:`synthetic_cube`."""
+    hwb = real_cube() if side == 100 and bands == 200 else None
+    return (hwb, "abu-airport-1") if hwb is not None else (synthetic_cube(side, bands), "synthetic")
+
+
 def in_turns(fns: dict[str, callable], repeat: int, device: torch.device, turns: int = 3) -> dict[str, float]:
     """Fastest run of each function, timed in ``turns`` turns of ``repeat`` runs each (a a a, b b b, a a a, ...)."""
     best = {k: float("inf") for k in fns}
     for _ in range(turns):
         for k, fn in fns.items():
-            for _ in range(repeat):
-                sync(device)
-                start = time.perf_counter()
-                fn()
-                sync(device)
-                best[k] = min(best[k], time.perf_counter() - start)
+            best[k] = min(best[k], best_seconds(fn, repeat, device))
     return best
+
+
+def compare(side: int, bands: int, repeat: int, device: torch.device) -> str:
+    """One row of the table: ``spectral.rx`` against GRX on one cube (its copies are freed on return)."""
+    import spectral
+
+    hwb, name = bench_cube(side, bands)
+    bhw = torch.from_numpy(hwb).permute(2, 0, 1).contiguous().to(device)
+    ours = grx(bhw).cpu().numpy()  # warm-up and the comparison
+    # against the float64 cube (spectral centres float32 input in float32); its copies of a 1024 x 1024
+    # cube in float64 would take 7 GB of this shared machine, so only up to 512 x 512
+    ref = spectral.rx(hwb.astype(np.float64)) if side <= 512 else None
+    t = in_turns({"spectral": lambda: spectral.rx(hwb), "grx": lambda: grx(bhw)},
+                 repeat if side <= 256 else 1, device)
+    diff = f"{np.abs(ours - ref).max() / np.abs(ref).max():16.1e}" if ref is not None else f"{'-':>16}"
+    shape = f"{side} x {side} x {bands}"
+    return (f"{shape:>20}  {t['spectral']:13.4f}  {t['grx']:8.4f}  {t['spectral'] / t['grx']:7.1f}x  "
+            f"{diff}  ({name})")
 
 
 def main() -> None:
     p = bench_parser(__doc__, repeat=7)
     p.add_argument("--sizes", type=int, nargs="+", default=[100, 1024], help="cube sides (x 200 bands)")
     p.add_argument("--bands", type=int, default=200)
-    args = p.parse_args()
-    device, header = bench_device(args)
+    args, device, header = bench_device(p)
     import spectral
     from threadpoolctl import threadpool_info
 
@@ -80,22 +97,7 @@ def main() -> None:
         print(f"  thread pool: {pool['internal_api']} ({Path(pool['filepath']).name}), {pool['num_threads']} threads")
     print(f"{'cube (H x W x B)':>20}  {'spectral.rx s':>13}  {'GRX s':>8}  {'speed-up':>8}  {'max |diff| / max':>16}")
     for side in args.sizes:
-        hwb = real_cube() if side == 100 and args.bands == 200 else None
-        name = "abu-airport-1" if hwb is not None else "synthetic"
-        if hwb is None:
-            hwb = synthetic_cube(side, args.bands)
-        bhw = torch.from_numpy(hwb).permute(2, 0, 1).contiguous().to(device)
-        ours = grx(bhw).cpu().numpy()  # warm-up and the comparison
-        # against the float64 cube (spectral centres float32 input in float32); its copies of a 1024 x 1024
-        # cube in float64 would take 7 GB of this shared machine, so only up to 512 x 512
-        ref = spectral.rx(hwb.astype(np.float64)) if side <= 512 else None
-        repeat = args.repeat if side <= 256 else 1
-        t = in_turns({"spectral": lambda: spectral.rx(hwb), "grx": lambda: grx(bhw)}, repeat, device)
-        diff = f"{np.abs(ours - ref).max() / np.abs(ref).max():16.1e}" if ref is not None else f"{'-':>16}"
-        shape = f"{side} x {side} x {args.bands}"
-        print(f"{shape:>20}  {t['spectral']:13.4f}  {t['grx']:8.4f}  {t['spectral'] / t['grx']:7.1f}x  "
-              f"{diff}  ({name})")
-        del bhw, hwb
+        print(compare(side, args.bands, args.repeat, device))
 
 
 if __name__ == "__main__":

@@ -1,4 +1,5 @@
-"""LRX speed: the vectorised torch LRX against a straightforward per-pixel loop of the same formula.
+"""LRX speed: the vectorised torch LRX against a straightforward per-pixel loop of the same formula
+(``detectors.reference.lrx_per_pixel``).
 
     python benchmarks/bench_lrx.py [--repeat 3] [--device cpu] [--threads N] [--loop_rows 4] [--full]
 
@@ -15,38 +16,14 @@ import sys
 from pathlib import Path
 
 import numpy as np
-import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from benchmarks.timing import bench_device, bench_parser, best_seconds  # noqa: E402
-from detectors.lrx import DEFAULT_INNER, DEFAULT_OUTER, RIDGE, lrx  # noqa: E402
+from benchmarks.timing import (bench_device, bench_parser, best_seconds, random_cubes,  # noqa: E402
+                               scores_and_seconds)
+from detectors.lrx import DEFAULT_INNER, DEFAULT_OUTER, lrx  # noqa: E402
+from detectors.reference import lrx_per_pixel  # noqa: E402
 
 SHAPES = [(200, 100, 100), (50, 64, 64)]
-
-
-def lrx_per_pixel(cube: np.ndarray, inner: int = DEFAULT_INNER, outer: int = DEFAULT_OUTER,
-                  ridge: float = RIDGE, rows: int | None = None) -> np.ndarray:
-    """Baseline LRX of a ``(B, H, W)`` float64 cube, one pixel at a time (the first ``rows`` rows if given).
-
-    Min-max to [0, 1]; mirror the borders (``numpy.pad(mode="reflect")``); for each pixel, gather the
-    outer window minus the inner one, take the mean and unbiased covariance (+ ridge I), invert, and
-    score ``(x - mu)^T C^-1 (x - mu)``. It is the reference the tests compare :func:`detectors.lrx.lrx` with.
-    """
-    b, h, w = cube.shape
-    x = ((cube - cube.min()) / (cube.max() - cube.min())).transpose(1, 2, 0)
-    r, ri = outer // 2, inner // 2
-    padded = np.pad(x, ((r, r), (r, r), (0, 0)), mode="reflect")
-    background = np.ones((outer, outer), bool)
-    background[r - ri:r + ri + 1, r - ri:r + ri + 1] = False
-    scores = np.full((h, w), np.nan)
-    for i in range(h if rows is None else rows):
-        for j in range(w):
-            bg = padded[i:i + outer, j:j + outer][background]            # (n, B)
-            mu = bg.mean(axis=0)
-            cov = np.cov(bg, rowvar=False, ddof=1) + ridge * np.eye(b)
-            d = x[i, j] - mu
-            scores[i, j] = d @ np.linalg.inv(cov) @ d
-    return scores
 
 
 def main() -> None:
@@ -55,16 +32,12 @@ def main() -> None:
     p.add_argument("--outer", type=int, default=DEFAULT_OUTER)
     p.add_argument("--loop_rows", type=int, default=4, help="rows the per-pixel loop is timed on")
     p.add_argument("--full", action="store_true", help="time the per-pixel loop on whole scenes")
-    args = p.parse_args()
-    device, header = bench_device(args)
+    args, device, header = bench_device(p)
     print(f"{header}, windows {args.inner} / {args.outer}")
     print(f"{'cube (B x H x W)':>18}  {'per-pixel s':>11}  {'(timed on)':>10}  {'LRX s':>8}  {'speed-up':>8}  "
           f"{'max rel diff':>12}")
-    for shape in SHAPES:
-        cube = np.random.default_rng(0).normal(size=shape).astype(np.float32)
-        x = torch.from_numpy(cube).to(device)
-        ours = lrx(x, args.inner, args.outer).cpu().numpy()  # warm-up, and the values compared
-        t_vec = best_seconds(lambda: lrx(x, args.inner, args.outer), args.repeat, device)
+    for shape, cube, x in random_cubes(SHAPES, device):
+        ours, t_vec = scores_and_seconds(lambda c: lrx(c, args.inner, args.outer), x, args.repeat, device)
         rows = shape[1] if args.full else min(args.loop_rows, shape[1])
         c64 = cube.astype(np.float64)
         t_loop = best_seconds(lambda: lrx_per_pixel(c64, args.inner, args.outer, rows=rows),

@@ -2,10 +2,12 @@
 
     python benchmarks/bench_train.py                        # CPU or the default GPU, fp32
     python benchmarks/bench_train.py --device cuda --amp    # bf16 autocast on CUDA
+    python benchmarks/bench_train.py [--steps 3] [--warmup 1] [--threads N]
 
 Each step is :func:`train.train_step` (forward, the three losses, backward, Adam) on random patches
 scaled like preprocessed data ([-0.1, 0.1]); the teacher is random (its weights do not change the
-cost). ``--warmup`` steps are run first and not timed.
+cost). ``--warmup`` steps are run first and not timed; ``--steps`` (or ``--repeat``, the other benchmarks'
+name) are timed, and their median and mean reported.
 """
 from __future__ import annotations
 
@@ -20,12 +22,12 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
+from benchmarks.timing import bench_device, bench_parser, run_seconds  # noqa: E402
 from model.ferd import FERD  # noqa: E402
 from model.losses import FERDLoss  # noqa: E402
-from weights.imagenet import load_teacher  # noqa: E402
 from train import train_step  # noqa: E402
-from utils.device import Timer, pick_device  # noqa: E402
+from utils.device import AMP_DTYPES  # noqa: E402
+from weights.imagenet import load_teacher  # noqa: E402
 
 
 def device_name(device: torch.device) -> str:
@@ -43,19 +45,17 @@ def device_name(device: torch.device) -> str:
 
 
 def main(argv: list[str] | None = None) -> dict:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("--device", default=None, help="cpu, cuda or cuda:N (default: cuda if available)")
+    p = bench_parser(__doc__, repeat=3)
+    p.add_argument("--steps", dest="repeat", metavar="N", type=int, default=argparse.SUPPRESS,
+                   help="timed steps (the same as --repeat)")
+    p.add_argument("--warmup", type=int, default=1, help="untimed steps first")
     p.add_argument("--amp", action=argparse.BooleanOptionalAction, default=False, help="autocast (CUDA only)")
-    p.add_argument("--amp_dtype", choices=["bf16", "fp16"], default="bf16")
+    p.add_argument("--amp_dtype", choices=sorted(AMP_DTYPES), default="bf16")
     p.add_argument("--batch_size", type=int, default=16)
     p.add_argument("--img_size", type=int, default=64)
     p.add_argument("--bands", type=int, default=50)
-    p.add_argument("--steps", type=int, default=3, help="timed steps")
-    p.add_argument("--warmup", type=int, default=1, help="untimed steps first")
     p.add_argument("--seed", type=int, default=10)
-    args = p.parse_args(argv)
-    device = pick_device(args.device)
+    args, device, _ = bench_device(p, argv)
     if args.amp and device.type != "cuda":
         p.error("--amp needs a CUDA device")
     torch.manual_seed(args.seed)
@@ -64,18 +64,17 @@ def main(argv: list[str] | None = None) -> dict:
     ferd.to(device).train()
     loss_fn = FERDLoss()
     optimizer = torch.optim.Adam(ferd.trainable(), lr=0.005, betas=(0.5, 0.999))
-    amp_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}[args.amp_dtype] if args.amp else None
+    amp_dtype = AMP_DTYPES[args.amp_dtype] if args.amp else None
     scaler = torch.amp.GradScaler(device.type, enabled=amp_dtype == torch.float16)
     x = (torch.rand(args.batch_size, args.bands, args.img_size, args.img_size, device=device) * 0.2 - 0.1)
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
-    times, losses = [], []
-    for i in range(args.warmup + args.steps):
-        with Timer(device) as t:
-            loss, _ = train_step(ferd, loss_fn, optimizer, scaler, x, amp_dtype)
-        losses.append(loss)
-        if i >= args.warmup:
-            times.append(t.seconds)
+    losses = []
+
+    def step() -> None:
+        losses.append(train_step(ferd, loss_fn, optimizer, scaler, x, amp_dtype)[0])
+
+    times = run_seconds(step, args.repeat, device, warmup=args.warmup)
     rss_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
     res = {"device": device_name(device), "amp": args.amp_dtype if args.amp else "off",
            "batch": args.batch_size, "size": args.img_size, "bands": args.bands,
@@ -84,7 +83,7 @@ def main(argv: list[str] | None = None) -> dict:
            "params_total": sum(p.numel() for p in ferd.parameters()),
            "params_trainable": sum(p.numel() for p in ferd.trainable())}
     line = (f"device {res['device']} | amp {res['amp']} | batch {args.batch_size} x {args.bands} x "
-            f"{args.img_size} x {args.img_size} | {res['s_per_step']:.3f} s/step (median of {args.steps}, "
+            f"{args.img_size} x {args.img_size} | {res['s_per_step']:.3f} s/step (median of {len(times)}, "
             f"mean {res['s_per_step_mean']:.3f}) = {res['patches_per_s']:.1f} patches/s | peak RSS {rss_mib:.0f} MiB")
     if device.type == "cuda":
         res["peak_cuda_mib"] = torch.cuda.max_memory_allocated(device) / 2**20

@@ -18,14 +18,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
-
-#: From ../shared/reference/README.md (the authors' code with their released weights, on this CPU).
-REFERENCE = {
-    ("aviris", 200): {"abu-airport-1": (0.8248, 0.9489), "abu-airport-2": (0.8433, 0.9871)},
-    ("had100", 200): {"abu-airport-1": (0.8248, 0.9420), "abu-airport-2": (0.8433, 0.9823)},
-    ("had100", 100): {"abu-airport-1": (0.8789, 0.9372), "abu-airport-2": (0.8982, 0.9770)},
-    ("had100", 50): {"abu-airport-1": (0.8922, 0.9456), "abu-airport-2": (0.9102, 0.9759)},
-}
+from detectors.reference import REFERENCE_AUCS  # noqa: E402  (../shared/reference/README.md)
 
 
 def load_test_cli():
@@ -43,7 +36,7 @@ def main() -> int:
     cli = load_test_cli()
     rows, mismatches = [], 0
     with tempfile.TemporaryDirectory() as tmp:
-        for (weights, bands), ref in REFERENCE.items():
+        for (weights, bands), ref in REFERENCE_AUCS.items():
             out = Path(tmp) / f"{weights}{bands}.json"
             with contextlib.redirect_stdout(io.StringIO()):  # keep only the summary table
                 rc = cli.main(["--scenes", *(str(args.abu / f"{s}.mat") for s in ref), "--input_channel", str(bands),

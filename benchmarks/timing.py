@@ -2,41 +2,67 @@
 from __future__ import annotations
 
 import argparse
-import time
-from typing import Callable
+from typing import Callable, Iterator
 
+import numpy as np
 import torch
 
-from utils.device import pick_device, sync
+from utils.device import Timer, pick_device
+
+CPU = torch.device("cpu")
+
+
+def run_seconds(fn: Callable[[], object], repeat: int, device: torch.device | None = None,
+                warmup: int = 0) -> list[float]:
+    """Wall-clock seconds of each of ``repeat`` runs of ``fn``, after ``warmup`` untimed ones; on CUDA the
+    queued work is waited for at both ends (``utils.device.Timer``)."""
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(max(1, repeat)):
+        with Timer(device or CPU) as t:
+            fn()
+        times.append(t.seconds)
+    return times
 
 
 def best_seconds(fn: Callable[[], object], repeat: int, device: torch.device | None = None) -> float:
-    """Fastest of ``repeat`` wall-clock runs of ``fn`` (the least disturbed by other load on the machine);
-    on CUDA the queued work is waited for at both ends."""
-    times = []
-    for _ in range(max(1, repeat)):
-        if device is not None:
-            sync(device)
-        start = time.perf_counter()
-        fn()
-        if device is not None:
-            sync(device)
-        times.append(time.perf_counter() - start)
-    return min(times)
+    """Fastest of ``repeat`` wall-clock runs of ``fn`` (the least disturbed by other load on the machine)."""
+    return min(run_seconds(fn, repeat, device))
 
 
 def bench_parser(doc: str, repeat: int) -> argparse.ArgumentParser:
     """The options every benchmark takes: ``--repeat``, ``--device``, ``--threads``."""
     p = argparse.ArgumentParser(description=doc.split("\n\n")[0])
-    p.add_argument("--repeat", type=int, default=repeat)
-    p.add_argument("--device", default=None)
+    p.add_argument("--repeat", type=int, default=repeat, help="timed runs")
+    p.add_argument("--device", default=None, help="cpu, cuda or cuda:N (default: cuda if available)")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
     return p
 
 
-def bench_device(args: argparse.Namespace) -> tuple[torch.device, str]:
-    """Apply ``--threads``, pick ``--device``; returns it and the header naming torch, device and threads."""
+def bench_device(p: argparse.ArgumentParser, argv: list[str] | None = None
+                 ) -> tuple[argparse.Namespace, torch.device, str]:
+    """Parse the options of ``p`` (a :func:`bench_parser`), apply ``--threads``, pick ``--device``; returns the
+    options, the device and the header line naming torch, device and threads."""
+    args = p.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
     device = pick_device(args.device)
-    return device, f"torch {torch.__version__}, device {device}, {torch.get_num_threads()} threads"
+    return args, device, f"torch {torch.__version__}, device {device}, {torch.get_num_threads()} threads"
+
+
+def random_cubes(shapes: list[tuple[int, int, int]], device: torch.device
+                 ) -> Iterator[tuple[tuple[int, int, int], np.ndarray, torch.Tensor]]:
+    """For each ``(B, H, W)`` shape: the shape, a standard-normal float32 cube (seed 0) and the same cube as a
+    tensor on ``device`` (a detector's cost does not depend on the values)."""
+    for shape in shapes:
+        cube = np.random.default_rng(0).normal(size=shape).astype(np.float32)
+        yield shape, cube, torch.from_numpy(cube).to(device)
+
+
+def scores_and_seconds(detector: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, repeat: int,
+                       device: torch.device) -> tuple[np.ndarray, float]:
+    """``detector(x)`` once (the warm-up, and the scores compared) as numpy, and the fastest of ``repeat``
+    timed runs after it."""
+    scores = detector(x).cpu().numpy()
+    return scores, best_seconds(lambda: detector(x), repeat, device)

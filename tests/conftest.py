@@ -2,13 +2,16 @@
 when it is missing and skip elsewhere, with the reason."""
 from __future__ import annotations
 
+import functools
+import importlib.util
 import os
-from contextlib import contextmanager
+import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
+
+from utils.device import torch_threads
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"
@@ -47,41 +50,61 @@ def golden() -> dict[str, np.ndarray]:
         return {k: z[k] for k in z.files}
 
 
+def raiser(error: type[BaseException], message: str):
+    """A stand-in for a function that must not be reached (or must fail): it raises ``error(message)``."""
+    def refuse(*args, **kwargs):
+        raise error(message)
+
+    return refuse
+
+
 @pytest.fixture(autouse=True)
 def _no_network(monkeypatch):
     """Tests never touch the network: any download attempt fails loudly."""
     import urllib.request
 
-    def refuse(*args, **kwargs):
-        raise AssertionError("a test tried to use the network")
-
-    monkeypatch.setattr(urllib.request, "urlopen", refuse)
+    monkeypatch.setattr(urllib.request, "urlopen", raiser(AssertionError, "a test tried to use the network"))
 
 
+@pytest.fixture
+def no_sockets(monkeypatch):
+    """Stricter than the urlopen guard (torch.hub has its own URL code): no connection at all."""
+    import socket
+
+    monkeypatch.setattr(socket.socket, "connect", raiser(AssertionError, "a test tried to open a connection"))
+
+
+@functools.cache
 def load_script(name: str):
-    """Import one of the repository's scripts (test.py, train.py) by path: 'test' is also a stdlib package."""
-    import importlib.util
-
+    """The repository's script ``name``.py (test.py, train.py, hubconf.py), imported by its path, once a
+    session: ``import test`` could find the stdlib package of that name, and a script imported twice would be
+    two module objects (monkeypatching one would not reach the other). Tests take test.py and train.py from
+    the ``test_cli`` and ``train_cli`` fixtures, which return these same objects."""
     spec = importlib.util.spec_from_file_location(f"ferd_{name}_script", REPO / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # as an import does: dataclasses (train.py's) look their module up there
     spec.loader.exec_module(module)
     return module
 
 
 @pytest.fixture(scope="session")
 def test_cli():
+    """test.py as a module."""
     return load_script("test")
 
 
-@contextmanager
-def torch_threads(n: int):
-    """Run a block with ``n`` torch CPU threads: float32 summation order (and so the last digits) follows it."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(n)
-    try:
+@pytest.fixture(scope="session")
+def train_cli():
+    """train.py as a module."""
+    return load_script("train")
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """One torch CPU thread for a whole module (``pytestmark = pytest.mark.usefixtures("one_thread")``):
+    identical arithmetic run to run, and no stalls on a busy shared CPU."""
+    with torch_threads(1):
         yield
-    finally:
-        torch.set_num_threads(before)
 
 
 # ---- hypothesis profiles (tests/test_hostile.py) ------------------------------------------------------

@@ -7,10 +7,10 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import torch_threads
+from conftest import raiser
 from data.synthetic import generate, mask_png
-
-from benchmarks.reproduce_reference import REFERENCE  # the figures of ../shared/reference/README.md
+from detectors.reference import REFERENCE_AUCS  # the figures of ../shared/reference/README.md
+from utils.device import torch_threads
 
 
 @pytest.fixture
@@ -21,7 +21,7 @@ def two_threads():
         yield
 
 
-@pytest.mark.parametrize("weights,bands", list(REFERENCE))
+@pytest.mark.parametrize("weights,bands", list(REFERENCE_AUCS))
 def test_reproduces_reference_aucs(weights, bands, test_cli, abu_dir, release_dir, tmp_path, two_threads,
                                    monkeypatch, capsys):
     monkeypatch.setenv("FERD_WEIGHTS_DIR", str(release_dir))
@@ -33,7 +33,7 @@ def test_reproduces_reference_aucs(weights, bands, test_cli, abu_dir, release_di
     got = json.loads(out.read_text())
     assert [s["name"] for s in got["scenes"]] == ["abu-airport-1", "abu-airport-2"]
     for scene in got["scenes"]:
-        grx_ref, fen_ref = REFERENCE[(weights, bands)][scene["name"]]
+        grx_ref, fen_ref = REFERENCE_AUCS[(weights, bands)][scene["name"]]
         assert round(scene["auc"]["GRX"], 4) == grx_ref
         assert round(scene["auc"]["FEN+GRX"], 4) == fen_ref
         assert scene["seconds"]["FEN+GRX"] > scene["seconds"]["GRX"] > 0
@@ -126,12 +126,9 @@ def test_offline_without_weights_says_what_to_set(test_cli, tiny_set, tmp_path, 
 
     import weights.release as W
 
-    def offline(url, timeout=None):
-        raise urllib.error.URLError("no network")
-
     monkeypatch.delenv("FERD_WEIGHTS_DIR", raising=False)
     monkeypatch.setattr(W, "CACHE_DIR", tmp_path / "cache")
-    monkeypatch.setattr(urllib.request, "urlopen", offline)
+    monkeypatch.setattr(urllib.request, "urlopen", raiser(urllib.error.URLError, "no network"))
     rc = test_cli.main(["--data_path", str(tiny_set), "--input_channel", "50", "--save_dir", str(tmp_path),
                         "--no-progress"])
     err = capsys.readouterr().err.strip().splitlines()

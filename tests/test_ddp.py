@@ -4,13 +4,11 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-from pathlib import Path
 
 import torch
 
+from conftest import REPO
 from data.synthetic import generate
-
-REPO = Path(__file__).resolve().parents[1]
 
 
 def test_two_process_gloo_run_writes_one_checkpoint(tmp_path):

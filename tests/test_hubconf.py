@@ -3,7 +3,6 @@ GRX entry, and no network or trust prompt on the way."""
 from __future__ import annotations
 
 import importlib.util
-import socket
 
 import numpy as np
 import pytest
@@ -14,13 +13,7 @@ from detectors.rx import grx
 from weights.release import WeightsError
 
 
-@pytest.fixture(autouse=True)
-def _no_sockets(monkeypatch):
-    """Stricter than conftest's urlopen guard: torch.hub has its own URL code; no connection at all."""
-    def refuse(*args, **kwargs):
-        raise AssertionError("torch.hub tried to open a connection")
-
-    monkeypatch.setattr(socket.socket, "connect", refuse)
+pytestmark = pytest.mark.usefixtures("no_sockets")  # torch.hub has URL code of its own
 
 
 def test_entries_and_dependencies():

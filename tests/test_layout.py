@@ -11,7 +11,8 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
+from conftest import REPO as ROOT
+
 FLOORS = {"utils": 0, "data": 1, "model": 1, "detectors": 2, "evaluation": 2, "weights": 2, "pipeline": 3,
           "test": 4, "train": 4, "hubconf": 4}
 

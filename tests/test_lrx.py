@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from benchmarks.bench_lrx import lrx_per_pixel
 from detectors.lrx import chunk_width, lrx, lrx_memory_bytes
+from detectors.reference import lrx_per_pixel
 
 
 @pytest.mark.parametrize("bands,height,width,inner,outer,chunk", [

@@ -17,14 +17,9 @@ from model.teacher import Teacher
 from weights.imagenet import TeacherError, apply_teacher_state, imagenet_state_dict, load_teacher
 from model.fen import FEN
 from weights.release import load_fen, save_fen
-from conftest import torch_threads
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """One thread: identical arithmetic run to run, and no stalls on a busy shared CPU."""
-    with torch_threads(1):
-        yield
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def test_shapes_of_every_stage_for_64x64():

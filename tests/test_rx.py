@@ -6,20 +6,8 @@ import pytest
 import torch
 
 from conftest import RELEASE_KEYS
+from detectors.reference import grx_per_pixel
 from detectors.rx import grx, minmax
-
-
-def grx_per_pixel(cube: np.ndarray) -> np.ndarray:
-    """Straightforward reference: one pixel at a time (method sec. 4)."""
-    b, h, w = cube.shape
-    c = (cube - cube.min()) / (cube.max() - cube.min())
-    pixels = c.reshape(b, -1).T
-    mu = pixels.mean(axis=0)
-    p = np.linalg.pinv(np.cov(pixels, rowvar=False))
-    out = np.empty(h * w)
-    for i, x in enumerate(pixels):
-        out[i] = (x - mu) @ p @ (x - mu)
-    return out.reshape(h, w)
 
 
 @pytest.mark.parametrize("key", sorted(set(RELEASE_KEYS.values())))

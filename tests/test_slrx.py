@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from benchmarks.bench_slrx import slrx_per_pixel
+from detectors.reference import slrx_per_pixel
 from detectors.slrx import BlockGrid, own_block_sq, resolve_block_size, slrx, slrx_maps
 
 # (bands, height, width, block size): 4 x 4 blocks with fewer pixels than bands (Gram / Woodbury path),

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import torch_threads
+from utils.device import torch_threads
 from data import DataError, preprocess, read_scene
 from data.scene import MatlabCube, _load_mat
 from data.synthetic import mask_png

@@ -14,20 +14,14 @@ import numpy as np
 import pytest
 import torch
 
-import test as test_cli
-import train
 from data.patches import VAL_FEATURES, VAL_FILL, VAL_HEIGHT, VAL_MAX_SIDE, make_val_scenes, split_files, tiles
 from data.synthetic import generate
 from model.losses import FERDLoss
 from weights.release import CHECKPOINT_FORMAT
-from conftest import torch_threads
+from conftest import REPO
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """One thread: the arithmetic is then identical run to run, and a busy shared CPU does not stall it."""
-    with torch_threads(1):
-        yield
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
@@ -50,23 +44,23 @@ def set_opt(argv: list[str], flag: str, value: str) -> list[str]:
 
 
 @pytest.fixture(scope="module")
-def run_a(data, tmp_path_factory):
+def run_a(train_cli, data, tmp_path_factory):
     """The uninterrupted reference: 2 epochs of 2 steps, the paper's selection on the test set.
     Returns the save folder, train()'s summary, and what it printed (stdout, stderr)."""
     save_dir = tmp_path_factory.mktemp("run_a")
     result, out, err = {}, io.StringIO(), io.StringIO()
-    real_train = train.train
+    real_train = train_cli.train
 
     def keep(a, d):
         result.update(real_train(a, d))
         return result
 
-    train.train = keep
+    train_cli.train = keep
     try:
         with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-            rc = train.main(args(data, save_dir, "--epochs", "2"))
+            rc = train_cli.main(args(data, save_dir, "--epochs", "2"))
     finally:
-        train.train = real_train
+        train_cli.train = real_train
     assert rc == 0, err.getvalue()
     yield save_dir, result, out.getvalue(), err.getvalue()
     drop_states(save_dir)
@@ -88,7 +82,7 @@ def load(path: Path) -> dict:
     return torch.load(path, map_location="cpu", weights_only=True)
 
 
-def test_end_to_end_loss_falls_checkpoint_written_and_test_py_runs_it(run_a, data, tmp_path, capsys):
+def test_end_to_end_loss_falls_checkpoint_written_and_test_py_runs_it(test_cli, run_a, data, tmp_path, capsys):
     save_dir, result, out, err = run_a
     history = result["history"]
     assert [r["epoch"] for r in history] == [1, 2] and result["step"] == 4
@@ -135,23 +129,23 @@ def test_log_lines(run_a):
     assert "select: best FEN+GRX mAUC on the TEST set (quirk 4" in err and "device cpu" in err
 
 
-def test_resume_after_kill_equals_uninterrupted(run_a, data, tmp_path, monkeypatch, capsys):
+def test_resume_after_kill_equals_uninterrupted(train_cli, run_a, data, tmp_path, monkeypatch, capsys):
     """Killed at the start of epoch 2, resumed: same weights, optimiser state and losses as run_a."""
-    real = train.DistributedSampler.set_epoch
+    real = train_cli.DistributedSampler.set_epoch
 
     def kill_at_2(self, epoch):
         if epoch == 2:
             raise KeyboardInterrupt
         real(self, epoch)
 
-    monkeypatch.setattr(train.DistributedSampler, "set_epoch", kill_at_2)
-    assert train.main(args(data, tmp_path, "--epochs", "2")) == 130  # Ctrl-C: one line, which epoch is saved
+    monkeypatch.setattr(train_cli.DistributedSampler, "set_epoch", kill_at_2)
+    assert train_cli.main(args(data, tmp_path, "--epochs", "2")) == 130  # Ctrl-C: one line, which epoch is saved
     err = capsys.readouterr().err.strip().splitlines()[-1]
     assert err == (f"train.py: interrupted in epoch 2 (step 2); {tmp_path / 'last_8bands.pt'} holds epoch 1: "
                    "continue with --resume")
     assert load(tmp_path / "last_8bands.pt")["epoch"] == 1
-    monkeypatch.setattr(train.DistributedSampler, "set_epoch", real)
-    assert train.main(args(data, tmp_path, "--epochs", "2", "--resume")) == 0
+    monkeypatch.setattr(train_cli.DistributedSampler, "set_epoch", real)
+    assert train_cli.main(args(data, tmp_path, "--epochs", "2", "--resume")) == 0
     assert "resumed from" in capsys.readouterr().err
 
     ref, got = load(run_a[0] / "last_8bands.pt"), load(tmp_path / "last_8bands.pt")
@@ -167,7 +161,7 @@ def test_resume_after_kill_equals_uninterrupted(run_a, data, tmp_path, monkeypat
         assert torch.equal(v, load(tmp_path / "fen_8bands.pt")["state_dict"][k])
 
 
-def test_nan_loss_stops_with_step_and_keeps_last_good_checkpoint(run_a, data, monkeypatch, capsys):
+def test_nan_loss_stops_with_step_and_keeps_last_good_checkpoint(train_cli, run_a, data, monkeypatch, capsys):
     save_dir = run_a[0]
     files = {p.name: (p.stat().st_mtime_ns, p.stat().st_size) for p in save_dir.iterdir()}
 
@@ -176,7 +170,7 @@ def test_nan_loss_stops_with_step_and_keeps_last_good_checkpoint(run_a, data, mo
         return nan, {"sim": nan, "rec": nan, "zc": nan}
 
     monkeypatch.setattr(FERDLoss, "forward", nan_loss)
-    assert train.main(args(data, save_dir, "--epochs", "3", "--resume")) == 2
+    assert train_cli.main(args(data, save_dir, "--epochs", "3", "--resume")) == 2
     err = capsys.readouterr().err.strip().splitlines()[-1]
     assert err.startswith("train.py: error: loss is nan at step 5 (epoch 3); stopped;")
     assert f"last good checkpoint is {save_dir / 'last_8bands.pt'} (epoch 2)" in err
@@ -187,17 +181,17 @@ def test_nan_loss_stops_with_step_and_keeps_last_good_checkpoint(run_a, data, mo
     ({"--img_size": "8"}, "--img_size 16 there, 8 here"),
     ({"--input_channel": "6", "--lr": "0.001"}, "--input_channel 8 there, 6 here; --lr 0.005 there, 0.001 here"),
 ])
-def test_resume_refuses_another_configuration(run_a, data, tmp_path, extra, message, capsys):
+def test_resume_refuses_another_configuration(train_cli, run_a, data, tmp_path, extra, message, capsys):
     argv = args(data, tmp_path, "--resume", str(run_a[0] / "last_8bands.pt"))
     for flag, value in extra.items():
         argv = set_opt(argv, flag, value)
-    assert train.main(argv) == 2
+    assert train_cli.main(argv) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("train.py: error: ") and "written by another configuration" in err and message in err
     assert "\n" not in err and not any(tmp_path.iterdir())
 
 
-def test_bad_input_one_line_errors(data, tmp_path, capsys):
+def test_bad_input_one_line_errors(train_cli, data, tmp_path, capsys):
     (tmp_path / "empty" / "train" / "aviris_ng").mkdir(parents=True)
     band_first = tmp_path / "band_first"
     shutil.copytree(data, band_first)
@@ -230,15 +224,15 @@ def test_bad_input_one_line_errors(data, tmp_path, capsys):
          "synthetic_test_0000.npy is a file, not a folder"),
     ]
     for argv, message in cases:
-        assert train.main(argv) == 2, message
+        assert train_cli.main(argv) == 2, message
         err = capsys.readouterr().err.strip()
         assert err.startswith("train.py: error: ") and message in err and "\n" not in err, err
     assert not ck.exists()
 
 
-def test_imagenet_teacher_offline_fails_at_once(data, tmp_path, monkeypatch, capsys):
+def test_imagenet_teacher_offline_fails_at_once(train_cli, data, tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
-    assert train.main(args(data, tmp_path, "--teacher", "imagenet", "--no-download_teacher")) == 2
+    assert train_cli.main(args(data, tmp_path, "--teacher", "imagenet", "--no-download_teacher")) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("train.py: error: --teacher imagenet: wide_resnet101_2-32ee1156.pth is not cached")
     assert str(tmp_path / "torch" / "hub" / "checkpoints" / "wide_resnet101_2-32ee1156.pth") in err
@@ -265,14 +259,14 @@ def test_validation_split_and_implanted_anomalies(data):
     assert t.shape == (6, 2, 2, 2) and torch.equal(t[4], x[:, 2:4, 2:4])
 
 
-def test_select_val_with_max_steps(data, tmp_path, capsys):
+def test_select_val_with_max_steps(train_cli, data, tmp_path, capsys):
     """--select val holds a file out, never reads test labels for the choice, and records it."""
-    assert train.main(args(data, tmp_path, "--select", "val", "--val_fraction", "0.25", "--no-eval_test",
-                           "--epochs", "5", "--max_steps", "1")) == 0
+    assert train_cli.main(args(data, tmp_path, "--select", "val", "--val_fraction", "0.25", "--no-eval_test",
+                               "--epochs", "5", "--max_steps", "1")) == 0
     out, err = capsys.readouterr()
     assert "3 training patches 16x16 from 3 files" in err and "0 test scenes, 1 val scenes" in err
     lines = [line for line in out.splitlines() if line.startswith("epoch ")]
-    assert len(lines) == 1 and lines[0].startswith("epoch 1/5  step 1 ") and "test mAUC -" in lines[0]
+    assert len(lines) == 1 and lines[0].startswith("epoch 1/5  step 1 ") and "test mAUC n/a" in lines[0]
     fen = load(tmp_path / "fen_8bands.pt")
     assert fen["meta"]["select"] == "val" and fen["meta"]["test_mAUC"] is None
     assert 0.0 <= fen["meta"]["val_mAUC"] <= 1.0 and fen["meta"]["score"] == fen["meta"]["val_mAUC"]
@@ -282,34 +276,35 @@ def test_select_val_with_max_steps(data, tmp_path, capsys):
 
 # ------------------------------------------------------------------------------------------ issue 13 / 9 / 11
 
-def test_an_undefined_score_never_wins_over_a_defined_one():
+def test_an_undefined_score_never_wins_over_a_defined_one(train_cli):
     """The authors start from 0 with a strict comparison; here a NaN (no scene with both classes) is held only
     while no epoch has had a defined score, and never replaces a defined one."""
     nan = float("nan")
-    assert train.improves("test", nan, {"epoch": None, "score": None})          # nothing held yet
-    assert train.improves("test", 0.7, {"epoch": 1, "score": nan})              # a real score replaces NaN
-    assert not train.improves("test", nan, {"epoch": 2, "score": 0.7})          # NaN never replaces it
-    assert not train.improves("val", 0.7, {"epoch": 2, "score": 0.7})           # strict, as the authors
-    assert train.improves("val", 0.71, {"epoch": 2, "score": 0.7})
-    assert train.improves("last", nan, {"epoch": 2, "score": 0.7})
+    improves = train_cli.improves
+    assert improves("test", nan, {"epoch": None, "score": None})          # nothing held yet
+    assert improves("test", 0.7, {"epoch": 1, "score": nan})              # a real score replaces NaN
+    assert not improves("test", nan, {"epoch": 2, "score": 0.7})          # NaN never replaces it
+    assert not improves("val", 0.7, {"epoch": 2, "score": 0.7})           # strict, as the authors
+    assert improves("val", 0.71, {"epoch": 2, "score": 0.7})
+    assert improves("last", nan, {"epoch": 2, "score": 0.7})
 
 
-def test_seeds_every_generator_and_restores_them(monkeypatch):
+def test_seeds_every_generator_and_restores_them(train_cli, monkeypatch):
     import random
 
     draws = []
     for _ in range(2):
-        train.seed_everything(3, deterministic=False)
+        train_cli.seed_everything(3, deterministic=False)
         draws.append((random.random(), float(np.random.rand()), float(torch.rand(1))))
     assert draws[0] == draws[1]
-    states = train.rng_states(torch.device("cpu"))
+    states = train_cli.rng_states(torch.device("cpu"))
     states = torch.load(_roundtrip(states), weights_only=True)  # what a training state holds, as it is read
     first = (random.random(), float(np.random.rand()), float(torch.rand(1)))
-    train.set_rng_states(states, torch.device("cpu"))
+    train_cli.set_rng_states(states, torch.device("cpu"))
     assert (random.random(), float(np.random.rand()), float(torch.rand(1))) == first
     monkeypatch.delenv("CUBLAS_WORKSPACE_CONFIG", raising=False)
     try:
-        train.seed_everything(3, deterministic=True)
+        train_cli.seed_everything(3, deterministic=True)
         assert torch.backends.cudnn.deterministic and not torch.backends.cudnn.benchmark
         assert torch.are_deterministic_algorithms_enabled()
     finally:
@@ -324,7 +319,7 @@ def _roundtrip(obj) -> io.BytesIO:
     return buf
 
 
-def test_sigkill_while_writing_a_checkpoint_loses_nothing(run_a, data, tmp_path, capsys):
+def test_sigkill_while_writing_a_checkpoint_loses_nothing(train_cli, run_a, data, tmp_path, capsys):
     """A run killed (SIGKILL) in the middle of writing its epoch-2 checkpoint: the epoch-1 files are intact
     and loadable, and --resume then ends bit for bit where the uninterrupted run ended."""
     import os
@@ -332,7 +327,7 @@ def test_sigkill_while_writing_a_checkpoint_loses_nothing(run_a, data, tmp_path,
     import subprocess
     import sys
 
-    assert train.main(args(data, tmp_path, "--epochs", "1")) == 0
+    assert train_cli.main(args(data, tmp_path, "--epochs", "1")) == 0
     before = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
     child = f"""
 import os, signal, sys, torch
@@ -346,14 +341,14 @@ torch.save = dying
 import train
 train.main({args(data, tmp_path, "--epochs", "2", "--resume")!r})
 """
-    proc = subprocess.run([sys.executable, "-c", child], cwd=Path(train.__file__).parent, capture_output=True,
+    proc = subprocess.run([sys.executable, "-c", child], cwd=REPO, capture_output=True,
                           env={**os.environ, "OMP_NUM_THREADS": "1"}, timeout=300)
     assert proc.returncode == -signal.SIGKILL, proc.stderr.decode()[-2000:]
     assert list(tmp_path.glob(".*.tmp")), "the child should have died inside a write"
     assert {p.name: p.read_bytes() for p in tmp_path.iterdir() if not p.name.endswith(".tmp")} == before
     assert load(tmp_path / "last_8bands.pt")["epoch"] == 1 and load(tmp_path / "fen_8bands.pt")["meta"]["epoch"] == 1
 
-    assert train.main(args(data, tmp_path, "--epochs", "2", "--resume")) == 0
+    assert train_cli.main(args(data, tmp_path, "--epochs", "2", "--resume")) == 0
     assert not list(tmp_path.glob(".*.tmp"))  # the dead run's temporary file is cleaned up
     ref, got = load(run_a[0] / "last_8bands.pt"), load(tmp_path / "last_8bands.pt")
     assert got["epoch"] == 2 and all(torch.equal(v, got["model"][k]) for k, v in ref["model"].items())
@@ -381,7 +376,7 @@ def touched(mask: np.ndarray, size: int, stride: int) -> int:
                for r in range(0, h - size + 1, stride) for c in range(0, w - size + 1, stride))
 
 
-def test_train_scenes_patches_mask_exclusion_and_val(tmp_path, capsys):
+def test_train_scenes_patches_mask_exclusion_and_val(train_cli, tmp_path, capsys):
     from PIL import Image
 
     rng = np.random.default_rng(0)
@@ -392,7 +387,7 @@ def test_train_scenes_patches_mask_exclusion_and_val(tmp_path, capsys):
             "--img_size", "8", "--patch_stride", "4", "--batch_size", "2", "--teacher", "random", "--no-progress",
             "--select", "val", "--val_fraction", "0.34", "--epochs", "2", "--max_steps", "3",
             "--save_dir", str(tmp_path / "ck")]
-    assert train.main(argv) == 0
+    assert train_cli.main(argv) == 0
     out, err = capsys.readouterr()
     kept, held = split_files(scenes, 0.34, 10)
     masks = {p: np.asarray(Image.open(p.with_suffix(".png"))) > 0 for p in scenes}
@@ -410,7 +405,7 @@ def test_train_scenes_patches_mask_exclusion_and_val(tmp_path, capsys):
     assert fen["meta"]["select"] == "val" and fen["meta"]["data"].startswith(f"{len(kept)} scenes")
 
 
-def test_train_scenes_without_a_defined_score_says_so(tmp_path, capsys):
+def test_train_scenes_without_a_defined_score_says_so(train_cli, tmp_path, capsys):
     """A test set whose only scene has no anomaly: no epoch has a defined test mAUC, and the log says so."""
     rng = np.random.default_rng(1)
     train_scene = write_scene(tmp_path / "a.npy", rng, [(2, 2)])
@@ -418,9 +413,9 @@ def test_train_scenes_without_a_defined_score_says_so(tmp_path, capsys):
     base = ["--train_scenes", str(train_scene), "--input_channel", "8", "--img_size", "8", "--batch_size", "4",
             "--teacher", "random", "--no-progress", "--epochs", "2",
             "--save_dir", str(tmp_path / "ck")]
-    assert train.main(base) == 2  # --select test without a test set
+    assert train_cli.main(base) == 2  # --select test without a test set
     assert "--select test needs a test set to evaluate each epoch: give --test_scenes" in capsys.readouterr().err
-    assert train.main(base + ["--test_scenes", str(blank)]) == 0
+    assert train_cli.main(base + ["--test_scenes", str(blank)]) == 0
     out, err = capsys.readouterr()
     assert "no epoch has had a defined score yet: holding epoch 2" in out
     assert "no epoch had a defined test mAUC (no scene with both anomaly and background pixels)" in err

@@ -20,10 +20,10 @@ import zlib
 import pytest
 import torch
 
-import train
-from conftest import SHARED, require_shared, torch_threads
+from conftest import SHARED, require_shared
 from model.ferd import FERD
 from model.losses import FERDLoss
+from utils.device import torch_threads
 
 GOLDEN = SHARED / "reference" / "train_golden.json"
 BANDS = 50
@@ -33,18 +33,20 @@ BANDS = 50
 NAME_MAP: dict[str, str] = {}
 
 
+def _renamed(name: str, pairs) -> str:
+    """``name`` with its prefix ``a`` replaced by ``b`` for the first ``(a, b)`` of ``pairs`` that fits."""
+    for a, b in pairs:
+        if name.startswith(a):
+            return b + name[len(a):]
+    return name
+
+
 def current_name(golden_name: str) -> str:
-    for old, new in NAME_MAP.items():
-        if golden_name.startswith(old):
-            return new + golden_name[len(old):]
-    return golden_name
+    return _renamed(golden_name, NAME_MAP.items())
 
 
 def golden_name(name: str) -> str:
-    for old, new in NAME_MAP.items():
-        if name.startswith(new):
-            return old + name[len(new):]
-    return name
+    return _renamed(name, ((new, old) for old, new in NAME_MAP.items()))
 
 
 def golden_input() -> torch.Tensor:
@@ -85,7 +87,7 @@ def golden() -> dict:
 
 
 @pytest.fixture(scope="module")
-def three_steps() -> dict:
+def three_steps(train_cli) -> dict:
     """Run the three steps once; return the per-step losses and ZCL/reconstruction means, the step-0
     gradient norms and the FEN statistics afterwards."""
     with torch_threads(2):
@@ -102,7 +104,7 @@ def three_steps() -> dict:
             {"p_mean": out.p.mean().item(), "reconstruction_mean": out.reconstruction.mean().item()}))
         steps, grad_norms = [], {}
         for k in range(3):
-            loss, terms = train.train_step(net, loss_fn, optimizer, scaler, x, amp_dtype=None)
+            loss, terms = train_cli.train_step(net, loss_fn, optimizer, scaler, x, amp_dtype=None)
             steps.append({"loss": loss, **terms, **outputs[-1]})
             if k == 0:
                 grad_norms = {n: p.grad.norm().item() for n, p in net.named_parameters() if p.grad is not None}
