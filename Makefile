@@ -4,7 +4,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-$(shell cksum requirements.txt | cut -d' ' -f1)
 
-.PHONY: setup demo test bench clean
+.PHONY: setup demo test bench bench-scale clean
 
 setup: $(STAMP)
 
@@ -23,9 +23,14 @@ test: setup
 # Speed figures of the README (minutes on a 2-core CPU; bench_train alone takes a few).
 bench: setup
 	$(PY) benchmarks/bench_grx.py
+	$(PY) benchmarks/bench_fen.py
 	$(PY) benchmarks/bench_slrx.py
 	$(PY) benchmarks/bench_lrx.py
 	$(PY) benchmarks/bench_train.py --warmup 1 --steps 2
+
+# Cost against scene size, 256^2 to 2048^2 x 200 bands (about an hour here; writes docs/scale.png).
+bench-scale: setup
+	$(PY) benchmarks/bench_scale.py
 
 clean:
 	rm -rf results data/synthetic .pytest_cache

@@ -22,23 +22,25 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
-from data import Scene, read_had100, read_scene
-from data.synthetic import DEFAULT_ROOT as SYNTHETIC_ROOT, choose_dataset, ensure_synthetic
-from detectors.registry import DetectorOptions, check_detector, detector_names, needs_fen
-from utils.cli import OneLineParser, OutputError, add_run_options, check_writable
-from utils.device import full_fp32, pick_device
-from utils.errors import DetectorError, FerdError
-from evaluation.export import SceneRecord, check_envi_sources, write_exports
-from utils.io import save_json, save_npz, save_text
-from utils.memory import memory_budget
+from data.had100 import read_had100
+from data.scene import Scene, read_scene
+from data.synthetic import DEFAULT_ROOT as SYNTHETIC_ROOT
+from data.synthetic import choose_dataset, ensure_synthetic
 from detectors.lrx import DEFAULT_INNER, DEFAULT_OUTER
+from detectors.registry import DetectorOptions, check_detector, detector_names, needs_fen
+from detectors.slrx import DEFAULT_BLOCK_NUM
+from evaluation.export import SceneRecord, check_envi_sources, write_exports
 from evaluation.metrics import auc_undefined_reason
+from evaluation.report import SceneResult, format_roc3d_table, format_table, roc3d_csv, to_csv, to_json
+from evaluation.roc3d import roc3d
 from pipeline.plan import check_memory, plan_scene
 from pipeline.run import Pipeline, SceneRun
 from pipeline.sources import SceneSource
-from evaluation.report import SceneResult, format_roc3d_table, format_table, roc3d_csv, to_csv, to_json
-from evaluation.roc3d import roc3d
-from detectors.slrx import DEFAULT_BLOCK_NUM
+from utils.cli import OneLineParser, OutputError, add_run_options, check_writable
+from utils.device import full_fp32, pick_device
+from utils.errors import DetectorError, FerdError
+from utils.io import save_json, save_npz, save_text
+from utils.memory import memory_budget
 from weights.release import ENV_WEIGHTS_DIR, load_fen
 
 ROOT = Path(__file__).resolve().parent

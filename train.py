@@ -31,22 +31,24 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, DistributedSampler
 from tqdm import tqdm
 
-from data import Scene, had100_train_files, preprocess, read_had100, read_scene
-from data.patches import (PatchDataset, load_patches, make_val_scenes, make_val_scenes_from, scene_patches,
-                          split_files)
-from data.synthetic import DEFAULT_ROOT as SYNTHETIC_ROOT, choose_dataset, ensure_synthetic
+from data.had100 import had100_train_files, read_had100
+from data.patches import PatchDataset, load_patches, make_val_scenes, make_val_scenes_from, scene_patches, split_files
+from data.preprocess import preprocess
+from data.scene import Scene, read_scene
+from data.synthetic import DEFAULT_ROOT as SYNTHETIC_ROOT
+from data.synthetic import choose_dataset, ensure_synthetic
+from detectors.rx import grx
+from evaluation.metrics import roc_auc
+from evaluation.report import fmt
 from model.fen import FEN
 from model.ferd import FERD
 from model.losses import W_REC, W_SIM, W_ZC, FERDLoss
 from model.teacher import fingerprint
-from weights.imagenet import apply_teacher_state, teacher_state
 from utils.cli import OneLineParser, add_run_options, check_writable, fail
 from utils.device import AMP_DTYPES, pick_device
 from utils.errors import FerdError
 from utils.io import save_text, save_torch
-from evaluation.metrics import roc_auc
-from evaluation.report import fmt
-from detectors.rx import grx
+from weights.imagenet import apply_teacher_state, teacher_state
 from weights.release import save_fen
 
 ROOT = Path(__file__).resolve().parent

@@ -31,7 +31,7 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 import train  # noqa: E402
-from data import read_scene  # noqa: E402
+from data.scene import read_scene  # noqa: E402
 from weights.release import ENV_WEIGHTS_DIR, load_fen  # noqa: E402
 
 ABU = ROOT.parent / "shared" / "data" / "abu"

@@ -45,7 +45,8 @@ def real_cube() -> np.ndarray | None:
     """abu-airport-1 preprocessed as test.py does, ``(100, 100, 200)``; None without ../shared."""
     if not ABU.is_file():
         return None
-    from data import preprocess, read_scene
+    from data.preprocess import preprocess
+    from data.scene import read_scene
 
     return preprocess(read_scene(ABU).cube, 200).permute(1, 2, 0).contiguous().numpy()
 

@@ -18,8 +18,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from benchmarks.timing import (bench_device, bench_parser, best_seconds, random_cubes,  # noqa: E402
-                               scores_and_seconds)
+from benchmarks.timing import bench_device, bench_parser, best_seconds, random_cubes, scores_and_seconds  # noqa: E402
 from detectors.lrx import DEFAULT_INNER, DEFAULT_OUTER, lrx  # noqa: E402
 from detectors.reference import lrx_per_pixel  # noqa: E402
 

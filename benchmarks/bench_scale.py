@@ -47,6 +47,7 @@ def make_cube(folder: Path, side: int, bands: int = 200, seed: int = 0, rows_per
     """Write ``folder/scene_<side>.npy`` (float32, ``side x side x bands``) and its ``.png`` mask, in blocks
     of rows (memory: a block, whatever the side)."""
     from numpy.lib.format import open_memmap
+
     from data.synthetic import mask_png
 
     folder.mkdir(parents=True, exist_ok=True)

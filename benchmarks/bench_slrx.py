@@ -16,8 +16,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from benchmarks.timing import (bench_device, bench_parser, best_seconds, random_cubes,  # noqa: E402
-                               scores_and_seconds)
+from benchmarks.timing import bench_device, bench_parser, best_seconds, random_cubes, scores_and_seconds  # noqa: E402
 from detectors.reference import slrx_per_pixel  # noqa: E402
 from detectors.slrx import DEFAULT_BLOCK_NUM, slrx  # noqa: E402
 

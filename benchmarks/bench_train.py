@@ -55,7 +55,7 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--img_size", type=int, default=64)
     p.add_argument("--bands", type=int, default=50)
     p.add_argument("--seed", type=int, default=10)
-    args, device, _ = bench_device(p, argv)
+    args, device, _ = bench_device(p, argv, inference=False)
     if args.amp and device.type != "cuda":
         p.error("--amp needs a CUDA device")
     torch.manual_seed(args.seed)

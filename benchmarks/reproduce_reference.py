@@ -10,7 +10,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import io
-import importlib.util
 import json
 import sys
 import tempfile
@@ -19,13 +18,11 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 from detectors.reference import REFERENCE_AUCS  # noqa: E402  (../shared/reference/README.md)
+from utils.cli import load_script  # noqa: E402
 
 
 def load_test_cli():
-    spec = importlib.util.spec_from_file_location("ferd_test_script", REPO / "test.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script(REPO / "test.py", "ferd_test_script")
 
 
 def main() -> int:

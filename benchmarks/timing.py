@@ -7,7 +7,7 @@ from typing import Callable, Iterator
 import numpy as np
 import torch
 
-from utils.device import Timer, pick_device
+from utils.device import Timer, full_fp32, pick_device
 
 CPU = torch.device("cpu")
 
@@ -40,14 +40,17 @@ def bench_parser(doc: str, repeat: int) -> argparse.ArgumentParser:
     return p
 
 
-def bench_device(p: argparse.ArgumentParser, argv: list[str] | None = None
+def bench_device(p: argparse.ArgumentParser, argv: list[str] | None = None, inference: bool = True
                  ) -> tuple[argparse.Namespace, torch.device, str]:
     """Parse the options of ``p`` (a :func:`bench_parser`), apply ``--threads``, pick ``--device``; returns the
-    options, the device and the header line naming torch, device and threads."""
+    options, the device and the header line naming torch, device and threads. ``inference``: full float32 on
+    CUDA (no TF32), as test.py runs; training benchmarks keep PyTorch's defaults, as train.py does."""
     args = p.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
     device = pick_device(args.device)
+    if inference:
+        full_fp32(device)
     return args, device, f"torch {torch.__version__}, device {device}, {torch.get_num_threads()} threads"
 
 

@@ -16,11 +16,11 @@ from typing import Callable
 
 import torch
 
-from model.cwl import CWL_PAD
-from utils.errors import DetectorError
 from detectors.lrx import DEFAULT_INNER, DEFAULT_OUTER, check_windows, lrx, lrx_memory_bytes
 from detectors.rx import grx
 from detectors.slrx import DEFAULT_BLOCK_NUM, resolve_block_size, slrx, slrx_memory_bytes
+from model.cwl import CWL_PAD
+from utils.errors import DetectorError
 
 Detector = Callable[[torch.Tensor], torch.Tensor]
 

@@ -42,8 +42,8 @@ from typing import Callable
 
 import torch
 
-from utils.errors import DetectorError
 from detectors.rx import PixelReader, RXStatistics, band_major_reader, one_thread, rx_statistics
+from utils.errors import DetectorError
 
 #: Ridge added to every SLRX covariance before inversion (quirk 3).
 RIDGE = 1e-6

@@ -5,7 +5,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
-from evaluation.roc3d import FIELDS as ROC3D_FIELDS, Roc3D
+from evaluation.roc3d import FIELDS as ROC3D_FIELDS
+from evaluation.roc3d import Roc3D
 
 
 @dataclass

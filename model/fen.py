@@ -8,7 +8,6 @@ from model.cwl import CWL, crop
 from model.sfam import FPL, fpl_hidden
 from model.teacher import wide_layer1
 
-
 #: Context, in pixels on every side, that one FEN output pixel depends on: the CWL and the FPL are 1x1
 #: convolutions, and layer1's three Bottlenecks hold one 3x3 convolution each (radius 1 each). The CWL's
 #: reflect padding (4 px) is wider, so in :meth:`FEN.forward` the zero padding of those 3x3 convolutions
@@ -28,6 +27,11 @@ def unit_norm(x: torch.Tensor) -> torch.Tensor:
     """
     norms = x.flatten(1).norm(dim=1).clamp_min(torch.finfo(x.dtype).tiny)
     return x / norms.view(-1, *([1] * (x.dim() - 1)))
+
+
+def fen_config(cwl: CWL, fpl: FPL) -> dict:
+    """The FEN's constructor arguments from its CWL and FPL (the same for a FEN and the FERD it comes from)."""
+    return {"bands": cwl.in_bands, "hidden": fpl.conv1.out_channels}
 
 
 class FEN(nn.Module):
@@ -52,7 +56,7 @@ class FEN(nn.Module):
     @property
     def config(self) -> dict:
         """Everything needed to rebuild this module: ``FEN(**fen.config)``."""
-        return {"bands": self.bands, "hidden": self.fpl.conv1.out_channels}
+        return fen_config(self.cwl, self.fpl)
 
     def train(self, mode: bool = True) -> "FEN":
         super().train(mode)

@@ -17,7 +17,7 @@ from torch import nn
 
 from model.cwl import CWL, CWL_PAD, xavier_
 from model.decoder import Decoder
-from model.fen import FEN
+from model.fen import FEN, fen_config
 from model.mffm import MFFM
 from model.sfam import FPL, ZCL, fpl_hidden
 from model.teacher import Teacher
@@ -80,7 +80,7 @@ class FERD(nn.Module):
     @property
     def config(self) -> dict:
         """Everything needed to rebuild the network: ``FERD(**ferd.config)``; also the FEN's config."""
-        return {"bands": self.bands, "hidden": self.sfam.fpl.conv1.out_channels}
+        return fen_config(self.cwl, self.sfam.fpl)
 
     def trainable(self) -> list[nn.Parameter]:
         """CWL, MFFM, decoder, reconstruction CWL, FPL, ZCL: everything but the teacher."""

@@ -39,7 +39,7 @@ from detectors.registry import FEN_PREFIX, DetectorOptions, base_name, needs_fen
 from detectors.rx import grx_scores, rx_statistics
 from detectors.slrx import combine_maps, resolve_block_size, slrx_maps_streamed
 from model.fen import FEN, FEN_HALO, fold_batchnorm
-from pipeline.fen_tiles import enhance_windows, enhance_batch, enhance_tiles, prepare_fen
+from pipeline.fen_tiles import enhance_batch, enhance_tiles, enhance_windows, prepare_fen
 from pipeline.plan import TilePlan, plan_scene
 from pipeline.sources import Cube, SceneSource, StoredCube, block_reader, pixel_reader, reflected_window
 from utils.device import sync

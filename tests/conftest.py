@@ -3,14 +3,13 @@ when it is missing and skip elsewhere, with the reason."""
 from __future__ import annotations
 
 import functools
-import importlib.util
 import os
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+import utils.cli
 from utils.device import torch_threads
 
 REPO = Path(__file__).resolve().parents[1]
@@ -80,11 +79,7 @@ def load_script(name: str):
     session: ``import test`` could find the stdlib package of that name, and a script imported twice would be
     two module objects (monkeypatching one would not reach the other). Tests take test.py and train.py from
     the ``test_cli`` and ``train_cli`` fixtures, which return these same objects."""
-    spec = importlib.util.spec_from_file_location(f"ferd_{name}_script", REPO / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # as an import does: dataclasses (train.py's) look their module up there
-    spec.loader.exec_module(module)
-    return module
+    return utils.cli.load_script(REPO / f"{name}.py", f"ferd_{name}_script")
 
 
 @pytest.fixture(scope="session")

@@ -6,8 +6,8 @@ import json
 import numpy as np
 import pytest
 import torch
-
 from conftest import raiser
+
 from data.synthetic import generate, mask_png
 from detectors.reference import REFERENCE_AUCS  # the figures of ../shared/reference/README.md
 from utils.device import torch_threads

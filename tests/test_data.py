@@ -5,13 +5,15 @@ import numpy as np
 import pytest
 import scipy.io
 import torch
+from conftest import RELEASE_KEYS
 from PIL import Image
 
-from conftest import RELEASE_KEYS
-from data import DataError, preprocess, read_had100, read_scene
-from data.synthetic import generate, ensure_synthetic, mask_png
-from evaluation.metrics import roc_auc
+from data.had100 import read_had100
+from data.preprocess import DataError, preprocess
+from data.scene import read_scene
+from data.synthetic import ensure_synthetic, generate, mask_png
 from detectors.rx import grx
+from evaluation.metrics import roc_auc
 
 
 # ---- preprocessing ---------------------------------------------------------------------------------

@@ -6,8 +6,8 @@ import subprocess
 import sys
 
 import torch
-
 from conftest import REPO
+
 from data.synthetic import generate
 
 

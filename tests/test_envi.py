@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 from spectral.io import envi
 
-from data import DataError, read_scene
+from data.preprocess import DataError
+from data.scene import read_scene
 from data.synthetic import mask_png
 
 

@@ -11,13 +11,14 @@ import scipy.io
 import torch
 from spectral.io import envi
 
-from data import preprocess, read_had100
+from data.had100 import read_had100
+from data.preprocess import preprocess
 from data.scene import _load_mat
 from data.synthetic import generate
+from detectors.rx import grx
 from evaluation import export
 from evaluation.export import SceneRecord, write_mat
 from evaluation.metrics import roc_auc
-from detectors.rx import grx
 from weights.release import load_fen
 
 WKT = ('PROJCS["WGS_1984_UTM_Zone_11N",GEOGCS["GCS_WGS_1984",DATUM["D_WGS_1984",SPHEROID["WGS_1984",6378137.0,'

@@ -4,12 +4,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from torchvision.models.resnet import ResNet, Bottleneck
-
 from conftest import RELEASE_KEYS
+from torchvision.models.resnet import Bottleneck, ResNet
+
+from detectors.rx import grx
 from model.fen import FEN, unit_norm
 from model.teacher import wide_layer1
-from detectors.rx import grx
 from weights.release import load_fen
 
 

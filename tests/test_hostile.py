@@ -19,19 +19,21 @@ import numpy as np
 import pytest
 import scipy.io
 import torch
-from hypothesis import assume, given, strategies as st
+from hypothesis import assume, given
+from hypothesis import strategies as st
 from PIL import Image
 
-from data import read_had100, read_scene
-from data.preprocess import DataError, INPUT_SCALE, check_cube, preprocess
+from data.had100 import read_had100
+from data.preprocess import INPUT_SCALE, DataError, check_cube, preprocess
+from data.scene import read_scene
 from data.synthetic import generate, mask_png
-from model.fen import FEN
-from weights.imagenet import TeacherError, teacher_state
-from detectors.registry import FEN_PREFIX, DetectorOptions, base_detector, base_name, check_detector
-from utils.errors import FerdError
 from detectors.lrx import lrx
+from detectors.registry import FEN_PREFIX, DetectorOptions, base_detector, base_name, check_detector
 from detectors.rx import grx
 from detectors.slrx import slrx
+from model.fen import FEN
+from utils.errors import FerdError
+from weights.imagenet import TeacherError, teacher_state
 from weights.release import WeightsError, load_fen, save_fen
 
 DTYPES = [np.bool_, np.uint8, np.int16, np.uint16, np.int32, np.int64, np.float16, np.float32, np.float64,

@@ -7,11 +7,10 @@ import importlib.util
 import numpy as np
 import pytest
 import torch
+from conftest import RELEASE_KEYS, REPO, load_script
 
-from conftest import REPO, RELEASE_KEYS, load_script
 from detectors.rx import grx
 from weights.release import WeightsError
-
 
 pytestmark = pytest.mark.usefixtures("no_sockets")  # torch.hub has URL code of its own
 

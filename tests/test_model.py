@@ -10,14 +10,13 @@ from torchvision.models.resnet import Bottleneck
 
 from model.cwl import CWL_PAD, crop
 from model.decoder import Decoder, UpBottleneck
+from model.fen import FEN
 from model.ferd import FERD, extra_pad
 from model.losses import FERDLoss, reconstruction_loss, similarity_loss, zero_centering_loss
 from model.mffm import MFFM
 from model.teacher import Teacher
 from weights.imagenet import TeacherError, apply_teacher_state, imagenet_state_dict, load_teacher
-from model.fen import FEN
 from weights.release import load_fen, save_fen
-
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

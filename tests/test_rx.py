@@ -4,8 +4,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-
 from conftest import RELEASE_KEYS
+
 from detectors.reference import grx_per_pixel
 from detectors.rx import grx, minmax
 

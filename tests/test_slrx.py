@@ -89,7 +89,8 @@ def test_corner_block_of_one_pixel_is_refused():
 
 def test_reference_aucs_on_abu(abu_dir, release_dir):
     """method sec. 4 SLRX with block_num 25 reproduces ../shared/reference/README.md to 4 decimals."""
-    from data import preprocess, read_scene
+    from data.preprocess import preprocess
+    from data.scene import read_scene
     from evaluation.metrics import roc_auc
     from weights.release import load_fen
 

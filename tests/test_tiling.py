@@ -6,20 +6,20 @@ import numpy as np
 import pytest
 import torch
 
-from utils.device import torch_threads
-from data import DataError, preprocess, read_scene
-from data.scene import MatlabCube, _load_mat
+from data.preprocess import DataError, preprocess
+from data.scene import MatlabCube, _load_mat, read_scene
 from data.synthetic import mask_png
-from model.fen import FEN, FEN_HALO, fold_batchnorm, fused_forward_window
 from detectors.registry import DetectorOptions
-from utils.errors import DetectorError
+from detectors.rx import grx
+from detectors.slrx import slrx
 from evaluation.metrics import roc_auc
+from model.fen import FEN, FEN_HALO, fold_batchnorm, fused_forward_window
 from pipeline.plan import TilePlan, plan_scene
 from pipeline.run import Pipeline
 from pipeline.sources import SceneSource, StoredCube, reflect_index, reflected_window
+from utils.device import torch_threads
+from utils.errors import DetectorError
 from utils.memory import release_pages
-from detectors.rx import grx
-from detectors.slrx import slrx
 from weights.release import load_fen
 
 DETECTORS = ["GRX", "FEN+GRX", "SLRX", "FEN+SLRX"]

@@ -13,13 +13,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import REPO
 
 from data.patches import VAL_FEATURES, VAL_FILL, VAL_HEIGHT, VAL_MAX_SIDE, make_val_scenes, split_files, tiles
 from data.synthetic import generate
 from model.losses import FERDLoss
 from weights.release import CHECKPOINT_FORMAT
-from conftest import REPO
-
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

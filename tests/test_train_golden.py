@@ -19,8 +19,8 @@ import zlib
 
 import pytest
 import torch
-
 from conftest import SHARED, require_shared
+
 from model.ferd import FERD
 from model.losses import FERDLoss
 from utils.device import torch_threads

@@ -8,8 +8,8 @@ import urllib.request
 
 import pytest
 import torch
-
 from conftest import raiser
+
 from model.fen import FEN
 from weights import release as W
 from weights.release import WeightsError, load_fen, save_fen

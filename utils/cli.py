@@ -2,9 +2,11 @@
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import os
 import sys
 from pathlib import Path
+from types import ModuleType
 from typing import NoReturn
 
 from utils.errors import FerdError
@@ -22,6 +24,17 @@ def add_run_options(group: argparse._ActionsContainer) -> None:
     """``--device`` and ``--progress``, the same in test.py and train.py."""
     group.add_argument("--device", default=None, help="cpu, cuda or cuda:N (default: cuda if available)")
     group.add_argument("--progress", action=argparse.BooleanOptionalAction, default=True, help="tqdm progress bar")
+
+
+def load_script(path: Path, name: str) -> ModuleType:
+    """Import the script at ``path`` (test.py, train.py) as module ``name``, by its path: ``import test`` could
+    find the standard library's package of that name. Registered in ``sys.modules`` as an import does (the
+    dataclasses of train.py look their module up there)."""
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
 
 
 def fail(prog: str, message: str) -> int:
