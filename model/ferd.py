@@ -74,10 +74,6 @@ class FERD(nn.Module):
         self.sfam = SFAM(bands, hidden=hidden)
 
     @property
-    def bands(self) -> int:
-        return self.cwl.in_bands
-
-    @property
     def config(self) -> dict:
         """Everything needed to rebuild the network: ``FERD(**ferd.config)``; also the FEN's config."""
         return fen_config(self.cwl, self.sfam.fpl)
