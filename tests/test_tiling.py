@@ -103,6 +103,22 @@ def test_fen_window_equals_whole_scene_forward():
     torch.testing.assert_close(tile, whole[:, :, 5:17, 7:16], rtol=1e-5, atol=1e-6)
 
 
+def test_fen_output_for_mixfs_in_tiles_equals_the_whole_scene_forward():
+    """--save_mat's FEN(x) comes from the FEN in tiles (no whole-scene activations): FEN(x) of the whole
+    preprocessed cube, >= 0 (quirk 5), and not x + FEN(x)."""
+    torch.manual_seed(0)
+    fen = FEN(10).eval()
+    cube = np.random.default_rng(4).random((40, 34, 10)).astype(np.float32)
+    source = SceneSource(cube, 10, 0, "scene")
+    source.check()
+    x = source.tensor()
+    with torch.no_grad():
+        whole = fen(x[None])[0].numpy()
+    tiled = Pipeline(["FEN+GRX"], fen, DetectorOptions(), torch.device("cpu"), plan=SMALL_TILES).fen_output(source)
+    assert tiled.shape == (10, 40, 34) and tiled.dtype == np.float32 and tiled.min() >= 0
+    np.testing.assert_allclose(tiled, whole, rtol=1e-5, atol=1e-6 * np.abs(whole).max())
+
+
 def test_source_blocks_are_the_preprocessed_cube_bit_for_bit(tmp_path):
     rng = np.random.default_rng(1)
     cube = (rng.random((23, 17, 9)) * 1000).astype(np.int16)
