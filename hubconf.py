@@ -8,6 +8,10 @@
 The weights come through ``weights.release.load_fen``, as in ``test.py``: the same release registry, the SHA-256
 check of every file, ``FERD_WEIGHTS_DIR`` (or ``weights_dir``) for a local copy, else the download cache
 ``checkpoints/release/`` of this repository (for a GitHub load: of torch.hub's copy of it).
+
+On CUDA, cuDNN runs float32 convolutions in TF32 by default, which moves the FEN's outputs by about 1e-3;
+test.py turns that off (``utils.device.full_fp32``) for its reference figures, and so can you:
+``torch.backends.cudnn.allow_tf32 = False``.
 """
 from __future__ import annotations
 
