@@ -37,12 +37,10 @@ def check_dtype(cube: np.ndarray, name: str) -> None:
         raise DataError(f"{name}: values of type {cube.dtype}, not numbers; save the cube as a numeric array")
 
 
-def check_cube(cube: np.ndarray, name: str, bands: int, start: int = 0) -> None:
-    """Raise :class:`DataError` if ``cube`` (H x W x B) cannot give ``bands`` clean bands from ``start``.
-
-    Clean: real numbers, no NaN/Inf, and a range that float64 can hold and scale (max > min, max - min
-    finite). Integer, boolean and float16 cubes are fine: :func:`preprocess` converts them to float64.
-    """
+def check_layout(cube: np.ndarray, name: str, bands: int, start: int = 0) -> None:
+    """What :func:`check_cube` checks before reading any value: the options, an H x W x B shape of real
+    numbers, not empty, with the bands asked for. ``cube`` needs only ``ndim``, ``shape`` and ``dtype`` (a
+    memory map or data.scene's MATLAB v7.3 reader is not read)."""
     check_options(bands, start)
     if cube.ndim != 3:
         raise DataError(f"{name}: expected an H x W x B cube, got shape {cube.shape}")
@@ -55,18 +53,48 @@ def check_cube(cube: np.ndarray, name: str, bands: int, start: int = 0) -> None:
                 else f"--start_channel must be below {have}")
         raise DataError(f"{name}: has {have} bands, fewer than --start_channel {start} + "
                         f"--input_channel {bands}; {hint}")
-    sel = cube[:, :, start : start + bands]
-    if sel.dtype.kind == "f" and not np.isfinite(sel).all():
-        bad = int((~np.isfinite(sel)).sum())
-        raise DataError(f"{name}: {bad} NaN/Inf values in the bands used; replace them (e.g. by interpolation) "
-                        "or choose other bands")
-    lo, hi = float(sel.min()), float(sel.max())  # as preprocess() sees them: in float64
+
+
+def check_values(name: str, non_finite: int, lo: float, hi: float, constant: str | None = None) -> None:
+    """Raise :class:`DataError` unless the bands used hold no NaN/Inf (``non_finite`` of them were counted)
+    and their float64 range ``[lo, hi]`` can be scaled (max > min, max - min finite). ``constant``: how
+    to show the value of a constant cube (default ``lo``)."""
+    if non_finite:
+        raise DataError(f"{name}: {non_finite} NaN/Inf values in the bands used; replace them (e.g. by "
+                        "interpolation) or choose other bands")
     if not hi > lo:
-        raise DataError(f"{name}: the cube is constant in the bands used (min == max == {sel.min()}"
-                        + (" in float64" if sel.min() != sel.max() else "") + "), nothing to detect")
+        raise DataError(f"{name}: the cube is constant in the bands used (min == max == "
+                        f"{constant if constant is not None else f'{lo:g}'}), nothing to detect")
     if not np.isfinite(hi - lo):
         raise DataError(f"{name}: values from {lo:g} to {hi:g} span more than float64 can hold; "
                         "rescale the cube")
+
+
+def check_cube(cube: np.ndarray, name: str, bands: int, start: int = 0) -> tuple[float, float]:
+    """Raise :class:`DataError` if ``cube`` (H x W x B) cannot give ``bands`` clean bands from ``start``;
+    else return their min and max as :func:`preprocess` sees them (in float64).
+
+    Clean: real numbers, no NaN/Inf, and a range that float64 can hold and scale (max > min, max - min
+    finite). Integer, boolean and float16 cubes are fine: :func:`preprocess` converts them to float64.
+    """
+    check_layout(cube, name, bands, start)
+    sel = cube[:, :, start : start + bands]
+    finite = np.isfinite(sel) if sel.dtype.kind == "f" else None
+    if finite is not None and not finite.all():
+        check_values(name, int((~finite).sum()), 0.0, 0.0)
+    lo, hi = float(sel.min()), float(sel.max())
+    shown = f"{sel.min()}" + (" in float64" if sel.min() != sel.max() else "")
+    check_values(name, 0, lo, hi, constant=shown)
+    return lo, hi
+
+
+def scale(raw: np.ndarray, lo: float, hi: float) -> np.ndarray:
+    """Values of any real dtype -> float32 ``((x - lo) / (hi - lo) * 2 - 1) * INPUT_SCALE``, computed in
+    float64 operation by operation (in torch, for its threads), so that any block of a cube gets exactly
+    the values the whole cube gets."""
+    x = torch.from_numpy(np.asarray(raw).astype(np.float64))  # uint16 DNs, bool, float16, ...: exactly
+    x.sub_(lo).div_(hi - lo).mul_(2).sub_(1).mul_(INPUT_SCALE)
+    return x.to(torch.float32).numpy()
 
 
 def check_mask(cube: np.ndarray, mask: np.ndarray, name: str) -> None:
@@ -89,8 +117,6 @@ def preprocess(cube: np.ndarray, bands: int, start: int = 0, name: str = "cube")
     """Bands ``[start, start + bands)`` of an H x W x B cube, scaled to [-0.1, 0.1] with one global
     min and max, as a ``(bands, H, W)`` float32 tensor.
     """
-    check_cube(cube, name, bands, start)
-    x = cube[:, :, start : start + bands].astype(np.float64)
-    lo, hi = x.min(), x.max()
-    x = ((x - lo) / (hi - lo) * 2 - 1) * INPUT_SCALE
-    return torch.from_numpy(np.ascontiguousarray(x.transpose(2, 0, 1), dtype=np.float32))
+    lo, hi = check_cube(cube, name, bands, start)
+    x = scale(cube[:, :, start : start + bands], lo, hi)
+    return torch.from_numpy(np.ascontiguousarray(x.transpose(2, 0, 1)))

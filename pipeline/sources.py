@@ -9,7 +9,7 @@ import tempfile
 import numpy as np
 import torch
 
-from data.preprocess import INPUT_SCALE, DataError, check_cube, check_dtype, check_options
+from data.preprocess import check_cube, check_layout, check_values, scale
 from detectors.rx import PixelReader
 from detectors.slrx import BlockReader
 from utils.memory import release_pages
@@ -59,59 +59,31 @@ class SceneSource:
         """
         raw = self.raw
         if raw.ndim != 3 or raw.shape[0] <= self._rows_per_scan():
-            check_cube(np.asarray(raw), self.name, self.bands, self.start)
-            sel = np.asarray(raw[:, :, self.start: self.start + self.bands])
-            self.lo, self.hi = float(sel.min()), float(sel.max())
+            self.lo, self.hi = check_cube(np.asarray(raw), self.name, self.bands, self.start)
             return
-        self._check_layout()
+        check_layout(raw, self.name, self.bands, self.start)
         lo, hi, bad = np.inf, -np.inf, 0
         step = self._rows_per_scan()
         for r0 in range(0, raw.shape[0], step):
             view = raw[r0: r0 + step, :, self.start: self.start + self.bands]
             sel = np.asarray(view)
-            if sel.dtype.kind == "f":
-                finite = np.isfinite(sel)
-                if not finite.all():
-                    bad += int((~finite).sum())
-                    continue
-            lo, hi = min(lo, float(sel.min())), max(hi, float(sel.max()))
+            finite = np.isfinite(sel) if sel.dtype.kind == "f" else None
+            if finite is not None and not finite.all():
+                bad += int((~finite).sum())
+            else:
+                lo, hi = min(lo, float(sel.min())), max(hi, float(sel.max()))
             release_pages(raw, view if isinstance(view, np.ndarray) else None)
-        if bad:
-            raise DataError(f"{self.name}: {bad} NaN/Inf values in the bands used; replace them (e.g. by "
-                            "interpolation) or choose other bands")
-        if not hi > lo:
-            raise DataError(f"{self.name}: the cube is constant in the bands used (min == max == {lo:g}), "
-                            "nothing to detect")
-        if not np.isfinite(hi - lo):
-            raise DataError(f"{self.name}: values from {lo:g} to {hi:g} span more than float64 can hold; "
-                            "rescale the cube")
+        check_values(self.name, bad, lo, hi)
         self.lo, self.hi = lo, hi
-
-    def _check_layout(self) -> None:
-        """What ``check_cube`` checks before the values, for a cube too large to hand it whole."""
-        check_options(self.bands, self.start)
-        check_dtype(self.raw, self.name)
-        h, w, have = self.raw.shape
-        if h < 1 or w < 1:
-            raise DataError(f"{self.name}: the cube is {h} x {w} pixels: empty")
-        if have < self.start + self.bands:
-            hint = (f"use --input_channel {have - self.start} or less" if have > self.start
-                    else f"--start_channel must be below {have}")
-            raise DataError(f"{self.name}: has {have} bands, fewer than --start_channel {self.start} + "
-                            f"--input_channel {self.bands}; {hint}")
 
     def block(self, r0: int, r1: int, c0: int = 0, c1: int | None = None) -> np.ndarray:
         """Preprocessed rows ``[r0, r1)`` and columns ``[c0, c1)``: ``(r1 - r0, c1 - c0, bands)`` float32."""
         if self.lo is None:
             self.check()
         view = self.raw[r0:r1, c0:c1, self.start: self.start + self.bands]
-        raw = np.asarray(view)
-        # the arithmetic of data.preprocess.preprocess, operation by operation in float64 (so the same float32
-        # values), in torch for its threads: ((x - lo) / (hi - lo) * 2 - 1) * INPUT_SCALE
-        x = torch.from_numpy(raw.astype(np.float64))  # any numeric dtype (uint16 DNs, bool, ...), exactly
-        x.sub_(self.lo).div_(self.hi - self.lo).mul_(2).sub_(1).mul_(INPUT_SCALE)
+        block = scale(view, self.lo, self.hi)  # data.preprocess's arithmetic: the whole cube's values
         release_pages(self.raw, view if isinstance(view, np.ndarray) else None)
-        return x.to(torch.float32).numpy()
+        return block
 
     def tensor(self) -> torch.Tensor:
         """The whole preprocessed cube as ``(bands, H, W)`` float32 (as ``data.preprocess.preprocess``)."""
