@@ -23,7 +23,7 @@ is ill-conditioned and float32 loses whole digits of the score):
   values are its eigenvalues; numpy's cut-off ``rcond * largest``), several times faster than an SVD;
 * scores are ``((X - mu) S+) * (X - mu)`` summed over bands, chunk by chunk.
 
-The same :class:`RXStatistics` and :func:`mahalanobis_sq` serve scenes larger than memory
+The same :class:`RXStatistics` and :func:`scores_` serve scenes larger than memory
 (pipeline/ feeds them chunks read from a memory-mapped file), so a scene gives the same scores
 whether it is held whole or streamed.
 """
@@ -55,11 +55,16 @@ def value_range(x: torch.Tensor, dims: tuple[int, ...]) -> tuple[torch.Tensor, t
     """
     lo = x.amin(dim=dims, keepdim=True).to(torch.float64)
     span = x.amax(dim=dims, keepdim=True).to(torch.float64) - lo
-    if not bool(torch.isfinite(span).all()):  # NaN or Inf in x (a NaN passes the test below)
+    check_span(span)
+    return lo, span
+
+
+def check_span(span: torch.Tensor) -> None:
+    """Raise :class:`DetectorError` unless every ``max - min`` in ``span`` is finite and positive."""
+    if not bool(torch.isfinite(span).all()):  # NaN or Inf in the values (a NaN passes the test below)
         raise DetectorError("non-finite values (NaN or Inf) in the cube")
     if bool((span <= 0).any()):
         raise DetectorError("cannot min-max normalise a constant cube (min == max)")
-    return lo, span
 
 
 def minmax(x: torch.Tensor, dims: tuple[int, ...]) -> torch.Tensor:
@@ -139,13 +144,10 @@ class RXStatistics:
         return symmetrised(self._lower)
 
     def span(self) -> float:
-        """max - min of every value seen; a constant cube has none and raises ValueError."""
-        span = float(self.hi - self.lo)
-        if not abs(span) < float("inf"):  # NaN or Inf
-            raise DetectorError("non-finite values (NaN or Inf) in the cube")
-        if not span > 0:
-            raise DetectorError("cannot min-max normalise a constant cube (min == max)")
-        return span
+        """max - min of every value seen; a constant cube has none and raises DetectorError."""
+        span = self.hi - self.lo
+        check_span(span)
+        return float(span)
 
     def precision(self) -> torch.Tensor:
         """``(B, B)``: the ``S+`` of the min-maxed pixels, divided by ``span^2`` so that it applies to the
@@ -180,12 +182,6 @@ def pinv_psd(sym: torch.Tensor, rcond: float = PINV_RCOND) -> torch.Tensor:
     keep = vals.abs() > rcond * vals.abs().max()
     inv = torch.where(keep, 1.0 / torch.where(keep, vals, torch.ones_like(vals)), torch.zeros_like(vals))
     return (vecs * inv) @ vecs.T
-
-
-def mahalanobis_sq(pixels: torch.Tensor, mu: torch.Tensor, precision: torch.Tensor) -> torch.Tensor:
-    """``(x_i - mu)^T P (x_i - mu)`` for ``(..., N, B)`` pixels, ``(..., B)`` mean, ``(..., B, B)`` P."""
-    centred = pixels - mu.unsqueeze(-2)
-    return ((centred @ precision) * centred).sum(dim=-1)
 
 
 def band_blocks(bands: int, block: int = GRAM_BLOCK) -> list[tuple[int, int]]:
@@ -238,10 +234,9 @@ def rx_statistics(read: PixelReader, n_pixels: int, bands: int,
     return stats
 
 
-def grx_scores(read: PixelReader, n_pixels: int, bands: int, device: torch.device | str = "cpu",
-               stats: RXStatistics | None = None) -> torch.Tensor:
-    """GRX scores ``(n_pixels,)`` float64 of the pixels ``read`` gives; ``stats`` if already computed."""
-    stats = stats if stats is not None else rx_statistics(read, n_pixels, bands, device)
+def grx_scores(read: PixelReader, n_pixels: int, bands: int, device: torch.device | str = "cpu") -> torch.Tensor:
+    """GRX scores ``(n_pixels,)`` float64 of the pixels ``read`` gives (two passes: statistics, scores)."""
+    stats = rx_statistics(read, n_pixels, bands, device)
     folded = folded_precision(stats.precision())
     size = chunk_pixels(bands, device)
     scores = torch.empty(n_pixels, dtype=torch.float64, device=device)

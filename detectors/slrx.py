@@ -382,14 +382,14 @@ TILE_COLUMNS = 32
 
 def slrx_maps_streamed(read_block: BlockReader, read_pixels: PixelReader, shape: tuple[int, int, int],
                        block_size: int, strip_blocks: int | None = None, ridge: float = RIDGE,
-                       device: torch.device | str = "cpu", stats: RXStatistics | None = None,
-                       tile_columns: int = TILE_COLUMNS) -> dict[str, torch.Tensor]:
+                       device: torch.device | str = "cpu", tile_columns: int = TILE_COLUMNS
+                       ) -> dict[str, torch.Tensor]:
     """The three SLRX distance maps ``(H, W)`` of an ``(H, W, B)`` image read in tiles of ``strip_blocks``
     block rows (all of them by default) by ``tile_columns`` block columns, each with one block of context
     on every side (a block's surround is its 8 neighbours).
 
-    Two passes: the whole image's mean, scatter and value range (:func:`detectors.rx.rx_statistics`, or
-    ``stats`` if already computed), then the tiles. A tile's maps are those of the same pixels computed on
+    Two passes: the whole image's mean, scatter and value range (:func:`detectors.rx.rx_statistics`), then
+    the tiles. A tile's maps are those of the same pixels computed on
     the whole image: only the summation order of the statistics can differ.
     """
     h, w, b = shape
@@ -397,7 +397,7 @@ def slrx_maps_streamed(read_block: BlockReader, read_pixels: PixelReader, shape:
     why = grid.problem()
     if why:
         raise DetectorError(f"SLRX: block size {block_size} px on a {h} x {w} scene gives {why}")
-    stats = stats if stats is not None else rx_statistics(read_pixels, h * w, b, device)
+    stats = rx_statistics(read_pixels, h * w, b, device)
     full, eps = FullStatistics.from_rx(stats, ridge)
     maps = {k: torch.empty(h, w, dtype=torch.float64, device=device) for k in ("block", "sur", "full")}
     step, s = strip_blocks or grid.rows, block_size

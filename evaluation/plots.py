@@ -19,7 +19,9 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from sklearn.metrics import roc_curve
 
+from evaluation.report import fmt
 from utils.io import atomic_path
+from utils.memory import release_pages
 
 #: Band positions (fractions of the band range) shown as red, green, blue. Without wavelengths a fixed
 #: spread is the only general choice; for AVIRIS-like 400-2500 nm cubes these are near-infrared, red-edge
@@ -66,8 +68,6 @@ def false_colour(cube: np.ndarray, fractions: tuple[float, float, float] = RGB_F
 def _band(cube: np.ndarray, index: int, step: int, rows: int = 256) -> np.ndarray:
     """Band ``index`` of ``cube``, every ``step``-th pixel, float64; read a few rows at a time so that a
     memory-mapped cube's pages are let go as it goes (utils.memory.release_pages)."""
-    from utils.memory import release_pages
-
     h = cube.shape[0]
     parts = []
     for r0 in range(0, h, rows * step):
@@ -85,7 +85,7 @@ def _save(fig: Figure, path: Path) -> Path:
 
 
 def _label(name: str, auc: float | None) -> str:
-    return f"{name} (AUC {auc:.4f})" if auc is not None else f"{name} (AUC n/a)"
+    return f"{name} (AUC {fmt(auc)})"
 
 
 def display_scale(scores: np.ndarray, upper: float = DISPLAY_PERCENTILE) -> np.ndarray:

@@ -2,6 +2,7 @@
 context), or of several small scenes in one batch, tiles side by side on the CPU's cores."""
 from __future__ import annotations
 
+import functools
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -70,14 +71,10 @@ def run_parallel(jobs: list, device: torch.device) -> None:
         torch.set_num_threads(before)  # the count new threads start with is global: put it back
 
 
-_POOLS: dict[int, ThreadPoolExecutor] = {}
-
-
+@functools.cache
 def _pool(workers: int) -> ThreadPoolExecutor:
     """A thread pool kept for the process: its threads keep their one-thread torch setting between calls."""
-    if workers not in _POOLS:
-        _POOLS[workers] = ThreadPoolExecutor(workers, thread_name_prefix="fen-tile")
-    return _POOLS[workers]
+    return ThreadPoolExecutor(workers, thread_name_prefix="fen-tile")
 
 
 def _on_one_thread(job) -> None:

@@ -27,7 +27,6 @@ the page cache, and the process's peak stays at what the plan holds.
 """
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass, field
 from typing import Iterator
 
@@ -42,7 +41,7 @@ from model.fen import FEN, FEN_HALO, fold_batchnorm
 from pipeline.fen_tiles import enhance_batch, enhance_tiles, enhance_windows, prepare_fen
 from pipeline.plan import TilePlan, plan_scene
 from pipeline.sources import Cube, SceneSource, StoredCube, block_reader, pixel_reader, reflected_window
-from utils.device import sync
+from utils.device import Timer
 from utils.errors import DetectorError
 from utils.memory import memory_budget
 
@@ -131,11 +130,10 @@ class Pipeline:
         return np.ascontiguousarray(store.array.transpose(2, 0, 1))
 
     def _timed(self, fn):
-        sync(self.device)
-        start = time.perf_counter()
-        out = fn()
-        sync(self.device)
-        return out, time.perf_counter() - start
+        """``fn()`` and its seconds (queued GPU work waited for at both ends: utils.device.Timer)."""
+        with Timer(self.device) as t:
+            out = fn()
+        return out, t.seconds
 
     def _inputs(self, source: SceneSource, plan: TilePlan) -> Cube:
         """The preprocessed cube, computed once before the timings: in memory, or in a temporary file when

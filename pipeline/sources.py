@@ -41,12 +41,6 @@ class SceneSource:
     def shape(self) -> tuple[int, int, int]:
         return int(self.raw.shape[0]), int(self.raw.shape[1]), self.bands
 
-    @property
-    def nbytes(self) -> int:
-        """Bytes of the whole preprocessed (float32) cube."""
-        h, w, b = self.shape
-        return 4 * h * w * b
-
     def _rows_per_scan(self) -> int:
         w = self.raw.shape[1] if self.raw.ndim >= 2 else 1
         return max(1, SCAN_BYTES // max(1, 8 * w * self.bands))
@@ -117,10 +111,6 @@ class StoredCube:
         for r0 in range(0, h, step):
             cube.write(r0, 0, source.block(r0, min(h, r0 + step)))
         return cube
-
-    @property
-    def nbytes(self) -> int:
-        return self.array.nbytes
 
     def block(self, r0: int, r1: int, c0: int = 0, c1: int | None = None) -> np.ndarray:
         view = self.array[r0:r1, c0:c1]
