@@ -48,6 +48,7 @@ from utils.cli import OneLineParser, add_run_options, check_writable, fail
 from utils.device import AMP_DTYPES, pick_device
 from utils.errors import FerdError
 from utils.io import save_text, save_torch
+from weights.files import load_tensors
 from weights.imagenet import apply_teacher_state, teacher_state
 from weights.release import save_fen
 
@@ -365,10 +366,8 @@ def open_resume(args: argparse.Namespace, last_path: Path) -> tuple[dict | None,
     path = last_path if args.resume == "auto" else Path(args.resume)
     if not path.is_file():
         raise TrainingError(f"--resume: {path} not found")
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
-    except Exception as err:  # torch raises many kinds for a bad file; the user needs only which one
-        raise TrainingError(f"{path}: not a training state of train.py (unreadable: {type(err).__name__})") from None
+    state = load_tensors(path, TrainingError, "so it is not a training state of train.py (--resume takes the "
+                         "last_<N>bands.pt that train.py writes)", mmap=True)
     check_resume(state, run_config(args, {}, None, None), path, late=False)
     return state, path
 

@@ -1,5 +1,6 @@
 """Weight files on disk: their SHA-256, an atomic verified download, and the one ``torch.load`` of the
-project (the FEN release and checkpoints, weights/release.py; the teacher's ImageNet file, weights/imagenet.py)."""
+project (the FEN release and checkpoints, weights/release.py; the teacher's ImageNet file, weights/imagenet.py;
+train.py's training states)."""
 from __future__ import annotations
 
 import hashlib
@@ -40,8 +41,9 @@ def download(url: str, dest: Path, expected: str, error: type[FerdError], offlin
         raise error(f"cannot download {url} ({err}); {offline_hint}") from None
 
 
-def load_tensors(path: Path, error: type[FerdError], accepts: str) -> object:
-    """``torch.load`` of a weight file with ``weights_only=True`` (tensors and plain containers, never code).
+def load_tensors(path: Path, error: type[FerdError], accepts: str, mmap: bool = False) -> object:
+    """``torch.load`` of a weight file with ``weights_only=True`` (tensors and plain containers, never code);
+    with ``mmap``, the tensors stay in the file until used.
 
     Any failure is one ``error`` line saying the file is not readable, then ``accepts`` (what the option
     takes instead). Torch's own message is not shown: it spans many lines and advises
@@ -50,7 +52,7 @@ def load_tensors(path: Path, error: type[FerdError], accepts: str) -> object:
     try:
         with warnings.catch_warnings():  # e.g. "Detected pickle protocol 4": the error below says it all
             warnings.simplefilter("ignore")
-            return torch.load(path, map_location="cpu", weights_only=True)
+            return torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
     except Exception:  # UnpicklingError, RuntimeError (zip), EOFError, KeyError, ...: all the same to the user
         raise error(f"{path}: not a readable torch checkpoint (torch cannot load it as a file of tensors: "
                     f"another kind of file, or a damaged one); {accepts}") from None
