@@ -32,7 +32,8 @@ from torch.utils.data import DataLoader, DistributedSampler
 from tqdm import tqdm
 
 from data.had100 import had100_train_files, read_had100
-from data.patches import PatchDataset, load_patches, make_val_scenes, make_val_scenes_from, scene_patches, split_files
+from data.patches import (PatchDataset, anomaly_pool, load_patches, make_real_val_scenes_from, make_val_scenes,
+                          make_val_scenes_from, scene_patches, split_files)
 from data.preprocess import preprocess
 from data.scene import Scene, read_scene
 from data.synthetic import DEFAULT_ROOT as SYNTHETIC_ROOT
@@ -50,7 +51,7 @@ from utils.errors import FerdError
 from utils.io import save_text, save_torch
 from weights.files import load_tensors
 from weights.imagenet import apply_teacher_state, teacher_state
-from weights.release import save_fen
+from weights.release import load_fen, save_fen
 
 ROOT = Path(__file__).resolve().parent
 DEFAULT_DATA = ROOT / "data" / "HAD100Dataset"
@@ -58,11 +59,14 @@ STATE_FORMAT = "ferd-train/1"
 #: Options a resumed run must share with the run that wrote the state (``--epochs`` may grow).
 RESUME_KEYS = ("input_channel", "start_channel", "img_size", "patch_stride", "sensor", "train_scenes", "teacher",
                "teacher_fingerprint", "hidden", "batch_size", "lr", "betas", "seed", "w_sim", "w_rec", "w_zc",
-               "double_sigmoid", "select", "val_fraction", "train_patches")
+               "double_sigmoid", "select", "val_fraction", "train_patches", "init_fen")
 #: Known only once the data is read and the model built: checked in the second pass.
 LATE_KEYS = ("hidden", "teacher_fingerprint", "train_patches")
 SELECTION = {"test": "best FEN+GRX mAUC on the TEST set (quirk 4, the paper's selection)",
-             "last": "last epoch", "val": "best FEN+GRX mAUC on held-out backgrounds with implanted anomalies"}
+             "last": "last epoch", "val": "best FEN+GRX mAUC on held-out backgrounds with implanted anomalies",
+             "val_real": "best FEN+GRX mAUC on held-out backgrounds with implanted real anomaly spectra"}
+#: Selections that hold training files (scenes) out to build validation scenes.
+VAL_SELECTIONS = ("val", "val_real")
 
 
 class TrainingError(FerdError):
@@ -97,6 +101,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     m.add_argument("--teacher", default="imagenet",
                    help="'imagenet' (torchvision IMAGENET1K_V1), 'random' (seeded), or a state-dict file "
                         "(full torchvision wide_resnet101_2, or the authors' layer1-only enc.pt)")
+    m.add_argument("--init_fen", default=None, metavar="WEIGHTS",
+                   help="start the CWL, teacher layer1 and FPL from this FEN (a release name such as had100, a "
+                        "checkpoint or a folder of the authors' files, as test.py --weights): fine-tuning; the "
+                        "MFFM, decoder, reconstruction CWL and ZCL start from their initialisation")
     m.add_argument("--download_teacher", action=argparse.BooleanOptionalAction, default=True,
                    help="let torchvision download the ImageNet file if it is not cached")
     m.add_argument("--w_sim", type=float, default=W_SIM, help="weight of the feature-similarity loss")
@@ -120,10 +128,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     o.add_argument("--amp_dtype", choices=sorted(AMP_DTYPES), default="bf16", help="fp16 adds a gradient scaler")
     o.add_argument("--num_workers", type=int, default=0, help="DataLoader workers (patches are in memory)")
     s = p.add_argument_group("selection, evaluation, checkpoints")
-    s.add_argument("--select", choices=["test", "last", "val"], default="test",
+    s.add_argument("--select", choices=["test", "last", *VAL_SELECTIONS], default="test",
                    help="which epoch's FEN is saved: best test mAUC (quirk 4, the paper's), the last, or best mAUC "
-                        "on held-out training backgrounds with implanted anomalies")
-    s.add_argument("--val_fraction", type=float, default=0.1, help="training files (scenes) held out by --select val")
+                        "on held-out training backgrounds with implanted anomalies: synthetic materials (val) or "
+                        "the labelled anomaly spectra of --train_scenes (val_real); both are logged when possible")
+    s.add_argument("--val_fraction", type=float, default=0.1,
+                   help="training files (scenes) held out by --select val/val_real")
     s.add_argument("--eval_test", action=argparse.BooleanOptionalAction, default=True,
                    help="FEN+GRX on the test set each epoch (required by --select test)")
     s.add_argument("--eval_scenes", type=int, default=0, help="evaluate only the first N test scenes (0: all)")
@@ -162,6 +172,9 @@ def check_args(p: argparse.ArgumentParser, args: argparse.Namespace) -> None:
     if args.select == "test" and not (args.eval_test and has_test):
         p.error("--select test needs a test set to evaluate each epoch: "
                 + ("give --test_scenes, " if not has_test else "drop --no-eval_test, ") + "or pick --select val/last")
+    if args.select == "val_real" and not args.train_scenes:
+        p.error("--select val_real needs --train_scenes with labelled anomalies (their spectra are implanted); "
+                "HAD100's training files have none: use --select val")
 
 
 def check_outputs(args: argparse.Namespace) -> None:
@@ -265,6 +278,7 @@ class TrainData:
     test: list[EvalCube]
     val: list[EvalCube]
     dropped: int = 0
+    val_real: list[EvalCube] = field(default_factory=list)
 
 
 def eval_cubes(scenes: list[Scene], args: argparse.Namespace) -> list[EvalCube]:
@@ -298,7 +312,7 @@ def had100_data(args: argparse.Namespace, d: Dist) -> TrainData:
     root, source = data_root(args, d)
     files = had100_train_files(root, args.sensor)
     val: list[Scene] = []
-    if args.select == "val":
+    if args.select in VAL_SELECTIONS:
         files, val_files = split_files(files, args.val_fraction, args.seed)
         val = make_val_scenes(val_files, args.input_channel, args.start_channel, args.seed)
     patches = load_patches(files, args.input_channel, args.start_channel, args.img_size, args.patch_stride)
@@ -308,16 +322,22 @@ def had100_data(args: argparse.Namespace, d: Dist) -> TrainData:
 
 def scene_data(args: argparse.Namespace, d: Dist) -> TrainData:
     """Patches of --train_scenes that touch no labelled anomaly; val scenes from held-out scenes' patches."""
-    scenes = [read_scene(p) for p in args.train_scenes]
-    val: list[Scene] = []
-    if args.select == "val":
-        scenes, held_out = split_files(scenes, args.val_fraction, args.seed)
+    every = [read_scene(p) for p in args.train_scenes]
+    scenes, val, val_real = every, [], []
+    if args.select in VAL_SELECTIONS:
+        scenes, held_out = split_files(every, args.val_fraction, args.seed)
         val = make_val_scenes_from(held_out, args.input_channel, args.start_channel, args.img_size, args.seed)
+        pool = anomaly_pool(every, args.input_channel, args.start_channel)
+        if len(pool) or args.select == "val_real":  # both signals logged whenever there are spectra to implant
+            val_real = make_real_val_scenes_from(held_out, pool, args.input_channel, args.start_channel,
+                                                 args.img_size, args.seed)
     patches, dropped = scene_patches(scenes, args.input_channel, args.start_channel, args.img_size,
                                      args.patch_stride)
     names = ", ".join(s.name for s in scenes)
+    main = d.is_main
     return TrainData(patches, len(scenes), f"{len(scenes)} scenes ({names})",
-                     eval_cubes(test_scenes(args, None, d), args), eval_cubes(val, args) if d.is_main else [], dropped)
+                     eval_cubes(test_scenes(args, None, d), args), eval_cubes(val, args) if main else [], dropped,
+                     eval_cubes(val_real, args) if main else [])
 
 
 @torch.no_grad()
@@ -416,6 +436,17 @@ class Trainer:
         return self.save_dir / f"{kind}_{self.args.input_channel}bands.{suffix}"
 
 
+def init_from_fen(ferd: FERD, fen: FEN, spec: str) -> str:
+    """Copy ``fen``'s CWL, layer1 and FPL into ``ferd`` (the teacher's layer1 is the FEN's: frozen, as ever);
+    returns the log phrase."""
+    if fen.config != ferd.config:
+        raise TrainingError(f"--init_fen {spec}: a FEN of {fen.config}, this network is {ferd.config}")
+    ferd.cwl.load_state_dict(fen.cwl.state_dict())
+    ferd.teacher.layer1.load_state_dict(fen.layer1.state_dict())
+    ferd.sfam.fpl.load_state_dict(fen.fpl.state_dict())
+    return f"CWL, layer1 and FPL from {spec} (fine-tuning)"
+
+
 def build_trainer(args: argparse.Namespace, d: Dist) -> Trainer:
     """Teacher weights and data first (a missing file is reported before any model is built), then the
     model, loss, optimiser and loader."""
@@ -424,6 +455,8 @@ def build_trainer(args: argparse.Namespace, d: Dist) -> Trainer:
     seed_everything(args.seed, args.deterministic)
     ferd = FERD(args.input_channel)
     teacher_msg = apply_teacher_state(ferd.teacher, t_state, t_source, args.seed)
+    if args.init_fen:
+        teacher_msg += "; " + init_from_fen(ferd, load_fen(args.init_fen, args.input_channel), args.init_fen)
     cfg = run_config(args, ferd.config, fingerprint(ferd.teacher), len(data.patches))
     ferd.to(d.device)
     amp_dtype = AMP_DTYPES[args.amp_dtype] if args.amp else None
@@ -530,7 +563,8 @@ def end_epoch(tr: Trainer, epoch: int, means: dict[str, float], t0: float, train
     fen = tr.ferd.fen()
     test_m, test_aucs = evaluate(fen, tr.data.test, tr.d.device) if tr.data.test else (None, {})
     val_m, _ = evaluate(fen, tr.data.val, tr.d.device) if tr.data.val else (None, {})
-    score = {"test": test_m, "val": val_m, "last": float(epoch)}[args.select]
+    val_real_m, _ = evaluate(fen, tr.data.val_real, tr.d.device) if tr.data.val_real else (None, {})
+    score = {"test": test_m, "val": val_m, "val_real": val_real_m, "last": float(epoch)}[args.select]
     selected = improves(args.select, score, progress.best)
     if selected:
         progress.best = {"epoch": epoch, "score": score}
@@ -538,11 +572,12 @@ def end_epoch(tr: Trainer, epoch: int, means: dict[str, float], t0: float, train
             r["selected"] = False
         save_fen(fen.cpu(), tr.path("fen"), zcl=tr.ferd.sfam.zcl, select=args.select,
                  selection=SELECTION[args.select], epoch=epoch, step=progress.step, score=score, test_mAUC=test_m,
-                 val_mAUC=val_m, teacher=args.teacher, teacher_note=tr.teacher_msg, input_channel=args.input_channel,
+                 val_mAUC=val_m, val_real_mAUC=val_real_m, teacher=args.teacher, teacher_note=tr.teacher_msg, input_channel=args.input_channel,
                  start_channel=args.start_channel, img_size=args.img_size, sensor=args.sensor, seed=args.seed,
                  data=tr.data.description)
     progress.history.append({"epoch": epoch, "step": progress.step, **means, "test_mAUC": test_m,
-                             "val_mAUC": val_m, "seconds": time.perf_counter() - t0, "selected": selected,
+                             "val_mAUC": val_m, "val_real_mAUC": val_real_m, "seconds": time.perf_counter() - t0,
+                             "selected": selected,
                              "test_aucs": test_aucs})
     save_torch({"format": STATE_FORMAT, "config": tr.cfg, "epoch": epoch, "step": progress.step,
                 "model": {k: v.detach().cpu() for k, v in tr.ferd.state_dict().items() if not k.startswith("teacher.")},
@@ -559,23 +594,25 @@ def epoch_line(args: argparse.Namespace, epoch: int, progress: Progress, means: 
                train_seconds: float) -> str:
     row, best = progress.history[-1], progress.best
     label = {"test": "best test mAUC (selected on the test set, quirk 4)", "val": "best val mAUC",
-             "last": "selected: last epoch"}[args.select]
+             "val_real": "best val_real mAUC", "last": "selected: last epoch"}[args.select]
     if args.select == "last":
         best_txt = label
     elif not defined(best["score"]):
         best_txt = f"{label} - (no epoch has had a defined score yet: holding epoch {best['epoch']})"
     else:
         best_txt = f"{label} {fmt(best['score'])} @ epoch {best['epoch']}"
+    real_txt = f"  val_real mAUC {fmt(row['val_real_mAUC'])}" if row.get("val_real_mAUC") is not None else ""
     return (f"epoch {epoch}/{args.epochs}  step {progress.step}  loss {means['loss']:.4f} (sim {means['sim']:.4f} "
             f"rec {means['rec']:.6f} zc {means['zc']:.4f})  test mAUC {fmt(row['test_mAUC'])}  "
-            f"val mAUC {fmt(row['val_mAUC'])}  {best_txt}  train {train_seconds:.1f} s, total {row['seconds']:.1f} s")
+            f"val mAUC {fmt(row['val_mAUC'])}{real_txt}  {best_txt}  train {train_seconds:.1f} s, total {row['seconds']:.1f} s")
 
 
 def auc_table(history: list[dict], scene_names: list[str]) -> str:
-    cols = ["epoch", "step", "loss", "sim", "rec", "zc", "test_mAUC", "val_mAUC", "seconds", "selected"]
+    cols = ["epoch", "step", "loss", "sim", "rec", "zc", "test_mAUC", "val_mAUC", "val_real_mAUC", "seconds",
+            "selected"]
     lines = [",".join(cols + [f"test:{n}" for n in scene_names])]
     for row in history:
-        vals = [str(row["epoch"]), str(row["step"])] + [fmt(row[k], 6) for k in cols[2:8]]
+        vals = [str(row["epoch"]), str(row["step"])] + [fmt(row.get(k), 6) for k in cols[2:9]]
         vals += [fmt(row["seconds"], 2), "*" if row["selected"] else ""]
         vals += [fmt(row["test_aucs"].get(n), 6) for n in scene_names]
         lines.append(",".join(vals))
@@ -607,7 +644,8 @@ def train(args: argparse.Namespace, d: Dist) -> dict:
         drop_stale_temporaries(tr.save_dir)
     log(describe(tr), d)
     if d.is_main and (tr.data.test or tr.data.val):  # the reference the FEN has to beat
-        plain = {k: evaluate(None, c, d.device)[0] for k, c in (("test", tr.data.test), ("val", tr.data.val)) if c}
+        plain = {k: evaluate(None, c, d.device)[0] for k, c in (("test", tr.data.test), ("val", tr.data.val),
+                                                                     ("val_real", tr.data.val_real)) if c}
         log("GRX without the FEN: " + ", ".join(f"{k} mAUC {v:.4f}" for k, v in plain.items()), d)
     if progress.epoch >= args.epochs or (args.max_steps and progress.step >= args.max_steps):
         log(f"nothing to train: epoch {progress.epoch} of --epochs {args.epochs} (step {progress.step}) is "

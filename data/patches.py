@@ -194,6 +194,12 @@ def make_val_scenes(val_files: list[Path], bands: int, start: int, seed: int) ->
 def make_val_scenes_from(scenes: Sequence[Scene], bands: int, start: int, size: int, seed: int) -> list[Scene]:
     """Validation scenes from held-out training *scenes*: each non-overlapping ``size x size`` patch that
     touches no labelled anomaly (raw values), with implanted anomalies."""
+    return implant_val_scenes(clean_tiles(scenes, size), bands, start, seed)
+
+
+def clean_tiles(scenes: Sequence[Scene], size: int) -> list[tuple[str, np.ndarray, str]]:
+    """``(name, H x W x B raw cube, source)`` of each non-overlapping ``size x size`` patch of ``scenes`` that
+    touches no labelled anomaly."""
     backgrounds = []
     for s in scenes:
         check_patch_fits(s.cube.shape, size, s.label)
@@ -203,4 +209,88 @@ def make_val_scenes_from(scenes: Sequence[Scene], bands: int, start: int, size: 
             r, c = divmod(int(k), cols)
             cube = np.asarray(s.cube[r * size:(r + 1) * size, c * size:(c + 1) * size])
             backgrounds.append((f"{s.name}_{r * size}_{c * size}", cube, f"{s.label} [{r * size}, {c * size}]"))
-    return implant_val_scenes(backgrounds, bands, start, seed)
+    return backgrounds
+
+
+#: Real-spectra validation targets (``--select val_real``): targets per scene (low, high), pixels per target
+#: (1 to this), and the abundance of the implanted material in each target pixel (sub-pixel mixing).
+REAL_TARGETS = (2, 6)
+REAL_MAX_PIXELS = 3
+REAL_FILL = (0.2, 0.6)
+
+
+def anomaly_pool(scenes: Sequence[Scene], bands: int, start: int) -> np.ndarray:
+    """The labelled anomaly pixels of ``scenes`` as standard scores of their own scene: ``(n, bands)`` float64.
+
+    Bands ``[start, start + bands)``; each pixel as ``(t - mean) / std`` with the mean and standard deviation
+    of its scene's background pixels, so that spectra of other scenes, sensors and units can be implanted
+    into any background (:func:`implant_real_anomalies` maps them back with the background's own). Empty
+    when no scene has a labelled anomaly.
+    """
+    pool = []
+    for s in scenes:
+        if not s.mask.any() or s.mask.all():
+            continue
+        check_cube(s.cube, s.label, bands, start)
+        px = np.asarray(s.cube[..., start:start + bands], dtype=np.float64).reshape(-1, bands)
+        flat = s.mask.reshape(-1)
+        mean, std = background_moments(px[~flat])
+        pool.append((px[flat] - mean) / std)
+    return np.concatenate(pool) if pool else np.zeros((0, bands))
+
+
+def background_moments(px: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per-band mean and standard deviation of pixels ``(n, bands)``; a constant band gets std 1 (its
+    standard scores are then plain differences)."""
+    mean, std = px.mean(axis=0), px.std(axis=0)
+    return mean, np.where(std > 0, std, 1.0)
+
+
+def target_pixels(h: int, w: int, rng: np.random.Generator) -> list[tuple[int, int]]:
+    """1 to :data:`REAL_MAX_PIXELS` 4-connected pixels away from the border (a random walk from a seed)."""
+    r, c = int(rng.integers(1, max(2, h - 1))), int(rng.integers(1, max(2, w - 1)))
+    pixels = [(r, c)]
+    for _ in range(int(rng.integers(1, REAL_MAX_PIXELS + 1)) - 1):
+        dr, dc = ((0, 1), (1, 0), (0, -1), (-1, 0))[int(rng.integers(4))]
+        r, c = min(max(r + dr, 1), max(1, h - 2)), min(max(c + dc, 1), max(1, w - 2))
+        if (r, c) not in pixels:
+            pixels.append((r, c))
+    return pixels
+
+
+def implant_real_anomalies(cube: np.ndarray, pool: np.ndarray, start: int, rng: np.random.Generator
+                           ) -> tuple[np.ndarray, np.ndarray]:
+    """``cube`` (H x W x B raw) with 2-5 small targets of real anomaly spectra mixed in sub-pixel, and their mask.
+
+    Each target (:func:`target_pixels`) takes one spectrum ``z`` of ``pool`` (:func:`anomaly_pool`), brought
+    into this background's units as ``t = mean + z std`` (the background's per-band moments), and mixed at an
+    abundance ``a`` from :data:`REAL_FILL`: ``(1 - a) x + a t`` in the bands used (the others untouched).
+    """
+    h, w, _ = cube.shape
+    bands = pool.shape[1]
+    out = np.array(cube, dtype=np.float64)
+    used = out[..., start:start + bands]  # a view: implanting writes into ``out``
+    mask = np.zeros((h, w), dtype=bool)
+    mean, std = background_moments(used.reshape(-1, bands))
+    for _ in range(int(rng.integers(*REAL_TARGETS))):
+        t = mean + pool[int(rng.integers(len(pool)))] * std
+        a = rng.uniform(*REAL_FILL)
+        for r, c in target_pixels(h, w, rng):
+            used[r, c] = (1 - a) * used[r, c] + a * t
+            mask[r, c] = True
+    return out.astype(np.float32), mask
+
+
+def make_real_val_scenes_from(scenes: Sequence[Scene], pool: np.ndarray, bands: int, start: int, size: int,
+                              seed: int) -> list[Scene]:
+    """Like :func:`make_val_scenes_from`, with real anomaly spectra (``pool``) implanted instead of synthetic
+    foreign materials; deterministic in ``seed``."""
+    if not len(pool):
+        raise DataError("real-spectra validation needs labelled anomalies in the training scenes; none has one")
+    rng = np.random.default_rng(seed + 2)
+    out = []
+    for name, cube, source in clean_tiles(scenes, size):
+        check_cube(cube, source, bands, start)
+        implanted, mask = implant_real_anomalies(cube, pool, start, rng)
+        out.append(Scene(f"valreal_{name}", implanted, mask, f"{source} (+ implanted real anomaly spectra)"))
+    return out

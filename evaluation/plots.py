@@ -189,8 +189,8 @@ def plot_training(history: list[dict], path: Path, selection: str = "") -> Path:
     losses.set_xlabel("epoch")
     losses.set_title("training loss (epoch means)")
     losses.legend(fontsize=8)
-    for key, label in (("test_mAUC", "test"), ("val_mAUC", "val")):
-        values = [np.nan if r[key] is None else r[key] for r in history]
+    for key, label in (("test_mAUC", "test"), ("val_mAUC", "val"), ("val_real_mAUC", "val_real")):
+        values = [np.nan if r.get(key) is None else r[key] for r in history]
         if not all(np.isnan(values)):
             aucs.plot(epochs, values, marker="o", ms=3, label=f"FEN+GRX {label} mAUC")
     chosen = [r["epoch"] for r in history if r.get("selected")]

@@ -1,0 +1,145 @@
+"""Which validation signal predicts unseen scenes? Leave-two-out runs over the ten ABU-folder training scenes.
+
+    FERD_WEIGHTS_DIR=../shared/ferd-release python benchmarks/val_study.py --fold 0      # one run (CPU setting)
+    python benchmarks/val_study.py --report                                              # all folds done so far
+
+Each fold holds two of the ten training scenes of benchmarks/abu_transfer.py out of training altogether
+(``FOLDS``) and trains on the other eight with abu_transfer's setting, ``--select val_real`` (which logs
+both validation signals each epoch). Per epoch the run's AUC table (train.py's ``auc_{N}bands.csv``) then
+holds every candidate signal and the real FEN+GRX AUC of the two held-out scenes (their own labels):
+
+* ``val``: mAUC on held-out backgrounds with implanted synthetic materials (``--select val``);
+* ``val_real``: mAUC on held-out backgrounds with the labelled anomaly spectra of the training scenes
+  implanted (``--select val_real``);
+* ``-loss``: the epoch's mean training loss, negated (lower loss, better FEN?).
+
+For each candidate: Spearman's rank correlation, over the epochs, with the held-out scenes' mean AUC (the
+target a choice may use) and, for the reader only, with the four airports' mean AUC (never used for a
+choice). Written to ``OUT/fold<k>.json``; ``--report`` prints the markdown table of docs/training.md.
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+import numpy as np  # noqa: E402
+from scipy.stats import spearmanr  # noqa: E402
+
+import train  # noqa: E402
+from benchmarks.abu_transfer import ABU, BANDS, SETTINGS, TEST, TRAIN  # noqa: E402
+from utils.io import save_json  # noqa: E402
+from weights.release import ENV_WEIGHTS_DIR  # noqa: E402
+
+#: Held-out pairs, one per fold: every training scene once, each pair from two sensors' scenes.
+FOLDS = [("abu-urban-1", "hydice"), ("abu-beach-2", "abu-urban-4"), ("abu-urban-2", "sandiego"),
+         ("abu-beach-1", "abu-urban-5"), ("abu-beach-3", "abu-urban-3")]
+CANDIDATES = {"val": "val_mAUC", "val_real": "val_real_mAUC", "-loss": "loss"}
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    import os
+
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--fold", type=int, choices=range(len(FOLDS)), help="run this fold")
+    p.add_argument("--report", action="store_true", help="print the table of every fold in OUT")
+    p.add_argument("--setting", choices=sorted(SETTINGS), default="cpu")
+    p.add_argument("--epochs", type=int, default=None, help="override the setting's epochs")
+    p.add_argument("--max_steps", type=int, default=None, help="override the setting's step budget")
+    p.add_argument("--abu", type=Path, default=ABU)
+    p.add_argument("--weights_dir", type=Path,
+                   default=Path(os.environ.get(ENV_WEIGHTS_DIR, ROOT.parent / "shared" / "ferd-release")))
+    p.add_argument("--out", type=Path, default=ROOT / "results" / "val_study")
+    p.add_argument("--device", default=None)
+    args = p.parse_args(argv)
+    if args.fold is None and not args.report:
+        p.error("give --fold K or --report")
+    return args
+
+
+def with_option(options: list[str], flag: str, value: int | None) -> list[str]:
+    """``options`` with ``flag``'s value replaced by ``value`` (unchanged when ``value`` is None)."""
+    if value is None:
+        return options
+    out = list(options)
+    out[out.index(flag) + 1] = str(value)
+    return out
+
+
+def train_argv(args: argparse.Namespace, held: tuple[str, str], save_dir: Path) -> list[str]:
+    options = with_option(with_option(SETTINGS[args.setting], "--epochs", args.epochs), "--max_steps", args.max_steps)
+    return ["--train_scenes", *(str(args.abu / f"{n}.mat") for n in TRAIN if n not in held),
+            "--test_scenes", *(str(args.abu / f"{n}.mat") for n in (*held, *TEST)),
+            "--input_channel", str(BANDS), "--teacher", str(args.weights_dir / "had100-50bands" / "enc.pt"),
+            "--select", "val_real", "--seed", "10", "--save_dir", str(save_dir), "--no-progress",
+            *(["--device", args.device] if args.device else []), *options]
+
+
+def read_table(path: Path) -> list[dict[str, str]]:
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def correlations(rows: list[dict[str, str]], held: tuple[str, str]) -> dict:
+    """Per candidate, Spearman's rho (and p) over the epochs against the held-out and the airport mean AUC."""
+    def col(key: str) -> np.ndarray:
+        return np.array([float(r[key]) for r in rows])
+
+    held_auc = np.mean([col(f"test:{n}") for n in held], axis=0)
+    airport = np.mean([col(f"test:{n}") for n in TEST], axis=0)
+    out = {"epochs": len(rows), "held_out_mAUC": held_auc.tolist(), "airport_mAUC": airport.tolist(),
+           "candidates": {}}
+    for name, key in CANDIDATES.items():
+        v = col(key) * (-1 if name.startswith("-") else 1)
+        rho_h, p_h = spearmanr(v, held_auc)
+        rho_a, p_a = spearmanr(v, airport)
+        out["candidates"][name] = {"values": v.tolist(), "rho_held_out": float(rho_h), "p_held_out": float(p_h),
+                                   "rho_airports": float(rho_a), "p_airports": float(p_a)}
+    return out
+
+
+def run_fold(args: argparse.Namespace) -> int:
+    held = FOLDS[args.fold]
+    save_dir = args.out / f"fold{args.fold}"
+    argv = train_argv(args, held, save_dir)
+    rc = train.main(argv)
+    if rc:
+        return rc
+    result = {"fold": args.fold, "held_out": list(held), "train_options": argv,
+              **correlations(read_table(save_dir / f"auc_{BANDS}bands.csv"), held)}
+    save_json(result, args.out / f"fold{args.fold}.json")
+    print(report([result]))
+    return 0
+
+
+def report(results: list[dict]) -> str:
+    lines = ["| fold | held out | epochs | candidate | rho with held-out mAUC | rho with airport mAUC (reader only) |",
+             "|---|---|---|---|---|---|"]
+    for r in results:
+        for name, c in r["candidates"].items():
+            lines.append(f"| {r['fold']} | {', '.join(r['held_out'])} | {r['epochs']} | {name} | "
+                         f"{c['rho_held_out']:+.2f} (p {c['p_held_out']:.2f}) | {c['rho_airports']:+.2f} |")
+    if len(results) > 1:
+        for name in CANDIDATES:
+            rho = [r["candidates"][name]["rho_held_out"] for r in results]
+            air = [r["candidates"][name]["rho_airports"] for r in results]
+            lines.append(f"| mean | | | {name} | {np.nanmean(rho):+.2f} | {np.nanmean(air):+.2f} |")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    if args.fold is not None:
+        return run_fold(args)
+    results = [json.loads(p.read_text()) for p in sorted(args.out.glob("fold*.json"))]
+    print(report(results) if results else f"no fold results in {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
