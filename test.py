@@ -36,10 +36,10 @@ from evaluation.roc3d import roc3d
 from pipeline.plan import check_memory, plan_scene
 from pipeline.run import Pipeline, SceneRun
 from pipeline.sources import SceneSource
-from utils.cli import OneLineParser, OutputError, add_run_options, check_writable
+from utils.cli import OneLineParser, OutputError, add_run_options, check_writable, restore_ctrl_c
 from utils.device import full_fp32, pick_device
 from utils.errors import DetectorError, FerdError
-from utils.io import save_json, save_npz, save_text
+from utils.io import drop_stale_temporaries, save_json, save_npz, save_text
 from utils.memory import memory_budget
 from weights.release import ENV_WEIGHTS_DIR, load_fen
 
@@ -138,6 +138,15 @@ def check_outputs(args: argparse.Namespace, scenes: list[Scene]) -> None:
             seen[s.name] = s.label
 
 
+def drop_temporaries(args: argparse.Namespace) -> None:
+    """Remove what an earlier run killed while writing left (utils.io.atomic_path's ``.<file>.<random>.tmp``)
+    in --save_dir, its subfolders (scores/, plots/, envi/, mat_*/) and beside --json."""
+    if args.save_dir.is_dir():
+        drop_stale_temporaries(args.save_dir, subfolders=True)
+    if args.json is not None and args.json.parent.is_dir():
+        drop_stale_temporaries(args.json.parent, (args.json.name,))
+
+
 def load_scenes(args: argparse.Namespace) -> tuple[list[Scene], str]:
     """The scenes to evaluate and a one-line description of where they came from."""
     if args.scenes:
@@ -188,6 +197,7 @@ def run(args: argparse.Namespace) -> list[SceneResult]:
     full_fp32(device)  # the reference AUCs are float32 figures: no TF32 convolutions on CUDA
     scenes, source = load_scenes(args)
     check_outputs(args, scenes)
+    drop_temporaries(args)
     sources = [SceneSource(s.cube, args.input_channel, args.start_channel, s.label) for s in scenes]
     for s in sources:  # fail before any work if one scene cannot be used (large cubes: one streaming pass)
         s.check()
@@ -241,12 +251,17 @@ def run(args: argparse.Namespace) -> list[SceneResult]:
 
 
 def main(argv: list[str] | None = None) -> int:
+    restore_ctrl_c()
     args = parse_args(argv)
     try:
         run(args)
     except FerdError as err:  # DataError, WeightsError, DetectorError, ...: the user's input, one line
         print(f"test.py: error: {err}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:  # result files are written atomically: each is complete or untouched
+        print("test.py: interrupted; the result files written so far are complete, the rest were not written",
+              file=sys.stderr)
+        return 130
     return 0
 
 
