@@ -33,7 +33,7 @@ from evaluation.export import SceneRecord, check_envi_sources, write_exports
 from evaluation.metrics import auc_undefined_reason
 from evaluation.report import SceneResult, format_roc3d_table, format_table, roc3d_csv, to_csv, to_json
 from evaluation.roc3d import roc3d
-from pipeline.plan import check_memory, plan_scene
+from pipeline.plan import check_memory, check_temp_space, plan_scene
 from pipeline.run import Pipeline, SceneRun
 from pipeline.sources import SceneSource
 from utils.cli import OneLineParser, OutputError, add_run_options, check_writable, restore_ctrl_c
@@ -165,11 +165,14 @@ def detector_options(args: argparse.Namespace) -> DetectorOptions:
 
 def check_detectors(scenes: list[Scene], args: argparse.Namespace, device: torch.device) -> None:
     """Before any work: every detector's options fit every scene, its memory estimate fits the device (in
-    tiles if need be), and the scene has a tile plan within --max_memory_gb."""
+    tiles if need be), the scene has a tile plan within --max_memory_gb, and the plan's temporary files fit
+    in the free space of $TMPDIR."""
     options = detector_options(args)
     budget = memory_budget(args.max_memory_gb)
+    temp_needs = []  # the temporary files of each scene's plan, against the free space of $TMPDIR
     for s in scenes:
         shape = (args.input_channel, s.cube.shape[0], s.cube.shape[1])
+        hwb = (shape[1], shape[2], shape[0])
         for name in args.detectors:
             try:
                 check_detector(name, shape, options)
@@ -177,9 +180,11 @@ def check_detectors(scenes: list[Scene], args: argparse.Namespace, device: torch
                 raise DetectorError(f"{s.label}: {name}: {err}") from None
             check_memory(name, shape, options, device, s.label)
         try:
-            plan_scene((shape[1], shape[2], shape[0]), args.detectors, options, budget)
+            plan = plan_scene(hwb, args.detectors, options, budget)
         except DetectorError as err:
             raise DetectorError(f"{s.label}: {err}") from None
+        temp_needs.append((s.label, hwb, plan.temp_file_bytes(hwb)))
+    check_temp_space(temp_needs)
 
 
 def evaluate_scene(scene: Scene, run: SceneRun) -> SceneResult:
