@@ -31,7 +31,8 @@ from detectors.registry import DetectorOptions, check_detector, detector_names, 
 from detectors.slrx import DEFAULT_BLOCK_NUM
 from evaluation.export import SceneRecord, check_envi_sources, write_exports
 from evaluation.metrics import auc_undefined_reason
-from evaluation.report import SceneResult, format_roc3d_table, format_table, roc3d_csv, to_csv, to_json
+from evaluation.report import (SceneResult, degenerate_warning, format_roc3d_table, format_table, roc3d_csv, to_csv,
+                               to_json)
 from evaluation.roc3d import roc3d
 from pipeline.plan import check_memory, check_temp_space, plan_scene
 from pipeline.run import Pipeline, SceneRun
@@ -187,9 +188,11 @@ def check_detectors(scenes: list[Scene], args: argparse.Namespace, device: torch
     check_temp_space(temp_needs)
 
 
-def evaluate_scene(scene: Scene, run: SceneRun) -> SceneResult:
-    """AUC, the 3D-ROC measures and seconds of every detector on one scene, from the pipeline's score maps."""
-    result = SceneResult(scene.name, note=auc_undefined_reason(scene.mask))
+def evaluate_scene(scene: Scene, run: SceneRun, bands: int) -> SceneResult:
+    """AUC, the 3D-ROC measures and seconds of every detector on one scene, from the pipeline's score maps;
+    a warning where they mean nothing (evaluation.report.degenerate_warning)."""
+    result = SceneResult(scene.name, note=auc_undefined_reason(scene.mask),
+                         warning=degenerate_warning(run.maps, bands))
     for name, scores in run.maps.items():
         result.seconds[name] = run.seconds[name]
         result.roc3d[name] = roc3d(scores, scene.mask)
@@ -225,7 +228,7 @@ def run(args: argparse.Namespace) -> list[SceneResult]:
                                       disable=not args.progress, file=sys.stderr):
         if not scene_run.plan.input_in_memory or (scene_run.plan.fen_tile and not scene_run.plan.enhanced_in_memory):
             print(f"{scene.name}: {scene_run.plan.describe(src.shape)}", file=sys.stderr)
-        result = evaluate_scene(scene, scene_run)
+        result = evaluate_scene(scene, scene_run, src.shape[2])
         maps = scene_run.maps
         results.append(result)
         if args.save_scores:
