@@ -253,3 +253,63 @@ def test_test_py_disk_full_mid_run_is_one_line_and_no_partial_result(test_cli, t
         "while writing it; it was left as it was")
     assert [p.name for p in (tmp_path / "r").rglob("*")] == ["scores"]
     save_text("x", tmp_path / "ok.txt")  # later writes work as before
+
+
+# ---- leftovers of a killed test.py, and Ctrl-C (items 4 and 7) ---------------------------------------------
+
+def small_scene(folder: Path) -> Path:
+    rng = np.random.default_rng(1)
+    np.save(folder / "s.npy", rng.normal(100, 5, (10, 10, 4)).astype(np.float32))
+    mask = np.zeros((10, 10), bool)
+    mask[3, 4] = True
+    mask_png(mask).save(folder / "s.png")
+    return folder / "s.npy"
+
+
+def test_temporaries_of_a_killed_test_py_are_removed_at_the_next_start(test_cli, tmp_path):
+    """kill -9 while scores/s.npz is written: the temporary file stays; the next run removes it (and those
+    in --save_dir and beside --json), and leaves other hidden files alone."""
+    import signal
+    import subprocess
+    import sys
+
+    from conftest import REPO
+
+    scene, save = small_scene(tmp_path), tmp_path / "r"
+    argv = ["--scenes", str(scene), "--input_channel", "4", "--detectors", "GRX", "--no-progress",
+            "--save_dir", str(save), "--json", str(tmp_path / "j" / "out.json")]
+    child = f"""
+import os, signal, sys
+import numpy as np
+def dying(fh, **arrays):  # half a file, then die as with kill -9
+    fh.write(b"PK half")
+    fh.flush()
+    os.kill(os.getpid(), signal.SIGKILL)
+np.savez_compressed = dying
+from utils.cli import load_script
+load_script(__import__("pathlib").Path("test.py"), "t").main({argv!r})
+"""
+    proc = subprocess.run([sys.executable, "-c", child], cwd=REPO, capture_output=True, timeout=300)
+    assert proc.returncode == -signal.SIGKILL, proc.stderr.decode()[-2000:]
+    left = list(save.rglob(".*.tmp"))
+    assert [p.parent.name for p in left] == ["scores"]
+    (tmp_path / "j").mkdir()
+    (tmp_path / "j" / ".out.json.abcd1234.tmp").write_text("{")
+    (save / ".auc.csv.zz99zz99.tmp").write_text("half")
+    (save / ".keep.tmp").write_text("not ours")
+    assert test_cli.main(argv) == 0
+    assert sorted(p.name for p in tmp_path.rglob(".*")) == [".keep.tmp"]
+    assert (save / "scores" / "s.npz").is_file()
+
+
+def test_ctrl_c_in_test_py_is_one_line_and_code_130(test_cli, tmp_path, monkeypatch, capsys):
+    def interrupt(*a, **k):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(test_cli, "save_npz", interrupt)
+    scene = small_scene(tmp_path)
+    assert test_cli.main(["--scenes", str(scene), "--input_channel", "4", "--detectors", "GRX", "--no-progress",
+                          "--save_dir", str(tmp_path / "r")]) == 130
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and err.strip().splitlines()[-1].startswith("test.py: interrupted;")
+    assert not (tmp_path / "r" / "auc.csv").exists() and not list((tmp_path / "r").rglob(".*.tmp"))
