@@ -582,6 +582,7 @@ def end_epoch(tr: Trainer, epoch: int, means: dict[str, float], t0: float, train
                 "model": {k: v.detach().cpu() for k, v in tr.ferd.state_dict().items() if not k.startswith("teacher.")},
                 "optimizer": tr.optimizer.state_dict(), "scaler": tr.scaler.state_dict(),
                 "rng": rng_states(tr.d.device), "best": progress.best, "history": progress.history}, tr.path("last"))
+    progress.saved_epoch = epoch  # on disk now: a Ctrl-C from here on (plot, barrier) must say so
     save_text(auc_table(progress.history, [n for n, _, _ in tr.data.test]), tr.path("auc", "csv"))
     from evaluation.plots import plot_training  # matplotlib only once there is something to draw
 
@@ -660,7 +661,7 @@ def train(args: argparse.Namespace, d: Dist) -> dict:
     except KeyboardInterrupt:
         kept = (f"{tr.path('last')} holds epoch {progress.saved_epoch}: continue with --resume"
                 if progress.saved_epoch else "nothing was saved yet")
-        raise Interrupted(f"interrupted in epoch {progress.saved_epoch + 1} (step {progress.step}); {kept}") from None
+        raise Interrupted(f"interrupted in epoch {progress.epoch + 1} (step {progress.step}); {kept}") from None
     if d.is_main and progress.best["epoch"] is not None:
         if not defined(progress.best["score"]) and args.select != "last":
             log(f"no epoch had a defined {args.select} mAUC (no scene with both anomaly and background pixels): "

@@ -150,3 +150,21 @@ def test_sigint_while_the_checkpoint_is_written_ends_the_run(data, tmp_path):
         assert torch.load(last, map_location="cpu", weights_only=True)["epoch"] == 1
         last.unlink()
     assert b"epoch 6/6" not in out
+
+
+def test_ctrl_c_after_the_checkpoint_is_written_names_the_epoch_it_holds(train_cli, data, tmp_path, monkeypatch,
+                                                                         capsys):
+    """Ctrl-C while the loss plot is drawn, after last_8bands.pt of epoch 1 is on disk: the line says that
+    file holds epoch 1 (not 'nothing was saved yet'), and it does."""
+    import evaluation.plots
+
+    def interrupt(*a, **k):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(evaluation.plots, "plot_training", interrupt)
+    assert train_cli.main(args(data, tmp_path, "--epochs", "2")) == 130
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert err == (f"train.py: interrupted in epoch 1 (step 1); {tmp_path / 'last_8bands.pt'} holds epoch 1: "
+                   "continue with --resume")
+    assert torch.load(tmp_path / "last_8bands.pt", map_location="cpu", weights_only=True)["epoch"] == 1
+    assert not list(tmp_path.glob(".*.tmp"))
