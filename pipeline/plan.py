@@ -14,6 +14,7 @@ from detectors.rx import chunk_pixels
 from detectors.slrx import TILE_COLUMNS, resolve_block_size, slrx_memory_bytes
 from model.fen import FEN_HALO
 from pipeline.fen_tiles import FEN_MIN_TILE
+from pipeline.sources import TEMP_ADVICE
 from utils.errors import DetectorError, DiskFullError
 from utils.memory import available_memory, format_bytes
 
@@ -78,13 +79,15 @@ def check_temp_space(needs: list[tuple[str, tuple[int, int, int], int]], directo
     if need == 0:
         return
     directory = directory or tempfile.gettempdir()
-    free = shutil.disk_usage(directory).free
+    try:
+        free = shutil.disk_usage(directory).free
+    except OSError:  # a file system that cannot tell: the reservation at creation still refuses a full disk
+        return
     if need > free:
         h, w, b = shape
-        raise DiskFullError(f"{name}: the {h} x {w} x {b} scene needs {format_bytes(need)} of temporary files "
-                            f"in {directory} (its cubes do not fit in max_memory_gb) but only {format_bytes(free)} "
-                            "is free there: set TMPDIR to a folder with more room, or raise max_memory_gb (the "
-                            "cubes are then held in memory)")
+        raise DiskFullError(f"{name}: the {h} x {w} x {b} scene needs {format_bytes(need, 1)} of temporary "
+                            f"files in {directory} (its cubes do not fit in max_memory_gb) but only "
+                            f"{format_bytes(free, 1)} is free there: {TEMP_ADVICE}")
 
 
 def _largest(fits, top: int) -> int:

@@ -155,7 +155,7 @@ def reserve(fd: int, nbytes: int, directory: str) -> None:
     except OSError as err:
         if err.errno not in FULL_ERRNOS:
             raise
-        raise DiskFullError(f"temporary file in {directory}: no room for the {format_bytes(nbytes)} of a "
+        raise DiskFullError(f"temporary file in {directory}: no room for the {format_bytes(nbytes, 1)} of a "
                             f"cube ({os.strerror(err.errno)}): {TEMP_ADVICE}") from None
 
 

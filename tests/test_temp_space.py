@@ -86,8 +86,8 @@ def test_test_py_refuses_a_full_tmpdir_before_any_work(test_cli, tmp_path, tmpdi
     assert test_cli.main(argv(scene, tmp_path / "r")) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "Traceback" not in err[0]
-    assert err[0] == (f"test.py: error: {scene}: the 96 x 96 x 40 scene needs 1 MiB of temporary files in "
-                      f"{tmpdir_} (its cubes do not fit in max_memory_gb) but only 1 MiB is free there: set TMPDIR "
+    assert err[0] == (f"test.py: error: {scene}: the 96 x 96 x 40 scene needs 1.4 MiB of temporary files in "
+                      f"{tmpdir_} (its cubes do not fit in max_memory_gb) but only 1.0 MiB is free there: set TMPDIR "
                       "to a folder with more room, or raise max_memory_gb (the cubes are then held in memory)")
     assert asked == [str(tmpdir_)] and not (tmp_path / "r").exists() and not list(tmpdir_.iterdir())
 
@@ -153,7 +153,7 @@ def test_check_temp_space_counts_the_largest_scene(tmp_path, monkeypatch):
     asked = free_space(monkeypatch, 3 << 20)
     check_temp_space([("a", (10, 10, 10), 2 << 20), ("b", (10, 10, 10), 3 << 20), ("c", (1, 1, 1), 0)],
                      str(tmp_path))
-    with pytest.raises(DiskFullError, match=r"^b: the 20 x 30 x 40 scene needs 4 MiB of temporary files in "):
+    with pytest.raises(DiskFullError, match=r"^b: the 20 x 30 x 40 scene needs 4.0 MiB of temporary files in "):
         check_temp_space([("a", (10, 10, 10), 2 << 20), ("b", (20, 30, 40), 4 << 20)], str(tmp_path))
     check_temp_space([("a", (10, 10, 10), 0)])  # nothing on disk: no query at all
     assert asked == [str(tmp_path)] * 2
@@ -168,7 +168,7 @@ def test_reservation_failing_with_enospc_is_one_error_and_leaves_no_file(tmpdir_
     monkeypatch.setattr(os, "posix_fallocate", full, raising=False)
     with pytest.raises(DiskFullError) as err:
         StoredCube((50, 60, 7), in_memory=False)
-    assert str(err.value) == (f"temporary file in {tmpdir_}: no room for the 0 MiB of a cube (No space left on "
+    assert str(err.value) == (f"temporary file in {tmpdir_}: no room for the 0.1 MiB of a cube (No space left on "
                               "device): set TMPDIR to a folder with more room, or raise max_memory_gb (the cubes "
                               "are then held in memory)")
     assert not list(tmpdir_.iterdir())
