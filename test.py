@@ -31,15 +31,16 @@ from detectors.registry import DetectorOptions, check_detector, detector_names, 
 from detectors.slrx import DEFAULT_BLOCK_NUM
 from evaluation.export import SceneRecord, check_envi_sources, write_exports
 from evaluation.metrics import auc_undefined_reason
-from evaluation.report import SceneResult, format_roc3d_table, format_table, roc3d_csv, to_csv, to_json
+from evaluation.report import (SceneResult, degenerate_warning, format_roc3d_table, format_table, roc3d_csv, to_csv,
+                               to_json)
 from evaluation.roc3d import roc3d
-from pipeline.plan import check_memory, plan_scene
+from pipeline.plan import check_memory, check_temp_space, plan_scene
 from pipeline.run import Pipeline, SceneRun
 from pipeline.sources import SceneSource
-from utils.cli import OneLineParser, OutputError, add_run_options, check_writable
+from utils.cli import OneLineParser, OutputError, add_run_options, check_writable, restore_ctrl_c
 from utils.device import full_fp32, pick_device
 from utils.errors import DetectorError, FerdError
-from utils.io import save_json, save_npz, save_text
+from utils.io import drop_stale_temporaries, save_json, save_npz, save_text
 from utils.memory import memory_budget
 from weights.release import ENV_WEIGHTS_DIR, load_fen
 
@@ -138,6 +139,15 @@ def check_outputs(args: argparse.Namespace, scenes: list[Scene]) -> None:
             seen[s.name] = s.label
 
 
+def drop_temporaries(args: argparse.Namespace) -> None:
+    """Remove what an earlier run killed while writing left (utils.io.atomic_path's ``.<file>.<random>.tmp``)
+    in --save_dir, its subfolders (scores/, plots/, envi/, mat_*/) and beside --json."""
+    if args.save_dir.is_dir():
+        drop_stale_temporaries(args.save_dir, subfolders=True)
+    if args.json is not None and args.json.parent.is_dir():
+        drop_stale_temporaries(args.json.parent, (args.json.name,))
+
+
 def load_scenes(args: argparse.Namespace) -> tuple[list[Scene], str]:
     """The scenes to evaluate and a one-line description of where they came from."""
     if args.scenes:
@@ -156,11 +166,14 @@ def detector_options(args: argparse.Namespace) -> DetectorOptions:
 
 def check_detectors(scenes: list[Scene], args: argparse.Namespace, device: torch.device) -> None:
     """Before any work: every detector's options fit every scene, its memory estimate fits the device (in
-    tiles if need be), and the scene has a tile plan within --max_memory_gb."""
+    tiles if need be), the scene has a tile plan within --max_memory_gb, and the plan's temporary files fit
+    in the free space of $TMPDIR."""
     options = detector_options(args)
     budget = memory_budget(args.max_memory_gb)
+    temp_needs = []  # the temporary files of each scene's plan, against the free space of $TMPDIR
     for s in scenes:
         shape = (args.input_channel, s.cube.shape[0], s.cube.shape[1])
+        hwb = (shape[1], shape[2], shape[0])
         for name in args.detectors:
             try:
                 check_detector(name, shape, options)
@@ -168,14 +181,18 @@ def check_detectors(scenes: list[Scene], args: argparse.Namespace, device: torch
                 raise DetectorError(f"{s.label}: {name}: {err}") from None
             check_memory(name, shape, options, device, s.label)
         try:
-            plan_scene((shape[1], shape[2], shape[0]), args.detectors, options, budget)
+            plan = plan_scene(hwb, args.detectors, options, budget)
         except DetectorError as err:
             raise DetectorError(f"{s.label}: {err}") from None
+        temp_needs.append((s.label, hwb, plan.temp_file_bytes(hwb)))
+    check_temp_space(temp_needs)
 
 
-def evaluate_scene(scene: Scene, run: SceneRun) -> SceneResult:
-    """AUC, the 3D-ROC measures and seconds of every detector on one scene, from the pipeline's score maps."""
-    result = SceneResult(scene.name, note=auc_undefined_reason(scene.mask))
+def evaluate_scene(scene: Scene, run: SceneRun, bands: int) -> SceneResult:
+    """AUC, the 3D-ROC measures and seconds of every detector on one scene, from the pipeline's score maps;
+    a warning where they mean nothing (evaluation.report.degenerate_warning)."""
+    result = SceneResult(scene.name, note=auc_undefined_reason(scene.mask),
+                         warning=degenerate_warning(run.maps, bands))
     for name, scores in run.maps.items():
         result.seconds[name] = run.seconds[name]
         result.roc3d[name] = roc3d(scores, scene.mask)
@@ -188,6 +205,7 @@ def run(args: argparse.Namespace) -> list[SceneResult]:
     full_fp32(device)  # the reference AUCs are float32 figures: no TF32 convolutions on CUDA
     scenes, source = load_scenes(args)
     check_outputs(args, scenes)
+    drop_temporaries(args)
     sources = [SceneSource(s.cube, args.input_channel, args.start_channel, s.label) for s in scenes]
     for s in sources:  # fail before any work if one scene cannot be used (large cubes: one streaming pass)
         s.check()
@@ -210,7 +228,7 @@ def run(args: argparse.Namespace) -> list[SceneResult]:
                                       disable=not args.progress, file=sys.stderr):
         if not scene_run.plan.input_in_memory or (scene_run.plan.fen_tile and not scene_run.plan.enhanced_in_memory):
             print(f"{scene.name}: {scene_run.plan.describe(src.shape)}", file=sys.stderr)
-        result = evaluate_scene(scene, scene_run)
+        result = evaluate_scene(scene, scene_run, src.shape[2])
         maps = scene_run.maps
         results.append(result)
         if args.save_scores:
@@ -241,12 +259,17 @@ def run(args: argparse.Namespace) -> list[SceneResult]:
 
 
 def main(argv: list[str] | None = None) -> int:
+    restore_ctrl_c()
     args = parse_args(argv)
     try:
         run(args)
     except FerdError as err:  # DataError, WeightsError, DetectorError, ...: the user's input, one line
         print(f"test.py: error: {err}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:  # result files are written atomically: each is complete or untouched
+        print("test.py: interrupted; the result files written so far are complete, the rest were not written",
+              file=sys.stderr)
+        return 130
     return 0
 
 

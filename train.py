@@ -45,10 +45,10 @@ from model.fen import FEN
 from model.ferd import FERD
 from model.losses import W_REC, W_SIM, W_ZC, FERDLoss
 from model.teacher import fingerprint
-from utils.cli import OneLineParser, add_run_options, check_writable, fail
+from utils.cli import OneLineParser, add_run_options, check_writable, fail, restore_ctrl_c
 from utils.device import AMP_DTYPES, pick_device
 from utils.errors import FerdError
-from utils.io import save_text, save_torch
+from utils.io import drop_stale_temporaries, save_text, save_torch
 from weights.files import load_tensors
 from weights.imagenet import apply_teacher_state, teacher_state
 from weights.release import load_fen, save_fen
@@ -71,6 +71,10 @@ VAL_SELECTIONS = ("val", "val_real")
 
 class TrainingError(FerdError):
     """Training cannot go on (NaN loss, unusable resume file); the message says why and what was kept."""
+
+
+class Diverged(TrainingError):
+    """NaN or Inf in the loss, the weights, the buffers or the optimiser state: the training diverged."""
 
 
 class Interrupted(Exception):
@@ -347,7 +351,11 @@ def evaluate(fen: FEN | None, cubes: list[EvalCube], device: torch.device) -> tu
     aucs = {}
     for name, x, mask in cubes:
         x = x.to(device)
-        scores = grx(fen.enhance(x, normalize=False) if fen is not None else x)
+        if fen is not None:
+            x = fen.enhance(x, normalize=False)
+            if not torch.isfinite(x).all():  # finite but huge weights: GRX would blame the data
+                raise Diverged(f"the FEN's output on test scene {name} has NaN or Inf values")
+        scores = grx(x)
         aucs[name] = roc_auc(scores.cpu().numpy(), mask)
     defined = [a for a in aucs.values() if a is not None]
     return (float(np.mean(defined)) if defined else float("nan")), aucs
@@ -390,14 +398,6 @@ def open_resume(args: argparse.Namespace, last_path: Path) -> tuple[dict | None,
                          "last_<N>bands.pt that train.py writes)", mmap=True)
     check_resume(state, run_config(args, {}, None, None), path, late=False)
     return state, path
-
-
-def drop_stale_temporaries(save_dir: Path) -> None:
-    """Remove the temporary files of an earlier run killed while writing (utils.io.atomic_path names them
-    ``.<file>.<random>.tmp``); the files they were meant to replace are intact."""
-    for prefix in ("fen_", "last_", "auc_", "loss_"):
-        for tmp in save_dir.glob(f".{prefix}*.tmp"):
-            tmp.unlink(missing_ok=True)
 
 
 # ----------------------------------------------------------------------------------------------- the run
@@ -529,9 +529,7 @@ def run_epoch(tr: Trainer, epoch: int, progress: Progress) -> dict[str, float]:
             loss, terms = train_step(tr.net, tr.loss_fn, tr.optimizer, tr.scaler, x.to(d.device, non_blocking=True),
                                      tr.amp_dtype, d)
         except TrainingError as err:
-            kept = (f"the last good checkpoint is {tr.path('last')} (epoch {progress.saved_epoch})"
-                    if progress.saved_epoch else "no checkpoint was written yet")
-            raise TrainingError(f"{err} at step {progress.step} (epoch {epoch}); stopped; {kept}") from None
+            raise diverged(tr, f"{err} at step {progress.step}", epoch, progress) from None
         for k, v in (("loss", loss), *terms.items()):
             sums[k] += v
         n += 1
@@ -539,6 +537,39 @@ def run_epoch(tr: Trainer, epoch: int, progress: Progress) -> dict[str, float]:
         if args.max_steps and progress.step >= args.max_steps:
             break
     return {k: v / max(n, 1) for k, v in sums.items()}
+
+
+def diverged(tr: Trainer, what: str, epoch: int, progress: Progress) -> Diverged:
+    """The one line of a diverged run: what was not finite, where, what to do, and what is kept on disk."""
+    kept = (f"the last good checkpoint is {tr.path('last')} (epoch {progress.saved_epoch})"
+            if progress.saved_epoch else "no checkpoint was written yet")
+    return Diverged(f"training diverged: {what} (epoch {epoch}): lower --lr (now {tr.args.lr:g}); stopped; {kept}")
+
+
+def state_tensors(tr: Trainer) -> list[tuple[str, torch.Tensor]]:
+    """Every floating tensor a checkpoint stores: trainable weights, buffers (BatchNorm statistics) and the
+    optimiser's moments (the frozen teacher is not stored)."""
+    named = [(k, v) for k, v in tr.ferd.state_dict().items() if not k.startswith("teacher.")]
+    names = {id(p): k for k, p in tr.ferd.named_parameters()}
+    for p, st in tr.optimizer.state.items():
+        named += [(f"{names.get(id(p), '?')} (optimiser {k})", v) for k, v in st.items() if torch.is_tensor(v)]
+    return [(k, v) for k, v in named if v.is_floating_point()]
+
+
+def check_finite(tr: Trainer, epoch: int, progress: Progress) -> None:
+    """Raise :class:`Diverged` if a tensor that the epoch's checkpoints would store has a NaN or Inf, before
+    anything of the epoch is evaluated or written (so no non-finite tensor reaches a checkpoint). Every
+    process checks its own and they agree on the outcome (buffers may differ between processes)."""
+    named = state_tensors(tr)
+    with torch.no_grad():
+        ok = torch.stack([torch.isfinite(v).all() for _, v in named])
+        any_bad = tr.d.mean((~ok).any().to(torch.float32).reshape(1))
+    if float(any_bad) == 0:
+        return
+    bad = [k for (k, _), good in zip(named, ok.tolist()) if not good]
+    listed = ", ".join(bad[:3]) + (f" and {len(bad) - 3} more" if len(bad) > 3 else "")
+    what = f"NaN or Inf in {listed}" if bad else "NaN or Inf in another process's weights or buffers"
+    raise diverged(tr, f"{what} after step {progress.step}", epoch, progress)
 
 
 def defined(v: float | None) -> bool:
@@ -561,9 +592,12 @@ def end_epoch(tr: Trainer, epoch: int, means: dict[str, float], t0: float, train
     the loss plot, each atomically; print the epoch's line."""
     args = tr.args
     fen = tr.ferd.fen()
-    test_m, test_aucs = evaluate(fen, tr.data.test, tr.d.device) if tr.data.test else (None, {})
-    val_m, _ = evaluate(fen, tr.data.val, tr.d.device) if tr.data.val else (None, {})
-    val_real_m, _ = evaluate(fen, tr.data.val_real, tr.d.device) if tr.data.val_real else (None, {})
+    try:
+        test_m, test_aucs = evaluate(fen, tr.data.test, tr.d.device) if tr.data.test else (None, {})
+        val_m, _ = evaluate(fen, tr.data.val, tr.d.device) if tr.data.val else (None, {})
+        val_real_m, _ = evaluate(fen, tr.data.val_real, tr.d.device) if tr.data.val_real else (None, {})
+    except Diverged as err:
+        raise diverged(tr, f"{err} after step {progress.step}", epoch, progress) from None
     score = {"test": test_m, "val": val_m, "val_real": val_real_m, "last": float(epoch)}[args.select]
     selected = improves(args.select, score, progress.best)
     if selected:
@@ -572,17 +606,17 @@ def end_epoch(tr: Trainer, epoch: int, means: dict[str, float], t0: float, train
             r["selected"] = False
         save_fen(fen.cpu(), tr.path("fen"), zcl=tr.ferd.sfam.zcl, select=args.select,
                  selection=SELECTION[args.select], epoch=epoch, step=progress.step, score=score, test_mAUC=test_m,
-                 val_mAUC=val_m, val_real_mAUC=val_real_m, teacher=args.teacher, teacher_note=tr.teacher_msg, input_channel=args.input_channel,
-                 start_channel=args.start_channel, img_size=args.img_size, sensor=args.sensor, seed=args.seed,
+                 val_mAUC=val_m, val_real_mAUC=val_real_m, teacher=args.teacher, teacher_note=tr.teacher_msg,
+                 input_channel=args.input_channel, start_channel=args.start_channel, img_size=args.img_size, sensor=args.sensor, seed=args.seed,
                  data=tr.data.description)
     progress.history.append({"epoch": epoch, "step": progress.step, **means, "test_mAUC": test_m,
                              "val_mAUC": val_m, "val_real_mAUC": val_real_m, "seconds": time.perf_counter() - t0,
-                             "selected": selected,
-                             "test_aucs": test_aucs})
+                             "selected": selected, "test_aucs": test_aucs})
     save_torch({"format": STATE_FORMAT, "config": tr.cfg, "epoch": epoch, "step": progress.step,
                 "model": {k: v.detach().cpu() for k, v in tr.ferd.state_dict().items() if not k.startswith("teacher.")},
                 "optimizer": tr.optimizer.state_dict(), "scaler": tr.scaler.state_dict(),
                 "rng": rng_states(tr.d.device), "best": progress.best, "history": progress.history}, tr.path("last"))
+    progress.saved_epoch = epoch  # on disk now: a Ctrl-C from here on (plot, barrier) must say so
     save_text(auc_table(progress.history, [n for n, _, _ in tr.data.test]), tr.path("auc", "csv"))
     from evaluation.plots import plot_training  # matplotlib only once there is something to draw
 
@@ -641,7 +675,7 @@ def train(args: argparse.Namespace, d: Dist) -> dict:
     tr = build_trainer(args, d)
     progress = restore(tr, state, resume_path) if state is not None else Progress()
     if d.is_main:
-        drop_stale_temporaries(tr.save_dir)
+        drop_stale_temporaries(tr.save_dir, ("fen_*", "last_*", "auc_*", "loss_*"))
     log(describe(tr), d)
     if d.is_main and (tr.data.test or tr.data.val):  # the reference the FEN has to beat
         plain = {k: evaluate(None, c, d.device)[0] for k, c in (("test", tr.data.test), ("val", tr.data.val),
@@ -656,6 +690,7 @@ def train(args: argparse.Namespace, d: Dist) -> dict:
                 break
             t0 = time.perf_counter()
             means = run_epoch(tr, epoch, progress)
+            check_finite(tr, epoch, progress)
             if d.is_main:
                 end_epoch(tr, epoch, means, t0, time.perf_counter() - t0, progress)
             d.barrier()
@@ -663,7 +698,7 @@ def train(args: argparse.Namespace, d: Dist) -> dict:
     except KeyboardInterrupt:
         kept = (f"{tr.path('last')} holds epoch {progress.saved_epoch}: continue with --resume"
                 if progress.saved_epoch else "nothing was saved yet")
-        raise Interrupted(f"interrupted in epoch {progress.saved_epoch + 1} (step {progress.step}); {kept}") from None
+        raise Interrupted(f"interrupted in epoch {progress.epoch + 1} (step {progress.step}); {kept}") from None
     if d.is_main and progress.best["epoch"] is not None:
         if not defined(progress.best["score"]) and args.select != "last":
             log(f"no epoch had a defined {args.select} mAUC (no scene with both anomaly and background pixels): "
@@ -674,6 +709,7 @@ def train(args: argparse.Namespace, d: Dist) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
+    restore_ctrl_c()
     try:
         args = parse_args(argv)
     except SystemExit as done:  # --help, or an option error already printed as one line

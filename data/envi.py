@@ -10,6 +10,7 @@ the other way round). The ground truth is looked for beside the header, in this 
 """
 from __future__ import annotations
 
+import os
 import warnings
 from pathlib import Path
 
@@ -21,11 +22,65 @@ from utils.errors import describe
 MASK_SUFFIXES = ("_gt", "_mask", "_map")
 
 
+#: ENVI ``data type`` codes and their numpy types (spectral's table; the codes spectral can read).
+DATA_TYPES = {"1": "u1", "2": "i2", "3": "i4", "4": "f4", "5": "f8", "6": "c8", "9": "c16", "12": "u2", "13": "u4",
+              "14": "i8", "15": "u8"}
+#: Interleaves as spectral tells them apart (it reads any other spelling, "Bil" say, as BSQ).
+INTERLEAVES = ("bsq", "bil", "bip", "BSQ", "BIL", "BIP")
+
+
+def _whole(path: Path, header: dict, field: str, least: int, default: str | None = None) -> int:
+    """Header ``field`` as a whole number of at least ``least``; :class:`DataError` naming the field if not."""
+    value = header.get(field, default)
+    text = " ".join(value) if isinstance(value, list) else str(value).strip()
+    if value is None or not text.lstrip("+").isdigit() or int(text) < least:
+        shown = "missing" if value is None else f"= {text}"
+        raise DataError(f"{path}: ENVI header field '{field}' {shown}: must be a whole number, {least} or more")
+    return int(text)
+
+
+def check_header(path: Path, header: dict) -> tuple[tuple[int, int, int], int, np.dtype]:
+    """Refuse (:class:`DataError`, naming the field) an ENVI header that spectral would read wrongly or not at
+    all: ``byte order`` other than 0 or 1 (spectral swaps the bytes for anything but the machine's order), an
+    unknown ``data type`` or ``interleave``, sizes below 1, a negative ``header offset``. Returns the shape
+    ``(lines, samples, bands)``, the offset and the item type, for :func:`check_size`."""
+    shape = tuple(_whole(path, header, f, 1) for f in ("lines", "samples", "bands"))
+    offset = _whole(path, header, "header offset", 0, default="0")
+    order = str(header.get("byte order", "missing")).strip()
+    if order not in ("0", "1"):
+        raise DataError(f"{path}: ENVI header field 'byte order' = {order}: must be 0 (little-endian) or "
+                        "1 (big-endian)")
+    code = str(header.get("data type", "missing")).strip()
+    if code not in DATA_TYPES:
+        raise DataError(f"{path}: ENVI header field 'data type' = {code}: not a known ENVI data type (one of "
+                        f"{', '.join(DATA_TYPES)})")
+    interleave = str(header.get("interleave", "missing")).strip()
+    if interleave not in INTERLEAVES:
+        raise DataError(f"{path}: ENVI header field 'interleave' = {interleave}: must be bsq, bil or bip")
+    return shape, offset, np.dtype(DATA_TYPES[code])
+
+
+def check_size(path: Path, image_file: str, shape: tuple[int, int, int], offset: int, dtype: np.dtype) -> None:
+    """The image file must hold exactly ``header offset`` bytes and then ``lines x samples x bands`` values of
+    the ``data type``: a size that does not match means a wrong field, whose numbers would be wrong."""
+    size = os.path.getsize(image_file)
+    need = offset + int(np.prod(shape)) * dtype.itemsize
+    if offset >= size:
+        raise DataError(f"{path}: ENVI header field 'header offset' = {offset} lies outside the image file "
+                        f"{image_file} ({size} bytes)")
+    if size != need:
+        lines, samples, bands = shape
+        raise DataError(f"{path}: the image file {image_file} has {size} bytes but the header needs {need} "
+                        f"({lines} lines x {samples} samples x {bands} bands of {dtype.itemsize} bytes + "
+                        f"header offset {offset}): check 'lines', 'samples', 'bands', 'data type', 'header offset'")
+
+
 def open_envi(path: Path, mmap: bool = True) -> np.ndarray:
     """The ENVI image of header ``path`` as an ``(H, W, B)`` array (a one-band image gives B = 1).
 
-    Memory-mapped (read-only, in band-interleaved-by-pixel view whatever the file's interleave) where
-    spectral can map the file, else read whole.
+    The header fields it relies on are checked first (:func:`check_header`, :func:`check_size`). Memory-mapped
+    (read-only, in band-interleaved-by-pixel view whatever the file's interleave) where spectral can map the
+    file, else read whole.
     """
     try:
         from spectral.io import envi
@@ -34,15 +89,20 @@ def open_envi(path: Path, mmap: bool = True) -> np.ndarray:
     try:
         with warnings.catch_warnings():  # spectral warns of NaN and odd header names: check_cube says what matters
             warnings.simplefilter("ignore")
+            header = envi.read_envi_header(str(path))
+            shape, offset, dtype = check_header(path, header)
             image = envi.open(str(path))
+            check_size(path, image.filename, shape, offset, dtype)
             cube = None
             if mmap:
                 try:
                     cube = image.open_memmap(interleave="bip", writable=False)
-                except Exception:  # a layout spectral cannot map (e.g. an odd byte order): read it whole
+                except Exception:  # a layout spectral cannot map: read it whole
                     cube = None
             if cube is None:
                 cube = np.asarray(image.load())
+    except DataError:
+        raise
     except Exception as err:  # spectral raises many kinds (EnviException, KeyError, numpy errors, ...)
         raise DataError(f"{path}: not a readable ENVI header + image ({describe(err)})") from None
     return cube if cube.ndim == 3 else cube[:, :, None]

@@ -5,6 +5,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
+import numpy as np
+
 from evaluation.roc3d import FIELDS as ROC3D_FIELDS
 from evaluation.roc3d import Roc3D
 
@@ -16,6 +18,35 @@ class SceneResult:
     seconds: dict[str, float] = field(default_factory=dict)
     note: str | None = None  # why the AUC is undefined, if it is
     roc3d: dict[str, Roc3D] = field(default_factory=dict)
+    warning: str | None = None  # why its AUCs mean nothing although defined (degenerate_warning)
+
+
+#: A score map whose spread is at most this fraction of its magnitude is constant to within rounding (float32
+#: rounding is 6e-8 of a value; a real map spreads over a good part of its range).
+FLAT_RTOL = 1e-6
+
+
+def is_flat(scores: np.ndarray) -> bool:
+    """Whether a score map is the same value everywhere to within rounding (:data:`FLAT_RTOL`)."""
+    s = np.asarray(scores, dtype=np.float64)
+    lo, hi = float(s.min()), float(s.max())
+    return hi - lo <= FLAT_RTOL * max(abs(lo), abs(hi))
+
+
+def degenerate_warning(maps: dict[str, np.ndarray], bands: int) -> str | None:
+    """Why the AUCs of a scene mean nothing although they are defined, or None: fewer pixels than bands
+    (``pixels <= bands``: the covariance of the mean-free pixels is singular by construction) and the
+    detectors whose score map is constant to within rounding (its AUC only reflects ties and rounding)."""
+    if not maps:
+        return None
+    pixels = next(iter(maps.values())).size
+    parts = []
+    if pixels <= bands:
+        parts.append(f"{pixels} pixels for {bands} bands: the covariance is singular by construction")
+    flat = [d for d, m in maps.items() if is_flat(m)]
+    if flat:
+        parts.append(f"{', '.join(flat)} score map{'s' if len(flat) > 1 else ''} constant to within rounding")
+    return "; ".join(parts) or None
 
 
 def mean_auc(results: list[SceneResult], detectors: list[str]) -> dict[str, float | None]:
@@ -61,6 +92,10 @@ def format_table(results: list[SceneResult], detectors: list[str]) -> str:
     if excluded:
         out.append("AUC undefined, excluded from the mean: "
                    + "; ".join(f"{r.name} ({r.note})" for r in excluded))
+    degenerate = [r for r in results if r.warning]
+    if degenerate:
+        out.append("warning: AUCs without meaning (shown as computed): "
+                   + "; ".join(f"{r.name} ({r.warning})" for r in degenerate))
     return "\n".join(out)
 
 
@@ -92,6 +127,8 @@ def to_json(results: list[SceneResult], detectors: list[str], **extra) -> dict:
                              for d in detectors if d in r.roc3d}
         if r.note:
             item["note"] = r.note
+        if r.warning:
+            item["warning"] = r.warning
         scenes.append(item)
     out = {"scenes": scenes, "mean_auc": mean_auc(results, detectors)}
     if any(r.roc3d for r in results):

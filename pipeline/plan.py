@@ -2,6 +2,8 @@
 memory budget; and the up-front check that refuses only what even the smallest tiles cannot fit."""
 from __future__ import annotations
 
+import shutil
+import tempfile
 from dataclasses import dataclass
 
 import torch
@@ -12,7 +14,8 @@ from detectors.rx import chunk_pixels
 from detectors.slrx import TILE_COLUMNS, resolve_block_size, slrx_memory_bytes
 from model.fen import FEN_HALO
 from pipeline.fen_tiles import FEN_MIN_TILE
-from utils.errors import DetectorError
+from pipeline.sources import TEMP_ADVICE
+from utils.errors import DetectorError, DiskFullError
 from utils.memory import available_memory, format_bytes
 
 #: Core side of a FEN tile (px) when the budget allows it: the window's activations (256 channels of
@@ -54,6 +57,37 @@ class TilePlan:
         if self.fen_tile:
             parts.append(f"enhanced cube {'in memory' if self.enhanced_in_memory else 'in a temporary file'}")
         return ", ".join(parts) + f" (budget {self.budget / 2**30:.1f} GiB)"
+
+
+    def temp_file_bytes(self, shape: tuple[int, int, int]) -> int:
+        """Bytes of temporary files the pipeline makes for an ``(H, W, B)`` scene under this plan: the
+        preprocessed cube unless it is in memory, and the enhanced cube where the FEN runs in tiles into a
+        file (pipeline.run: a scene of one tile whose input is in memory is enhanced in memory)."""
+        h, w, b = shape
+        cube = 4 * h * w * b
+        single_tile = self.fen_tile >= max(h, w) and self.input_in_memory
+        enhanced_file = self.fen_tile > 0 and not single_tile and not self.enhanced_in_memory
+        return cube * ((not self.input_in_memory) + enhanced_file)
+
+
+def check_temp_space(needs: list[tuple[str, tuple[int, int, int], int]], directory: str | None = None) -> None:
+    """Before any work: refuse (:class:`DiskFullError`) a run whose temporary files would not fit in the
+    free space of ``directory`` (default: the temporary folder, ``$TMPDIR``). ``needs``: per scene its name,
+    ``(H, W, B)`` and temporary bytes (:meth:`TilePlan.temp_file_bytes`); scenes run one after the other,
+    so the largest one counts."""
+    name, shape, need = max(needs, key=lambda n: n[2], default=("", (0, 0, 0), 0))
+    if need == 0:
+        return
+    directory = directory or tempfile.gettempdir()
+    try:
+        free = shutil.disk_usage(directory).free
+    except OSError:  # a file system that cannot tell: the reservation at creation still refuses a full disk
+        return
+    if need > free:
+        h, w, b = shape
+        raise DiskFullError(f"{name}: the {h} x {w} x {b} scene needs {format_bytes(need, 1)} of temporary "
+                            f"files in {directory} (its cubes do not fit in max_memory_gb) but only "
+                            f"{format_bytes(free, 1)} is free there: {TEMP_ADVICE}")
 
 
 def _largest(fits, top: int) -> int:

@@ -166,6 +166,7 @@ class Pipeline:
                     enhanced = [store]
             for cube, stored in zip(inputs, enhanced):
                 yield self._detect(cube, stored, plan, fen_seconds)
+            inputs = enhanced = store = cube = stored = None  # their temporary files go before the next scene's
             i += len(group)
 
     def _detect(self, cube: Cube, enhanced: StoredCube | None, plan: TilePlan, fen_seconds: float) -> SceneRun:

@@ -3,6 +3,7 @@ cube (a numpy array, a memory-mapped file, a lazily read MATLAB v7.3 dataset), a
 memory or in a temporary file, and readers of pixels, blocks and reflected windows over either."""
 from __future__ import annotations
 
+import errno
 import os
 import tempfile
 
@@ -12,10 +13,14 @@ import torch
 from data.preprocess import check_cube, check_layout, check_values, scale
 from detectors.rx import PixelReader
 from detectors.slrx import BlockReader
-from utils.memory import release_pages
+from utils.errors import DiskFullError
+from utils.io import FULL_ERRNOS
+from utils.memory import format_bytes, release_pages
 
 #: Rows of the raw cube per block of the streaming min/max pass (and of other plain reads).
 SCAN_BYTES = 64 << 20
+#: What the temporary-file messages advise (the options that keep a cube off the disk or move it).
+TEMP_ADVICE = "set TMPDIR to a folder with more room, or raise max_memory_gb (the cubes are then held in memory)"
 
 
 def reflect_index(index: np.ndarray, size: int) -> np.ndarray:
@@ -96,10 +101,11 @@ class StoredCube:
             self.array = np.empty(shape, dtype=np.float32)
         else:
             fd, path = tempfile.mkstemp(prefix="ferd-cube-", suffix=".f32", dir=directory)
-            os.close(fd)
             try:
-                self.array = np.memmap(path, dtype=np.float32, mode="w+", shape=shape)
+                reserve(fd, 4 * int(np.prod(shape)), os.path.dirname(path))
+                self.array = np.memmap(path, dtype=np.float32, mode="r+", shape=shape)  # "w+" would truncate it
             finally:
+                os.close(fd)
                 os.unlink(path)  # the mapping keeps the data; nothing is left behind, even after a crash
 
     @classmethod
@@ -132,6 +138,34 @@ class StoredCube:
 
 
 Cube = SceneSource | StoredCube
+
+
+def reserve(fd: int, nbytes: int, directory: str) -> None:
+    """Allocate ``nbytes`` of disk for the file ``fd`` now. A memory-mapped write into a file whose disk is
+    full is not an error but a SIGBUS that kills the process without a word; with the blocks reserved up
+    front, a full disk is one :class:`DiskFullError` line here instead. Where the file system cannot
+    allocate (``EOPNOTSUPP``, no ``posix_fallocate``), the file is filled with zeros, which reserves too."""
+    try:
+        try:
+            os.posix_fallocate(fd, 0, nbytes)
+        except (AttributeError, OSError) as err:
+            if isinstance(err, OSError) and err.errno not in (errno.EOPNOTSUPP, errno.EINVAL, errno.ENOSYS):
+                raise
+            _fill_zeros(fd, nbytes)
+    except OSError as err:
+        if err.errno not in FULL_ERRNOS:
+            raise
+        raise DiskFullError(f"temporary file in {directory}: no room for the {format_bytes(nbytes, 1)} of a "
+                            f"cube ({os.strerror(err.errno)}): {TEMP_ADVICE}") from None
+
+
+def _fill_zeros(fd: int, nbytes: int, chunk: int = 16 << 20) -> None:
+    """Write ``nbytes`` zeros to ``fd`` (the fallback of :func:`reserve`): a full disk raises ``ENOSPC``."""
+    zeros = bytes(min(chunk, nbytes))
+    os.lseek(fd, 0, os.SEEK_SET)
+    done = 0
+    while done < nbytes:
+        done += os.write(fd, zeros[: nbytes - done])
 
 
 def pixel_reader(cube: Cube, device: torch.device) -> PixelReader:

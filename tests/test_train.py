@@ -171,7 +171,8 @@ def test_nan_loss_stops_with_step_and_keeps_last_good_checkpoint(train_cli, run_
     monkeypatch.setattr(FERDLoss, "forward", nan_loss)
     assert train_cli.main(args(data, save_dir, "--epochs", "3", "--resume")) == 2
     err = capsys.readouterr().err.strip().splitlines()[-1]
-    assert err.startswith("train.py: error: loss is nan at step 5 (epoch 3); stopped;")
+    assert err.startswith("train.py: error: training diverged: loss is nan at step 5 (epoch 3): lower --lr (now "
+                          "0.005); stopped;")
     assert f"last good checkpoint is {save_dir / 'last_8bands.pt'} (epoch 2)" in err
     assert {p.name: (p.stat().st_mtime_ns, p.stat().st_size) for p in save_dir.iterdir()} == files
 

@@ -4,7 +4,9 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import os
+import signal
 import sys
+import threading
 from pathlib import Path
 from types import ModuleType
 from typing import NoReturn
@@ -35,6 +37,18 @@ def load_script(path: Path, name: str) -> ModuleType:
     sys.modules[name] = module
     spec.loader.exec_module(module)
     return module
+
+
+def restore_ctrl_c() -> None:
+    """Make SIGINT (Ctrl-C, ``kill -INT``) raise ``KeyboardInterrupt`` even where the process inherited it ignored.
+
+    A program started in the background by a non-interactive shell (``python train.py ... &`` in a script)
+    inherits SIGINT set to "ignore", and Python then leaves it ignored: the signal had no effect at all and
+    the run went on to its end with exit code 0. The scripts promise that an interrupt ends the run with
+    one line and exit code 130, so they take the signal back.
+    """
+    if threading.current_thread() is threading.main_thread() and signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 def fail(prog: str, message: str) -> int:

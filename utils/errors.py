@@ -20,3 +20,8 @@ class DetectorError(FerdError, ValueError):
     """A detector option or a scene that a detector cannot use (too small, constant, non-finite), or one that
     would not fit in memory; the message names the option or value that works. Also a ValueError, as these
     errors were before."""
+
+
+class DiskFullError(FerdError):
+    """No room on a disk: for a temporary file (the message says how much is needed, where, and what helps)
+    or a result file (whose old version, if any, is left as it was)."""

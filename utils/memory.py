@@ -31,8 +31,9 @@ def available_memory(device: torch.device | str = "cpu") -> int:
     return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_AVPHYS_PAGES")
 
 
-def format_bytes(n: float) -> str:
-    return f"{n / 2**30:.1f} GiB" if n >= 2**30 else f"{n / 2**20:.0f} MiB"
+def format_bytes(n: float, digits: int = 0) -> str:
+    """``n`` bytes in GiB (one decimal) from 1 GiB, else in MiB with ``digits`` decimals."""
+    return f"{n / 2**30:.1f} GiB" if n >= 2**30 else f"{n / 2**20:.{digits}f} MiB"
 
 
 def memory_budget(max_memory_gb: float | None = None) -> int:

@@ -1,0 +1,315 @@
+"""Temporary files of large scenes (issue 21 item 1): the free space of $TMPDIR is checked against the plan
+before any work, the space is reserved when the file is made (a full disk is an error, never a SIGBUS), and a
+disk that fills while a result is written stops the run with one line and no partial result file."""
+from __future__ import annotations
+
+import errno
+import os
+import shutil
+from collections import namedtuple
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import pipeline.plan
+import pipeline.sources
+from data.synthetic import mask_png
+from detectors.registry import DetectorOptions
+from model.fen import FEN
+from pipeline.plan import TilePlan, check_temp_space, plan_scene
+from pipeline.run import Pipeline
+from pipeline.sources import SceneSource, StoredCube
+from utils.errors import DiskFullError
+from utils.io import atomic_path, save_text, save_torch
+
+Usage = namedtuple("Usage", "total used free")
+SHAPE = (96, 96, 40)  # H x W x B: a 1.4 MiB float32 cube
+
+
+def free_space(monkeypatch, free: int) -> list[str]:
+    """shutil.disk_usage as a file system with ``free`` bytes free; returns the folders it was asked about."""
+    asked = []
+
+    def usage(path):
+        asked.append(str(path))
+        return Usage(1 << 40, (1 << 40) - free, free)
+
+    monkeypatch.setattr(shutil, "disk_usage", usage)
+    return asked
+
+
+@pytest.fixture
+def tmpdir_(monkeypatch, tmp_path) -> Path:
+    """A temporary folder of its own, as TMPDIR would give (tempfile caches gettempdir(): set it directly)."""
+    folder = tmp_path / "tmp"
+    folder.mkdir()
+    monkeypatch.setattr("tempfile.tempdir", str(folder))
+    return folder
+
+
+def tight_gb(shape=SHAPE, detectors=("GRX",)) -> float:
+    """A --max_memory_gb that fits the working set but not the preprocessed cube: the cube goes to a file."""
+    h, w, b = shape
+    probe = plan_scene(shape, list(detectors), DetectorOptions(), 1 << 30)
+    budget = probe.working + 4 * h * w * b // 2
+    plan = plan_scene(shape, list(detectors), DetectorOptions(), budget)
+    assert not plan.input_in_memory and plan.temp_file_bytes(shape) == 4 * h * w * b
+    return budget / 2**30
+
+
+def write_scene(folder: Path, shape=SHAPE) -> Path:
+    rng = np.random.default_rng(0)
+    cube = rng.normal(100, 5, size=shape).astype(np.float32)
+    mask = np.zeros(shape[:2], bool)
+    mask[10, 12] = True
+    cube[10, 12] += 50
+    np.save(folder / "big.npy", cube)
+    mask_png(mask).save(folder / "big.png")
+    return folder / "big.npy"
+
+
+def argv(scene: Path, save_dir: Path, *extra: str) -> list[str]:
+    return ["--scenes", str(scene), "--input_channel", str(SHAPE[2]), "--detectors", "GRX", "--no-progress",
+            "--save_dir", str(save_dir), "--max_memory_gb", f"{tight_gb():.9f}", *extra]
+
+
+# ---- the check before any work ------------------------------------------------------------------------
+
+def test_test_py_refuses_a_full_tmpdir_before_any_work(test_cli, tmp_path, tmpdir_, monkeypatch, capsys):
+    asked = free_space(monkeypatch, 1 << 20)
+    monkeypatch.setattr(pipeline.sources, "reserve", lambda *a: pytest.fail("a temporary file was made"))
+    scene = write_scene(tmp_path)
+    assert test_cli.main(argv(scene, tmp_path / "r")) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "Traceback" not in err[0]
+    assert err[0] == (f"test.py: error: {scene}: the 96 x 96 x 40 scene needs 1.4 MiB of temporary files in "
+                      f"{tmpdir_} (its cubes do not fit in max_memory_gb) but only 1.0 MiB is free there: set TMPDIR "
+                      "to a folder with more room, or raise max_memory_gb (the cubes are then held in memory)")
+    assert asked == [str(tmpdir_)] and not (tmp_path / "r").exists() and not list(tmpdir_.iterdir())
+
+
+def test_test_py_with_room_runs_through_a_temporary_file_and_leaves_nothing(test_cli, tmp_path, tmpdir_,
+                                                                            monkeypatch, capsys):
+    reserved = []
+    real = pipeline.sources.reserve
+    monkeypatch.setattr(pipeline.sources, "reserve", lambda fd, n, d: (reserved.append(n), real(fd, n, d)))
+    free_space(monkeypatch, 2 << 20)
+    assert test_cli.main(argv(write_scene(tmp_path), tmp_path / "r")) == 0
+    assert "preprocessed cube in a temporary file" in capsys.readouterr().err
+    assert reserved == [4 * np.prod(SHAPE)] and not list(tmpdir_.iterdir())
+
+
+def test_a_scene_held_in_memory_needs_no_disk(test_cli, tmp_path, tmpdir_, monkeypatch):
+    free_space(monkeypatch, 0)
+    assert test_cli.main(argv(write_scene(tmp_path), tmp_path / "r")[:-2]) == 0  # default --max_memory_gb
+
+
+@settings(max_examples=12)
+@given(h=st.integers(8, 40), w=st.integers(8, 40), b=st.integers(2, 12),
+       in_memory=st.booleans(), enhanced_in_memory=st.booleans(), tile=st.sampled_from([8, 16, 64]),
+       n=st.integers(1, 3))
+def test_temporary_files_never_exceed_the_plan(h, w, b, in_memory, enhanced_in_memory, tile, n):
+    """Whatever the plan, the bytes reserved at once in temporary files (scenes one after the other) never
+    exceed what TilePlan.temp_file_bytes told the check."""
+    plan = TilePlan(tile, 0, 0, in_memory, enhanced_in_memory, 0, 0)
+    live, peak = [0], [0]
+    real_init = StoredCube.__init__
+
+    def counting(self, shape, in_memory=True, directory=None):
+        real_init(self, shape, in_memory, directory)
+        if not in_memory:
+            live[0] += 4 * int(np.prod(shape))
+            peak[0] = max(peak[0], live[0])
+            self._weakref_guard = _Release(4 * int(np.prod(shape)), live)
+
+    rng = np.random.default_rng(h * w * b)
+    sources = [SceneSource(rng.normal(size=(h, w, b)).astype(np.float32), b, 0, f"s{k}") for k in range(n)]
+    for s in sources:
+        s.check()
+    torch.manual_seed(0)
+    fen = FEN(b, hidden=8).eval()
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(StoredCube, "__init__", counting)
+        for _ in Pipeline(["GRX", "FEN+GRX"], fen, DetectorOptions(), torch.device("cpu"), plan=plan).run(sources):
+            pass
+    assert peak[0] <= plan.temp_file_bytes((h, w, b))
+
+
+class _Release:
+    """Takes its bytes off the live count when the StoredCube holding it goes."""
+
+    def __init__(self, nbytes: int, live: list[int]) -> None:
+        self.nbytes, self.live = nbytes, live
+
+    def __del__(self) -> None:
+        self.live[0] -= self.nbytes
+
+
+def test_check_temp_space_counts_the_largest_scene(tmp_path, monkeypatch):
+    asked = free_space(monkeypatch, 3 << 20)
+    check_temp_space([("a", (10, 10, 10), 2 << 20), ("b", (10, 10, 10), 3 << 20), ("c", (1, 1, 1), 0)],
+                     str(tmp_path))
+    with pytest.raises(DiskFullError, match=r"^b: the 20 x 30 x 40 scene needs 4.0 MiB of temporary files in "):
+        check_temp_space([("a", (10, 10, 10), 2 << 20), ("b", (20, 30, 40), 4 << 20)], str(tmp_path))
+    check_temp_space([("a", (10, 10, 10), 0)])  # nothing on disk: no query at all
+    assert asked == [str(tmp_path)] * 2
+
+
+# ---- the reservation --------------------------------------------------------------------------------
+
+def test_reservation_failing_with_enospc_is_one_error_and_leaves_no_file(tmpdir_, monkeypatch):
+    def full(fd, offset, length):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(os, "posix_fallocate", full, raising=False)
+    with pytest.raises(DiskFullError) as err:
+        StoredCube((50, 60, 7), in_memory=False)
+    assert str(err.value) == (f"temporary file in {tmpdir_}: no room for the 0.1 MiB of a cube (No space left on "
+                              "device): set TMPDIR to a folder with more room, or raise max_memory_gb (the cubes "
+                              "are then held in memory)")
+    assert not list(tmpdir_.iterdir())
+
+
+def test_without_fallocate_the_file_is_filled_and_a_full_disk_is_still_an_error(tmpdir_, monkeypatch):
+    def unsupported(fd, offset, length):
+        raise OSError(errno.EOPNOTSUPP, os.strerror(errno.EOPNOTSUPP))
+
+    monkeypatch.setattr(os, "posix_fallocate", unsupported, raising=False)
+    cube = StoredCube((9, 8, 3), in_memory=False)
+    values = np.arange(9 * 8 * 3, dtype=np.float32).reshape(9, 8, 3)
+    cube.write(0, 0, values)
+    np.testing.assert_array_equal(cube.block(0, 9), values)
+    real_write = os.write
+    monkeypatch.setattr(os, "write", lambda fd, data: (_ for _ in ()).throw(OSError(errno.ENOSPC, "full")))
+    with pytest.raises(DiskFullError, match="no room for"):
+        StoredCube((9, 8, 3), in_memory=False)
+    monkeypatch.setattr(os, "write", real_write)
+    del cube
+    assert not list(tmpdir_.iterdir())
+
+
+def test_real_reservation_allocates_the_blocks(tmpdir_):
+    """posix_fallocate on this file system: the blocks exist before the first write (no sparse file)."""
+    if not hasattr(os, "posix_fallocate"):
+        pytest.skip("no posix_fallocate here")
+    seen = {}
+    real = pipeline.sources.reserve
+
+    def spy(fd, n, d):
+        real(fd, n, d)
+        seen["blocks"] = os.fstat(fd).st_blocks * 512
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(pipeline.sources, "reserve", spy)
+        StoredCube((64, 64, 16), in_memory=False)
+    assert seen["blocks"] >= 4 * 64 * 64 * 16
+
+
+# ---- a disk that fills while results are written ---------------------------------------------------------
+
+def test_full_disk_while_writing_a_result_keeps_the_old_file_and_leaves_no_temporary(tmp_path):
+    target = tmp_path / "auc.csv"
+    target.write_text("old\n")
+    with pytest.raises(DiskFullError, match=rf"^{target}: the disk is full \(No space left on device\) while "):
+        with atomic_path(target) as tmp:
+            tmp.write_text("half")
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+    assert target.read_text() == "old\n" and [p.name for p in tmp_path.iterdir()] == ["auc.csv"]
+
+
+def test_torch_write_failure_on_a_full_disk_is_one_line(tmp_path, monkeypatch):
+    import utils.io
+
+    def failing(obj, f, *a, **k):
+        raise RuntimeError("[enforce fail at inline_container.cc:858] . PytorchStreamWriter failed writing file "
+                           "data/0: file write failed")
+
+    monkeypatch.setattr(torch, "save", failing)
+    monkeypatch.setattr(utils.io, "_has_room", lambda path: False)
+    with pytest.raises(DiskFullError, match="last_8bands.pt: the disk is full"):
+        save_torch({"x": 1}, tmp_path / "last_8bands.pt")
+    monkeypatch.setattr(utils.io, "_has_room", lambda path: True)
+    with pytest.raises(RuntimeError, match="file write failed"):  # not a full disk: the real error
+        save_torch({"x": 1}, tmp_path / "last_8bands.pt")
+    assert not list(tmp_path.iterdir())
+
+
+def test_test_py_disk_full_mid_run_is_one_line_and_no_partial_result(test_cli, tmp_path, monkeypatch, capsys):
+    scene = write_scene(tmp_path)
+
+    def full(fh, **arrays):
+        fh.write(b"PK\x03\x04 half")
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(np, "savez_compressed", full)
+    assert test_cli.main(argv(scene, tmp_path / "r")[:-2]) == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and err.strip().splitlines()[-1].startswith(
+        f"test.py: error: {tmp_path / 'r' / 'scores' / 'big.npz'}: the disk is full (No space left on device) "
+        "while writing it; it was left as it was")
+    assert [p.name for p in (tmp_path / "r").rglob("*")] == ["scores"]
+    save_text("x", tmp_path / "ok.txt")  # later writes work as before
+
+
+# ---- leftovers of a killed test.py, and Ctrl-C (items 4 and 7) ---------------------------------------------
+
+def small_scene(folder: Path) -> Path:
+    rng = np.random.default_rng(1)
+    np.save(folder / "s.npy", rng.normal(100, 5, (10, 10, 4)).astype(np.float32))
+    mask = np.zeros((10, 10), bool)
+    mask[3, 4] = True
+    mask_png(mask).save(folder / "s.png")
+    return folder / "s.npy"
+
+
+def test_temporaries_of_a_killed_test_py_are_removed_at_the_next_start(test_cli, tmp_path):
+    """kill -9 while scores/s.npz is written: the temporary file stays; the next run removes it (and those
+    in --save_dir and beside --json), and leaves other hidden files alone."""
+    import signal
+    import subprocess
+    import sys
+
+    from conftest import REPO
+
+    scene, save = small_scene(tmp_path), tmp_path / "r"
+    argv = ["--scenes", str(scene), "--input_channel", "4", "--detectors", "GRX", "--no-progress",
+            "--save_dir", str(save), "--json", str(tmp_path / "j" / "out.json")]
+    child = f"""
+import os, signal, sys
+import numpy as np
+def dying(fh, **arrays):  # half a file, then die as with kill -9
+    fh.write(b"PK half")
+    fh.flush()
+    os.kill(os.getpid(), signal.SIGKILL)
+np.savez_compressed = dying
+from utils.cli import load_script
+load_script(__import__("pathlib").Path("test.py"), "t").main({argv!r})
+"""
+    proc = subprocess.run([sys.executable, "-c", child], cwd=REPO, capture_output=True, timeout=300)
+    assert proc.returncode == -signal.SIGKILL, proc.stderr.decode()[-2000:]
+    left = list(save.rglob(".*.tmp"))
+    assert [p.parent.name for p in left] == ["scores"]
+    (tmp_path / "j").mkdir()
+    (tmp_path / "j" / ".out.json.abcd1234.tmp").write_text("{")
+    (save / ".auc.csv.zz99zz99.tmp").write_text("half")
+    (save / ".keep.tmp").write_text("not ours")
+    assert test_cli.main(argv) == 0
+    assert sorted(p.name for p in tmp_path.rglob(".*")) == [".keep.tmp"]
+    assert (save / "scores" / "s.npz").is_file()
+
+
+def test_ctrl_c_in_test_py_is_one_line_and_code_130(test_cli, tmp_path, monkeypatch, capsys):
+    def interrupt(*a, **k):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(test_cli, "save_npz", interrupt)
+    scene = small_scene(tmp_path)
+    assert test_cli.main(["--scenes", str(scene), "--input_channel", "4", "--detectors", "GRX", "--no-progress",
+                          "--save_dir", str(tmp_path / "r")]) == 130
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and err.strip().splitlines()[-1].startswith("test.py: interrupted;")
+    assert not (tmp_path / "r" / "auc.csv").exists() and not list((tmp_path / "r").rglob(".*.tmp"))
