@@ -11,7 +11,7 @@ from typing import Any, Callable, TypeVar
 import torch
 import torch.distributed as dist
 
-from utils.device import pick_device
+from utils.device import DeviceError, pick_device
 from utils.errors import FerdError
 
 T = TypeVar("T")
@@ -26,6 +26,14 @@ def launched_rank() -> int:
     """This process's rank as torchrun set it (0 without torchrun), known before any process group exists:
     only rank 0 prints the option errors every process finds alike."""
     return int(os.environ.get("RANK", "0"))
+
+
+def check_gpu_count(per_node: int) -> None:
+    """One CUDA device per process of this node, found alike by every process (so only rank 0 need say it)."""
+    have = torch.cuda.device_count()
+    if per_node > have:
+        raise DeviceError(f"torchrun started {per_node} processes on this node, which has {have} CUDA device(s): "
+                          f"use --nproc_per_node {have}, or --device cpu")
 
 
 class Dist:
@@ -45,6 +53,7 @@ class Dist:
         if cpu:
             self.device = torch.device("cpu")
         else:
+            check_gpu_count(int(os.environ.get("LOCAL_WORLD_SIZE", "1")))
             self.device = torch.device("cuda", local)
             torch.cuda.set_device(self.device)
         dist.init_process_group("gloo" if cpu else "nccl")
@@ -74,6 +83,14 @@ class Dist:
             return [obj]
         out: list[Any] = [None] * self.world
         dist.all_gather_object(out, obj)
+        return out
+
+    def gather_to_main(self, obj: Any) -> list[Any] | None:
+        """``obj`` of every process, by rank, on rank 0 only (None elsewhere): for what only rank 0 writes."""
+        if self.world == 1:
+            return [obj]
+        out: list[Any] | None = [None] * self.world if self.is_main else None
+        dist.gather_object(obj, out, dst=0)
         return out
 
     def settle(self, fn: Callable[[], T]) -> T:
