@@ -33,6 +33,7 @@ import torch  # noqa: E402
 
 import train  # noqa: E402
 from data.scene import read_scene  # noqa: E402
+from utils.device import pick_device  # noqa: E402
 from weights.release import ENV_WEIGHTS_DIR, load_fen  # noqa: E402
 
 ABU = ROOT.parent / "shared" / "data" / "abu"
@@ -110,7 +111,7 @@ def main(argv: list[str] | None = None) -> int:
     if rc:
         return rc
     minutes = (time.perf_counter() - t0) / 60
-    device = torch.device(args.device) if args.device else train.pick_device(None)
+    device = pick_device(args.device)
     fens = {"GRX": None,
             "FEN+GRX released had100-50": load_fen("had100", BANDS, args.weights_dir).to(device),
             "FEN+GRX trained here": load_fen(str(save_dir / f"fen_{BANDS}bands.pt"), BANDS).to(device)}
