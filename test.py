@@ -308,8 +308,8 @@ def run(args: argparse.Namespace, d: Dist | None = None) -> list[SceneResult]:
     parts = d.gather_to_main((indices, results, records if args.save_mat else []))
     if not d.is_main:
         return []
-    results = in_input_order([(i, r) for i, r, _ in parts])
-    records = in_input_order([(i, r) for i, _, r in parts])  # empty unless --save_mat
+    results = in_input_order([(idx, res) for idx, res, _ in parts])
+    records = in_input_order([(idx, rec) for idx, _, rec in parts])  # empty unless --save_mat
     write_results(args, results, records, str(device) if d.world == 1 else device.type)
     return results
 

@@ -34,6 +34,7 @@ import json
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -48,7 +49,8 @@ from detectors.reference import REFERENCE_AUCS  # noqa: E402
 from utils.io import save_json  # noqa: E402
 
 PY = sys.executable
-SHARED = REPO.parent / "shared"
+#: ../shared beside the checkout, or a shared/ inside it (where a copy of the tree was sent with one).
+SHARED = next((p for p in (REPO.parent / "shared", REPO / "shared") if p.is_dir()), REPO.parent / "shared")
 ALL_DETECTORS = ["GRX", "FEN+GRX", "SLRX", "FEN+SLRX", "LRX", "FEN+LRX"]
 AIRPORTS = ["abu-airport-1", "abu-airport-2", "abu-airport-3", "abu-airport-4"]
 CUDA_TEST_FILES = ["tests/test_lrx.py", "tests/test_slrx.py", "tests/test_tiling.py", "tests/test_device.py"]
@@ -102,21 +104,32 @@ class Context:
         timeout = self.limit(cap)
         log = self.logs / f"{name}.log"
         log.parent.mkdir(parents=True, exist_ok=True)
+        # a session of its own, so that a timeout ends it whole (torchrun's workers, DataLoader workers)
+        proc = subprocess.Popen(cmd, cwd=REPO, env=env or self.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                text=True, start_new_session=True)
         try:
-            proc = subprocess.run(cmd, cwd=REPO, env=env or self.env, capture_output=True, text=True,
-                                  timeout=timeout)
-        except subprocess.TimeoutExpired as err:
-            log.write_text(f"$ {' '.join(cmd)}\n{_text(err.stdout)}\n{_text(err.stderr)}")
+            out, err = proc.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            kill_group(proc)
+            out, err = proc.communicate()
+            log.write_text(f"$ {' '.join(cmd)}\n{out}\n{err}")
             raise CheckFailed(f"{name}: timed out after {timeout:.0f} s (log {log})") from None
-        log.write_text(f"$ {' '.join(cmd)}\n{proc.stdout}\n{proc.stderr}")
+        except BaseException:  # Ctrl-C: nothing of the check is left running
+            kill_group(proc)
+            raise
+        log.write_text(f"$ {' '.join(cmd)}\n{out}\n{err}")
         if proc.returncode != 0:
-            last = (proc.stderr.strip().splitlines() or proc.stdout.strip().splitlines() or ["no output"])[-1]
+            last = (err.strip().splitlines() or out.strip().splitlines() or ["no output"])[-1]
             raise CheckFailed(f"{name}: exit code {proc.returncode}: {last[:300]} (log {log})")
-        return proc.stdout
+        return out
 
 
-def _text(out: str | bytes | None) -> str:
-    return out.decode(errors="replace") if isinstance(out, bytes) else (out or "")
+def kill_group(proc: subprocess.Popen) -> None:
+    """End ``proc`` and every process it started (it leads its own session)."""
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
 
 
 # ----------------------------------------------------------------------------------------------- commands
@@ -130,7 +143,7 @@ def peak_cmd(peak: Path, test_args: list[str]) -> list[str]:
     return [PY, "benchmarks/gpu_check.py", "--child_peak", str(peak), "--", *test_args]
 
 
-def test_py(scenes: list[Path], bands: int, detectors: list[str], device: str, out: Path, *extra: str) -> list[str]:
+def eval_options(scenes: list[Path], bands: int, detectors: list[str], device: str, out: Path, *extra: str) -> list[str]:
     """test.py options: ``scenes`` on ``device``, results in ``out`` (``out/r.json``), no score maps."""
     return ["--scenes", *map(str, scenes), "--input_channel", str(bands), "--detectors", *detectors,
             "--device", device, "--json", str(out / "r.json"), "--save_dir", str(out), "--no-save_scores",
@@ -146,10 +159,11 @@ def commands(work: Path, abu: Path, transfer_epochs: int) -> dict[str, list[str]
                       "--dir", str(work / "cubes")],
             "cuda_tests": [PY, "-m", "pytest", "-q", "-p", "no:cacheprovider", *CUDA_TEST_FILES, "-k", "cuda"]}
     for (weights, bands) in REFERENCE_AUCS:
-        cmds[f"reference_{weights}_{bands}"] = [PY, "test.py", *test_py(
+        cmds[f"reference_{weights}_{bands}"] = [PY, "test.py", *eval_options(
             airports, bands, ["GRX", "FEN+GRX"], DEVICE, work / f"reference_{weights}_{bands}", "--weights", weights)]
+    # the set has 2 test scenes: no --eval_scenes (train.py's run_config iterates it as a list of scenes)
     base = ["--data_path", str(work / "synthetic"), "--teacher", "random", "--input_channel", "50", "--epochs", "2",
-            "--eval_scenes", "2", "--device", DEVICE, "--no-progress"]
+            "--device", DEVICE, "--no-progress"]
     for name, extra in (("fp32", []), ("bf16", ["--amp", "--amp_dtype", "bf16"]), ("det1", ["--deterministic"]),
                         ("det2", ["--deterministic"])):
         cmds[f"train_{name}"] = [PY, "train.py", *base, *extra, "--save_dir", str(work / f"train_{name}")]
@@ -158,14 +172,14 @@ def commands(work: Path, abu: Path, transfer_epochs: int) -> dict[str, list[str]
     cmds["bench_train_fp32"] = bench
     cmds["bench_train_bf16"] = [*bench, "--amp", "--amp_dtype", "bf16"]
     for name, (folder, kind, detectors) in SCALE_512.items():
-        options = test_py([cube(512)], 200, detectors, DEVICE if kind == "gpu" else "cpu", work / folder)
+        options = eval_options([cube(512)], 200, detectors, DEVICE if kind == "gpu" else "cpu", work / folder)
         cmds[name] = [PY, "test.py", *options] if kind == "cpu" else peak_cmd(work / folder / "peak.json", options)
     big = ("--max_memory_gb", "24")  # a GPU machine's memory: the 3.2 GB cube stays whole where it fits
     cmds["scale_2048"] = peak_cmd(work / "s2048" / "peak.json",
-                                  test_py([cube(2048)], 200, ALL_DETECTORS[:4], DEVICE, work / "s2048", *big))
+                                  eval_options([cube(2048)], 200, ALL_DETECTORS[:4], DEVICE, work / "s2048", *big))
     cmds["scale_2048_lrx"] = peak_cmd(work / "s2048_lrx" / "peak.json",
-                                      test_py([cube(2048)], 200, ALL_DETECTORS[4:], DEVICE, work / "s2048_lrx", *big))
-    cmds["torchrun_one"] = [PY, "test.py", *test_py([abu / f"{s}.mat" for s in AIRPORTS], 50, ["GRX", "FEN+GRX"],
+                                      eval_options([cube(2048)], 200, ALL_DETECTORS[4:], DEVICE, work / "s2048_lrx", *big))
+    cmds["torchrun_one"] = [PY, "test.py", *eval_options([abu / f"{s}.mat" for s in AIRPORTS], 50, ["GRX", "FEN+GRX"],
                                                      DEVICE, work / "torchrun_one")]
     cmds["transfer"] = [PY, "benchmarks/abu_transfer.py", "--setting", "gpu", "--device", DEVICE, "--abu", str(abu),
                         "--weights_dir", str(weights_dir()), "--out", str(work / "transfer"),
@@ -176,7 +190,7 @@ def commands(work: Path, abu: Path, transfer_epochs: int) -> dict[str, list[str]
 def torchrun_cmd(work: Path, abu: Path) -> list[str]:
     """torchrun test.py on 2 GPUs of this machine (rendezvous on 127.0.0.1), the 4 airport scenes."""
     return [PY, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "test.py",
-            *test_py([abu / f"{s}.mat" for s in AIRPORTS], 50, ["GRX", "FEN+GRX"], DEVICE, work / "torchrun_two")]
+            *eval_options([abu / f"{s}.mat" for s in AIRPORTS], 50, ["GRX", "FEN+GRX"], DEVICE, work / "torchrun_two")]
 
 
 # ----------------------------------------------------------------------------------------------- checks
@@ -288,7 +302,7 @@ def wait_for_cubes(ctx: Context) -> None:
     try:
         rc = ctx.cubes.wait(timeout=ctx.limit(CAPS["cubes"]))
     except subprocess.TimeoutExpired:
-        ctx.cubes.kill()
+        kill_group(ctx.cubes)
         raise CheckFailed("cubes: bench_scale.py --make_only did not finish in time") from None
     if rc != 0:
         raise CheckFailed(f"cubes: bench_scale.py --make_only exit code {rc} (log {ctx.logs / 'cubes.log'})")
@@ -457,7 +471,8 @@ def main(argv: list[str] | None = None) -> int:
     wanted = [(n, f) for n, f in CHECKS if args.only is None or n in args.only]
     if any(n.startswith("scale") for n, _ in wanted):  # CPU work, while the GPU checks run
         with open(logs / "cubes.log", "w") as log:
-            ctx.cubes = subprocess.Popen(cmds["cubes"], cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
+            ctx.cubes = subprocess.Popen(cmds["cubes"], cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT,
+                                         start_new_session=True)
     failed = 0
     try:
         for name, check in wanted:
@@ -477,7 +492,8 @@ def main(argv: list[str] | None = None) -> int:
                        getattr(err, "figures", {}))
     finally:
         if ctx.cubes is not None and ctx.cubes.poll() is None:
-            ctx.cubes.kill()
+            kill_group(ctx.cubes)
+            ctx.cubes.wait()
         if not args.keep:
             shutil.rmtree(work, ignore_errors=True)
     print(f"{'all checks passed' if not failed else f'{failed} check(s) failed'}; figures in {args.json}, "
