@@ -34,7 +34,8 @@ bench-scale: setup
 
 # Everything only a GPU shows, checked and timed (at most 10 minutes on one H200; stops at once without CUDA):
 # CUDA tests, reference AUCs on CUDA, 2048^2 x 200 scenes, training fp32/bf16/deterministic, results/gpu_check.json.
-gpu-check: setup
+# `make gpu-check PY=python3` uses a Python already set up (a GPU machine offline) instead of making .venv.
+gpu-check: $(if $(filter $(PY),$(VENV)/bin/python),setup)
 	$(PY) benchmarks/gpu_check.py
 
 clean:
