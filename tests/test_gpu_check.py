@@ -126,3 +126,58 @@ def test_checkpoints_compare_tensors_not_metadata():
     a = {"state_dict": {"w": torch.ones(2)}, "meta": {"seconds": 1.0}}
     assert gpu_check.tensors_equal(a, {"state_dict": {"w": torch.ones(2)}, "meta": {"seconds": 2.0}})
     assert not gpu_check.tensors_equal(a, {"state_dict": {"w": torch.tensor([1.0, 1.5])}, "meta": {}})
+
+
+class FakeRuns:
+    """Stands in for :meth:`gpu_check.Context.run`: writes what each script would and returns its stdout."""
+
+    def __init__(self, ctx, differ: bool = False):
+        self.ctx, self.differ, self.names = ctx, differ, []
+
+    def __call__(self, name, cmd, cap, env=None):
+        self.names.append(name)
+        if name.startswith("train_"):
+            save = gpu_check.Path(cmd[cmd.index("--save_dir") + 1])
+            save.mkdir(parents=True)
+            w = torch.ones(3) * (2 if self.differ and name == "train_det2" else 1)
+            torch.save({"state_dict": {"w": w}, "meta": {"epoch": 2}}, save / "fen_50bands.pt")
+            torch.save({"model": {"w": w}, "history": [{"seconds": len(self.names)}]}, save / "last_50bands.pt")
+            return ("epoch 1/2  step 2  loss 0.9589 (sim 0.8 rec 0.3 zc 0.7)  test mAUC 0.8\n"
+                    "epoch 2/2  step 4  loss 0.4455 (sim 0.3 rec 0.01 zc 0.69)  test mAUC 0.8\n")
+        if name.startswith("bench_train_"):
+            return ("device H200 | amp off | batch 16 x 50 x 64 x 64 | 0.041 s/step (median of 10, mean 0.042) = "
+                    "390.2 patches/s | peak RSS 3000 MiB | peak CUDA allocated 9123 MiB\n")
+        if name == "transfer":
+            out = gpu_check.Path(cmd[cmd.index("--out") + 1])
+            out.mkdir(parents=True)
+            (out / "abu_transfer_gpu.json").write_text(json.dumps({"epochs": int(cmd[-1]), "mean_auc": {"GRX": 0.9}}))
+            return "setting gpu\n\n| scene | GRX |\n|---|---|\n| **mean** | **0.9000** |\n"
+        raise AssertionError(name)
+
+
+@pytest.mark.parametrize("differ", [False, True])
+def test_train_check_reads_losses_and_compares_the_deterministic_runs(differ, tmp_path, monkeypatch):
+    ctx = gpu_check.Context(gpu_check.parse_args([]), tmp_path, tmp_path / "logs", 1e12, {})
+    monkeypatch.setattr(ctx, "run", FakeRuns(ctx, differ))
+    if differ:
+        with pytest.raises(gpu_check.CheckFailed, match="the two runs differ"):
+            gpu_check.check_train(ctx, gpu_check.commands(tmp_path, tmp_path, 60))
+        return
+    figures, message = gpu_check.check_train(ctx, gpu_check.commands(tmp_path, tmp_path, 60))
+    assert figures["fp32"]["losses"] == [0.9589, 0.4455] and figures["deterministic_identical"] == {
+        "fen": True, "last": True}
+    assert "deterministic checkpoints identical" in message
+    assert not list(tmp_path.glob("train_*/last_*.pt"))  # 1 GB each on the real run: removed
+
+
+def test_bench_train_and_transfer_checks_read_their_figures(tmp_path, monkeypatch, capsys):
+    ctx = gpu_check.Context(gpu_check.parse_args([]), tmp_path, tmp_path / "logs", 0.0, {})
+    monkeypatch.setattr(ctx, "run", FakeRuns(ctx))
+    ctx.deadline = gpu_check.time.monotonic() + 100
+    cmds = gpu_check.commands(tmp_path, tmp_path, 60)
+    figures, message = gpu_check.check_bench_train(ctx, cmds)
+    assert figures["bf16"] == {"s_per_step": 0.041, "peak_cuda_mib": 9123.0} and "fp32 0.0410 s/step" in message
+    ctx.report["bench_train"] = {"figures": figures}
+    figures, message = gpu_check.check_transfer(ctx, cmds)
+    assert figures["epochs"] == 18 and "cut to 18 of 60 epochs" in message  # (100 - 40) s / (4 x 0.041 + 3) s
+    assert "| **mean** | **0.9000** |" in capsys.readouterr().out
