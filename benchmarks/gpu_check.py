@@ -60,8 +60,9 @@ DEVICE = "cuda"  # what the checks run on (a module constant, so that their logi
 CAPS = {"cubes": 150, "cuda_tests": 90, "reference": 75, "train": 45, "bench_train": 30, "scale_512_cpu": 60,
         "scale_512_cpu_lrx": 150, "scale_512_cuda": 45, "scale_512_cuda_lrx": 45, "scale_2048": 90,
         "scale_2048_lrx": 75, "torchrun": 60}
-#: The runs of the 512 x 512 comparison, by name: output folder, "cpu" or "gpu" (DEVICE), detectors. LRX (a covariance inverse per
-#: pixel) is by far the slowest on the CPU, so it runs apart: if it cannot finish, the rest is still compared.
+#: The runs of the 512 x 512 comparison, by name: output folder, "cpu" or "gpu" (DEVICE), detectors. LRX (a
+#: covariance inverse per pixel) is by far the slowest on the CPU, so it runs apart: if it cannot finish, the rest
+#: is still compared.
 SCALE_512 = {"scale_512_cuda": ("s512_cuda", "gpu", ALL_DETECTORS[:4]),
              "scale_512_cpu": ("s512_cpu", "cpu", ALL_DETECTORS[:4]),
              "scale_512_cuda_lrx": ("s512_cuda_lrx", "gpu", ALL_DETECTORS[4:]),
@@ -143,7 +144,8 @@ def peak_cmd(peak: Path, test_args: list[str]) -> list[str]:
     return [PY, "benchmarks/gpu_check.py", "--child_peak", str(peak), "--", *test_args]
 
 
-def eval_options(scenes: list[Path], bands: int, detectors: list[str], device: str, out: Path, *extra: str) -> list[str]:
+def eval_options(scenes: list[Path], bands: int, detectors: list[str], device: str, out: Path,
+                 *extra: str) -> list[str]:
     """test.py options: ``scenes`` on ``device``, results in ``out`` (``out/r.json``), no score maps."""
     return ["--scenes", *map(str, scenes), "--input_channel", str(bands), "--detectors", *detectors,
             "--device", device, "--json", str(out / "r.json"), "--save_dir", str(out), "--no-save_scores",
@@ -177,8 +179,8 @@ def commands(work: Path, abu: Path, transfer_epochs: int) -> dict[str, list[str]
     big = ("--max_memory_gb", "24")  # a GPU machine's memory: the 3.2 GB cube stays whole where it fits
     cmds["scale_2048"] = peak_cmd(work / "s2048" / "peak.json",
                                   eval_options([cube(2048)], 200, ALL_DETECTORS[:4], DEVICE, work / "s2048", *big))
-    cmds["scale_2048_lrx"] = peak_cmd(work / "s2048_lrx" / "peak.json",
-                                      eval_options([cube(2048)], 200, ALL_DETECTORS[4:], DEVICE, work / "s2048_lrx", *big))
+    cmds["scale_2048_lrx"] = peak_cmd(work / "s2048_lrx" / "peak.json", eval_options(
+        [cube(2048)], 200, ALL_DETECTORS[4:], DEVICE, work / "s2048_lrx", *big))
     cmds["torchrun_one"] = [PY, "test.py", *eval_options([abu / f"{s}.mat" for s in AIRPORTS], 50, ["GRX", "FEN+GRX"],
                                                      DEVICE, work / "torchrun_one")]
     cmds["transfer"] = [PY, "benchmarks/abu_transfer.py", "--setting", "gpu", "--device", DEVICE, "--abu", str(abu),
