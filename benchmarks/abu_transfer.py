@@ -122,7 +122,8 @@ def main(argv: list[str] | None = None) -> int:
           f"selected epoch {meta['epoch']} (val mAUC {meta['val_mAUC']:.4f})\n")
     print(render(table))
     result = {"setting": args.setting, "epochs": epochs(args), "train_options": train_argv(args, save_dir),
-              "minutes": minutes, "device": str(device), "selected": {k: meta[k] for k in ("epoch", "step", "val_mAUC", "test_mAUC")},
+              "minutes": minutes, "device": str(device),
+              "selected": {k: meta[k] for k in ("epoch", "step", "val_mAUC", "test_mAUC")},
               "auc": table, "mean_auc": {c: float(np.mean(list(v.values()))) for c, v in table.items()}}
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / f"abu_transfer_{args.setting}.json").write_text(json.dumps(result, indent=2) + "\n")
