@@ -16,8 +16,11 @@ with ``--save_mat`` the authors' MATLAB files, with ``--save_envi`` georeference
 from __future__ import annotations
 
 import argparse
+import contextlib
+import io
 import sys
 from pathlib import Path
+from typing import NamedTuple
 
 import torch
 from tqdm import tqdm
@@ -38,7 +41,8 @@ from pipeline.plan import check_memory, check_temp_space, plan_scene
 from pipeline.run import Pipeline, SceneRun
 from pipeline.sources import SceneSource
 from utils.cli import OneLineParser, OutputError, add_run_options, check_writable, restore_ctrl_c
-from utils.device import full_fp32, pick_device
+from utils.device import full_fp32
+from utils.dist import Dist, PeerError, launched_rank
 from utils.errors import DetectorError, FerdError
 from utils.io import drop_stale_temporaries, save_json, save_npz, save_text
 from utils.memory import memory_budget
@@ -120,7 +124,7 @@ def check_args(parser: argparse.ArgumentParser, args: argparse.Namespace) -> Non
         parser.error(f"--fen_batch {args.fen_batch}: must be 1 or more scenes")
 
 
-def check_outputs(args: argparse.Namespace, scenes: list[Scene]) -> None:
+def check_outputs(args: argparse.Namespace, scenes: list[SceneId]) -> None:
     """Before any work: every result path can be written, and no two scenes would write the same file."""
     check_writable(args.save_dir, "--save_dir", folder=True)
     for sub, wanted in (("scores", args.save_scores), ("plots", args.plots)):
@@ -148,15 +152,37 @@ def drop_temporaries(args: argparse.Namespace) -> None:
         drop_stale_temporaries(args.json.parent, (args.json.name,))
 
 
-def load_scenes(args: argparse.Namespace) -> tuple[list[Scene], str]:
-    """The scenes to evaluate and a one-line description of where they came from."""
+class SceneId(NamedTuple):
+    """What :func:`check_outputs` needs of a scene, small enough to gather from every process."""
+
+    index: int
+    name: str
+    source: str
+    label: str
+
+
+def dataset_root(args: argparse.Namespace, d: Dist) -> tuple[Path | None, str]:
+    """The HAD100-layout folder (None for ``--scenes``) and its description; the synthetic set is generated
+    by one process while the others wait."""
     if args.scenes:
-        return [read_scene(p, args.data_key, args.gt_key) for p in args.scenes], f"{len(args.scenes)} scene file(s)"
+        return None, f"{len(args.scenes)} scene file(s)"
     root, description, note = choose_dataset(args.data_path, DEFAULT_DATA)
     if note:
-        print(note, file=sys.stderr)
-        ensure_synthetic(root)
-    return read_had100(root), description
+        if d.is_main:
+            print(note, file=sys.stderr)
+        d.settle(lambda: ensure_synthetic(root) if d.is_main else None)
+    return root, description
+
+
+def load_shard(args: argparse.Namespace, root: Path | None, d: Dist) -> tuple[list[int], list[Scene], int]:
+    """This process's scenes (all of them without torchrun), their indices in input order, and the total.
+    ``--scenes`` files are read only by the process that takes them; a HAD100 folder is memory-mapped."""
+    if args.scenes:
+        indices = d.shard(len(args.scenes))
+        return indices, [read_scene(args.scenes[i], args.data_key, args.gt_key) for i in indices], len(args.scenes)
+    scenes = read_had100(root)
+    indices = d.shard(len(scenes))
+    return indices, [scenes[i] for i in indices], len(scenes)
 
 
 def detector_options(args: argparse.Namespace) -> DetectorOptions:
@@ -200,12 +226,11 @@ def evaluate_scene(scene: Scene, run: SceneRun, bands: int) -> SceneResult:
     return result
 
 
-def run(args: argparse.Namespace) -> list[SceneResult]:
-    device = pick_device(args.device)
-    full_fp32(device)  # the reference AUCs are float32 figures: no TF32 convolutions on CUDA
-    scenes, source = load_scenes(args)
-    check_outputs(args, scenes)
-    drop_temporaries(args)
+def check_shard(args: argparse.Namespace, scenes: list[Scene], ids: list[SceneId],
+                device: torch.device) -> tuple[list[SceneSource], torch.nn.Module | None]:
+    """Every check before any work: result paths (of all scenes, ``ids``), then this process's scenes, detectors
+    and exports; returns the scenes' sources and the FEN (None if no detector needs it)."""
+    check_outputs(args, ids)
     sources = [SceneSource(s.cube, args.input_channel, args.start_channel, s.label) for s in scenes]
     for s in sources:  # fail before any work if one scene cannot be used (large cubes: one streaming pass)
         s.check()
@@ -213,19 +238,19 @@ def run(args: argparse.Namespace) -> list[SceneResult]:
     if args.save_envi:
         check_envi_sources([s.label for s in scenes])
     fen = None
-    if needs_fen(args.detectors):
+    if needs_fen(args.detectors):  # read on every process, even one without scenes: all agree on the weights
         fen = load_fen(args.weights, args.input_channel, args.weights_dir).to(device)
-    # the FEN in tiles, the detectors over chunks and strips, memory-mapped input: pipeline/
-    pipeline = Pipeline(args.detectors, fen, detector_options(args), device, args.max_memory_gb, args.fen_batch,
-                        fold_bn=args.fold_bn)
-    pipeline.warm_up(sources[0])
-    print(f"{len(scenes)} scenes from {source}, bands [{args.start_channel}, "
-          f"{args.start_channel + args.input_channel}), detectors {' '.join(args.detectors)}, "
-          f"weights {args.weights if fen is not None else '-'}, device {device}", file=sys.stderr)
-    results, records = [], []  # records: what --save_mat / --save_envi write at the end (evaluation/export.py)
+    return sources, fen
+
+
+def evaluate_shard(args: argparse.Namespace, scenes: list[Scene], sources: list[SceneSource],
+                   pipeline: Pipeline, d: Dist) -> tuple[list[SceneResult], list[SceneRecord]]:
+    """This process's scenes through the pipeline: their results, and what --save_mat / --save_envi write
+    (evaluation/export.py). Writes each scene's score maps and plots, and at the end its ENVI maps."""
+    results, records = [], []
     runs = pipeline.run(sources)
     for scene, src, scene_run in tqdm(zip(scenes, sources, runs), total=len(scenes), desc="scenes", unit="scene",
-                                      disable=not args.progress, file=sys.stderr):
+                                      disable=not (args.progress and d.is_main), file=sys.stderr):
         if not scene_run.plan.input_in_memory or (scene_run.plan.fen_tile and not scene_run.plan.enhanced_in_memory):
             print(f"{scene.name}: {scene_run.plan.describe(src.shape)}", file=sys.stderr)
         result = evaluate_scene(scene, scene_run, src.shape[2])
@@ -234,15 +259,28 @@ def run(args: argparse.Namespace) -> list[SceneResult]:
         if args.save_scores:
             save_npz(args.save_dir / "scores" / f"{scene.name}.npz", mask=scene.mask, **maps)
         if args.save_mat or args.save_envi:
-            fen_out = pipeline.fen_output(src) if args.save_mat and fen is not None else None  # mixfs.mat
+            fen_out = pipeline.fen_output(src) if args.save_mat and pipeline.fen is not None else None  # mixfs.mat
             records.append(SceneRecord(scene.name, scene.source, scene.mask, maps, result.auc, fen_out))
         if args.plots:
             from evaluation.plots import plot_scene  # matplotlib only when pictures are asked for
 
             bands = scene.cube[:, :, args.start_channel: args.start_channel + args.input_channel]
             plot_scene(args.save_dir / "plots", scene.name, bands, scene.mask, maps, result.auc)
+    write_exports(records, args.save_dir, args.detectors, envi=args.save_envi)  # each process its own scenes
+    return results, records
+
+
+def in_input_order(parts: list[tuple[list[int], list]]) -> list:
+    """The items of every process's ``(indices, items)``, back in input order."""
+    pairs = [(i, item) for indices, items in parts for i, item in zip(indices, items)]
+    return [item for _, item in sorted(pairs, key=lambda pair: pair[0])]
+
+
+def write_results(args: argparse.Namespace, results: list[SceneResult], records: list[SceneRecord],
+                  device: str) -> None:
+    """auc.csv, the --save_mat files, roc3d.csv and --json, each atomically; then the tables on stdout."""
     save_text(to_csv(results, args.detectors), args.save_dir / "auc.csv")
-    write_exports(records, args.save_dir, args.detectors, mat=args.save_mat, envi=args.save_envi)
+    write_exports(records, args.save_dir, args.detectors, mat=args.save_mat)
     save_text(roc3d_csv(results, args.detectors), args.save_dir / "roc3d.csv")
     if args.json is not None:
         config = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()
@@ -255,21 +293,67 @@ def run(args: argparse.Namespace) -> list[SceneResult]:
     print(format_roc3d_table(results, args.detectors, per_scene=args.roc3d_scenes))
     if args.plots:
         print(f"plots: {args.save_dir / 'plots'}", file=sys.stderr)
+
+
+def run(args: argparse.Namespace, d: Dist | None = None) -> list[SceneResult]:
+    """Evaluate every scene; returns the results in input order (under torchrun: on rank 0, which writes the
+    result files; [] on the others).
+
+    Under torchrun each process takes its own scenes (:meth:`Dist.shard`) and writes their score maps, plots
+    and ENVI maps; rank 0 gathers the rest. An input error on any process stops all of them at the next
+    :meth:`Dist.settle`, before auc.csv or any other gathered result file is written.
+    """
+    d = d if d is not None else Dist(args.device)
+    device = d.device
+    full_fp32(device)  # the reference AUCs are float32 figures: no TF32 convolutions on CUDA
+    root, source = dataset_root(args, d)
+    indices, scenes, total = d.settle(lambda: load_shard(args, root, d))
+    ids = in_input_order(d.gather((indices, [SceneId(i, s.name, s.source, s.label)
+                                             for i, s in zip(indices, scenes)])))
+    sources, fen = d.settle(lambda: check_shard(args, scenes, ids, device))
+    d.settle(lambda: drop_temporaries(args) if d.is_main else None)  # before any process writes a result
+    # the FEN in tiles, the detectors over chunks and strips, memory-mapped input: pipeline/
+    pipeline = Pipeline(args.detectors, fen, detector_options(args), device, args.max_memory_gb, args.fen_batch,
+                        fold_bn=args.fold_bn)
+    if sources:
+        pipeline.warm_up(sources[0])
+    if d.is_main:
+        print(f"{total} scenes from {source}, bands [{args.start_channel}, "
+              f"{args.start_channel + args.input_channel}), detectors {' '.join(args.detectors)}, "
+              f"weights {args.weights if fen is not None else '-'}, device {device}"
+              + (f" x {d.world} processes" if d.world > 1 else ""), file=sys.stderr)
+    results, records = d.settle(lambda: evaluate_shard(args, scenes, sources, pipeline, d))
+    parts = d.gather_to_main((indices, results, records if args.save_mat else []))
+    if not d.is_main:
+        return []
+    results = in_input_order([(idx, res) for idx, res, _ in parts])
+    records = in_input_order([(idx, rec) for idx, _, rec in parts])  # empty unless --save_mat
+    write_results(args, results, records, str(device) if d.world == 1 else device.type)
     return results
 
 
 def main(argv: list[str] | None = None) -> int:
     restore_ctrl_c()
-    args = parse_args(argv)
+    quiet = launched_rank() != 0  # under torchrun, rank 0 alone prints the errors that every process stops on
+    with contextlib.redirect_stderr(io.StringIO()) if quiet else contextlib.nullcontext():
+        args = parse_args(argv)
+    d = None
     try:
-        run(args)
+        d = Dist(args.device)
+        run(args, d)
     except FerdError as err:  # DataError, WeightsError, DetectorError, ...: the user's input, one line
-        print(f"test.py: error: {err}", file=sys.stderr)
+        if not quiet:
+            print(f"test.py: error: {err}", file=sys.stderr)
+        if isinstance(err, PeerError):  # raised on every process alike: all leave together, each with code 2
+            d.barrier()
         return 2
     except KeyboardInterrupt:  # result files are written atomically: each is complete or untouched
         print("test.py: interrupted; the result files written so far are complete, the rest were not written",
               file=sys.stderr)
         return 130
+    finally:
+        if d is not None:
+            d.close()
     return 0
 
 

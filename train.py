@@ -26,7 +26,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, DistributedSampler
 from tqdm import tqdm
@@ -46,7 +45,8 @@ from model.ferd import FERD
 from model.losses import W_REC, W_SIM, W_ZC, FERDLoss
 from model.teacher import fingerprint
 from utils.cli import OneLineParser, add_run_options, check_writable, fail, restore_ctrl_c
-from utils.device import AMP_DTYPES, pick_device
+from utils.device import AMP_DTYPES
+from utils.dist import Dist
 from utils.errors import FerdError
 from utils.io import drop_stale_temporaries, save_text, save_torch
 from weights.files import load_tensors
@@ -190,43 +190,6 @@ def check_outputs(args: argparse.Namespace) -> None:
 
 # ----------------------------------------------------------------------------------------------- processes
 
-class Dist:
-    """The process group, if started by torchrun (``WORLD_SIZE`` > 1); rank 0 evaluates and saves."""
-
-    def __init__(self, device_arg: str | None) -> None:
-        self.world = int(os.environ.get("WORLD_SIZE", "1"))
-        self.rank = int(os.environ.get("RANK", "0"))
-        local = int(os.environ.get("LOCAL_RANK", "0"))
-        if self.world == 1:
-            self.device = pick_device(device_arg)
-            return
-        cpu = pick_device(device_arg).type == "cpu"
-        if cpu:
-            self.device = torch.device("cpu")
-        else:
-            self.device = torch.device("cuda", local)
-            torch.cuda.set_device(self.device)
-        dist.init_process_group("gloo" if cpu else "nccl")
-
-    @property
-    def is_main(self) -> bool:
-        return self.rank == 0
-
-    def barrier(self) -> None:
-        if self.world > 1:
-            dist.barrier()
-
-    def mean(self, t: torch.Tensor) -> torch.Tensor:
-        if self.world > 1:
-            dist.all_reduce(t, op=dist.ReduceOp.SUM)
-            t = t / self.world
-        return t
-
-    def close(self) -> None:
-        if self.world > 1 and dist.is_initialized():
-            dist.destroy_process_group()
-
-
 def log(msg: str, d: Dist) -> None:
     if d.is_main:
         print(msg, file=sys.stderr, flush=True)
@@ -365,7 +328,7 @@ def evaluate(fen: FEN | None, cubes: list[EvalCube], device: torch.device) -> tu
 
 def run_config(args: argparse.Namespace, fen_config: dict, fp: str | None, n_patches: int | None) -> dict:
     """What the training state must agree on to be resumed (:data:`RESUME_KEYS`), plus the rest for the record."""
-    cfg = {k: (str(v) if isinstance(v, Path) else [str(x) for x in v] if k.endswith("_scenes") and v else v)
+    cfg = {k: (str(v) if isinstance(v, Path) else [str(x) for x in v] if isinstance(v, list) else v)
            for k, v in vars(args).items()}
     cfg["betas"] = list(args.betas)
     cfg.update(hidden=fen_config.get("hidden"), teacher_fingerprint=fp, train_patches=n_patches)

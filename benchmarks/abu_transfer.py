@@ -12,7 +12,8 @@ FEN, and of FEN+GRX with the trained FEN, per scene and mean, printed as a table
 ``OUT/abu_transfer_<setting>.json``; train.py's loss plot is copied to ``--figure``.
 
 The CPU setting (32 x 32 patches every 16 px, batch 8, a step budget) finishes within about 40 minutes on a
-2-core CPU; the GPU setting is the paper's scale (64 x 64 patches, batch 16, 60 epochs).
+2-core CPU; the GPU setting is the paper's scale (64 x 64 patches, batch 16, 60 epochs). ``--epochs N`` trains
+at most N epochs of the setting (``make gpu-check`` fits the GPU setting into what its time budget leaves).
 """
 from __future__ import annotations
 
@@ -32,6 +33,7 @@ import torch  # noqa: E402
 
 import train  # noqa: E402
 from data.scene import read_scene  # noqa: E402
+from utils.device import pick_device  # noqa: E402
 from weights.release import ENV_WEIGHTS_DIR, load_fen  # noqa: E402
 
 ABU = ROOT.parent / "shared" / "data" / "abu"
@@ -56,7 +58,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--out", type=Path, default=ROOT / "results" / "abu_transfer", help="checkpoints and JSON")
     p.add_argument("--figure", type=Path, default=None, help="copy train.py's loss plot here")
     p.add_argument("--device", default=None)
-    return p.parse_args(argv)
+    p.add_argument("--epochs", type=int, default=None,
+                   help="at most this many epochs instead of the setting's (a shorter run within a time budget)")
+    args = p.parse_args(argv)
+    if args.epochs is not None and args.epochs < 1:
+        p.error(f"--epochs {args.epochs}: must be 1 or more")
+    return args
 
 
 def train_argv(args: argparse.Namespace, save_dir: Path) -> list[str]:
@@ -64,7 +71,18 @@ def train_argv(args: argparse.Namespace, save_dir: Path) -> list[str]:
             "--test_scenes", *(str(args.abu / f"{n}.mat") for n in TEST),
             "--input_channel", str(BANDS), "--teacher", str(args.weights_dir / "had100-50bands" / "enc.pt"),
             "--select", "val", "--seed", "10", "--save_dir", str(save_dir), "--no-progress",
-            *(["--device", args.device] if args.device else []), *SETTINGS[args.setting]]
+            *(["--device", args.device] if args.device else []), *SETTINGS[args.setting],
+            *(["--epochs", str(epochs(args))] if args.epochs is not None else [])]  # the last --epochs counts
+
+
+def setting_epochs(setting: str) -> int:
+    return int(SETTINGS[setting][SETTINGS[setting].index("--epochs") + 1])
+
+
+def epochs(args: argparse.Namespace) -> int:
+    """The epochs trained: the setting's, or fewer with ``--epochs``."""
+    full = setting_epochs(args.setting)
+    return full if args.epochs is None else min(full, args.epochs)
 
 
 def airport_table(fens: dict[str, torch.nn.Module | None], device: torch.device) -> dict[str, dict[str, float]]:
@@ -93,17 +111,19 @@ def main(argv: list[str] | None = None) -> int:
     if rc:
         return rc
     minutes = (time.perf_counter() - t0) / 60
-    device = torch.device(args.device) if args.device else train.pick_device(None)
+    device = pick_device(args.device)
     fens = {"GRX": None,
             "FEN+GRX released had100-50": load_fen("had100", BANDS, args.weights_dir).to(device),
             "FEN+GRX trained here": load_fen(str(save_dir / f"fen_{BANDS}bands.pt"), BANDS).to(device)}
     table = airport_table(fens, device)
     meta = torch.load(save_dir / f"fen_{BANDS}bands.pt", map_location="cpu", weights_only=True)["meta"]
-    print(f"\nsetting {args.setting}: {' '.join(SETTINGS[args.setting])}; trained {minutes:.1f} min on {device}; "
+    cut = f" (cut to {epochs(args)} epochs by --epochs)" if epochs(args) < setting_epochs(args.setting) else ""
+    print(f"\nsetting {args.setting}: {' '.join(SETTINGS[args.setting])}{cut}; trained {minutes:.1f} min on {device}; "
           f"selected epoch {meta['epoch']} (val mAUC {meta['val_mAUC']:.4f})\n")
     print(render(table))
-    result = {"setting": args.setting, "train_options": train_argv(args, save_dir), "minutes": minutes,
-              "device": str(device), "selected": {k: meta[k] for k in ("epoch", "step", "val_mAUC", "test_mAUC")},
+    result = {"setting": args.setting, "epochs": epochs(args), "train_options": train_argv(args, save_dir),
+              "minutes": minutes, "device": str(device),
+              "selected": {k: meta[k] for k in ("epoch", "step", "val_mAUC", "test_mAUC")},
               "auc": table, "mean_auc": {c: float(np.mean(list(v.values()))) for c, v in table.items()}}
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / f"abu_transfer_{args.setting}.json").write_text(json.dumps(result, indent=2) + "\n")

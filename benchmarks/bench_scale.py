@@ -101,7 +101,7 @@ def peak_rss(cmd: list[str]) -> tuple[str, float, int]:
     return streams["out"], wall, usage.ru_maxrss * 1024
 
 
-def main() -> None:
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--sides", type=int, nargs="+", default=[256, 512, 1024, 2048])
     p.add_argument("--bands", type=int, default=200)
@@ -113,7 +113,11 @@ def main() -> None:
     p.add_argument("--plot", type=Path, default=REPO / "docs" / "scale.png")
     p.add_argument("--json", type=Path, default=None, help="also write the rows as JSON")
     p.add_argument("--extra", nargs=argparse.REMAINDER, default=[], help="more test.py options, at the end")
-    args = p.parse_args()
+    return p.parse_args(argv)
+
+
+def main() -> None:
+    args = parse_args()
     folder = args.dir or Path(tempfile.mkdtemp(prefix="ferd-scale-"))
     if args.make_only:
         for side in args.sides:

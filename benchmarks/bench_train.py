@@ -44,7 +44,7 @@ def device_name(device: torch.device) -> str:
     return f"{cpu}, {os.cpu_count()} cores, {torch.get_num_threads()} torch threads"
 
 
-def main(argv: list[str] | None = None) -> dict:
+def build_parser() -> argparse.ArgumentParser:
     p = bench_parser(__doc__, repeat=3)
     p.add_argument("--steps", dest="repeat", metavar="N", type=int, default=argparse.SUPPRESS,
                    help="timed steps (the same as --repeat)")
@@ -55,6 +55,11 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--img_size", type=int, default=64)
     p.add_argument("--bands", type=int, default=50)
     p.add_argument("--seed", type=int, default=10)
+    return p
+
+
+def main(argv: list[str] | None = None) -> dict:
+    p = build_parser()
     args, device, _ = bench_device(p, argv, inference=False)
     if args.amp and device.type != "cuda":
         p.error("--amp needs a CUDA device")

@@ -17,7 +17,7 @@ from model.fen import FEN, FEN_HALO, fold_batchnorm, fused_forward_window
 from pipeline.plan import TilePlan, plan_scene
 from pipeline.run import Pipeline
 from pipeline.sources import SceneSource, StoredCube, reflect_index, reflected_window
-from utils.device import torch_threads
+from utils.device import full_fp32, torch_threads
 from utils.errors import DetectorError
 from utils.memory import release_pages
 from weights.release import load_fen
@@ -35,10 +35,10 @@ def _npy_scene(tmp_path, cube: np.ndarray, mask: np.ndarray, name: str = "scene"
     return read_scene(tmp_path / f"{name}.npy")
 
 
-def _runs(scene, bands, detectors, fen, plan=None, options=DetectorOptions()):
+def _runs(scene, bands, detectors, fen, plan=None, options=DetectorOptions(), device=torch.device("cpu")):
     source = SceneSource(scene.cube, bands, 0, scene.name)
     source.check()
-    pipeline = Pipeline(detectors, fen, options, torch.device("cpu"), plan=plan)
+    pipeline = Pipeline(detectors, fen, options, device, plan=plan)
     return next(iter(pipeline.run([source])))
 
 
@@ -66,6 +66,24 @@ def test_real_scene_whole_and_in_small_tiles_give_the_same_maps(weights, bands, 
     x = preprocess(real.cube, bands)
     np.testing.assert_allclose(whole.maps["GRX"], grx(x).numpy(), rtol=1e-6, atol=1e-6 * whole.maps["GRX"].max())
     np.testing.assert_allclose(whole.maps["SLRX"], slrx(x).numpy(), rtol=1e-6, atol=1e-9)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
+def test_real_scene_in_small_tiles_on_cuda(abu_dir, release_dir, tmp_path):
+    """The tiled pipeline on CUDA (full float32, as test.py runs): the whole-scene maps in small tiles, and the
+    AUCs of the CPU to 4 decimals (float32 sums run in another order on the GPU)."""
+    real = read_scene(abu_dir / "abu-airport-2.mat")
+    scene = _npy_scene(tmp_path, np.ascontiguousarray(real.cube[:, :, :200]), real.mask)
+    fen = load_fen("had100", 200, release_dir)
+    cuda = torch.device("cuda")
+    full_fp32(cuda)
+    whole = _runs(scene, 200, DETECTORS, fen.to(cuda), device=cuda)
+    tiled = _runs(scene, 200, DETECTORS, fen, SMALL_TILES, device=cuda)
+    cpu = _runs(scene, 200, DETECTORS, fen.cpu())
+    for name, ref in whole.maps.items():
+        np.testing.assert_allclose(tiled.maps[name], ref, rtol=1e-4, atol=1e-5 * np.abs(ref).max(), err_msg=name)
+        for other in (tiled, cpu):
+            assert round(roc_auc(other.maps[name], scene.mask), 4) == round(roc_auc(ref, scene.mask), 4), name
 
 
 def test_lrx_whole_and_in_strips(tmp_path):

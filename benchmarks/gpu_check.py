@@ -1,0 +1,507 @@
+"""Verify and time everything only a GPU shows, in one go: ``make gpu-check`` (at most 10 minutes on one H200).
+
+    FERD_WEIGHTS_DIR=../shared/ferd-release python benchmarks/gpu_check.py [--budget 560] [--json PATH]
+
+Each check runs in processes of its own, under its own time limit (its cap, or what is left of ``--budget``),
+and prints one line: ``PASS``, ``FAIL`` (the script goes on to the next) or ``SKIP``, then its seconds and
+figures. Every figure goes to ``--json`` (default results/gpu_check.json), rewritten atomically after each
+check, so a failed or cut run still leaves a complete file; each process's output goes to a log beside it
+(results/gpu_check_logs/).
+
+  cuda_tests     the CUDA-only tests of tests/ (``-k cuda``: LRX and SLRX against the CPU, the tiled pipeline
+                 on CUDA, the float32 flags); none may be skipped
+  reference      the 8 released-weight reference rows (4 weight sets x abu-airport-1, -2; GRX and FEN+GRX) on
+                 ``--device cuda``, to 4 decimals (detectors/reference.py REFERENCE_AUCS)
+  train          train.py on a small synthetic set: fp32, ``--amp`` (bf16), and twice ``--deterministic``
+                 (the two FEN checkpoints and training states must be identical)
+  bench_train    benchmarks/bench_train.py on CUDA: seconds per step, batch 16 x 50 x 64 x 64, fp32 and bf16
+  scale_512      test.py on a 512 x 512 x 200 synthetic cube, every detector, on the CPU and on CUDA: the same
+                 AUCs to 4 decimals
+  scale_2048     test.py on a 2048 x 2048 x 200 cube (3.2 GB) on CUDA, every detector (LRX and FEN+LRX in a
+                 second process): seconds and peak GPU memory
+  torchrun       torchrun test.py on 2 GPUs (4 ABU scenes) against one process; SKIP with fewer GPUs
+  transfer       benchmarks/abu_transfer.py --setting gpu (64 x 64 patches, batch 16, 60 epochs) and its
+                 airport table, cut to as many epochs as the remaining budget allows (said so)
+
+The synthetic cubes are written by benchmarks/bench_scale.py in the background from the start, into a
+temporary ``--work`` folder removed at the end (``--keep`` keeps it). Exit code 0 if nothing failed, 1 if a
+check failed, 2 at once on a machine without CUDA.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+from detectors.reference import REFERENCE_AUCS  # noqa: E402
+from utils.io import save_json  # noqa: E402
+
+PY = sys.executable
+#: ../shared beside the checkout, or a shared/ inside it (where a copy of the tree was sent with one).
+SHARED = next((p for p in (REPO.parent / "shared", REPO / "shared") if p.is_dir()), REPO.parent / "shared")
+ALL_DETECTORS = ["GRX", "FEN+GRX", "SLRX", "FEN+SLRX", "LRX", "FEN+LRX"]
+AIRPORTS = ["abu-airport-1", "abu-airport-2", "abu-airport-3", "abu-airport-4"]
+CUDA_TEST_FILES = ["tests/test_lrx.py", "tests/test_slrx.py", "tests/test_tiling.py", "tests/test_device.py"]
+TRANSFER_EPOCHS = 60
+DEVICE = "cuda"  # what the checks run on (a module constant, so that their logic can be tried out on a CPU)
+#: Seconds each check may take at most (the transfer check gets what is left; see ``--budget``).
+CAPS = {"cubes": 150, "cuda_tests": 90, "reference": 75, "train": 45, "bench_train": 30, "scale_512_cpu": 60,
+        "scale_512_cpu_lrx": 150, "scale_512_cuda": 45, "scale_512_cuda_lrx": 45, "scale_2048": 90,
+        "scale_2048_lrx": 75, "torchrun": 60}
+#: The runs of the 512 x 512 comparison, by name: output folder, "cpu" or "gpu" (DEVICE), detectors. LRX (a
+#: covariance inverse per pixel) is by far the slowest on the CPU, so it runs apart: if it cannot finish, the rest
+#: is still compared.
+SCALE_512 = {"scale_512_cuda": ("s512_cuda", "gpu", ALL_DETECTORS[:4]),
+             "scale_512_cpu": ("s512_cpu", "cpu", ALL_DETECTORS[:4]),
+             "scale_512_cuda_lrx": ("s512_cuda_lrx", "gpu", ALL_DETECTORS[4:]),
+             "scale_512_cpu_lrx": ("s512_cpu_lrx", "cpu", ALL_DETECTORS[4:])}
+#: Seconds one transfer epoch is assumed to cost beyond its steps (evaluation, the 1 GB training state, the plot).
+EPOCH_OVERHEAD = 3.0
+TRANSFER_STEPS_PER_EPOCH = 4  # 56 patches of 64 x 64 every 12 px clear of anomalies, one scene held out, batch 16
+
+
+class CheckFailed(Exception):
+    """A check did not pass; the message is its summary line, ``figures`` what it measured before failing."""
+
+    def __init__(self, message: str, figures: dict | None = None) -> None:
+        super().__init__(message)
+        self.figures = figures or {}
+
+
+@dataclass
+class Context:
+    """Where a run stands: options, work folder, deadline, and every check's record (the JSON)."""
+
+    args: argparse.Namespace
+    work: Path
+    logs: Path
+    deadline: float
+    env: dict[str, str]
+    report: dict = field(default_factory=dict)
+    cubes: subprocess.Popen | None = None
+
+    def left(self) -> float:
+        return self.deadline - time.monotonic()
+
+    def limit(self, cap: float) -> float:
+        """A process's time limit: its cap, or what is left of the budget (never under a second)."""
+        return max(1.0, min(cap, self.left()))
+
+    def run(self, name: str, cmd: list[str], cap: float, env: dict[str, str] | None = None) -> str:
+        """Run ``cmd`` from the repository root under a time limit; its output goes to ``<logs>/<name>.log``.
+        Returns stdout; raises :class:`CheckFailed` on a non-zero exit code or a timeout."""
+        timeout = self.limit(cap)
+        log = self.logs / f"{name}.log"
+        log.parent.mkdir(parents=True, exist_ok=True)
+        # a session of its own, so that a timeout ends it whole (torchrun's workers, DataLoader workers)
+        proc = subprocess.Popen(cmd, cwd=REPO, env=env or self.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                text=True, start_new_session=True)
+        try:
+            out, err = proc.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            kill_group(proc)
+            out, err = proc.communicate()
+            log.write_text(f"$ {' '.join(cmd)}\n{out}\n{err}")
+            raise CheckFailed(f"{name}: timed out after {timeout:.0f} s (log {log})") from None
+        except BaseException:  # Ctrl-C: nothing of the check is left running
+            kill_group(proc)
+            raise
+        log.write_text(f"$ {' '.join(cmd)}\n{out}\n{err}")
+        if proc.returncode != 0:
+            last = (err.strip().splitlines() or out.strip().splitlines() or ["no output"])[-1]
+            raise CheckFailed(f"{name}: exit code {proc.returncode}: {last[:300]} (log {log})")
+        return out
+
+
+def kill_group(proc: subprocess.Popen) -> None:
+    """End ``proc`` and every process it started (it leads its own session)."""
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+
+
+# ----------------------------------------------------------------------------------------------- commands
+
+def weights_dir() -> Path:
+    return Path(os.environ.get("FERD_WEIGHTS_DIR", SHARED / "ferd-release"))
+
+
+def peak_cmd(peak: Path, test_args: list[str]) -> list[str]:
+    """test.py ``test_args`` in a process that then writes its peak CUDA memory to ``peak`` (``--child_peak``)."""
+    return [PY, "benchmarks/gpu_check.py", "--child_peak", str(peak), "--", *test_args]
+
+
+def eval_options(scenes: list[Path], bands: int, detectors: list[str], device: str, out: Path,
+                 *extra: str) -> list[str]:
+    """test.py options: ``scenes`` on ``device``, results in ``out`` (``out/r.json``), no score maps."""
+    return ["--scenes", *map(str, scenes), "--input_channel", str(bands), "--detectors", *detectors,
+            "--device", device, "--json", str(out / "r.json"), "--save_dir", str(out), "--no-save_scores",
+            "--no-progress", *extra]
+
+
+def commands(work: Path, abu: Path, transfer_epochs: int) -> dict[str, list[str]]:
+    """Every command the checks run (except torchrun's, :func:`torchrun_cmd`), by name: built in one place so
+    that a test can parse each one with its script's own parser."""
+    airports = [abu / f"{s}.mat" for s in AIRPORTS[:2]]
+    cube = lambda side: work / "cubes" / f"scene_{side}.npy"
+    cmds = {"cubes": [PY, "benchmarks/bench_scale.py", "--make_only", "--sides", "512", "2048",
+                      "--dir", str(work / "cubes")],
+            "cuda_tests": [PY, "-m", "pytest", "-q", "-p", "no:cacheprovider", *CUDA_TEST_FILES, "-k", "cuda"]}
+    for (weights, bands) in REFERENCE_AUCS:
+        cmds[f"reference_{weights}_{bands}"] = [PY, "test.py", *eval_options(
+            airports, bands, ["GRX", "FEN+GRX"], DEVICE, work / f"reference_{weights}_{bands}", "--weights", weights)]
+    # the set has 2 test scenes: no --eval_scenes (train.py's run_config iterates it as a list of scenes)
+    base = ["--data_path", str(work / "synthetic"), "--teacher", "random", "--input_channel", "50", "--epochs", "2",
+            "--device", DEVICE, "--no-progress"]
+    for name, extra in (("fp32", []), ("bf16", ["--amp", "--amp_dtype", "bf16"]), ("det1", ["--deterministic"]),
+                        ("det2", ["--deterministic"])):
+        cmds[f"train_{name}"] = [PY, "train.py", *base, *extra, "--save_dir", str(work / f"train_{name}")]
+    bench = [PY, "benchmarks/bench_train.py", "--device", DEVICE, "--warmup", "3", "--steps", "10",
+             "--batch_size", "16", "--bands", "50", "--img_size", "64"]
+    cmds["bench_train_fp32"] = bench
+    cmds["bench_train_bf16"] = [*bench, "--amp", "--amp_dtype", "bf16"]
+    for name, (folder, kind, detectors) in SCALE_512.items():
+        options = eval_options([cube(512)], 200, detectors, DEVICE if kind == "gpu" else "cpu", work / folder)
+        cmds[name] = [PY, "test.py", *options] if kind == "cpu" else peak_cmd(work / folder / "peak.json", options)
+    big = ("--max_memory_gb", "24")  # a GPU machine's memory: the 3.2 GB cube stays whole where it fits
+    cmds["scale_2048"] = peak_cmd(work / "s2048" / "peak.json",
+                                  eval_options([cube(2048)], 200, ALL_DETECTORS[:4], DEVICE, work / "s2048", *big))
+    cmds["scale_2048_lrx"] = peak_cmd(work / "s2048_lrx" / "peak.json", eval_options(
+        [cube(2048)], 200, ALL_DETECTORS[4:], DEVICE, work / "s2048_lrx", *big))
+    cmds["torchrun_one"] = [PY, "test.py", *eval_options([abu / f"{s}.mat" for s in AIRPORTS], 50, ["GRX", "FEN+GRX"],
+                                                     DEVICE, work / "torchrun_one")]
+    cmds["transfer"] = [PY, "benchmarks/abu_transfer.py", "--setting", "gpu", "--device", DEVICE, "--abu", str(abu),
+                        "--weights_dir", str(weights_dir()), "--out", str(work / "transfer"),
+                        "--epochs", str(transfer_epochs)]
+    return cmds
+
+
+def torchrun_cmd(work: Path, abu: Path) -> list[str]:
+    """torchrun test.py on 2 GPUs of this machine (rendezvous on 127.0.0.1), the 4 airport scenes."""
+    return [PY, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "test.py",
+            *eval_options([abu / f"{s}.mat" for s in AIRPORTS], 50, ["GRX", "FEN+GRX"], DEVICE, work / "torchrun_two")]
+
+
+# ----------------------------------------------------------------------------------------------- checks
+
+def results_of(folder: Path) -> dict:
+    return json.loads((folder / "r.json").read_text())
+
+
+def peak_mib(folder: Path) -> float | None:
+    path = folder / "peak.json"
+    return json.loads(path.read_text()).get("peak_cuda_mib") if path.is_file() else None
+
+
+def check_cuda_tests(ctx: Context, cmds: dict[str, list[str]]) -> tuple[dict, str]:
+    out = ctx.run("cuda_tests", cmds["cuda_tests"], CAPS["cuda_tests"])
+    summary = out.strip().splitlines()[-1] if out.strip() else ""
+    counts = {k: int(n) for n, k in re.findall(r"(\d+) (passed|failed|skipped|deselected|error)", summary)}
+    if counts.get("skipped") or not counts.get("passed"):
+        raise CheckFailed(f"cuda_tests: {summary} (a CUDA test skipped: torch sees no GPU in pytest?)")
+    return counts, summary
+
+
+def check_reference(ctx: Context, cmds: dict[str, list[str]]) -> tuple[dict, str]:
+    rows, wrong = [], []
+    for (weights, bands), ref in REFERENCE_AUCS.items():
+        name = f"reference_{weights}_{bands}"
+        ctx.run(name, cmds[name], CAPS["reference"] / 2)
+        got = {s["name"]: s["auc"] for s in results_of(ctx.work / name)["scenes"]}
+        for scene, (grx, fen_grx) in ref.items():
+            ours = (round(got[scene]["GRX"], 4), round(got[scene]["FEN+GRX"], 4))
+            rows.append({"weights": weights, "bands": bands, "scene": scene, "reference": [grx, fen_grx],
+                         "cuda": ours, "cuda_raw": [got[scene]["GRX"], got[scene]["FEN+GRX"]]})
+            if ours != (grx, fen_grx):
+                wrong.append(f"{weights}-{bands} {scene}: {ours} != {(grx, fen_grx)}")
+    if wrong:
+        raise CheckFailed(f"reference: {len(wrong)} of {len(rows)} rows differ: " + "; ".join(wrong), {"rows": rows})
+    return {"rows": rows}, f"{len(rows)} of {len(rows)} rows equal the reference to 4 decimals on CUDA"
+
+
+def tensors_equal(a: object, b: object) -> bool:
+    """Whether two loaded checkpoints hold the same tensors (bit for bit), ignoring their metadata."""
+    import torch
+
+    if isinstance(a, torch.Tensor) or isinstance(b, torch.Tensor):
+        return isinstance(a, torch.Tensor) and isinstance(b, torch.Tensor) and a.shape == b.shape \
+            and a.dtype == b.dtype and torch.equal(a, b)
+    if isinstance(a, dict) and isinstance(b, dict):
+        keys = [k for k in a if k not in ("meta", "history", "config", "rng")]
+        return set(keys) <= set(b) and all(tensors_equal(a[k], b[k]) for k in keys)
+    if isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)):
+        return len(a) == len(b) and all(tensors_equal(x, y) for x, y in zip(a, b))
+    return True  # numbers and strings: metadata, not weights
+
+
+def check_train(ctx: Context, cmds: dict[str, list[str]]) -> tuple[dict, str]:
+    import torch
+
+    from data.synthetic import generate
+
+    generate(ctx.work / "synthetic", n_train=32, n_test=2, size=64, bands=60)
+    figures, failed = {}, []
+    for name in ("fp32", "bf16", "det1", "det2"):
+        start = time.monotonic()
+        try:
+            out = ctx.run(f"train_{name}", cmds[f"train_{name}"], CAPS["train"])
+        except CheckFailed as err:
+            failed.append(str(err))
+            continue
+        losses = [float(v) for v in re.findall(r"^epoch \d+/\d+ +step \d+ +loss ([-\d.naninf]+)", out, re.M)]
+        figures[name] = {"seconds": time.monotonic() - start, "losses": losses}
+        if not losses or not all(v == v and abs(v) != float("inf") for v in losses):
+            failed.append(f"train_{name}: losses {losses}")
+    if "det1" in figures and "det2" in figures:
+        same = {}
+        for kind in ("fen", "last"):
+            a, b = (torch.load(ctx.work / f"train_{n}" / f"{kind}_50bands.pt", map_location="cpu",
+                               weights_only=True) for n in ("det1", "det2"))
+            same[kind] = tensors_equal(a, b)
+        figures["deterministic_identical"] = same
+        if not all(same.values()):
+            failed.append(f"train --deterministic: the two runs differ ({same})")
+    for n in ("fp32", "bf16", "det1", "det2"):  # the training states are about 1 GB each
+        for f in (ctx.work / f"train_{n}").glob("last_*.pt"):
+            f.unlink()
+    if failed:
+        raise CheckFailed("train: " + "; ".join(failed), figures)
+    secs = ", ".join(f"{k} {v['seconds']:.0f} s" for k, v in figures.items() if isinstance(v, dict) and
+                     "seconds" in v)
+    return figures, f"fp32, bf16 and 2 x deterministic ran ({secs}); deterministic checkpoints identical"
+
+
+def check_bench_train(ctx: Context, cmds: dict[str, list[str]]) -> tuple[dict, str]:
+    figures = {}
+    for kind in ("fp32", "bf16"):
+        out = ctx.run(f"bench_train_{kind}", cmds[f"bench_train_{kind}"], CAPS["bench_train"])
+        step = re.search(r"([\d.]+) s/step", out)
+        mem = re.search(r"peak CUDA allocated (\d+) MiB", out)
+        if step is None:
+            raise CheckFailed(f"bench_train_{kind}: no 's/step' in its output")
+        figures[kind] = {"s_per_step": float(step.group(1)), "peak_cuda_mib": float(mem.group(1)) if mem else None}
+    return figures, (f"batch 16 x 50 x 64 x 64: fp32 {figures['fp32']['s_per_step']:.4f} s/step, "
+                     f"bf16 {figures['bf16']['s_per_step']:.4f} s/step")
+
+
+def wait_for_cubes(ctx: Context) -> None:
+    """The background writer of the synthetic cubes, waited for (at most what is left of its cap)."""
+    if ctx.cubes is None:
+        raise CheckFailed("cubes: the cube writer did not start")
+    try:
+        rc = ctx.cubes.wait(timeout=ctx.limit(CAPS["cubes"]))
+    except subprocess.TimeoutExpired:
+        kill_group(ctx.cubes)
+        raise CheckFailed("cubes: bench_scale.py --make_only did not finish in time") from None
+    if rc != 0:
+        raise CheckFailed(f"cubes: bench_scale.py --make_only exit code {rc} (log {ctx.logs / 'cubes.log'})")
+
+
+def check_scale_512(ctx: Context, cmds: dict[str, list[str]]) -> tuple[dict, str]:
+    wait_for_cubes(ctx)
+    auc: dict[str, dict] = {"cpu": {}, "cuda": {}}
+    figures, failed = {"auc": auc, "seconds": {"cpu": {}, "cuda": {}}, "peak_cuda_mib": {}}, []
+    for name, (folder, kind, _) in SCALE_512.items():
+        kind = "cpu" if kind == "cpu" else "cuda"
+        try:
+            ctx.run(name, cmds[name], CAPS[name])
+        except CheckFailed as err:  # LRX on the CPU may not fit its limit: the other detectors still count
+            failed.append(str(err))
+            continue
+        scene = results_of(ctx.work / folder)["scenes"][0]
+        auc[kind].update(scene["auc"])
+        figures["seconds"][kind].update(scene["seconds"])
+        if kind == "cuda":
+            figures["peak_cuda_mib"][name] = peak_mib(ctx.work / folder)
+    both = [d for d in ALL_DETECTORS if d in auc["cpu"] and d in auc["cuda"]]
+    differ = [f"{d} {auc['cuda'][d]} vs {auc['cpu'][d]}" for d in both if not same4(auc["cpu"][d], auc["cuda"][d])]
+    if differ:
+        failed.insert(0, "CUDA AUCs differ from the CPU's to 4 decimals: " + ", ".join(differ))
+    if failed:
+        raise CheckFailed(f"scale_512 (compared: {' '.join(both) or 'none'}): " + "; ".join(failed), figures)
+    secs = {k: sum(v.values()) for k, v in figures["seconds"].items()}
+    return figures, (f"512 x 512 x 200, {len(both)} detectors: CUDA AUCs = CPU AUCs to 4 decimals; detector "
+                     f"seconds CUDA {secs['cuda']:.1f}, CPU {secs['cpu']:.1f}")
+
+
+def same4(a: float | None, b: float | None) -> bool:
+    """The same AUC to 4 decimals (or within 1e-5 of a rounding edge)."""
+    if a is None or b is None:
+        return a is b
+    return round(a, 4) == round(b, 4) or abs(a - b) < 1e-5
+
+
+def check_scale_2048(ctx: Context, cmds: dict[str, list[str]]) -> tuple[dict, str]:
+    wait_for_cubes(ctx)
+    figures, failed = {}, []
+    for name, folder in (("scale_2048", "s2048"), ("scale_2048_lrx", "s2048_lrx")):
+        start = time.monotonic()
+        try:
+            ctx.run(name, cmds[name], CAPS[name])
+        except CheckFailed as err:  # LRX may not fit its limit: the other detectors' figures still count
+            failed.append(str(err))
+            continue
+        scene = results_of(ctx.work / folder)["scenes"][0]
+        figures[name] = {"auc": scene["auc"], "seconds": scene["seconds"], "wall": time.monotonic() - start,
+                         "peak_cuda_mib": peak_mib(ctx.work / folder)}
+    if failed:
+        raise CheckFailed("scale_2048: " + "; ".join(failed) + f" (done: {sorted(figures)})", figures)
+    secs = {d: s for f in figures.values() for d, s in f["seconds"].items()}
+    peak = max(f["peak_cuda_mib"] or 0 for f in figures.values())
+    return figures, ("2048 x 2048 x 200 on CUDA: " + ", ".join(f"{d} {s:.1f} s" for d, s in secs.items())
+                     + f"; peak GPU memory {peak / 1024:.1f} GiB")
+
+
+def check_torchrun(ctx: Context, cmds: dict[str, list[str]]) -> tuple[dict, str]:
+    import torch
+
+    if torch.cuda.device_count() < 2:
+        raise SkipCheck(f"torchrun: {torch.cuda.device_count()} CUDA device(s), 2 needed")
+    ctx.run("torchrun_one", cmds["torchrun_one"], CAPS["torchrun"] / 2)
+    ctx.run("torchrun_two", torchrun_cmd(ctx.work, ctx.args.abu), CAPS["torchrun"] / 2)
+    one, two = (results_of(ctx.work / f) for f in ("torchrun_one", "torchrun_two"))
+    aucs = lambda r: [(s["name"], s["auc"]) for s in r["scenes"]]
+    if aucs(one) != aucs(two) or one["mean_auc"] != two["mean_auc"]:
+        raise CheckFailed(f"torchrun: 2 GPUs gave {aucs(two)}, one process {aucs(one)}")
+    return {"mean_auc": two["mean_auc"]}, "2 processes on 2 GPUs: the same per-scene and mean AUCs, same order"
+
+
+def transfer_epochs(ctx: Context) -> int:
+    """Epochs of the transfer run that fit in what is left, from bench_train's fp32 step time."""
+    step = ctx.report.get("bench_train", {}).get("figures", {}).get("fp32", {}).get("s_per_step", 0.1)
+    per_epoch = TRANSFER_STEPS_PER_EPOCH * step + EPOCH_OVERHEAD
+    spare = ctx.left() - 40  # start-up, reading the scenes, the final airport table
+    return max(0, min(ctx.args.transfer_epochs, TRANSFER_EPOCHS, int(spare / per_epoch)))
+
+
+def check_transfer(ctx: Context, cmds: dict[str, list[str]]) -> tuple[dict, str]:
+    epochs = transfer_epochs(ctx)
+    if epochs < 1:
+        raise SkipCheck(f"transfer: {ctx.left():.0f} s left, not enough for one epoch")
+    cmd = commands(ctx.work, ctx.args.abu, epochs)["transfer"]
+    out = ctx.run("transfer", cmd, ctx.left() - 3)
+    result = json.loads((ctx.work / "transfer" / "abu_transfer_gpu.json").read_text())
+    table = out[out.find("| scene"):].strip()
+    print(table)
+    cut = "" if epochs >= TRANSFER_EPOCHS else f" (cut to {epochs} of {TRANSFER_EPOCHS} epochs to fit the budget)"
+    means = ", ".join(f"{k} {v:.4f}" for k, v in result["mean_auc"].items())
+    return {**result, "table": table}, f"{epochs} epochs{cut}; airport mean AUC: {means}"
+
+
+class SkipCheck(Exception):
+    """A check that does not apply on this machine; the message says why."""
+
+
+CHECKS: list[tuple[str, Callable[[Context, dict[str, list[str]]], tuple[dict, str]]]] = [
+    ("cuda_tests", check_cuda_tests), ("reference", check_reference), ("train", check_train),
+    ("bench_train", check_bench_train), ("scale_512", check_scale_512), ("scale_2048", check_scale_2048),
+    ("torchrun", check_torchrun), ("transfer", check_transfer)]
+
+
+# ----------------------------------------------------------------------------------------------- main
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--budget", type=float, default=560, help="seconds for all checks together")
+    p.add_argument("--json", type=Path, default=REPO / "results" / "gpu_check.json", help="every figure, here")
+    p.add_argument("--work", type=Path, default=None, help="cubes and results (default: a temporary folder)")
+    p.add_argument("--keep", action=argparse.BooleanOptionalAction, default=False, help="keep --work")
+    p.add_argument("--abu", type=Path, default=SHARED / "data" / "abu", help="folder of the ABU .mat scenes")
+    p.add_argument("--transfer_epochs", type=int, default=TRANSFER_EPOCHS,
+                   help="at most this many epochs of the transfer run (fewer if the budget says so)")
+    p.add_argument("--only", nargs="+", choices=[n for n, _ in CHECKS], default=None, help="run only these checks")
+    args = p.parse_args(argv)
+    if args.budget <= 0 or args.transfer_epochs < 1:
+        p.error("--budget and --transfer_epochs must be positive")
+    return args
+
+
+def child_peak(argv: list[str]) -> int:
+    """``--child_peak PATH -- <test.py options>``: test.py in this process, then its peak CUDA memory to PATH."""
+    import torch
+
+    from utils.cli import load_script
+
+    path, test_args = Path(argv[0]), argv[2:] if argv[1:2] == ["--"] else argv[1:]
+    cli = load_script(REPO / "test.py", "ferd_test_script")
+    start = time.monotonic()
+    rc = cli.main(test_args)
+    peak = max((torch.cuda.max_memory_allocated(i) for i in range(torch.cuda.device_count())), default=0)
+    save_json({"rc": rc, "peak_cuda_mib": peak / 2**20, "wall": time.monotonic() - start}, path)
+    return rc
+
+
+def record(ctx: Context, name: str, status: str, seconds: float, message: str, figures: dict) -> None:
+    """One check's line on stdout and its entry in the JSON, written again at once."""
+    ctx.report[name] = {"status": status, "seconds": round(seconds, 2), "message": message, "figures": figures}
+    print(f"{status:4}  {name:<12} {seconds:6.1f} s  {message}", flush=True)
+    save_json(ctx.report, ctx.args.json)
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["--child_peak"]:
+        return child_peak(argv[1:])
+    args = parse_args(argv)
+    import torch
+
+    if not torch.cuda.is_available():
+        print("gpu_check.py: error: needs a CUDA GPU, and torch sees none on this machine; run it where one is",
+              file=sys.stderr)
+        return 2
+    work = args.work or Path(tempfile.mkdtemp(prefix="ferd-gpu-check-"))
+    env = {**os.environ, "FERD_WEIGHTS_DIR": str(weights_dir()), "PYTHONUNBUFFERED": "1"}
+    logs = args.json.parent / f"{args.json.stem}_logs"  # kept, unlike --work: the FAIL lines point here
+    ctx = Context(args, work, logs, time.monotonic() + args.budget, env)
+    ctx.report["machine"] = {"figures": {"gpu": torch.cuda.get_device_name(0), "gpus": torch.cuda.device_count(),
+                                         "torch": torch.__version__, "budget_s": args.budget, "work": str(work)}}
+    cmds = commands(work, args.abu, args.transfer_epochs)
+    logs.mkdir(parents=True, exist_ok=True)
+    wanted = [(n, f) for n, f in CHECKS if args.only is None or n in args.only]
+    if any(n.startswith("scale") for n, _ in wanted):  # CPU work, while the GPU checks run
+        with open(logs / "cubes.log", "w") as log:
+            ctx.cubes = subprocess.Popen(cmds["cubes"], cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT,
+                                         start_new_session=True)
+    failed = 0
+    try:
+        for name, check in wanted:
+            start = time.monotonic()
+            if ctx.left() < 5:
+                record(ctx, name, "SKIP", 0.0, "no time left in --budget", {})
+                continue
+            try:
+                figures, message = check(ctx, cmds)
+                record(ctx, name, "PASS", time.monotonic() - start, message, figures)
+            except SkipCheck as err:
+                record(ctx, name, "SKIP", time.monotonic() - start, str(err), {})
+            except Exception as err:  # CheckFailed, or anything a check did not foresee: its line, then the next
+                failed += 1
+                message = str(err) if isinstance(err, CheckFailed) else f"{type(err).__name__}: {err}"
+                record(ctx, name, "FAIL", time.monotonic() - start, " ".join(message.split())[:600],
+                       getattr(err, "figures", {}))
+    finally:
+        if ctx.cubes is not None and ctx.cubes.poll() is None:
+            kill_group(ctx.cubes)
+            ctx.cubes.wait()
+        if not args.keep:
+            shutil.rmtree(work, ignore_errors=True)
+    print(f"{'all checks passed' if not failed else f'{failed} check(s) failed'}; figures in {args.json}, "
+          f"logs in {logs}")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,118 @@
+"""``torchrun test.py``: 2 CPU processes (gloo) share the scenes and write what one process writes; a bad scene on
+one process stops both with one line."""
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import scipy.io
+from conftest import REPO
+
+from data.synthetic import generate
+
+OPTIONS = ["--input_channel", "50", "--detectors", "GRX", "FEN+GRX", "--no-progress", "--device", "cpu"]
+
+
+def launch(args: list[str], processes: int, weights: Path) -> subprocess.CompletedProcess:
+    """test.py ``args`` alone (``processes`` 1) or under torchrun on 127.0.0.1, one thread each (2 busy cores)."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1", "GLOO_SOCKET_IFNAME": "lo",
+           "CUDA_VISIBLE_DEVICES": "", "FERD_WEIGHTS_DIR": str(weights)}
+    for name in ("WORLD_SIZE", "RANK", "LOCAL_RANK"):
+        env.pop(name, None)
+    runner = [sys.executable] if processes == 1 else [
+        sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={processes}"]
+    return subprocess.run(runner + ["test.py", *args, *OPTIONS], cwd=REPO, env=env, capture_output=True,
+                          text=True, timeout=240)
+
+
+def by_hand(args: list[str], processes: int, weights: Path) -> list[subprocess.CompletedProcess]:
+    """test.py ``args`` as ``processes`` processes started as torchrun would (its environment variables), so that
+    each one's exit code and output can be checked: torchrun stops the others once one has exited."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1", "GLOO_SOCKET_IFNAME": "lo",
+           "CUDA_VISIBLE_DEVICES": "", "FERD_WEIGHTS_DIR": str(weights), "MASTER_ADDR": "127.0.0.1",
+           "MASTER_PORT": str(port), "WORLD_SIZE": str(processes), "LOCAL_WORLD_SIZE": str(processes)}
+    started = [subprocess.Popen([sys.executable, "test.py", *args, *OPTIONS], cwd=REPO, text=True,
+                                env={**env, "RANK": str(r), "LOCAL_RANK": str(r)},
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE) for r in range(processes)]
+    done = []
+    for p in started:
+        out, err = p.communicate(timeout=240)
+        done.append(subprocess.CompletedProcess(p.args, p.returncode, out, err))
+    return done
+
+
+def without_seconds(csv: str) -> list[list[str]]:
+    """A result CSV's cells less its last columns of seconds."""
+    rows = [line.split(",") for line in csv.splitlines()]
+    keep = [i for i, name in enumerate(rows[0]) if not name.startswith("seconds")]
+    return [[row[i] for i in keep] for row in rows]
+
+
+def json_without_seconds(path: Path) -> dict:
+    out = json.loads(path.read_text())
+    for scene in out["scenes"]:
+        scene.pop("seconds")
+    return out
+
+
+def files(folder: Path) -> list[str]:
+    return sorted(str(p.relative_to(folder)) for p in folder.rglob("*") if p.is_file())
+
+
+def test_two_processes_write_what_one_writes(tmp_path, release_dir):
+    data = generate(tmp_path / "had", n_train=0, n_test=4, size=24, bands=50)
+    runs = {}
+    for n in (1, 2):
+        out = tmp_path / f"p{n}"
+        runs[n] = launch(["--data_path", str(data), "--save_dir", str(out), "--json", str(out / "r.json"),
+                          "--save_mat", "--plots"], n, release_dir)
+        assert runs[n].returncode == 0, runs[n].stderr[-3000:]
+    one, two = tmp_path / "p1", tmp_path / "p2"
+    assert files(one) == files(two)
+    assert "4 scenes from" in runs[2].stderr and "x 2 processes" in runs[2].stderr
+    table = lambda out: [line.split()[:3] for line in out.splitlines()]  # scene and the two AUCs, no seconds
+    assert table(runs[1].stdout) == table(runs[2].stdout)
+    for name in ("auc.csv", "roc3d.csv"):
+        assert without_seconds((one / name).read_text()) == without_seconds((two / name).read_text())
+    assert json_without_seconds(one / "r.json") == json_without_seconds(two / "r.json")
+    for name in ("each_auc_GRX.txt", "each_auc_FEN_GRX.txt", "test_list.txt"):
+        assert (one / name).read_text() == (two / name).read_text()
+    for name in ("scores_GRX.mat", "scores_FEN_GRX.mat", "gts.mat", "mixfs.mat"):
+        a, b = scipy.io.loadmat(one / name), scipy.io.loadmat(two / name)
+        key = next(k for k in a if not k.startswith("__"))
+        np.testing.assert_allclose(a[key], b[key], rtol=1e-5, atol=1e-6)
+    for scores in (one / "scores").iterdir():
+        with np.load(scores) as a, np.load(two / "scores" / scores.name) as b:
+            assert a.files == b.files
+            for k in a.files:
+                np.testing.assert_allclose(a[k], b[k], rtol=1e-5, atol=1e-6)
+
+
+def test_a_bad_scene_on_one_process_stops_both(tmp_path, release_dir):
+    data = generate(tmp_path / "had", n_train=0, n_test=4, size=24, bands=50)
+    scenes = []
+    for k, cube_path in enumerate(sorted((data / "test" / "aviris_ng").glob("*.npy"))):
+        cube = np.load(cube_path)
+        if k == 1:  # the second scene: rank 1's, under the every-other-scene rule
+            cube[3, 4, 5] = np.nan
+        np.save(tmp_path / cube_path.name, cube)
+        png = data / "ground_truth" / "aviris_ng" / f"{cube_path.stem}.png"
+        (tmp_path / png.name).write_bytes(png.read_bytes())
+        scenes.append(str(tmp_path / cube_path.name))
+    out = tmp_path / "res"
+    procs = by_hand(["--scenes", *scenes, "--save_dir", str(out), "--json", str(tmp_path / "r.json"), "--save_mat"],
+                    2, release_dir)
+    assert [p.returncode for p in procs] == [2, 2], procs[0].stderr[-3000:] + procs[1].stderr[-3000:]
+    assert procs[0].stderr.strip().splitlines() == [f"test.py: error: {scenes[1]}: 1 NaN/Inf values in the bands "
+                                                    "used; replace them (e.g. by interpolation) or choose other bands"]
+    assert procs[1].stderr == "" and procs[0].stdout == procs[1].stdout == ""
+    assert not (tmp_path / "r.json").exists()
+    assert not out.exists() or files(out) == []

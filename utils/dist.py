@@ -1,0 +1,117 @@
+"""Processes started by torchrun: the process group, which scenes are whose, and errors every process agrees on.
+
+train.py uses :class:`Dist` for DistributedDataParallel; test.py for sharing scenes among processes. Without
+torchrun (``WORLD_SIZE`` unset or 1) nothing is started and every helper is the one-process identity.
+"""
+from __future__ import annotations
+
+import os
+from typing import Any, Callable, TypeVar
+
+import torch
+import torch.distributed as dist
+
+from utils.device import DeviceError, pick_device
+from utils.errors import FerdError
+
+T = TypeVar("T")
+
+
+class PeerError(FerdError):
+    """An input error found by one process, raised on every process so that all stop alike (its message is
+    the original one line)."""
+
+
+def launched_rank() -> int:
+    """This process's rank as torchrun set it (0 without torchrun), known before any process group exists:
+    only rank 0 prints the option errors every process finds alike."""
+    return int(os.environ.get("RANK", "0"))
+
+
+def check_gpu_count(per_node: int) -> None:
+    """One CUDA device per process of this node, found alike by every process (so only rank 0 need say it)."""
+    have = torch.cuda.device_count()
+    if per_node > have:
+        raise DeviceError(f"torchrun started {per_node} processes on this node, which has {have} CUDA device(s): "
+                          f"use --nproc_per_node {have}, or --device cpu")
+
+
+class Dist:
+    """The process group, if started by torchrun (``WORLD_SIZE`` > 1); rank 0 evaluates and saves.
+
+    Each process runs on ``cuda:LOCAL_RANK`` (NCCL) when CUDA is used, else on the CPU (gloo).
+    """
+
+    def __init__(self, device_arg: str | None) -> None:
+        self.world = int(os.environ.get("WORLD_SIZE", "1"))
+        self.rank = int(os.environ.get("RANK", "0"))
+        local = int(os.environ.get("LOCAL_RANK", "0"))
+        if self.world == 1:
+            self.device = pick_device(device_arg)
+            return
+        cpu = pick_device(device_arg).type == "cpu"
+        if cpu:
+            self.device = torch.device("cpu")
+        else:
+            check_gpu_count(int(os.environ.get("LOCAL_WORLD_SIZE", "1")))
+            self.device = torch.device("cuda", local)
+            torch.cuda.set_device(self.device)
+        dist.init_process_group("gloo" if cpu else "nccl")
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    def barrier(self) -> None:
+        if self.world > 1:
+            dist.barrier()
+
+    def mean(self, t: torch.Tensor) -> torch.Tensor:
+        if self.world > 1:
+            dist.all_reduce(t, op=dist.ReduceOp.SUM)
+            t = t / self.world
+        return t
+
+    def shard(self, n: int) -> list[int]:
+        """The indices of ``n`` items (scenes) this process takes: every ``world``-th from its rank. No padding
+        and no item twice (unlike ``DistributedSampler``), so means over the gathered items stay true."""
+        return list(range(self.rank, n, self.world))
+
+    def gather(self, obj: Any) -> list[Any]:
+        """``obj`` of every process, by rank (any picklable object; ``[obj]`` for one process)."""
+        if self.world == 1:
+            return [obj]
+        out: list[Any] = [None] * self.world
+        dist.all_gather_object(out, obj)
+        return out
+
+    def gather_to_main(self, obj: Any) -> list[Any] | None:
+        """``obj`` of every process, by rank, on rank 0 only (None elsewhere): for what only rank 0 writes."""
+        if self.world == 1:
+            return [obj]
+        out: list[Any] | None = [None] * self.world if self.is_main else None
+        dist.gather_object(obj, out, dst=0)
+        return out
+
+    def settle(self, fn: Callable[[], T]) -> T:
+        """``fn()`` on every process, then agree: if it raised a :class:`FerdError` on any process, every process
+        raises :class:`PeerError` with the message of the lowest such rank (one process: the error itself).
+
+        A collective, so every process must call it at the same point; between two calls a process that fails
+        stops its own work only, and the others learn of it at the next call.
+        """
+        if self.world == 1:
+            return fn()
+        value, message = None, None
+        try:
+            value = fn()
+        except FerdError as err:
+            message = str(err)
+        failed = [m for m in self.gather(message) if m is not None]
+        if failed:
+            raise PeerError(failed[0])
+        return value
+
+    def close(self) -> None:
+        if self.world > 1 and dist.is_initialized():
+            dist.destroy_process_group()
