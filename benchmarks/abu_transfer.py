@@ -2,6 +2,7 @@
 
     FERD_WEIGHTS_DIR=../shared/ferd-release python benchmarks/abu_transfer.py               # CPU setting
     FERD_WEIGHTS_DIR=../shared/ferd-release python benchmarks/abu_transfer.py --setting gpu  # paper scale
+    FERD_WEIGHTS_DIR=../shared/ferd-release python benchmarks/abu_transfer.py --recipe finetune
 
 Fixed settings (``SETTINGS``): first 50 bands; training scenes abu-beach-1..3, abu-urban-1..5, hydice and
 sandiego, cut into patches, those touching a labelled anomaly dropped; teacher layer1 from the released
@@ -10,6 +11,11 @@ by ``--select val`` (held-out training scene with implanted anomalies: no test l
 seed 10. Then, on abu-airport-1..4 (never trained on): ROC AUC of GRX, of FEN+GRX with the released had100-50
 FEN, and of FEN+GRX with the trained FEN, per scene and mean, printed as a table and written to
 ``OUT/abu_transfer_<setting>.json``; train.py's loss plot is copied to ``--figure``.
+
+``--recipe`` (``RECIPES``) adds train.py options to the setting: ``base`` is the above; the others select on
+real anomaly spectra implanted in the held-out scene (``--select val_real``) and never evaluate the airports
+during training (``--no-eval_test``): the airports are scored once, at the end, for each recipe tried. Their
+results go to ``OUT/abu_transfer_<setting>_<recipe>.json``.
 
 The CPU setting (32 x 32 patches every 16 px, batch 8, a step budget) finishes within about 40 minutes on a
 2-core CPU; the GPU setting is the paper's scale (64 x 64 patches, batch 16, 60 epochs). ``--epochs N`` trains
@@ -46,11 +52,18 @@ SETTINGS = {
     "cpu": ["--img_size", "32", "--patch_stride", "16", "--batch_size", "8", "--epochs", "7", "--max_steps", "120"],
     "gpu": ["--img_size", "64", "--patch_stride", "12", "--batch_size", "16", "--epochs", "60"],
 }
+#: train.py options of each recipe, on top of the setting's (the last of a repeated option counts).
+RECIPES = {
+    "base": [],
+    "val_real": ["--select", "val_real", "--no-eval_test"],
+    "finetune": ["--select", "val_real", "--no-eval_test", "--init_fen", "had100", "--lr", "0.0005"],
+}
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--setting", choices=sorted(SETTINGS), default="cpu")
+    p.add_argument("--recipe", choices=list(RECIPES), default="base", help="train.py options added to the setting")
     p.add_argument("--abu", type=Path, default=ABU, help="folder of the ABU .mat scenes")
     p.add_argument("--weights_dir", type=Path, default=os.environ.get(ENV_WEIGHTS_DIR, ROOT.parent / "shared" /
                                                                      "ferd-release"),
@@ -71,7 +84,7 @@ def train_argv(args: argparse.Namespace, save_dir: Path) -> list[str]:
             "--test_scenes", *(str(args.abu / f"{n}.mat") for n in TEST),
             "--input_channel", str(BANDS), "--teacher", str(args.weights_dir / "had100-50bands" / "enc.pt"),
             "--select", "val", "--seed", "10", "--save_dir", str(save_dir), "--no-progress",
-            *(["--device", args.device] if args.device else []), *SETTINGS[args.setting],
+            *(["--device", args.device] if args.device else []), *SETTINGS[args.setting], *RECIPES[args.recipe],
             *(["--epochs", str(epochs(args))] if args.epochs is not None else [])]  # the last --epochs counts
 
 
@@ -105,7 +118,8 @@ def main(argv: list[str] | None = None) -> int:
     global ABU_DIR
     args = parse_args(argv)
     ABU_DIR = args.abu
-    save_dir = args.out / args.setting
+    tag = args.setting if args.recipe == "base" else f"{args.setting}_{args.recipe}"
+    save_dir = args.out / tag
     t0 = time.perf_counter()
     rc = train.main(train_argv(args, save_dir))
     if rc:
@@ -118,15 +132,17 @@ def main(argv: list[str] | None = None) -> int:
     table = airport_table(fens, device)
     meta = torch.load(save_dir / f"fen_{BANDS}bands.pt", map_location="cpu", weights_only=True)["meta"]
     cut = f" (cut to {epochs(args)} epochs by --epochs)" if epochs(args) < setting_epochs(args.setting) else ""
-    print(f"\nsetting {args.setting}: {' '.join(SETTINGS[args.setting])}{cut}; trained {minutes:.1f} min on {device}; "
-          f"selected epoch {meta['epoch']} (val mAUC {meta['val_mAUC']:.4f})\n")
+    print(f"\nsetting {args.setting}: {' '.join(SETTINGS[args.setting])}{cut}; recipe {args.recipe}: "
+          f"{' '.join(RECIPES[args.recipe]) or '-'}; trained {minutes:.1f} min on {device}; selected epoch "
+          f"{meta['epoch']} ({meta['select']} score {meta['score']:.4f})\n")
     print(render(table))
-    result = {"setting": args.setting, "epochs": epochs(args), "train_options": train_argv(args, save_dir),
+    result = {"setting": args.setting, "recipe": args.recipe, "epochs": epochs(args), "train_options": train_argv(args, save_dir),
               "minutes": minutes, "device": str(device),
-              "selected": {k: meta[k] for k in ("epoch", "step", "val_mAUC", "test_mAUC")},
+              "selected": {k: meta.get(k) for k in ("select", "epoch", "step", "score", "val_mAUC", "val_real_mAUC",
+                                                    "test_mAUC")},
               "auc": table, "mean_auc": {c: float(np.mean(list(v.values()))) for c, v in table.items()}}
     args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / f"abu_transfer_{args.setting}.json").write_text(json.dumps(result, indent=2) + "\n")
+    (args.out / f"abu_transfer_{tag}.json").write_text(json.dumps(result, indent=2) + "\n")
     if args.figure is not None:
         args.figure.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(save_dir / f"loss_{BANDS}bands.png", args.figure)

@@ -30,7 +30,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from benchmarks.bench_grx import bench_cube  # noqa: E402
-from benchmarks.timing import bench_device, bench_parser, best_seconds  # noqa: E402
+from benchmarks.timing import bench_device, bench_parser, best_seconds, sgemm_rate  # noqa: E402
 from model.fen import FEN, fold_batchnorm  # noqa: E402
 from pipeline.fen_tiles import enhance_tiles, prepare_fen  # noqa: E402
 from pipeline.sources import StoredCube  # noqa: E402
@@ -45,13 +45,6 @@ def load(bands: int) -> FEN:
         return load_fen("had100", bands, RELEASE)
     torch.manual_seed(0)
     return FEN(bands).eval()
-
-
-def sgemm_rate(device: torch.device, repeat: int, n: int = 2048) -> float:
-    """Best float32 GFLOP/s of ``repeat`` ``n x n`` products."""
-    a, b = torch.randn(n, n, device=device), torch.randn(n, n, device=device)
-    a @ b
-    return 2 * n ** 3 / best_seconds(lambda: a @ b, repeat, device) / 1e9
 
 
 def whole_flops(fen: FEN, bands: int, height: int, width: int) -> int:

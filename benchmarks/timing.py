@@ -31,6 +31,13 @@ def best_seconds(fn: Callable[[], object], repeat: int, device: torch.device | N
     return min(run_seconds(fn, repeat, device))
 
 
+def sgemm_rate(device: torch.device, repeat: int, n: int = 2048) -> float:
+    """Best float32 GFLOP/s of ``repeat`` ``n x n`` products: the machine's peer rate for dense float32 work."""
+    a, b = torch.randn(n, n, device=device), torch.randn(n, n, device=device)
+    a @ b
+    return 2 * n ** 3 / best_seconds(lambda: a @ b, repeat, device) / 1e9
+
+
 def bench_parser(doc: str, repeat: int) -> argparse.ArgumentParser:
     """The options every benchmark takes: ``--repeat``, ``--device``, ``--threads``."""
     p = argparse.ArgumentParser(description=doc.split("\n\n")[0])
