@@ -56,7 +56,8 @@ SETTINGS = {
 RECIPES = {
     "base": [],
     "val_real": ["--select", "val_real", "--no-eval_test"],
-    "finetune": ["--select", "val_real", "--no-eval_test", "--init_fen", "had100", "--lr", "0.0005"],
+    "finetune": ["--select", "val_real", "--no-eval_test", "--init_fen", "had100", "--lr", "0.0001"],
+    "long": ["--select", "val_real", "--no-eval_test", "--epochs", "20", "--max_steps", "340"],
 }
 
 
@@ -88,13 +89,15 @@ def train_argv(args: argparse.Namespace, save_dir: Path) -> list[str]:
             *(["--epochs", str(epochs(args))] if args.epochs is not None else [])]  # the last --epochs counts
 
 
-def setting_epochs(setting: str) -> int:
-    return int(SETTINGS[setting][SETTINGS[setting].index("--epochs") + 1])
+def setting_epochs(setting: str, recipe: str = "base") -> int:
+    """The epochs of a setting and recipe (the recipe's ``--epochs``, if it has one, comes last and counts)."""
+    options = SETTINGS[setting] + RECIPES[recipe]
+    return int(options[len(options) - 1 - options[::-1].index("--epochs") + 1])
 
 
 def epochs(args: argparse.Namespace) -> int:
-    """The epochs trained: the setting's, or fewer with ``--epochs``."""
-    full = setting_epochs(args.setting)
+    """The epochs trained: the setting's (or recipe's), or fewer with ``--epochs``."""
+    full = setting_epochs(args.setting, args.recipe)
     return full if args.epochs is None else min(full, args.epochs)
 
 
@@ -131,7 +134,7 @@ def main(argv: list[str] | None = None) -> int:
             "FEN+GRX trained here": load_fen(str(save_dir / f"fen_{BANDS}bands.pt"), BANDS).to(device)}
     table = airport_table(fens, device)
     meta = torch.load(save_dir / f"fen_{BANDS}bands.pt", map_location="cpu", weights_only=True)["meta"]
-    cut = f" (cut to {epochs(args)} epochs by --epochs)" if epochs(args) < setting_epochs(args.setting) else ""
+    cut = f" (cut to {epochs(args)} epochs by --epochs)" if epochs(args) < setting_epochs(args.setting, args.recipe) else ""
     print(f"\nsetting {args.setting}: {' '.join(SETTINGS[args.setting])}{cut}; recipe {args.recipe}: "
           f"{' '.join(RECIPES[args.recipe]) or '-'}; trained {minutes:.1f} min on {device}; selected epoch "
           f"{meta['epoch']} ({meta['select']} score {meta['score']:.4f})\n")

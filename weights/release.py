@@ -1,8 +1,9 @@
 """FEN weights: the authors' released checkpoints (fetched, verified, cached) and this project's own.
 
-``load_fen(spec, bands)`` is the one entry point. ``spec`` is either a release name from
-:data:`RELEASES` (``had100``, ``aviris``) or the path of a checkpoint written by this project's
-``train.py`` / :func:`save_fen`.
+``load_fen(spec, bands)`` is the one entry point. ``spec`` is a release name from :data:`RELEASES`
+(``had100``, ``aviris``), the name of a FEN this project trained and keeps in ``weights/shipped/``
+(:data:`SHIPPED`: ``abu10``; docs/model_card_abu10.md), or the path of a checkpoint written by this
+project's ``train.py`` / :func:`save_fen`.
 
 Where release files come from, first match wins:
 
@@ -73,6 +74,12 @@ RELEASES: dict[str, dict[int, Release]] = {
             "pc.pt": "1351abeb56ccdece61c0fbac7ecc2f5f53f8d5714af77087114615f9fe263e57"}),
     },
 }
+
+
+#: FENs trained by this project, kept in the repository as ``weights/shipped/{name}-{bands}bands.pt`` (train.py
+#: checkpoints: FEN, its ZCL, and the metadata of the run): name -> bands -> SHA-256 of the file.
+SHIPPED_DIR = Path(__file__).resolve().parent / "shipped"
+SHIPPED: dict[str, dict[int, str]] = {}
 
 
 class WeightsError(FerdError, RuntimeError):
@@ -223,18 +230,36 @@ def export_checkpoint(checkpoint: Path, out_dir: Path) -> list[Path]:
     return export_authors(fen, zcl, out_dir)
 
 
+def shipped_file(name: str, bands: int) -> Path:
+    """The verified file of the shipped FEN ``name`` for ``bands`` bands."""
+    if bands not in SHIPPED[name]:
+        have = ", ".join(str(b) for b in sorted(SHIPPED[name]))
+        raise WeightsError(f"weights '{name}' were trained for {have} bands, not {bands}")
+    path = SHIPPED_DIR / f"{name}-{bands}bands.pt"
+    if not path.is_file():
+        raise WeightsError(f"{path}: not found (it is part of this repository: restore it with git checkout)")
+    got = sha256(path)
+    if got != SHIPPED[name][bands]:
+        raise WeightsError(f"{path}: checksum mismatch (sha256 {got}, expected {SHIPPED[name][bands]}); "
+                           "refusing to load")
+    return path
+
+
 def load_fen(spec: str, bands: int, weights_dir: str | os.PathLike | None = None) -> FEN:
-    """The FEN named by ``spec`` (release name, checkpoint path, or a folder of the authors' three files),
-    checked to take ``bands`` bands; in eval mode."""
+    """The FEN named by ``spec`` (release name, shipped name, checkpoint path, or a folder of the authors'
+    three files), checked to take ``bands`` bands; in eval mode."""
     path = Path(spec)
     if spec in RELEASES:
         fen = fen_from_release(release_files(get_release(spec, bands), weights_dir))
+    elif spec in SHIPPED:
+        fen = fen_from_checkpoint(shipped_file(spec, bands))
     elif path.is_file():
         fen = fen_from_checkpoint(path)
     elif path.is_dir():
         fen = fen_from_release(authors_folder(path))
     else:
         raise WeightsError(f"--weights '{spec}': neither a release name ({', '.join(sorted(RELEASES))}), "
+                           f"nor a shipped one ({', '.join(sorted(SHIPPED)) or '-'}), "
                            "nor an existing checkpoint file, nor a folder of the authors' convh.pt, enc.pt, pc.pt")
     if fen.bands != bands:
         raise WeightsError(f"weights '{spec}' take {fen.bands} bands but --input_channel is {bands}")
