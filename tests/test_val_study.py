@@ -36,3 +36,23 @@ def test_each_fold_trains_on_the_rest_and_tests_on_its_pair_and_the_airports():
     assert set(trained) == set(TRAIN) - set(val_study.FOLDS[1])
     assert [p.stem for p in parsed.test_scenes] == [*val_study.FOLDS[1], *TEST]
     assert parsed.select == "val_real" and parsed.epochs == 3
+
+
+def test_ship_fen_table_and_card_from_a_recipe_result(tmp_path):
+    from benchmarks import ship_fen
+
+    auc = {"GRX": {n: 0.9 for n in TEST}, ship_fen.RELEASED: {n: 0.96 for n in TEST},
+           ship_fen.TRAINED: {n: 0.97 for n in TEST}}
+    result = {"setting": "cpu", "recipe": "long", "minutes": 41.25, "device": "cpu",
+              "train_options": ["--train_scenes", "a.mat", "b.mat", "--input_channel", "50", "--select", "val",
+                                "--save_dir", "x", "--epochs", "7", "--select", "val_real", "--epochs", "20"],
+              "selected": {"select": "val_real", "epoch": 12, "step": 220, "score": 0.81234},
+              "auc": auc, "mean_auc": {k: 0.0 + sum(v.values()) / 4 for k, v in auc.items()}}
+    assert ship_fen.options_text(result) == "--input_channel 50 --select val_real --epochs 20"  # as train.py reads
+    table = ship_fen.recipe_table([result])
+    assert "| cpu_long | `--input_channel 50 --select val_real --epochs 20` | 41.2 | 12 (220) | val_real | 0.8123 | 0.9700 |" \
+        in table and "0.9000 / 0.9600" in table
+    text = ship_fen.card("mine", result, "ab" * 32)
+    assert "`python test.py --weights mine --input_channel 50`" in text and "It beats the authors' release" in text
+    assert "| **mean** | **0.9000** | **0.9600** | **0.9700** |" in text
+    assert "python benchmarks/abu_transfer.py --recipe long" in text
