@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 import torch
 from conftest import REPO
+from test_train import args  # the tiny training run's options
 
 from data.synthetic import generate
 from model.fen import FEN
@@ -24,11 +25,6 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 @pytest.fixture(scope="module")
 def data(tmp_path_factory) -> Path:
     return generate(tmp_path_factory.mktemp("data") / "had", n_train=2, n_test=1, size=16, bands=10)
-
-
-def args(data: Path, save_dir: Path, *extra: str) -> list[str]:
-    return ["--data_path", str(data), "--input_channel", "8", "--img_size", "16", "--batch_size", "2",
-            "--teacher", "random", "--no-progress", "--save_dir", str(save_dir), *extra]
 
 
 @pytest.fixture
