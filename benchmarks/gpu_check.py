@@ -163,7 +163,7 @@ def commands(work: Path, abu: Path, transfer_epochs: int) -> dict[str, list[str]
     for (weights, bands) in REFERENCE_AUCS:
         cmds[f"reference_{weights}_{bands}"] = [PY, "test.py", *eval_options(
             airports, bands, ["GRX", "FEN+GRX"], DEVICE, work / f"reference_{weights}_{bands}", "--weights", weights)]
-    # the set has 2 test scenes: no --eval_scenes (train.py's run_config iterates it as a list of scenes)
+    # the set has 2 test scenes, both evaluated each epoch
     base = ["--data_path", str(work / "synthetic"), "--teacher", "random", "--input_channel", "50", "--epochs", "2",
             "--device", DEVICE, "--no-progress"]
     for name, extra in (("fp32", []), ("bf16", ["--amp", "--amp_dtype", "bf16"]), ("det1", ["--deterministic"]),

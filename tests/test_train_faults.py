@@ -164,3 +164,10 @@ def test_ctrl_c_after_the_checkpoint_is_written_names_the_epoch_it_holds(train_c
                    "continue with --resume")
     assert torch.load(tmp_path / "last_8bands.pt", map_location="cpu", weights_only=True)["epoch"] == 1
     assert not list(tmp_path.glob(".*.tmp"))
+
+
+def test_eval_scenes_takes_the_first_n_test_scenes(train_cli, data, tmp_path):
+    """--eval_scenes N (an int, once iterated like the *_scenes file lists when the config was recorded)."""
+    assert train_cli.main(args(data, tmp_path, "--epochs", "1", "--max_steps", "1", "--eval_scenes", "1")) == 0
+    header = (tmp_path / "auc_8bands.csv").read_text().splitlines()[0]
+    assert [c for c in header.split(",") if c.startswith("test:")] == ["test:synthetic_test_0000"]
