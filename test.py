@@ -67,7 +67,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--data_key", default=None, help=".mat key of the cube (guessed if omitted)")
     p.add_argument("--gt_key", default=None, help=".mat key of the mask (guessed if omitted)")
     p.add_argument("--weights", default="had100",
-                   help="released weights 'had100' (50/100/200 bands) or 'aviris' (200), or a train.py checkpoint")
+                   help="released weights 'had100' (50/100/200 bands) or 'aviris' (200), this project's 'abu10' (50; "
+                        "docs/model_card_abu10.md), or a train.py checkpoint")
     p.add_argument("--weights_dir", default=None,
                    help=f"local copy of the released weights (overrides ${ENV_WEIGHTS_DIR}); no download")
     p.add_argument("--detectors", nargs="+", default=["GRX", "FEN+GRX"], choices=detector_names(),

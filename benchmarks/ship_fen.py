@@ -99,6 +99,9 @@ Airports (never trained on), ROC AUC of GRX on x and on x + FEN(x):
 
 {render(result['auc'])}
 
+Why this one: of the recipes tried (docs/training.md, section 2), its validation score was the highest; the
+airports played no part in the choice.
+
 It {'beats' if beats else 'does not beat'} the authors' release on these scenes (mean {result['mean_auc'][TRAINED]:.4f}
 against {result['mean_auc'][RELEASED]:.4f}).
 

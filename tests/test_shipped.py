@@ -38,3 +38,19 @@ def test_a_shipped_fen_is_verified_and_its_bands_checked(shipped):
     path.unlink()
     with pytest.raises(WeightsError, match="not found"):
         load_fen("mine", 8)
+
+
+#: The shipped abu10 FEN on the four airports at 50 bands (docs/model_card_abu10.md; benchmarks/abu_transfer.py
+#: --recipe long, then benchmarks/ship_fen.py): FEN+GRX AUC to 4 decimals.
+ABU10_AIRPORTS = {"abu-airport-1": 0.9466, "abu-airport-2": 0.9692, "abu-airport-3": 0.9668, "abu-airport-4": 0.9709}
+
+
+def test_abu10_through_test_py_gives_its_model_card_table(test_cli, abu_dir, tmp_path, capsys):
+    scenes = [str(abu_dir / f"{n}.mat") for n in ABU10_AIRPORTS]
+    assert test_cli.main(["--scenes", *scenes, "--input_channel", "50", "--weights", "abu10", "--device", "cpu",
+                          "--no-progress", "--save_dir", str(tmp_path), "--json", str(tmp_path / "r.json")]) == 0
+    import json
+
+    got = {s["name"]: s["auc"] for s in json.loads((tmp_path / "r.json").read_text())["scenes"]}
+    assert {n: round(a["FEN+GRX"], 4) for n, a in got.items()} == ABU10_AIRPORTS
+    assert "mean (4 scenes)   0.9130       0.9634" in capsys.readouterr().out

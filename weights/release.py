@@ -79,7 +79,9 @@ RELEASES: dict[str, dict[int, Release]] = {
 #: FENs trained by this project, kept in the repository as ``weights/shipped/{name}-{bands}bands.pt`` (train.py
 #: checkpoints: FEN, its ZCL, and the metadata of the run): name -> bands -> SHA-256 of the file.
 SHIPPED_DIR = Path(__file__).resolve().parent / "shipped"
-SHIPPED: dict[str, dict[int, str]] = {}
+SHIPPED: dict[str, dict[int, str]] = {
+    "abu10": {50: "94113d17ae3182940fbbeabbf66fac4b6ceef1dc1195a1d1706e7b31dbfb06d2"},  # docs/model_card_abu10.md
+}
 
 
 class WeightsError(FerdError, RuntimeError):
