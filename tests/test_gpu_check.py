@@ -26,10 +26,11 @@ def test_without_cuda_it_stops_at_once_with_one_line(tmp_path):
 
 
 def test_make_target_runs_the_script():
-    proc = subprocess.run(["make", "-n", "gpu-check", "PY=python3"], cwd=REPO, capture_output=True, text=True,
-                          timeout=60)
+    # --no-print-directory: under `make test` (CI) this make is nested and would print "Entering directory"
+    make = ["make", "--no-print-directory", "-n", "gpu-check"]
+    proc = subprocess.run([*make, "PY=python3"], cwd=REPO, capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0 and proc.stdout.strip() == "python3 benchmarks/gpu_check.py"  # no .venv set-up
-    proc = subprocess.run(["make", "-n", "gpu-check"], cwd=REPO, capture_output=True, text=True, timeout=60)
+    proc = subprocess.run(make, cwd=REPO, capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0 and proc.stdout.strip().endswith(".venv/bin/python benchmarks/gpu_check.py")
 
 
