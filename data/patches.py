@@ -172,16 +172,19 @@ def implant_anomalies(cube: np.ndarray, start: int, bands: int, rng: np.random.G
     return out.astype(np.float32), mask
 
 
-def implant_val_scenes(backgrounds: list[tuple[str, np.ndarray, str]], bands: int, start: int, seed: int
-                       ) -> list[Scene]:
-    """One validation scene per ``(name, H x W x B background, source)`` with :func:`implant_anomalies`;
+def implant_val_scenes(backgrounds: list[tuple[str, np.ndarray, str]], bands: int, start: int, seed: int,
+                       pool: np.ndarray | None = None) -> list[Scene]:
+    """One validation scene per ``(name, H x W x B background, source)``: synthetic foreign materials implanted
+    (:func:`implant_anomalies`), or with ``pool`` the real anomaly spectra (:func:`implant_real_anomalies`);
     deterministic in ``seed``."""
-    rng = np.random.default_rng(seed + 1)
+    rng = np.random.default_rng(seed + (1 if pool is None else 2))
+    prefix, what = ("val", "implanted anomalies") if pool is None else ("valreal", "implanted real anomaly spectra")
     scenes = []
     for name, cube, source in backgrounds:
         check_cube(cube, source, bands, start)
-        implanted, mask = implant_anomalies(cube, start, bands, rng)
-        scenes.append(Scene(f"val_{name}", implanted, mask, f"{source} (+ implanted anomalies)"))
+        implanted, mask = (implant_anomalies(cube, start, bands, rng) if pool is None
+                           else implant_real_anomalies(cube, pool, start, rng))
+        scenes.append(Scene(f"{prefix}_{name}", implanted, mask, f"{source} (+ {what})"))
     return scenes
 
 
@@ -287,10 +290,4 @@ def make_real_val_scenes_from(scenes: Sequence[Scene], pool: np.ndarray, bands: 
     foreign materials; deterministic in ``seed``."""
     if not len(pool):
         raise DataError("real-spectra validation needs labelled anomalies in the training scenes; none has one")
-    rng = np.random.default_rng(seed + 2)
-    out = []
-    for name, cube, source in clean_tiles(scenes, size):
-        check_cube(cube, source, bands, start)
-        implanted, mask = implant_real_anomalies(cube, pool, start, rng)
-        out.append(Scene(f"valreal_{name}", implanted, mask, f"{source} (+ implanted real anomaly spectra)"))
-    return out
+    return implant_val_scenes(clean_tiles(scenes, size), bands, start, seed, pool)
