@@ -58,6 +58,8 @@ RECIPES = {
     "val_real": ["--select", "val_real", "--no-eval_test"],
     "finetune": ["--select", "val_real", "--no-eval_test", "--init_fen", "had100", "--lr", "0.0001"],
     "long": ["--select", "val_real", "--no-eval_test", "--epochs", "20", "--max_steps", "340"],
+    "finetune_long": ["--select", "val_real", "--no-eval_test", "--init_fen", "had100", "--lr", "0.0001",
+                      "--epochs", "20", "--max_steps", "340"],
 }
 
 
