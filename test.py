@@ -16,51 +16,31 @@ with ``--save_mat`` the authors' MATLAB files, with ``--save_envi`` georeference
 from __future__ import annotations
 
 import argparse
-import contextlib
-import io
 import sys
 from pathlib import Path
-from typing import NamedTuple
 
-import torch
-from tqdm import tqdm
-
-from data.had100 import read_had100
-from data.scene import Scene, read_scene
-from data.synthetic import DEFAULT_ROOT as SYNTHETIC_ROOT
-from data.synthetic import choose_dataset, ensure_synthetic
 from detectors.lrx import DEFAULT_INNER, DEFAULT_OUTER
-from detectors.registry import DetectorOptions, check_detector, detector_names, needs_fen
-from detectors.slrx import DEFAULT_BLOCK_NUM
-from evaluation.export import SceneRecord, check_envi_sources, write_exports
-from evaluation.metrics import auc_undefined_reason
-from evaluation.report import (SceneResult, degenerate_warning, format_roc3d_table, format_table, roc3d_csv, to_csv,
-                               to_json)
-from evaluation.roc3d import roc3d
-from pipeline.plan import check_memory, check_temp_space, plan_scene
-from pipeline.run import Pipeline, SceneRun
-from pipeline.sources import SceneSource
-from utils.cli import OneLineParser, OutputError, add_run_options, check_writable, restore_ctrl_c
+from detectors.registry import detector_names
+from detectors.blocks import DEFAULT_BLOCK_NUM
+from evaluation.report import SceneResult
+from evaluation.results import SceneId, drop_temporaries, write_results
+from pipeline.evaluate import check_shard, dataset_root, detector_options, evaluate_shard, in_input_order, load_shard
+from pipeline.run import Pipeline
+from utils.cli import (DEFAULT_DATA, OneLineParser, add_band_options, add_data_path, add_run_options, check_least,
+                       check_positive, script_main)
 from utils.device import full_fp32
-from utils.dist import Dist, PeerError, launched_rank
-from utils.errors import DetectorError, FerdError
-from utils.io import drop_stale_temporaries, save_json, save_npz, save_text
-from utils.memory import memory_budget
-from weights.release import ENV_WEIGHTS_DIR, load_fen
+from utils.dist import Dist
+from weights.release import ENV_WEIGHTS_DIR
 
 ROOT = Path(__file__).resolve().parent
-DEFAULT_DATA = ROOT / "data" / "HAD100Dataset"
 
 
-def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+def build_parser() -> argparse.ArgumentParser:
     p = OneLineParser(prog="test.py", description=__doc__.split("\n\n")[0],
                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("--input_channel", type=int, default=50, help="number of bands used (50, 100 or 200 in the paper)")
-    p.add_argument("--start_channel", type=int, default=0, help="first band used")
+    add_band_options(p)
     src = p.add_mutually_exclusive_group()
-    src.add_argument("--data_path", type=Path, default=None,
-                     help=f"HAD100-layout folder (default {DEFAULT_DATA}, "
-                          f"else the synthetic set in {SYNTHETIC_ROOT})")
+    add_data_path(src)
     src.add_argument("--scenes", type=Path, nargs="+", metavar="FILE",
                      help="single scenes instead: .mat (cube + mask), .npy with a .png mask of the same stem, "
                           "or an ENVI .hdr (+ binary) with a <stem>.png or <stem>_gt.hdr mask")
@@ -104,196 +84,17 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         "in SAVE_DIR/envi/<scene>_<detector>.hdr")
     p.add_argument("--json", type=Path, default=None, help="also write the results as JSON here")
     add_run_options(p)
+    return p
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """The options, each checked alone (one line through ``p.error``, exit code 2)."""
+    p = build_parser()
     args = p.parse_args(argv)
-    check_args(p, args)
+    check_least(p, args)
+    check_positive(p, args, "max_memory_gb")
     return args
 
-
-def check_args(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
-    """Options that are wrong whatever the data: one line via ``parser.error`` (exit code 2)."""
-    if args.input_channel < 1:
-        parser.error(f"--input_channel {args.input_channel}: must be 1 or more (the number of bands used)")
-    if args.start_channel < 0:
-        parser.error(f"--start_channel {args.start_channel}: must be 0 or more (the first band used, from 0)")
-    if args.block_num < 1:
-        parser.error(f"--block_num {args.block_num}: must be 1 or more (SLRX blocks of bands // block_num px)")
-    if args.block_size is not None and args.block_size < 1:
-        parser.error(f"--block_size {args.block_size}: must be 1 or more pixels")
-    if args.max_memory_gb is not None and not args.max_memory_gb > 0:
-        parser.error(f"--max_memory_gb {args.max_memory_gb}: must be a positive number of GiB, e.g. 4")
-    if args.fen_batch < 1:
-        parser.error(f"--fen_batch {args.fen_batch}: must be 1 or more scenes")
-
-
-def check_outputs(args: argparse.Namespace, scenes: list[SceneId]) -> None:
-    """Before any work: every result path can be written, and no two scenes would write the same file."""
-    check_writable(args.save_dir, "--save_dir", folder=True)
-    for sub, wanted in (("scores", args.save_scores), ("plots", args.plots)):
-        if wanted:
-            check_writable(args.save_dir / sub, "--save_dir", folder=True)
-    for name in ("auc.csv", "roc3d.csv"):
-        check_writable(args.save_dir / name, "--save_dir", folder=False)
-    if args.json is not None:
-        check_writable(args.json, "--json", folder=False)
-    if args.save_scores or args.plots or args.save_mat or args.save_envi:
-        seen: dict[str, str] = {}
-        for s in scenes:
-            if s.name in seen:
-                raise OutputError(f"{seen[s.name]} and {s.source}: two scenes named '{s.name}' would write the "
-                                  f"same result files in {args.save_dir}; rename one (or use --no-save_scores)")
-            seen[s.name] = s.label
-
-
-def drop_temporaries(args: argparse.Namespace) -> None:
-    """Remove what an earlier run killed while writing left (utils.io.atomic_path's ``.<file>.<random>.tmp``)
-    in --save_dir, its subfolders (scores/, plots/, envi/, mat_*/) and beside --json."""
-    if args.save_dir.is_dir():
-        drop_stale_temporaries(args.save_dir, subfolders=True)
-    if args.json is not None and args.json.parent.is_dir():
-        drop_stale_temporaries(args.json.parent, (args.json.name,))
-
-
-class SceneId(NamedTuple):
-    """What :func:`check_outputs` needs of a scene, small enough to gather from every process."""
-
-    index: int
-    name: str
-    source: str
-    label: str
-
-
-def dataset_root(args: argparse.Namespace, d: Dist) -> tuple[Path | None, str]:
-    """The HAD100-layout folder (None for ``--scenes``) and its description; the synthetic set is generated
-    by one process while the others wait."""
-    if args.scenes:
-        return None, f"{len(args.scenes)} scene file(s)"
-    root, description, note = choose_dataset(args.data_path, DEFAULT_DATA)
-    if note:
-        if d.is_main:
-            print(note, file=sys.stderr)
-        d.settle(lambda: ensure_synthetic(root) if d.is_main else None)
-    return root, description
-
-
-def load_shard(args: argparse.Namespace, root: Path | None, d: Dist) -> tuple[list[int], list[Scene], int]:
-    """This process's scenes (all of them without torchrun), their indices in input order, and the total.
-    ``--scenes`` files are read only by the process that takes them; a HAD100 folder is memory-mapped."""
-    if args.scenes:
-        indices = d.shard(len(args.scenes))
-        return indices, [read_scene(args.scenes[i], args.data_key, args.gt_key) for i in indices], len(args.scenes)
-    scenes = read_had100(root)
-    indices = d.shard(len(scenes))
-    return indices, [scenes[i] for i in indices], len(scenes)
-
-
-def detector_options(args: argparse.Namespace) -> DetectorOptions:
-    return DetectorOptions(block_num=args.block_num, block_size=args.block_size,
-                           lrx_inner=args.lrx_inner, lrx_outer=args.lrx_outer)
-
-
-def check_detectors(scenes: list[Scene], args: argparse.Namespace, device: torch.device) -> None:
-    """Before any work: every detector's options fit every scene, its memory estimate fits the device (in
-    tiles if need be), the scene has a tile plan within --max_memory_gb, and the plan's temporary files fit
-    in the free space of $TMPDIR."""
-    options = detector_options(args)
-    budget = memory_budget(args.max_memory_gb)
-    temp_needs = []  # the temporary files of each scene's plan, against the free space of $TMPDIR
-    for s in scenes:
-        shape = (args.input_channel, s.cube.shape[0], s.cube.shape[1])
-        hwb = (shape[1], shape[2], shape[0])
-        for name in args.detectors:
-            try:
-                check_detector(name, shape, options)
-            except DetectorError as err:
-                raise DetectorError(f"{s.label}: {name}: {err}") from None
-            check_memory(name, shape, options, device, s.label)
-        try:
-            plan = plan_scene(hwb, args.detectors, options, budget)
-        except DetectorError as err:
-            raise DetectorError(f"{s.label}: {err}") from None
-        temp_needs.append((s.label, hwb, plan.temp_file_bytes(hwb)))
-    check_temp_space(temp_needs)
-
-
-def evaluate_scene(scene: Scene, run: SceneRun, bands: int) -> SceneResult:
-    """AUC, the 3D-ROC measures and seconds of every detector on one scene, from the pipeline's score maps;
-    a warning where they mean nothing (evaluation.report.degenerate_warning)."""
-    result = SceneResult(scene.name, note=auc_undefined_reason(scene.mask),
-                         warning=degenerate_warning(run.maps, bands))
-    for name, scores in run.maps.items():
-        result.seconds[name] = run.seconds[name]
-        result.roc3d[name] = roc3d(scores, scene.mask)
-        result.auc[name] = result.roc3d[name].auc_pd_pf
-    return result
-
-
-def check_shard(args: argparse.Namespace, scenes: list[Scene], ids: list[SceneId],
-                device: torch.device) -> tuple[list[SceneSource], torch.nn.Module | None]:
-    """Every check before any work: result paths (of all scenes, ``ids``), then this process's scenes, detectors
-    and exports; returns the scenes' sources and the FEN (None if no detector needs it)."""
-    check_outputs(args, ids)
-    sources = [SceneSource(s.cube, args.input_channel, args.start_channel, s.label) for s in scenes]
-    for s in sources:  # fail before any work if one scene cannot be used (large cubes: one streaming pass)
-        s.check()
-    check_detectors(scenes, args, device)
-    if args.save_envi:
-        check_envi_sources([s.label for s in scenes])
-    fen = None
-    if needs_fen(args.detectors):  # read on every process, even one without scenes: all agree on the weights
-        fen = load_fen(args.weights, args.input_channel, args.weights_dir).to(device)
-    return sources, fen
-
-
-def evaluate_shard(args: argparse.Namespace, scenes: list[Scene], sources: list[SceneSource],
-                   pipeline: Pipeline, d: Dist) -> tuple[list[SceneResult], list[SceneRecord]]:
-    """This process's scenes through the pipeline: their results, and what --save_mat / --save_envi write
-    (evaluation/export.py). Writes each scene's score maps and plots, and at the end its ENVI maps."""
-    results, records = [], []
-    runs = pipeline.run(sources)
-    for scene, src, scene_run in tqdm(zip(scenes, sources, runs), total=len(scenes), desc="scenes", unit="scene",
-                                      disable=not (args.progress and d.is_main), file=sys.stderr):
-        if not scene_run.plan.input_in_memory or (scene_run.plan.fen_tile and not scene_run.plan.enhanced_in_memory):
-            print(f"{scene.name}: {scene_run.plan.describe(src.shape)}", file=sys.stderr)
-        result = evaluate_scene(scene, scene_run, src.shape[2])
-        maps = scene_run.maps
-        results.append(result)
-        if args.save_scores:
-            save_npz(args.save_dir / "scores" / f"{scene.name}.npz", mask=scene.mask, **maps)
-        if args.save_mat or args.save_envi:
-            fen_out = pipeline.fen_output(src) if args.save_mat and pipeline.fen is not None else None  # mixfs.mat
-            records.append(SceneRecord(scene.name, scene.source, scene.mask, maps, result.auc, fen_out))
-        if args.plots:
-            from evaluation.plots import plot_scene  # matplotlib only when pictures are asked for
-
-            bands = scene.cube[:, :, args.start_channel: args.start_channel + args.input_channel]
-            plot_scene(args.save_dir / "plots", scene.name, bands, scene.mask, maps, result.auc)
-    write_exports(records, args.save_dir, args.detectors, envi=args.save_envi)  # each process its own scenes
-    return results, records
-
-
-def in_input_order(parts: list[tuple[list[int], list]]) -> list:
-    """The items of every process's ``(indices, items)``, back in input order."""
-    pairs = [(i, item) for indices, items in parts for i, item in zip(indices, items)]
-    return [item for _, item in sorted(pairs, key=lambda pair: pair[0])]
-
-
-def write_results(args: argparse.Namespace, results: list[SceneResult], records: list[SceneRecord],
-                  device: str) -> None:
-    """auc.csv, the --save_mat files, roc3d.csv and --json, each atomically; then the tables on stdout."""
-    save_text(to_csv(results, args.detectors), args.save_dir / "auc.csv")
-    write_exports(records, args.save_dir, args.detectors, mat=args.save_mat)
-    save_text(roc3d_csv(results, args.detectors), args.save_dir / "roc3d.csv")
-    if args.json is not None:
-        config = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()
-                  if k in ("input_channel", "start_channel", "weights", "detectors", "block_num", "block_size",
-                           "lrx_inner", "lrx_outer")}
-        save_json(to_json(results, args.detectors, config=config, device=str(device)), args.json)
-    print(format_table(results, args.detectors))
-    print()
-    print("3D-ROC (Chang 2021; scores min-max normalised; aSNPR: clipped at the median anomaly score)")
-    print(format_roc3d_table(results, args.detectors, per_scene=args.roc3d_scenes))
-    if args.plots:
-        print(f"plots: {args.save_dir / 'plots'}", file=sys.stderr)
 
 
 def run(args: argparse.Namespace, d: Dist | None = None) -> list[SceneResult]:
@@ -307,7 +108,7 @@ def run(args: argparse.Namespace, d: Dist | None = None) -> list[SceneResult]:
     d = d if d is not None else Dist(args.device)
     device = d.device
     full_fp32(device)  # the reference AUCs are float32 figures: no TF32 convolutions on CUDA
-    root, source = dataset_root(args, d)
+    root, source = dataset_root(args, d, DEFAULT_DATA)
     indices, scenes, total = d.settle(lambda: load_shard(args, root, d))
     ids = in_input_order(d.gather((indices, [SceneId(i, s.name, s.source, s.label)
                                              for i, s in zip(indices, scenes)])))
@@ -334,28 +135,8 @@ def run(args: argparse.Namespace, d: Dist | None = None) -> list[SceneResult]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    restore_ctrl_c()
-    quiet = launched_rank() != 0  # under torchrun, rank 0 alone prints the errors that every process stops on
-    with contextlib.redirect_stderr(io.StringIO()) if quiet else contextlib.nullcontext():
-        args = parse_args(argv)
-    d = None
-    try:
-        d = Dist(args.device)
-        run(args, d)
-    except FerdError as err:  # DataError, WeightsError, DetectorError, ...: the user's input, one line
-        if not quiet:
-            print(f"test.py: error: {err}", file=sys.stderr)
-        if isinstance(err, PeerError):  # raised on every process alike: all leave together, each with code 2
-            d.barrier()
-        return 2
-    except KeyboardInterrupt:  # result files are written atomically: each is complete or untouched
-        print("test.py: interrupted; the result files written so far are complete, the rest were not written",
-              file=sys.stderr)
-        return 130
-    finally:
-        if d is not None:
-            d.close()
-    return 0
+    return script_main(build_parser(), parse_args, run, argv,
+                       "interrupted; the result files written so far are complete, the rest were not written")
 
 
 if __name__ == "__main__":

@@ -18,7 +18,8 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from benchmarks.timing import bench_device, bench_parser, best_seconds, random_cubes, scores_and_seconds  # noqa: E402
 from detectors.reference import slrx_per_pixel  # noqa: E402
-from detectors.slrx import DEFAULT_BLOCK_NUM, slrx  # noqa: E402
+from detectors.blocks import DEFAULT_BLOCK_NUM  # noqa: E402
+from detectors.slrx import slrx  # noqa: E402
 
 SHAPES = [(200, 100, 100), (50, 64, 64), (200, 64, 64)]
 

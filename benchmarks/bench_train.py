@@ -4,7 +4,7 @@
     python benchmarks/bench_train.py --device cuda --amp    # bf16 autocast on CUDA
     python benchmarks/bench_train.py [--steps 3] [--warmup 1] [--threads N] [--channels_last]
 
-Each step is :func:`train.train_step` (forward, the three losses, backward, Adam) on random patches
+Each step is :func:`training.loop.train_step` (forward, the three losses, backward, Adam) on random patches
 scaled like preprocessed data ([-0.1, 0.1]); the teacher is random (its weights do not change the
 cost). ``--warmup`` steps are run first and not timed; ``--steps`` (or ``--repeat``, the other benchmarks'
 name) are timed, and their median and mean reported, with the step's FLOPs (counted on the meta device) as
@@ -14,8 +14,6 @@ of convolutions cannot beat it by much, so the ratio says how much room there is
 from __future__ import annotations
 
 import argparse
-import os
-import platform
 import resource
 import statistics
 import sys
@@ -26,26 +24,12 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from torch.utils.flop_counter import FlopCounterMode  # noqa: E402
 
-from benchmarks.timing import bench_device, bench_parser, run_seconds, sgemm_rate  # noqa: E402
+from benchmarks.timing import bench_device, bench_parser, device_name, run_seconds, sgemm_rate  # noqa: E402
 from model.ferd import FERD  # noqa: E402
 from model.losses import FERDLoss  # noqa: E402
-from train import train_step  # noqa: E402
+from training.loop import train_step  # noqa: E402
 from utils.device import AMP_DTYPES  # noqa: E402
 from weights.imagenet import load_teacher  # noqa: E402
-
-
-def device_name(device: torch.device) -> str:
-    if device.type == "cuda":
-        return torch.cuda.get_device_name(device)
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in open("/proc/cpuinfo"):
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return f"{cpu}, {os.cpu_count()} cores, {torch.get_num_threads()} torch threads"
 
 
 def build_parser() -> argparse.ArgumentParser:

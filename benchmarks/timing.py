@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import argparse
+import os
+import platform
 from typing import Callable, Iterator
 
 import numpy as np
@@ -38,6 +40,30 @@ def sgemm_rate(device: torch.device, repeat: int, n: int = 2048) -> float:
     return 2 * n ** 3 / best_seconds(lambda: a @ b, repeat, device) / 1e9
 
 
+def device_name(device: torch.device) -> str:
+    """What runs the benchmark: the GPU's name, or the CPU model (``/proc/cpuinfo``), its cores and torch's
+    threads (speed-ups differ between an Intel AVX-512 and an AMD AVX2 CPU: every figure names its machine)."""
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in open("/proc/cpuinfo"):
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return f"{cpu}, {os.cpu_count()} cores, {torch.get_num_threads()} torch threads"
+
+
+def load_note() -> str:
+    """The machine's 1-minute load average against its cores: other work shares the cores and moves the times."""
+    try:
+        return f"load {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores"
+    except OSError:
+        return "load unknown"
+
+
 def bench_parser(doc: str, repeat: int) -> argparse.ArgumentParser:
     """The options every benchmark takes: ``--repeat``, ``--device``, ``--threads``."""
     p = argparse.ArgumentParser(description=doc.split("\n\n")[0])
@@ -58,7 +84,7 @@ def bench_device(p: argparse.ArgumentParser, argv: list[str] | None = None, infe
     device = pick_device(args.device)
     if inference:
         full_fp32(device)
-    return args, device, f"torch {torch.__version__}, device {device}, {torch.get_num_threads()} threads"
+    return args, device, f"torch {torch.__version__}, {device_name(device)} ({device}), {load_note()}"
 
 
 def random_cubes(shapes: list[tuple[int, int, int]], device: torch.device

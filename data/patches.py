@@ -59,7 +59,7 @@ def anomaly_free(mask: np.ndarray, size: int, stride: int | None = None) -> np.n
 
 def check_patch_fits(shape: tuple[int, ...], size: int, name: str) -> None:
     if len(shape) == 3 and min(shape[:2]) < size:
-        raise DataError(f"{name}: is {shape[0]} x {shape[1]} px, smaller than --img_size {size}")
+        raise DataError(f"{name}: is {shape[0]} x {shape[1]} px, smaller than img_size={size}")
 
 
 def check_band_last(shape: tuple[int, ...], name: str) -> None:
@@ -101,7 +101,7 @@ def scene_patches(scenes: Sequence[Scene], bands: int, start: int, size: int, st
     patches = torch.cat(out)
     if not len(patches):
         raise DataError(f"every {size} x {size} patch of the {len(scenes)} training scene(s) touches a labelled "
-                        "anomaly; use a smaller --img_size or --patch_stride")
+                        f"anomaly at img_size={size}: use smaller patches, or a smaller patch_stride=<px>")
     return patches, dropped
 
 
@@ -125,9 +125,9 @@ def split_files(files: list[T], fraction: float, seed: int) -> tuple[list[T], li
     """``(train, val)``: a seeded ``fraction`` of ``files`` (training files or scenes; at least one) held
     out, both kept in their order."""
     if not 0 < fraction < 1:
-        raise DataError(f"--val_fraction must be between 0 and 1, got {fraction}")
+        raise DataError(f"val_fraction={fraction}: must be between 0 and 1")
     if len(files) < 2:
-        raise DataError(f"--select val needs at least 2 training files or scenes to hold one out, found {len(files)}")
+        raise DataError(f"a validation set needs at least 2 training files or scenes to hold one out, found {len(files)}")
     n_val = min(len(files) - 1, max(1, round(fraction * len(files))))
     order = np.random.default_rng(seed).permutation(len(files))
     val = set(order[:n_val].tolist())

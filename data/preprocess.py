@@ -19,12 +19,12 @@ class DataError(FerdError, ValueError):
 
 
 def check_options(bands: int, start: int) -> None:
-    """Raise :class:`DataError` naming the option if the band window ``[start, start + bands)`` is empty or
+    """Raise :class:`DataError` naming the parameter if the band window ``[start, start + bands)`` is empty or
     starts before band 0 (test.py and train.py refuse these while parsing; this guards library callers)."""
     if bands < 1:
-        raise DataError(f"--input_channel {bands}: must be 1 or more (the number of bands used)")
+        raise DataError(f"bands={bands}: must be 1 or more (the number of bands used)")
     if start < 0:
-        raise DataError(f"--start_channel {start}: must be 0 or more (the first band used, counted from 0)")
+        raise DataError(f"start={start}: must be 0 or more (the first band used, counted from 0)")
 
 
 def check_dtype(cube: np.ndarray, name: str) -> None:
@@ -49,10 +49,8 @@ def check_layout(cube: np.ndarray, name: str, bands: int, start: int = 0) -> Non
         raise DataError(f"{name}: the cube is {cube.shape[0]} x {cube.shape[1]} pixels: empty")
     have = cube.shape[2]
     if have < start + bands:
-        hint = (f"use --input_channel {have - start} or less" if have > start
-                else f"--start_channel must be below {have}")
-        raise DataError(f"{name}: has {have} bands, fewer than --start_channel {start} + "
-                        f"--input_channel {bands}; {hint}")
+        hint = (f"use bands={have - start} or less" if have > start else f"start must be below {have}")
+        raise DataError(f"{name}: has {have} bands, fewer than start={start} + bands={bands}; {hint}")
 
 
 def check_values(name: str, non_finite: int, lo: float, hi: float, constant: str | None = None) -> None:

@@ -138,7 +138,7 @@ def _pick(arrays: dict[str, np.ndarray], key: str | None, preferred: tuple[str, 
     found = ", ".join(f"{k} {v.shape}" for k, v in arrays.items()) or "none"
     if key is not None:
         if key not in arrays:
-            raise DataError(f"{path}: no key '{key}' ({flag}); numeric keys found: {found}")
+            raise DataError(f"{path}: no key {flag}='{key}'; numeric keys found: {found}")
         return key
     candidates = [k for k, v in arrays.items() if v.ndim == ndim]
     for name in preferred:
@@ -147,13 +147,13 @@ def _pick(arrays: dict[str, np.ndarray], key: str | None, preferred: tuple[str, 
     if len(candidates) == 1:
         return candidates[0]
     raise DataError(f"{path}: cannot tell which key holds the {what}; keys found: {found}; "
-                    f"name it with {flag}")
+                    f"name it with {flag}=<key>")
 
 
 def read_mat(path: Path, data_key: str | None = None, gt_key: str | None = None) -> Scene:
     arrays = _load_mat(path, lazy=True)
-    ck = _pick(arrays, data_key, CUBE_KEYS, 3, path, "H x W x B cube", "--data_key")
-    mk = _pick(arrays, gt_key, MASK_KEYS, 2, path, "H x W mask", "--gt_key")
+    ck = _pick(arrays, data_key, CUBE_KEYS, 3, path, "H x W x B cube", "data_key")
+    mk = _pick(arrays, gt_key, MASK_KEYS, 2, path, "H x W mask", "gt_key")
     return Scene(path.stem, arrays[ck], arrays[mk] != 0, str(path))
 
 
@@ -203,7 +203,7 @@ def read_scene(path: str | Path, data_key: str | None = None, gt_key: str | None
     """Read a ``.mat``, ``.npy`` (+ ``.png`` mask of the same stem) or ENVI ``.hdr`` scene."""
     path = Path(path)
     if path.is_dir():
-        raise DataError(f"{path}: a folder, not a scene file (a HAD100-layout folder goes to --data_path)")
+        raise DataError(f"{path}: a folder, not a scene file (a HAD100-layout folder is read as a dataset: data_path=<folder>)")
     if not path.is_file():
         raise DataError(f"{path}: no such file")
     suffix = path.suffix.lower()

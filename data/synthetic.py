@@ -156,7 +156,7 @@ def choose_dataset(data_path: Path | None, default: Path) -> tuple[Path, str, st
         return data_path, str(data_path), None
     if default.is_dir():
         return default, str(default), None
-    return DEFAULT_ROOT, "synthetic", (f"note: no --data_path and no {default}: using the synthetic HAD100-format "
+    return DEFAULT_ROOT, "synthetic", (f"note: no HAD100 folder given and no {default}: using the synthetic HAD100-format "
                                        f"set in {DEFAULT_ROOT} (generated on first use)")
 
 

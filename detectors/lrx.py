@@ -42,19 +42,19 @@ GPU_CHUNK_BYTES = 1 << 30
 
 def check_windows(inner: int, outer: int, height: int, width: int) -> None:
     """Raise DetectorError, naming a value that works, if the windows do not fit an ``height`` x ``width`` scene."""
-    for name, v in (("--lrx_inner", inner), ("--lrx_outer", outer)):
+    for name, v in (("lrx_inner", inner), ("lrx_outer", outer)):
         if v < 1 or v % 2 == 0:
-            raise DetectorError(f"{name} {v}: windows must be odd and positive (centred on the pixel), "
+            raise DetectorError(f"{name}={v}: windows must be odd and positive (centred on the pixel), "
                              f"e.g. {max(1, v + 1 if v % 2 == 0 else 1)}")
     if inner >= outer:
-        raise DetectorError(f"--lrx_inner {inner} must be smaller than --lrx_outer {outer} "
-                         f"(use --lrx_outer {inner + 2} or more)")
+        raise DetectorError(f"lrx_inner={inner} must be smaller than lrx_outer={outer} "
+                         f"(use lrx_outer={inner + 2} or more)")
     side = min(height, width)
     if outer > side:
         largest = side if side % 2 else side - 1
-        hint = (f"use --lrx_outer {largest} or less" if largest > inner
-                else f"the scene is too small for --lrx_inner {inner}")
-        raise DetectorError(f"LRX outer window {outer} is larger than the {height} x {width} scene: {hint}")
+        hint = (f"use lrx_outer={largest} or less" if largest > inner
+                else f"the scene is too small for lrx_inner={inner}")
+        raise DetectorError(f"LRX outer window lrx_outer={outer} is larger than the {height} x {width} scene: {hint}")
 
 
 def chunk_width(bands: int, width: int, device: torch.device) -> int:

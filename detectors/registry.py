@@ -18,7 +18,8 @@ import torch
 
 from detectors.lrx import DEFAULT_INNER, DEFAULT_OUTER, check_windows, lrx, lrx_memory_bytes
 from detectors.rx import grx
-from detectors.slrx import DEFAULT_BLOCK_NUM, resolve_block_size, slrx, slrx_memory_bytes
+from detectors.blocks import DEFAULT_BLOCK_NUM, resolve_block_size, slrx_memory_bytes
+from detectors.slrx import slrx
 from model.cwl import CWL_PAD
 from utils.errors import DetectorError
 

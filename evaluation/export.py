@@ -162,8 +162,8 @@ def check_envi_sources(sources: list[str]) -> None:
     """Before any work: ``--save_envi`` needs ENVI scenes, whose header holds the georeferencing to keep."""
     for s in sources:
         if not is_envi(s):
-            raise ExportError(f"--save_envi: {s} is not an ENVI scene, so there is no map info to keep; "
-                             "give ENVI .hdr scenes or drop --save_envi (SAVE_DIR/scores has every map as .npz)")
+            raise ExportError(f"save_envi=True: {s} is not an ENVI scene, so there is no map info to keep; "
+                             "give ENVI .hdr scenes or save_envi=False (the .npz score maps have every map)")
 
 
 def envi_georef(header: str | os.PathLike) -> dict[str, str]:

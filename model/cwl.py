@@ -5,18 +5,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from model.init import xavier_
+
 #: Reflect padding added on every side before the teacher; cropped off again after it (method sec. 1).
 CWL_PAD = 4
-
-
-def xavier_(conv: nn.Conv2d) -> nn.Conv2d:
-    """The authors' initialisation of their own 1x1 layers (CWL, reconstruction CWL, FPL, ZCL):
-    Xavier-normal weight, zero bias. PyTorch's default would start training from about half that
-    weight spread and non-zero biases, i.e. not from the paper's starting point."""
-    nn.init.xavier_normal_(conv.weight)
-    if conv.bias is not None:
-        nn.init.zeros_(conv.bias)
-    return conv
 
 
 class CWL(nn.Module):

@@ -10,7 +10,8 @@ import torch
 from torch import nn
 from torchvision.models.resnet import Bottleneck
 
-from model.teacher import WIDE_BASE_WIDTH, init_resnet_
+from model.init import init_resnet_
+from model.teacher import WIDE_BASE_WIDTH
 
 #: (planes, blocks) of the three decoder stages: outputs 1024, 512, 256 channels.
 DECODER_STAGES = ((256, 3), (128, 4), (64, 6))

@@ -15,7 +15,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from model.cwl import CWL, CWL_PAD, xavier_
+from model.cwl import CWL, CWL_PAD
+from model.init import xavier_
 from model.decoder import Decoder
 from model.fen import FEN, fen_config
 from model.mffm import MFFM

@@ -8,7 +8,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from model.teacher import init_resnet_, wide_stage
+from model.init import init_resnet_
+from model.teacher import wide_stage
 
 #: Block count of the fusion stage (RD4AD: ``layers=3``).
 MFFM_BLOCKS = 3

@@ -4,7 +4,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from model.cwl import xavier_
+from model.init import xavier_
 
 
 def fpl_hidden(bands: int) -> int:

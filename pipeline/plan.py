@@ -11,7 +11,8 @@ import torch
 from detectors.lrx import lrx_memory_bytes
 from detectors.registry import DEFAULT_OPTIONS, MEMORY_MARGIN, DetectorOptions, base_name, memory_estimate, needs_fen
 from detectors.rx import chunk_pixels
-from detectors.slrx import TILE_COLUMNS, resolve_block_size, slrx_memory_bytes
+from detectors.blocks import resolve_block_size, slrx_memory_bytes
+from detectors.slrx import TILE_COLUMNS
 from model.fen import FEN_HALO
 from pipeline.fen_tiles import FEN_MIN_TILE
 from pipeline.sources import TEMP_ADVICE
@@ -144,8 +145,8 @@ def plan_scene(shape: tuple[int, int, int], detectors: list[str], options: Detec
         what = {"grx": "GRX", "fen": "the FEN (one tile)", "slrx": "SLRX (one strip of block rows)",
                 "lrx": "LRX (one strip of rows)"}[max(needs, key=needs.get)]
         raise DetectorError(f"{h} x {w} x {b} cube: {what} and the score maps need about {working / 2**30:.1f} "
-                            f"GiB but the memory budget is {budget / 2**30:.1f} GiB: raise --max_memory_gb, "
-                            "use fewer bands (--input_channel) or another --device")
+                            f"GiB but the memory budget is {budget / 2**30:.1f} GiB: raise max_memory_gb=<GiB>, "
+                            "use fewer bands=<B> or another device=<cpu|cuda>")
     room = budget - working
     enhanced_in_memory = needs_fen(detectors) and cube <= room
     room -= cube if enhanced_in_memory else 0
@@ -175,6 +176,6 @@ def check_memory(name: str, shape: tuple[int, int, int], options: DetectorOption
         if tiled * MEMORY_MARGIN > have:
             raise DetectorError(f"{scene}: detector {name} needs about {format_bytes(tiled * MEMORY_MARGIN)} for a "
                                 f"{h} x {w} x {b} cube but only {format_bytes(have)} is available on "
-                                f"{torch.device(device)}, even in the smallest tiles: use fewer bands "
-                                "(--input_channel), a smaller scene, or another --device")
+                                f"{torch.device(device)}, even in the smallest tiles: use fewer bands=<B>, "
+                                "a smaller scene, or another device=<cpu|cuda>")
     return need

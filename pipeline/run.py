@@ -36,7 +36,8 @@ import torch
 from detectors.lrx import check_windows, lrx_mirrored
 from detectors.registry import FEN_PREFIX, DetectorOptions, base_name, needs_fen
 from detectors.rx import grx_scores, rx_statistics
-from detectors.slrx import combine_maps, resolve_block_size, slrx_maps_streamed
+from detectors.blocks import resolve_block_size
+from detectors.slrx import combine_maps, slrx_maps_streamed
 from model.fen import FEN, FEN_HALO, fold_batchnorm
 from pipeline.fen_tiles import enhance_batch, enhance_tiles, enhance_windows, prepare_fen
 from pipeline.plan import TilePlan, plan_scene

@@ -1,8 +1,11 @@
 """The house rules of the code layout (README "Layout"): packages by role, on floors, no import cycles.
 
 Floors, low to high: ``utils`` (plumbing) <- ``data``, ``model`` <- ``detectors``, ``evaluation``,
-``weights`` <- ``pipeline`` <- the scripts (test.py, train.py, hubconf.py). A module imports only from its
-own package or from a lower floor, at module level or inside a function alike.
+``weights`` <- ``pipeline``, ``training`` <- the scripts (test.py, train.py, hubconf.py). A module imports
+only from its own package or from a lower floor, at module level or inside a function alike.
+
+Sizes: the scripts at most 200 lines, no other module over 400, no function over 50 (the scripts'
+``parse_args``/``build_parser``, a list of options, excepted).
 """
 from __future__ import annotations
 
@@ -13,7 +16,7 @@ import pytest
 from conftest import REPO as ROOT
 
 FLOORS = {"utils": 0, "data": 1, "model": 1, "detectors": 2, "evaluation": 2, "weights": 2, "pipeline": 3,
-          "test": 4, "train": 4, "hubconf": 4}
+          "training": 3, "test": 4, "train": 4, "hubconf": 4}
 
 
 def modules() -> dict[str, Path]:
@@ -69,3 +72,31 @@ def test_no_import_cycle():
     for name in sorted(GRAPH):
         if name not in state:
             visit(name, [])
+
+
+SCRIPT_LINES, MODULE_LINES, FUNCTION_LINES = 200, 400, 50
+#: The option lists: long by nature, read as a table.
+LONG_FUNCTIONS = {("test", "build_parser"), ("train", "build_parser")}
+
+
+def source_files() -> dict[str, Path]:
+    """Every module outside tests/ (the packages, the scripts, benchmarks/)."""
+    found = dict(modules())
+    found.update({f"benchmarks.{p.stem}": p for p in sorted((ROOT / "benchmarks").glob("*.py"))})
+    return found
+
+
+@pytest.mark.parametrize("module", sorted(source_files()))
+def test_module_size(module):
+    lines = len(source_files()[module].read_text().splitlines())
+    limit = SCRIPT_LINES if module in ("test", "train") else MODULE_LINES
+    assert lines <= limit, f"{module}: {lines} lines, more than {limit}"
+
+
+@pytest.mark.parametrize("module", sorted(modules()))
+def test_function_size(module):
+    tree = ast.parse(modules()[module].read_text())
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and (module, node.name) not in LONG_FUNCTIONS:
+            lines = node.end_lineno - node.lineno + 1
+            assert lines <= FUNCTION_LINES, f"{module}.{node.name}: {lines} lines, more than {FUNCTION_LINES}"

@@ -7,7 +7,8 @@ import pytest
 import torch
 
 from detectors.reference import slrx_per_pixel
-from detectors.slrx import BlockGrid, own_block_sq, resolve_block_size, slrx, slrx_maps
+from detectors.blocks import BlockGrid, resolve_block_size
+from detectors.slrx import own_block_sq, slrx, slrx_maps
 
 # (bands, height, width, block size): 4 x 4 blocks with fewer pixels than bands (Gram / Woodbury path),
 # blocks with more pixels than bands (B x B path), and grids whose last row / column of blocks is smaller
@@ -63,10 +64,10 @@ def test_block_size_quirk_6_and_clean_option():
 
 
 @pytest.mark.parametrize("kwargs,message,works", [
-    ({"block_num": 150}, "--block_num 150 gives a block size of 200 // 150 = 1 px", {"block_num": 100}),
-    ({"block_num": 0}, "--block_num 0: must be a positive integer", None),
+    ({"block_num": 150}, "block_num=150 gives a block size of 200 // 150 = 1 px", {"block_num": 100}),
+    ({"block_num": 0}, "block_num=0: must be a positive integer", None),
     ({"block_size": 100}, "single 100 x 100 block with no neighbour", {"block_size": 98}),
-    ({"block_size": 0}, "--block_size 0: must be a positive number of pixels", None),
+    ({"block_size": 0}, "block_size=0: must be a positive number of pixels", None),
 ])
 def test_bad_block_sizes_say_what_works(kwargs, message, works):
     cube = torch.rand(200, 100, 100)
@@ -75,7 +76,7 @@ def test_bad_block_sizes_say_what_works(kwargs, message, works):
     assert message in str(err.value)
     if works:  # the suggested value is named in the message, and it does work
         flag, value = next(iter(works.items()))
-        assert f"use --{flag} {value}" in str(err.value)
+        assert f"use {flag}={value}" in str(err.value)
         assert resolve_block_size(200, 100, 100, **works) >= 2
     with pytest.raises(ValueError):
         slrx(cube[:, :1, :1], **kwargs)

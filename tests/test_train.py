@@ -18,6 +18,9 @@ from conftest import REPO
 from data.patches import VAL_FEATURES, VAL_FILL, VAL_HEIGHT, VAL_MAX_SIDE, make_val_scenes, split_files, tiles
 from data.synthetic import generate
 from model.losses import FERDLoss
+import training.record
+import training.state
+from torch.utils.data import DistributedSampler
 from weights.release import CHECKPOINT_FORMAT
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -130,20 +133,20 @@ def test_log_lines(run_a):
 
 def test_resume_after_kill_equals_uninterrupted(train_cli, run_a, data, tmp_path, monkeypatch, capsys):
     """Killed at the start of epoch 2, resumed: same weights, optimiser state and losses as run_a."""
-    real = train_cli.DistributedSampler.set_epoch
+    real = DistributedSampler.set_epoch
 
     def kill_at_2(self, epoch):
         if epoch == 2:
             raise KeyboardInterrupt
         real(self, epoch)
 
-    monkeypatch.setattr(train_cli.DistributedSampler, "set_epoch", kill_at_2)
+    monkeypatch.setattr(DistributedSampler, "set_epoch", kill_at_2)
     assert train_cli.main(args(data, tmp_path, "--epochs", "2")) == 130  # Ctrl-C: one line, which epoch is saved
     err = capsys.readouterr().err.strip().splitlines()[-1]
     assert err == (f"train.py: interrupted in epoch 2 (step 2); {tmp_path / 'last_8bands.pt'} holds epoch 1: "
                    "continue with --resume")
     assert load(tmp_path / "last_8bands.pt")["epoch"] == 1
-    monkeypatch.setattr(train_cli.DistributedSampler, "set_epoch", real)
+    monkeypatch.setattr(DistributedSampler, "set_epoch", real)
     assert train_cli.main(args(data, tmp_path, "--epochs", "2", "--resume")) == 0
     assert "resumed from" in capsys.readouterr().err
 
@@ -280,7 +283,7 @@ def test_an_undefined_score_never_wins_over_a_defined_one(train_cli):
     """The authors start from 0 with a strict comparison; here a NaN (no scene with both classes) is held only
     while no epoch has had a defined score, and never replaces a defined one."""
     nan = float("nan")
-    improves = train_cli.improves
+    improves = training.record.improves
     assert improves("test", nan, {"epoch": None, "score": None})          # nothing held yet
     assert improves("test", 0.7, {"epoch": 1, "score": nan})              # a real score replaces NaN
     assert not improves("test", nan, {"epoch": 2, "score": 0.7})          # NaN never replaces it
@@ -294,17 +297,17 @@ def test_seeds_every_generator_and_restores_them(train_cli, monkeypatch):
 
     draws = []
     for _ in range(2):
-        train_cli.seed_everything(3, deterministic=False)
+        training.state.seed_everything(3, deterministic=False)
         draws.append((random.random(), float(np.random.rand()), float(torch.rand(1))))
     assert draws[0] == draws[1]
-    states = train_cli.rng_states(torch.device("cpu"))
+    states = training.state.rng_states(torch.device("cpu"))
     states = torch.load(_roundtrip(states), weights_only=True)  # what a training state holds, as it is read
     first = (random.random(), float(np.random.rand()), float(torch.rand(1)))
-    train_cli.set_rng_states(states, torch.device("cpu"))
+    training.state.set_rng_states(states, torch.device("cpu"))
     assert (random.random(), float(np.random.rand()), float(torch.rand(1))) == first
     monkeypatch.delenv("CUBLAS_WORKSPACE_CONFIG", raising=False)
     try:
-        train_cli.seed_everything(3, deterministic=True)
+        training.state.seed_everything(3, deterministic=True)
         assert torch.backends.cudnn.deterministic and not torch.backends.cudnn.benchmark
         assert torch.are_deterministic_algorithms_enabled()
     finally:

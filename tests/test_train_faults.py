@@ -17,6 +17,7 @@ from test_train import args  # the tiny training run's options
 
 from data.synthetic import generate
 from model.fen import FEN
+import training.loop
 from utils.io import drop_stale_temporaries
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -39,7 +40,7 @@ def epoch_1(train_cli, data, tmp_path):
 def poison_after_step(train_cli, monkeypatch, step: int, module_name: str, buffer: str) -> None:
     """After optimiser step ``step``, set ``buffer`` of the FERD submodule ``module_name`` to Inf (as a
     diverging run leaves a BatchNorm's running_var)."""
-    real = train_cli.train_step
+    real = training.loop.train_step
     count = {"n": 0}
 
     def step_then_poison(net, *a, **k):
@@ -49,7 +50,7 @@ def poison_after_step(train_cli, monkeypatch, step: int, module_name: str, buffe
             getattr(net.get_submodule(module_name), buffer).fill_(float("inf"))
         return out
 
-    monkeypatch.setattr(train_cli, "train_step", step_then_poison)
+    monkeypatch.setattr(training.loop, "train_step", step_then_poison)
 
 
 def first_bn(train_cli) -> str:
@@ -86,14 +87,14 @@ def test_non_finite_fen_output_is_divergence_not_bad_data(train_cli, data, tmp_p
 
 def test_check_finite_covers_optimiser_moments(train_cli, data, tmp_path, monkeypatch, capsys):
     """An Adam moment that overflowed (exp_avg_sq = Inf) would be stored in last_*.pt: refused too."""
-    real = train_cli.train_step
+    real = training.loop.train_step
 
     def overflow(net, loss_fn, optimizer, *a, **k):
         out = real(net, loss_fn, optimizer, *a, **k)
         next(iter(optimizer.state.values()))["exp_avg_sq"].fill_(float("inf"))
         return out
 
-    monkeypatch.setattr(train_cli, "train_step", overflow)
+    monkeypatch.setattr(training.loop, "train_step", overflow)
     assert train_cli.main(args(data, tmp_path, "--epochs", "1")) == 2
     err = capsys.readouterr().err.strip().splitlines()[-1]
     assert "training diverged: NaN or Inf in " in err and "(optimiser exp_avg_sq) after step 1 (epoch 1)" in err

@@ -3,7 +3,7 @@
 The network (50 bands) and its input are rebuilt by the rule in ../shared/reference/README.md (section
 "train_golden.json"): every floating-point tensor of the state dict is filled from a generator seeded with the
 CRC-32 of its name, so no random draw of ours has to agree with theirs. Three Adam steps then run through
-``train.train_step``, the very function train.py's loop calls, in float64 on the CPU, teacher in eval mode and
+``training.loop.train_step``, the very function the training loop calls, in float64 on the CPU, teacher in eval mode and
 everything else in train mode. About a minute and 6 GB on a 2-core CPU.
 
 The rule fills the state dict of ``FERD(bands=50)`` as built, i.e. float32 tensors, so the float64 draws are
@@ -22,6 +22,7 @@ import torch
 from conftest import SHARED, require_shared
 
 from model.ferd import FERD
+import training.loop
 from model.losses import FERDLoss
 from utils.device import torch_threads
 
@@ -87,7 +88,7 @@ def golden() -> dict:
 
 
 @pytest.fixture(scope="module")
-def three_steps(train_cli) -> dict:
+def three_steps() -> dict:
     """Run the three steps once; return the per-step losses and ZCL/reconstruction means, the step-0
     gradient norms and the FEN statistics afterwards."""
     with torch_threads(2):
@@ -104,7 +105,7 @@ def three_steps(train_cli) -> dict:
             {"p_mean": out.p.mean().item(), "reconstruction_mean": out.reconstruction.mean().item()}))
         steps, grad_norms = [], {}
         for k in range(3):
-            loss, terms = train_cli.train_step(net, loss_fn, optimizer, scaler, x, amp_dtype=None)
+            loss, terms = training.loop.train_step(net, loss_fn, optimizer, scaler, x, amp_dtype=None)
             steps.append({"loss": loss, **terms, **outputs[-1]})
             if k == 0:
                 grad_norms = {n: p.grad.norm().item() for n, p in net.named_parameters() if p.grad is not None}

@@ -1,17 +1,36 @@
-"""Command-line helpers shared by test.py and train.py."""
+"""Command-line helpers shared by test.py and train.py: the options both declare, the option checks, the
+one ``main`` both run (exit codes, one-line errors), and the translation of library errors into flags.
+
+Library code (data/, model/, detectors/, evaluation/, weights/, pipeline/) names what the caller passed in
+Python terms, ``name=value`` (``bands=7``, ``lrx_outer=31``, ``teacher='imagenet'``); :func:`flag_text`
+turns each such mention into the script's flag (``--input_channel 7``, ``--lrx_outer 31``, ``--teacher
+imagenet``), so a Python user reads their parameter and a command-line user their option.
+"""
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib.util
+import io
 import os
+import re
 import signal
 import sys
 import threading
 from pathlib import Path
 from types import ModuleType
-from typing import NoReturn
+from typing import Callable, NoReturn
 
-from utils.errors import FerdError
+from utils.dist import Dist, PeerError, launched_rank
+from utils.errors import FerdError, Interrupted
+
+REPO = Path(__file__).resolve().parents[1]
+#: The HAD100 folder both scripts read when no --data_path is given (else the synthetic set is generated).
+DEFAULT_DATA = REPO / "data" / "HAD100Dataset"
+#: Library parameter names whose option has another name.
+ALIASES = {"bands": "input_channel", "start": "start_channel", "download": "download_teacher"}
+#: A ``name=value`` mention: the value is quoted, a <placeholder>, or runs to a space or punctuation.
+_MENTION = re.compile(r"\b([a-z][a-z0-9_]*)=('[^']*'|<[^>]*>|[^\s:;,()]+)")
 
 
 class OneLineParser(argparse.ArgumentParser):
@@ -20,6 +39,92 @@ class OneLineParser(argparse.ArgumentParser):
 
     def error(self, message: str) -> NoReturn:
         self.exit(2, f"{self.prog}: error: {message}\n")
+
+
+def add_band_options(group: argparse._ActionsContainer) -> None:
+    """``--input_channel`` and ``--start_channel``, the same in test.py and train.py."""
+    group.add_argument("--input_channel", type=int, default=50,
+                       help="number of bands B used (50, 100 or 200 in the paper)")
+    group.add_argument("--start_channel", type=int, default=0, help="first band used, counted from 0")
+
+
+def add_data_path(group: argparse._ActionsContainer) -> None:
+    """``--data_path``, the same in test.py and train.py."""
+    group.add_argument("--data_path", type=Path, default=None,
+                       help=f"HAD100-layout folder (default {DEFAULT_DATA.relative_to(REPO)}, else the synthetic "
+                            "set generated in data/synthetic_had100)")
+
+
+#: The least value of each integer option, for :func:`check_least` (an option a script lacks is skipped).
+LEAST = {"input_channel": 1, "start_channel": 0, "batch_size": 1, "epochs": 1, "max_steps": 0, "eval_scenes": 0,
+         "num_workers": 0, "img_size": 8, "patch_stride": 1, "block_num": 1, "block_size": 1, "fen_batch": 1,
+         "lrx_inner": 1, "lrx_outer": 1}
+
+
+def check_least(p: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """Every integer option of :data:`LEAST` that ``args`` has (and is not None) at least its least value, else
+    one line through ``p.error``: ``--option value: must be N or more``."""
+    for name, least in LEAST.items():
+        value = getattr(args, name, None)
+        if value is not None and value < least:
+            p.error(f"--{name} {value}: must be {least} or more")
+
+
+def check_positive(p: argparse.ArgumentParser, args: argparse.Namespace, *names: str) -> None:
+    """Each float option ``names`` (when not None) finite and above 0, else one line through ``p.error``."""
+    for name in names:
+        value = getattr(args, name)
+        if value is not None and not (value > 0 and value != float("inf")):
+            p.error(f"--{name} {value}: must be a positive number")
+
+
+def flag_text(message: str, parser: argparse.ArgumentParser) -> str:
+    """``message`` with every ``name=value`` of one of ``parser``'s options (or an :data:`ALIASES` name) written
+    as that option: ``--name value``, ``--name`` for True and ``--no-name`` for False; quotes and the ``<>`` of a placeholder dropped."""
+    flags = {a.dest: a.option_strings[0] for a in parser._actions if a.option_strings}
+
+    def swap(m: re.Match) -> str:
+        name, value = ALIASES.get(m.group(1), m.group(1)), m.group(2).strip("'<>")
+        if name not in flags:
+            return m.group(0)
+        if value in ("True", "False"):
+            return flags[name] if value == "True" else flags[name].replace("--", "--no-", 1)
+        return f"{flags[name]} {value}"
+
+    return _MENTION.sub(swap, message)
+
+
+def script_main(parser: argparse.ArgumentParser, parse: Callable[[list[str] | None], argparse.Namespace],
+                body: Callable[[argparse.Namespace, Dist], object], argv: list[str] | None,
+                interrupted: str) -> int:
+    """The ``main`` of both scripts; returns the exit code. 0: done; 2: an input error, printed as one line
+    ``<prog>: error: <message>`` with library parameters written as flags (:func:`flag_text`); 130: Ctrl-C,
+    with :class:`utils.errors.Interrupted`'s message or ``interrupted``. Under torchrun only rank 0 prints
+    the errors every process finds alike; a :class:`PeerError` makes every process leave together."""
+    restore_ctrl_c()
+    quiet = launched_rank() != 0
+    try:
+        with contextlib.redirect_stderr(io.StringIO()) if quiet else contextlib.nullcontext():
+            args = parse(argv)
+    except SystemExit as done:  # --help, or an option error already printed as one line
+        return int(done.code or 0)
+    d = None
+    try:
+        d = Dist(args.device)
+        body(args, d)
+    except FerdError as err:  # DataError, WeightsError, DetectorError, TrainingError, ...: one line
+        if not quiet:
+            fail(parser.prog, flag_text(str(err), parser))
+        if isinstance(err, PeerError):  # raised on every process alike: all leave together, each with code 2
+            d.barrier()
+        return 2
+    except (KeyboardInterrupt, Interrupted) as err:  # result files are written atomically
+        print(f"{parser.prog}: {err if isinstance(err, Interrupted) else interrupted}", file=sys.stderr)
+        return 130
+    finally:
+        if d is not None:
+            d.close()
+    return 0
 
 
 def add_run_options(group: argparse._ActionsContainer) -> None:
@@ -61,17 +166,19 @@ class OutputError(FerdError):
     """A result path that cannot be written (found before anything is written)."""
 
 
-def check_writable(path: Path, option: str, folder: bool) -> None:
+def check_writable(path: Path, param: str, folder: bool) -> None:
     """Raise :class:`OutputError` unless ``path`` can be written: a folder (existing or to be made) if ``folder``,
-    else a file; the nearest existing folder on the way must be a writable folder."""
+    else a file; the nearest existing folder on the way must be a writable folder. The message starts with
+    ``param='<path>'`` (the parameter that named it: a flag once a script prints it)."""
+    where = f"{param}='{path}'"
     if folder and path.exists() and not path.is_dir():
-        raise OutputError(f"{option}: {path} is a file, not a folder")
+        raise OutputError(f"{where}: {path} is a file, not a folder")
     if not folder and path.is_dir():
-        raise OutputError(f"{option}: {path} is a folder, not a file")
+        raise OutputError(f"{where}: {path} is a folder, not a file")
     existing = path if folder else path.parent
     while not existing.exists():
         existing = existing.parent
     if not existing.is_dir():
-        raise OutputError(f"{option}: {existing} is a file, not a folder")
+        raise OutputError(f"{where}: {existing} is a file, not a folder")
     if not os.access(existing, os.W_OK | os.X_OK):
-        raise OutputError(f"{option}: {existing} is not writable")
+        raise OutputError(f"{where}: {existing} is not writable")

@@ -7,7 +7,11 @@ from __future__ import annotations
 
 
 class FerdError(Exception):
-    """A problem with the user's input; the message names the file or option and says what to do."""
+    """A problem with the user's input; the message names the file or parameter and says what to do.
+
+    Raised by library code, it names parameters as ``name=value``, in the terms of the Python API
+    (``bands=7``); the scripts print it with their flags instead (``--input_channel 7``, utils.cli.flag_text).
+    """
 
 
 def describe(err: BaseException) -> str:
@@ -25,3 +29,8 @@ class DetectorError(FerdError, ValueError):
 class DiskFullError(FerdError):
     """No room on a disk: for a temporary file (the message says how much is needed, where, and what helps)
     or a result file (whose old version, if any, is left as it was)."""
+
+
+class Interrupted(Exception):
+    """Ctrl-C during a run that has something to say about it (train.py: which epoch is saved); the scripts
+    print its message as one line and exit with code 130."""

@@ -8,7 +8,8 @@ from pathlib import Path
 
 import torch
 
-from model.teacher import Teacher, init_resnet_, reset_bn_stats_
+from model.init import init_resnet_
+from model.teacher import Teacher, reset_bn_stats_
 from utils.errors import FerdError, describe
 from weights.files import load_tensors, state_dict_of
 
@@ -46,23 +47,23 @@ def imagenet_state_dict(download: bool = True) -> dict[str, torch.Tensor]:
     path = imagenet_cache_path()
     if not path.is_file():
         if not download or not _reachable(IMAGENET_HOST):
-            why = "downloads are off (--no-download_teacher)" if not download else f"{IMAGENET_HOST} is unreachable"
-            raise TeacherError(f"--teacher imagenet: {IMAGENET_FILE} is not cached and {why}: place that file at "
-                               f"{path} (or set TORCH_HOME), or use --teacher PATH (a local state dict, e.g. "
-                               "the authors' enc.pt) or --teacher random")
+            why = "downloads are off (download=False)" if not download else f"{IMAGENET_HOST} is unreachable"
+            raise TeacherError(f"teacher='imagenet': {IMAGENET_FILE} is not cached and {why}: place that file at "
+                               f"{path} (or set TORCH_HOME), or use teacher=<PATH> (a local state dict, e.g. "
+                               "the authors' enc.pt) or teacher='random'")
         from torchvision.models import Wide_ResNet101_2_Weights
 
         try:
             return Wide_ResNet101_2_Weights.IMAGENET1K_V1.get_state_dict(progress=True, check_hash=True)
         except Exception as err:  # URLError, hash mismatch, partial file: all end the same way
-            raise TeacherError(f"--teacher imagenet: download of {IMAGENET_FILE} failed ({describe(err)}); place "
-                               f"the file at {path}, or use --teacher PATH or --teacher random") from None
+            raise TeacherError(f"teacher='imagenet': download of {IMAGENET_FILE} failed ({describe(err)}); place "
+                               f"the file at {path}, or use teacher=<PATH> or teacher='random'") from None
     return _load_file(path)
 
 
 def _load_file(path: Path) -> dict[str, torch.Tensor]:
-    obj = state_dict_of(load_tensors(path, TeacherError, "--teacher takes imagenet, random or a state-dict "
-                                                         "file such as the authors' enc.pt"))
+    obj = state_dict_of(load_tensors(path, TeacherError, "the teacher is 'imagenet', 'random' or a "
+                                                         "state-dict file such as the authors' enc.pt"))
     if not isinstance(obj, dict) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
         raise TeacherError(f"{path}: expected a state dict of tensors (optionally under 'state_dict')")
     return {k.removeprefix("module."): v for k, v in obj.items()}
@@ -79,7 +80,7 @@ def teacher_state(spec: str, download: bool = True) -> tuple[dict[str, torch.Ten
         return imagenet_state_dict(download), f"ImageNet {IMAGENET_FILE}"
     path = Path(spec)
     if not path.is_file():
-        raise TeacherError(f"--teacher {spec}: not 'imagenet', 'random' or an existing state-dict file")
+        raise TeacherError(f"teacher='{spec}': not 'imagenet', 'random' or an existing state-dict file")
     return _load_file(path), str(path)
 
 

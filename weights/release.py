@@ -95,7 +95,7 @@ def get_release(name: str, bands: int) -> Release:
         raise WeightsError(f"unknown weights '{name}': use one of {sorted(RELEASES)} or a checkpoint path")
     if bands not in RELEASES[name]:
         have = ", ".join(str(b) for b in sorted(RELEASES[name]))
-        raise WeightsError(f"weights '{name}' were released for {have} bands, not --input_channel {bands}")
+        raise WeightsError(f"weights '{name}' were released for {have} bands, not bands={bands}")
     return RELEASES[name][bands]
 
 
@@ -110,7 +110,7 @@ def release_files(release: Release, weights_dir: str | os.PathLike | None = None
         if weights_dir:
             path = Path(weights_dir) / release.local_name / filename
             if not path.is_file():
-                raise WeightsError(f"{path}: not found (the weights folder {weights_dir}, from --weights_dir or "
+                raise WeightsError(f"{path}: not found (the weights folder {weights_dir}, from weights_dir=<folder> or "
                                    f"{ENV_WEIGHTS_DIR}, must hold {release.local_name}/{filename})")
         else:
             path = cache_dir / release.local_name / filename
@@ -126,7 +126,7 @@ def release_files(release: Release, weights_dir: str | os.PathLike | None = None
 
 
 #: What ``--weights`` takes, said after a file it cannot read.
-ACCEPTS = ("--weights takes a fen_<N>bands.pt written by train.py or a release name "
+ACCEPTS = ("the weights are a fen_<N>bands.pt written by train.py or a release name "
            f"({', '.join(sorted(RELEASES))})")
 
 
@@ -260,11 +260,11 @@ def load_fen(spec: str, bands: int, weights_dir: str | os.PathLike | None = None
     elif path.is_dir():
         fen = fen_from_release(authors_folder(path))
     else:
-        raise WeightsError(f"--weights '{spec}': neither a release name ({', '.join(sorted(RELEASES))}), "
+        raise WeightsError(f"weights='{spec}': neither a release name ({', '.join(sorted(RELEASES))}), "
                            f"nor a shipped one ({', '.join(sorted(SHIPPED)) or '-'}), "
                            "nor an existing checkpoint file, nor a folder of the authors' convh.pt, enc.pt, pc.pt")
     if fen.bands != bands:
-        raise WeightsError(f"weights '{spec}' take {fen.bands} bands but --input_channel is {bands}")
+        raise WeightsError(f"weights='{spec}' take {fen.bands} bands, not bands={bands}")
     return fen.eval()
 
 

@@ -1,0 +1,8 @@
+"""FERD's training machinery, by role; train.py holds the options and the story of a run.
+
+    state.py   seeds and random states, the resume configuration and checks, progress, training errors
+    data.py    training patches, the per-epoch test and validation sets, the FEN+GRX score used to select
+    loop.py    model, loss, optimiser and loader (Trainer); one step (pinned to the authors'); one epoch;
+               the divergence checks
+    record.py  selection and what each epoch writes (FEN, training state, AUC table, plot, log line)
+"""

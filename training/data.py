@@ -1,0 +1,127 @@
+"""What a run trains and evaluates on: training patches from a HAD100-layout folder or from labelled scenes,
+the per-epoch test set, the validation scenes built from held-out training data (``--select val`` /
+``val_real``, data/patches.py), and the FEN+GRX score the selection uses (:func:`evaluate`).
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from data.had100 import had100_train_files, read_had100
+from data.patches import (anomaly_pool, load_patches, make_real_val_scenes_from, make_val_scenes,
+                          make_val_scenes_from, scene_patches, split_files)
+from data.preprocess import preprocess
+from data.scene import Scene, read_scene
+from data.synthetic import choose_dataset, ensure_synthetic
+from detectors.rx import grx
+from evaluation.metrics import roc_auc
+from model.fen import FEN
+from training.state import Diverged
+from utils.cli import DEFAULT_DATA
+from utils.dist import Dist
+
+VAL_SELECTIONS = ("val", "val_real")
+
+
+def log(msg: str, d: Dist) -> None:
+    """A progress line on stderr, from the main process only."""
+    if d.is_main:
+        print(msg, file=sys.stderr, flush=True)
+
+
+EvalCube = tuple[str, torch.Tensor, np.ndarray]
+
+
+@dataclass
+class TrainData:
+    """Training patches ``(N, B, size, size)``, where they came from, and the per-epoch evaluation sets."""
+
+    patches: torch.Tensor
+    sources: int
+    description: str
+    test: list[EvalCube]
+    val: list[EvalCube]
+    dropped: int = 0
+    val_real: list[EvalCube] = field(default_factory=list)
+
+
+def eval_cubes(scenes: list[Scene], args: argparse.Namespace) -> list[EvalCube]:
+    """The evaluation scenes preprocessed like the training data. Quirk 8, *not* reproduced: the authors'
+    per-epoch evaluation always takes bands [0, B) whatever the start band; here it takes the bands that
+    training uses, [start, start + B), as test.py does (the same at the default --start_channel 0)."""
+    return [(s.name, preprocess(s.cube, args.input_channel, args.start_channel, s.label), s.mask)
+            for s in scenes]
+
+
+def data_root(args: argparse.Namespace, d: Dist) -> tuple[Path, str]:
+    root, description, note = choose_dataset(args.data_path, DEFAULT_DATA)
+    if note:
+        log(note, d)
+        if d.is_main:
+            ensure_synthetic(root)
+        d.barrier()
+    return root, description
+
+
+def test_scenes(args: argparse.Namespace, root: Path | None, d: Dist) -> list[Scene]:
+    """The per-epoch test set: --test_scenes, else the HAD100 folder's; first --eval_scenes of them."""
+    if not (args.eval_test and d.is_main) or (root is None and not args.test_scenes):
+        return []
+    scenes = [read_scene(p) for p in args.test_scenes] if args.test_scenes else read_had100(root)
+    return scenes[: args.eval_scenes] if args.eval_scenes > 0 else scenes
+
+
+def had100_data(args: argparse.Namespace, d: Dist) -> TrainData:
+    """Patches of a HAD100-layout folder's training files; val scenes from held-out files."""
+    root, source = data_root(args, d)
+    files = had100_train_files(root, args.sensor)
+    val: list[Scene] = []
+    if args.select in VAL_SELECTIONS:
+        files, val_files = split_files(files, args.val_fraction, args.seed)
+        val = make_val_scenes(val_files, args.input_channel, args.start_channel, args.seed)
+    patches = load_patches(files, args.input_channel, args.start_channel, args.img_size, args.patch_stride)
+    return TrainData(patches, len(files), f"{len(files)} files ({source}, {args.sensor})",
+                     eval_cubes(test_scenes(args, root, d), args), eval_cubes(val, args) if d.is_main else [])
+
+
+def scene_data(args: argparse.Namespace, d: Dist) -> TrainData:
+    """Patches of --train_scenes that touch no labelled anomaly; val scenes from held-out scenes' patches."""
+    every = [read_scene(p) for p in args.train_scenes]
+    scenes, val, val_real = every, [], []
+    if args.select in VAL_SELECTIONS:
+        scenes, held_out = split_files(every, args.val_fraction, args.seed)
+        val = make_val_scenes_from(held_out, args.input_channel, args.start_channel, args.img_size, args.seed)
+        pool = anomaly_pool(every, args.input_channel, args.start_channel)
+        if len(pool) or args.select == "val_real":  # both signals logged whenever there are spectra to implant
+            val_real = make_real_val_scenes_from(held_out, pool, args.input_channel, args.start_channel,
+                                                 args.img_size, args.seed)
+    patches, dropped = scene_patches(scenes, args.input_channel, args.start_channel, args.img_size,
+                                     args.patch_stride)
+    names = ", ".join(s.name for s in scenes)
+    main = d.is_main
+    return TrainData(patches, len(scenes), f"{len(scenes)} scenes ({names})",
+                     eval_cubes(test_scenes(args, None, d), args), eval_cubes(val, args) if main else [], dropped,
+                     eval_cubes(val_real, args) if main else [])
+
+
+@torch.no_grad()
+def evaluate(fen: FEN | None, cubes: list[EvalCube], device: torch.device) -> tuple[float, dict[str, float | None]]:
+    """FEN+GRX (plain GRX with ``fen=None``): mean ROC AUC over ``cubes`` (scenes whose AUC is undefined
+    are left out; NaN if none is defined) and each scene's."""
+    aucs = {}
+    for name, x, mask in cubes:
+        x = x.to(device)
+        if fen is not None:
+            x = fen.enhance(x, normalize=False)
+            if not torch.isfinite(x).all():  # finite but huge weights: GRX would blame the data
+                raise Diverged(f"the FEN's output on test scene {name} has NaN or Inf values")
+        scores = grx(x)
+        aucs[name] = roc_auc(scores.cpu().numpy(), mask)
+    defined = [a for a in aucs.values() if a is not None]
+    return (float(np.mean(defined)) if defined else float("nan")), aucs
+

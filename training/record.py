@@ -1,0 +1,142 @@
+"""What a run keeps at the end of each epoch: the FEN+GRX scores, the selected epoch's FEN, the training
+state, the AUC table and the loss plot (each written atomically), and the epoch's log line.
+"""
+from __future__ import annotations
+
+import argparse
+import math
+import time
+
+from evaluation.report import fmt
+from training.data import evaluate, log
+from training.loop import Trainer, diverged
+from training.state import STATE_FORMAT, Diverged, Progress, rng_states
+from utils.cli import check_writable
+from utils.io import save_text, save_torch
+from weights.release import save_fen
+
+SELECTION = {"test": "best FEN+GRX mAUC on the TEST set (quirk 4, the paper's selection)",
+             "last": "last epoch", "val": "best FEN+GRX mAUC on held-out backgrounds with implanted anomalies",
+             "val_real": "best FEN+GRX mAUC on held-out backgrounds with implanted real anomaly spectra"}
+
+
+OUTPUTS = (("fen", "pt"), ("last", "pt"), ("auc", "csv"), ("loss", "png"))
+
+
+def check_outputs(args: argparse.Namespace) -> None:
+    """Before any work: the save folder and each file a run writes there (:data:`OUTPUTS`) can be written."""
+    check_writable(args.save_dir, "save_dir", folder=True)
+    for kind, suffix in OUTPUTS:
+        check_writable(args.save_dir / f"{kind}_{args.input_channel}bands.{suffix}", "save_dir", folder=False)
+
+
+def defined(v: float | None) -> bool:
+    return v is not None and not math.isnan(v)
+
+
+def improves(select: str, score: float | None, best: dict) -> bool:
+    """Whether this epoch's FEN replaces the selected one. An undefined score (no scene with both classes)
+    never wins over a defined one; while no epoch has had a defined score, the latest epoch is held."""
+    if select == "last":
+        return True
+    if not defined(best["score"]):
+        return True
+    return defined(score) and score > best["score"]
+
+
+def end_epoch(tr: Trainer, epoch: int, means: dict[str, float], t0: float, train_seconds: float,
+              progress: Progress) -> None:
+    """Evaluate the FEN, select, and write the FEN (if selected), the training state, the AUC table and
+    the loss plot, each atomically; print the epoch's line."""
+    args = tr.args
+    fen = tr.ferd.fen()
+    try:
+        test_m, test_aucs = evaluate(fen, tr.data.test, tr.d.device) if tr.data.test else (None, {})
+        val_m, _ = evaluate(fen, tr.data.val, tr.d.device) if tr.data.val else (None, {})
+        val_real_m, _ = evaluate(fen, tr.data.val_real, tr.d.device) if tr.data.val_real else (None, {})
+    except Diverged as err:
+        raise diverged(tr, f"{err} after step {progress.step}", epoch, progress) from None
+    score = {"test": test_m, "val": val_m, "val_real": val_real_m, "last": float(epoch)}[args.select]
+    selected = improves(args.select, score, progress.best)
+    if selected:
+        progress.best = {"epoch": epoch, "score": score}
+        for r in progress.history:
+            r["selected"] = False
+        save_fen(fen.cpu(), tr.path("fen"), zcl=tr.ferd.sfam.zcl, select=args.select,
+                 selection=SELECTION[args.select], epoch=epoch, step=progress.step, score=score, test_mAUC=test_m,
+                 val_mAUC=val_m, val_real_mAUC=val_real_m, teacher=args.teacher, teacher_note=tr.teacher_msg,
+                 input_channel=args.input_channel, start_channel=args.start_channel, img_size=args.img_size, sensor=args.sensor, seed=args.seed,
+                 data=tr.data.description)
+    progress.history.append({"epoch": epoch, "step": progress.step, **means, "test_mAUC": test_m,
+                             "val_mAUC": val_m, "val_real_mAUC": val_real_m, "seconds": time.perf_counter() - t0,
+                             "selected": selected, "test_aucs": test_aucs})
+    save_torch({"format": STATE_FORMAT, "config": tr.cfg, "epoch": epoch, "step": progress.step,
+                "model": {k: v.detach().cpu() for k, v in tr.ferd.state_dict().items() if not k.startswith("teacher.")},
+                "optimizer": tr.optimizer.state_dict(), "scaler": tr.scaler.state_dict(),
+                "rng": rng_states(tr.d.device), "best": progress.best, "history": progress.history}, tr.path("last"))
+    progress.saved_epoch = epoch  # on disk now: a Ctrl-C from here on (plot, barrier) must say so
+    save_text(auc_table(progress.history, [n for n, _, _ in tr.data.test]), tr.path("auc", "csv"))
+    from evaluation.plots import plot_training  # matplotlib only once there is something to draw
+
+    plot_training(progress.history, tr.path("loss", "png"), SELECTION[args.select])
+    print(epoch_line(args, epoch, progress, means, train_seconds), flush=True)
+
+
+def epoch_line(args: argparse.Namespace, epoch: int, progress: Progress, means: dict[str, float],
+               train_seconds: float) -> str:
+    row, best = progress.history[-1], progress.best
+    label = {"test": "best test mAUC (selected on the test set, quirk 4)", "val": "best val mAUC",
+             "val_real": "best val_real mAUC", "last": "selected: last epoch"}[args.select]
+    if args.select == "last":
+        best_txt = label
+    elif not defined(best["score"]):
+        best_txt = f"{label} - (no epoch has had a defined score yet: holding epoch {best['epoch']})"
+    else:
+        best_txt = f"{label} {fmt(best['score'])} @ epoch {best['epoch']}"
+    real_txt = f"  val_real mAUC {fmt(row['val_real_mAUC'])}" if row.get("val_real_mAUC") is not None else ""
+    return (f"epoch {epoch}/{args.epochs}  step {progress.step}  loss {means['loss']:.4f} (sim {means['sim']:.4f} "
+            f"rec {means['rec']:.6f} zc {means['zc']:.4f})  test mAUC {fmt(row['test_mAUC'])}  "
+            f"val mAUC {fmt(row['val_mAUC'])}{real_txt}  {best_txt}  train {train_seconds:.1f} s, total {row['seconds']:.1f} s")
+
+
+def auc_table(history: list[dict], scene_names: list[str]) -> str:
+    cols = ["epoch", "step", "loss", "sim", "rec", "zc", "test_mAUC", "val_mAUC", "val_real_mAUC", "seconds",
+            "selected"]
+    lines = [",".join(cols + [f"test:{n}" for n in scene_names])]
+    for row in history:
+        vals = [str(row["epoch"]), str(row["step"])] + [fmt(row.get(k), 6) for k in cols[2:9]]
+        vals += [fmt(row["seconds"], 2), "*" if row["selected"] else ""]
+        vals += [fmt(row["test_aucs"].get(n), 6) for n in scene_names]
+        lines.append(",".join(vals))
+    return "\n".join(lines) + "\n"
+
+
+def describe(tr: Trainer) -> str:
+    """The run's first log line: data, evaluation sets, teacher, device, selection."""
+    a, data, d = tr.args, tr.data, tr.d
+    dropped = f", {data.dropped} patches touching a labelled anomaly dropped" if a.train_scenes else ""
+    stride = f" every {a.patch_stride} px" if a.patch_stride else ""
+    return (f"{len(data.patches)} training patches {a.img_size}x{a.img_size}{stride} from {data.description}"
+            f"{dropped}, bands [{a.start_channel}, {a.start_channel + a.input_channel}); {len(data.test)} test "
+            f"scenes, {len(data.val)} val scenes; {tr.teacher_msg}; device {d.device}"
+            f"{f' x {d.world} processes' if d.world > 1 else ''}; select: {SELECTION[a.select]}")
+
+
+
+def log_baseline(tr: Trainer) -> None:
+    """GRX without the FEN on each evaluation set: the reference the FEN has to beat."""
+    sets = (("test", tr.data.test), ("val", tr.data.val), ("val_real", tr.data.val_real))
+    plain = {k: evaluate(None, c, tr.d.device)[0] for k, c in sets if c}
+    if plain:
+        log("GRX without the FEN: " + ", ".join(f"{k} mAUC {v:.4f}" for k, v in plain.items()), tr.d)
+
+
+def log_selected(tr: Trainer, progress: Progress) -> None:
+    """The run's last line: which epoch the saved FEN is, and where it is."""
+    if progress.best["epoch"] is None:
+        return
+    if not defined(progress.best["score"]) and tr.args.select != "last":
+        log(f"no epoch had a defined {tr.args.select} mAUC (no scene with both anomaly and background pixels): "
+            f"{tr.path('fen')} holds the latest epoch, {progress.best['epoch']}", tr.d)
+    log(f"wrote {tr.path('fen')} (epoch {progress.best['epoch']}, {SELECTION[tr.args.select]}) and "
+        f"{tr.path('last')}", tr.d)
