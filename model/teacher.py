@@ -45,6 +45,36 @@ def wide_layer1() -> nn.Sequential:
 TEACHER_BLOCKS = (3, 4, 23)
 
 
+class Teacher(nn.Module):
+    """wide_resnet101_2 layers 1-3, frozen: ``(N, 64, H, W) -> [f1, f2, f3]``.
+
+    f1 ``(N, 256, H, W)``, f2 ``(N, 512, H/2, W/2)``, f3 ``(N, 1024, H/4, W/4)``. Parameter names match
+    torchvision's ``wide_resnet101_2().state_dict()`` (``layer1.*``, ``layer2.*``, ``layer3.*``).
+    Built with PyTorch's default initialisation; :func:`weights.imagenet.load_teacher` gives it its weights.
+
+    Frozen but differentiable: its parameters never require grad and it always runs in eval mode (BN
+    uses the stored running statistics, which never change), while gradients still flow through it to
+    the CWL upstream.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.layer1 = wide_layer1()
+        self.layer2 = wide_stage(256, 128, TEACHER_BLOCKS[1], stride=2)
+        self.layer3 = wide_stage(512, 256, TEACHER_BLOCKS[2], stride=2)
+        self.requires_grad_(False)
+        self.eval()
+
+    def train(self, mode: bool = True) -> "Teacher":
+        return super().train(False)  # frozen: always eval, whatever the caller asks
+
+    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
+        f1 = self.layer1(x)
+        f2 = self.layer2(f1)
+        f3 = self.layer3(f2)
+        return [f1, f2, f3]
+
+
 def reset_bn_stats_(module: nn.Module) -> None:
     for m in module.modules():
         if isinstance(m, nn.BatchNorm2d):

@@ -43,7 +43,7 @@ def test_fen_reads_ferd_weights_dir(release_dir, golden, monkeypatch):
 
 
 def test_fen_refuses_a_band_count_without_weights(release_dir):
-    with pytest.raises(WeightsError, match="released for 200 bands, not --input_channel 50"):
+    with pytest.raises(WeightsError, match="released for 200 bands, not bands=50"):
         torch.hub.load(str(REPO), "fen", source="local", weights="aviris", bands=50, weights_dir=release_dir)
 
 

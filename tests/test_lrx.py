@@ -40,12 +40,12 @@ def test_float32_input_and_a_planted_anomaly():
 
 
 @pytest.mark.parametrize("inner,outer,shape,message", [
-    (5, 21, (10, 12), "LRX outer window 21 is larger than the 10 x 12 scene: use --lrx_outer 9 or less"),
-    (5, 21, (20, 30), "use --lrx_outer 19 or less"),
-    (4, 21, (50, 50), "--lrx_inner 4: windows must be odd and positive"),
-    (5, 20, (50, 50), "--lrx_outer 20: windows must be odd"),
-    (7, 7, (50, 50), "--lrx_inner 7 must be smaller than --lrx_outer 7 (use --lrx_outer 9 or more)"),
-    (5, 9, (4, 40), "the scene is too small for --lrx_inner 5"),
+    (5, 21, (10, 12), "LRX outer window lrx_outer=21 is larger than the 10 x 12 scene: use lrx_outer=9 or less"),
+    (5, 21, (20, 30), "use lrx_outer=19 or less"),
+    (4, 21, (50, 50), "lrx_inner=4: windows must be odd and positive"),
+    (5, 20, (50, 50), "lrx_outer=20: windows must be odd"),
+    (7, 7, (50, 50), "lrx_inner=7 must be smaller than lrx_outer=7 (use lrx_outer=9 or more)"),
+    (5, 9, (4, 40), "the scene is too small for lrx_inner=5"),
 ])
 def test_bad_windows_say_what_works(inner, outer, shape, message):
     with pytest.raises(ValueError) as err:

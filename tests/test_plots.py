@@ -77,7 +77,7 @@ def test_cli_local_detectors_plots_and_3d_roc(test_cli, tiny_set, tmp_path, caps
     (["--detectors", "SLRX", "--block_num", "30"],
      "SLRX: --block_num 30 gives a block size of 50 // 30 = 1 px (quirk 6: from the 50 bands) and on a 24 x 24 "
      "scene blocks of 1 x 1 pixel"),
-    (["--detectors", "LRX", "--lrx_outer", "31"], "LRX outer window 31 is larger than the 24 x 24 scene: "
+    (["--detectors", "LRX", "--lrx_outer", "31"], "LRX outer window --lrx_outer 31 is larger than the 24 x 24 scene: "
                                                    "use --lrx_outer 23 or less"),
 ])
 def test_cli_bad_detector_options(args, message, test_cli, tiny_set, tmp_path, capsys):

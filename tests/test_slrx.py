@@ -84,7 +84,7 @@ def test_bad_block_sizes_say_what_works(kwargs, message, works):
 
 def test_corner_block_of_one_pixel_is_refused():
     """101 x 101 with 4 px blocks leaves a 1 x 1 corner block: no covariance from one pixel."""
-    with pytest.raises(ValueError, match=r"blocks of 1 x 1 pixel .* use --block_size 3"):
+    with pytest.raises(ValueError, match=r"blocks of 1 x 1 pixel .* use block_size=3"):
         resolve_block_size(200, 101, 101, block_size=4)
 
 

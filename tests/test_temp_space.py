@@ -306,7 +306,9 @@ def test_ctrl_c_in_test_py_is_one_line_and_code_130(test_cli, tmp_path, monkeypa
     def interrupt(*a, **k):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(test_cli, "save_npz", interrupt)
+    import pipeline.evaluate
+
+    monkeypatch.setattr(pipeline.evaluate, "save_npz", interrupt)
     scene = small_scene(tmp_path)
     assert test_cli.main(["--scenes", str(scene), "--input_channel", "4", "--detectors", "GRX", "--no-progress",
                           "--save_dir", str(tmp_path / "r")]) == 130

@@ -159,7 +159,7 @@ def test_streaming_check_refuses_like_check_cube(monkeypatch):
     cube[4, 0, 0] = np.inf
     with pytest.raises(DataError, match="flat: 2 NaN/Inf values in the bands used"):
         SceneSource(cube, 4, 0, "flat").check()
-    with pytest.raises(DataError, match="has 4 bands, fewer than --start_channel 1 \\+ --input_channel 4"):
+    with pytest.raises(DataError, match="has 4 bands, fewer than start=1 \\+ bands=4"):
         SceneSource(cube, 4, 1, "flat").check()
     cube[:] = np.arange(120, dtype=np.float32).reshape(6, 5, 4)
     source = SceneSource(cube, 3, 1, "ok")

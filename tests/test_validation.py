@@ -131,7 +131,7 @@ def test_init_fen_starts_from_the_given_fen(train_cli, tmp_path, capsys):
         torch.testing.assert_close(got[k], v, rtol=0, atol=1e-9, msg=k)
     assert train_cli.main(set_bands(argv, "10")) == 2  # a FEN of another band count: one line
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and "take 8 bands but --input_channel is 10" in err[0]
+    assert len(err) == 1 and "take 8 bands, not --input_channel 10" in err[0]
 
 
 def set_bands(argv: list[str], bands: str) -> list[str]:

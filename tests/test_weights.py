@@ -39,9 +39,9 @@ def test_load_release_from_env_dir(name, bands, release_dir, monkeypatch):
 
 
 def test_band_mismatch_is_refused(release_dir):
-    with pytest.raises(WeightsError, match="released for 50, 100, 200 bands, not --input_channel 60"):
+    with pytest.raises(WeightsError, match="released for 50, 100, 200 bands, not bands=60"):
         load_fen("had100", 60, release_dir)
-    with pytest.raises(WeightsError, match="released for 200 bands, not --input_channel 50"):
+    with pytest.raises(WeightsError, match="released for 200 bands, not bands=50"):
         load_fen("aviris", 50, release_dir)
     with pytest.raises(WeightsError, match="unknown weights"):
         W.get_release("imagenet", 50)
@@ -112,7 +112,7 @@ def test_checkpoint_round_trip(tmp_path):
     loaded = load_fen(str(path), 20)
     x = torch.rand(20, 9, 9)
     torch.testing.assert_close(loaded.enhance(x), fen.eval().enhance(x))
-    with pytest.raises(WeightsError, match="take 20 bands but --input_channel is 50"):
+    with pytest.raises(WeightsError, match="take 20 bands, not bands=50"):
         load_fen(str(path), 50)
 
 
