@@ -13,9 +13,11 @@ Borders are **periodic**: the MATLAB code tiles the image 3 x 3 and takes its wi
 the background of pixel (i, j) holds rows ``(i + di) mod H`` and columns ``(j + dj) mod W`` -- a quirk of
 the original that is kept on purpose (LRX mirrors instead).
 
-The score is *not* invariant to a shift or a scaling of the values: the row of ones is not scaled with
-the data (the constraint is a penalty, not exact), and lam weighs distances in the data's units. So the
-min-max matters, and strips of a scene take the scene's own ``lo`` and ``span`` (:func:`crd_window`).
+The score is *not* invariant to a shift or a scaling of the min-maxed values: the row of ones is not
+scaled with the data (the sum-to-one constraint is a penalty, not exact), and lam weighs distances in the
+data's units. A shift changes the scores slightly (about 1e-6 relative on a random cube: the fit is nearly
+exact, so the weights nearly sum to one anyway), a scale about proportionally. So the min-max matters, and
+strips of a scene take the whole scene's ``lo`` and ``span`` (:func:`crd_window`), not a centre as LRX.
 Any affine change of the raw cube (``a x + b``, ``a > 0``) leaves the scores unchanged.
 
 Vectorised: the background windows of a block of pixels are gathered at once (``unfold`` views of the
