@@ -80,7 +80,7 @@ def main() -> None:
     args, device, header = bench_device(p)
     inner, outer, lam = DEFAULT_INNER, DEFAULT_OUTER, DEFAULT_LAMBDA
     print(f"{header}; CPU {cpu_model()}, {os.cpu_count()} cores, load average {os.getloadavg()[0]:.2f} "
-          f"(CRD's blocks run on one CPU thread); windows {inner} / {outer}, lam {lam}\n")
+          f"(CRD: blocks on {torch.get_num_threads()} worker threads, each call on one); windows {inner} / {outer}, lam {lam}\n")
     print("| cube | B | (a) crd s | (b) oracle s | (c) numpy-vectorised s | oracle / crd | numpy / crd "
           "| max rel diff crd vs oracle |")
     print("|---|---|---|---|---|---|---|---|")

@@ -24,9 +24,12 @@ Vectorised: the background windows of a block of pixels are gathered at once (``
 padded cube, then the background mask), and their systems are solved together, one batched Cholesky per
 block (blocks sized by :data:`CPU_CHUNK_BYTES` / :data:`GPU_CHUNK_BYTES`), float64 throughout. The pixels
 are stored pixel-major with the 1 of ``X_a`` appended, so one gather of flat offsets gives a block's
-``X_a`` ``(P, N, B + 1)``. On the CPU the blocks run on one thread: they are small, and with two threads
-on the 2 shared cores every parallel section waits for a descheduled thread (measured, 100 x 100 x 50:
-0.8 s with one thread, 3.4 to 7.3 s with two).
+``X_a`` ``(P, N, B + 1)``. On the CPU every torch call runs on one thread and the blocks run side by side
+on ``torch.get_num_threads()`` worker threads: the calls are small, and splitting each of them over two
+threads on the 2 shared cores made every parallel section wait for a descheduled thread (measured,
+100 x 100 x 50: 0.8 s with one thread, 3.4 to 7.3 s with two), while whole blocks need no barrier
+(abu-airport-1, 200 bands: 7.8 s with one worker, 4.1 s with two). Blocks are independent, so the scores
+do not depend on the number of workers.
 
 * when ``B + 1 < N`` (more background pixels than bands), the ``(B + 1) x (B + 1)`` push-through form.
   With ``W = diag(1 / ||x_i - y||^2)``, ``A = X_a W X_a^T``, the identity
@@ -35,7 +38,9 @@ on the 2 shared cores every parallel section waits for a descheduled thread (mea
   subtraction cancels, and ``lam I + A`` is as well conditioned as the problem allows: on random cubes it
   agrees with a 50-digit solution to about 1e-14, where the ``N x N`` normal equations (the oracle) are
   off by up to about 1e-8 (with lam = 1e-6 the fit is nearly exact and the ``N x N`` matrix nearly
-  singular). It needs every ``||x_i - y|| > 0``, hence the next point;
+  singular); on abu-airport-1 (50 bands, whose near-identical neighbours make the problem itself
+  ill-conditioned) to about 3e-7, the oracle to 6e-6. It needs every ``||x_i - y|| > 0``, hence the
+  next point;
 * a pixel with an exact copy of itself in its background scores 0: ``alpha`` = that copy's indicator fits
   ``y_a`` exactly at no penalty (``Gamma`` is 0 there), the exact minimum (both forms);
 * otherwise (``B + 1 >= N``) the ``N x N`` system as written, ``X_a^T X_a + lam Gamma^2`` (well
@@ -44,6 +49,7 @@ on the 2 shared cores every parallel section waits for a descheduled thread (mea
 from __future__ import annotations
 
 import math
+from concurrent.futures import ThreadPoolExecutor
 
 import torch
 
@@ -106,11 +112,13 @@ def chunk_pixels(bands: int, inner: int, outer: int, device: torch.device | str 
 def crd_memory_bytes(bands: int, height: int, width: int, inner: int = DEFAULT_INNER,
                      outer: int = DEFAULT_OUTER, device: torch.device | str = "cpu") -> int:
     """Rough peak memory of :func:`crd` (or :func:`crd_window` on ``height`` rows) in bytes (float64): the
-    padded cube twice (the window and its scaled copy), one block's working set, and the scores."""
+    padded cube twice (the window and its scaled copy), the working set of one block per worker thread
+    (``torch.get_num_threads()`` on the CPU), and the scores."""
     r = outer // 2
     n, k = outer * outer - inner * inner, system_size(bands, inner, outer)
     cube = (height + 2 * r) * (width + 2 * r) * bands
-    block = chunk_pixels(bands, inner, outer, device) * (3 * n * bands + 2 * k * k)
+    workers = torch.get_num_threads() if torch.device(device).type == "cpu" else 1
+    block = workers * chunk_pixels(bands, inner, outer, device) * (3 * n * bands + 2 * k * k)
     return 8 * (2 * cube + block + 2 * height * width)
 
 
@@ -190,14 +198,24 @@ def crd_window(window: torch.Tensor, lo: float | torch.Tensor, span: float | tor
     offsets = _offsets(inner, outer, wp, window.device)
     chunk = chunk or chunk_pixels(b, inner, outer, window.device)
     scores = pixels.new_empty(rows * cols)
-    worst = torch.zeros((), dtype=torch.int32, device=window.device)   # checked once: no GPU sync per block
-    with one_thread(window.device):  # small blocks: one CPU thread (module docstring)
-        for p0 in range(0, rows * cols, chunk):
-            p = torch.arange(p0, min(rows * cols, p0 + chunk), device=window.device)
-            centre = (p // cols + r) * wp + p % cols + r                   # flat index in the padded window
-            xa = pixels[(centre[:, None] + offsets).flatten()].reshape(len(p), len(offsets), b + 1)
-            scores[p0:p0 + len(p)], info = crd_scores(xa, pixels[centre], lam)
-            worst = torch.maximum(worst, info)
+
+    def block(p0: int) -> torch.Tensor:
+        """Scores of output pixels ``p0 .. p0 + chunk - 1`` (row-major) into ``scores``; the Cholesky info."""
+        p = torch.arange(p0, min(rows * cols, p0 + chunk), device=window.device)
+        centre = (p // cols + r) * wp + p % cols + r                       # flat index in the padded window
+        xa = pixels[(centre[:, None] + offsets).flatten()].reshape(len(p), len(offsets), b + 1)
+        scores[p0:p0 + len(p)], info = crd_scores(xa, pixels[centre], lam)
+        return info
+
+    starts = range(0, rows * cols, chunk)
+    workers = torch.get_num_threads() if window.device.type == "cpu" else 1
+    with one_thread(window.device):  # each block on one CPU thread, blocks side by side (module docstring)
+        if workers > 1:
+            with ThreadPoolExecutor(workers) as pool:
+                infos = list(pool.map(block, starts))
+        else:
+            infos = [block(p0) for p0 in starts]
+    worst = torch.stack(infos).max()                    # checked once: no GPU sync per block
     if int(worst) > 0:
         raise DetectorError("CRD: a background system is not positive definite (non-finite input, or "
                             "crd_lambda=0 with a rank-deficient background?)")

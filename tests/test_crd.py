@@ -11,6 +11,7 @@ from hypothesis import given, strategies as st
 
 from detectors.crd import chunk_pixels, crd, crd_memory_bytes, crd_window, periodic_pad
 from detectors.reference import crd_per_pixel, minmax
+from utils.device import torch_threads
 from utils.errors import DetectorError
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -175,3 +176,12 @@ def test_airport_1_auc_and_oracle_on_a_crop(abu_dir):
 
 #: Measured with windows 3 / 11, lam 1e-6, on the first 50 bands.
 AIRPORT_1_AUC = 0.8895
+
+
+def test_scores_do_not_depend_on_the_worker_threads():
+    cube = torch.from_numpy(random_cube(8, 14, 15, seed=9))
+    with torch_threads(1):
+        one = crd(cube, 1, 5, chunk=7)
+    with torch_threads(3):
+        three = crd(cube, 1, 5, chunk=7)
+    assert torch.equal(one, three)
