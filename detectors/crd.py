@@ -84,7 +84,11 @@ def check_crd(inner: int, outer: int, lam: float, height: int, width: int) -> No
                 else f"the scene is too small for crd_inner={inner}")
         raise DetectorError(f"CRD outer window crd_outer={outer} is larger than the {height} x {width} scene: "
                             f"{hint}")
-    if not (isinstance(lam, (int, float)) and math.isfinite(lam) and lam >= 0):
+    try:
+        value = float(lam)                     # also numpy and 0-d torch numbers
+    except (TypeError, ValueError):
+        value = math.nan
+    if not (math.isfinite(value) and value >= 0):
         raise DetectorError(f"crd_lambda={lam}: must be a finite number >= 0")
 
 
