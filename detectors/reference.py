@@ -105,3 +105,31 @@ def lrx_per_pixel(cube: np.ndarray, inner: int = DEFAULT_INNER, outer: int = DEF
             d = x[i, j] - mu
             scores[i, j] = d @ p @ d
     return scores
+
+
+def crd_per_pixel(cube: np.ndarray, inner: int = 3, outer: int = 11, lam: float = 1e-6,
+                  rows: int | None = None) -> np.ndarray:
+    """CRD (Li & Du, IEEE TGRS 53(3), 2015), one pixel at a time: a deliberately slow oracle for
+    :func:`detectors.crd.crd`. Only the first ``rows`` rows if given (the rest NaN).
+
+    Min-max the cube; borders periodic (the original MATLAB code takes its windows from a 3 x 3 tiling
+    of the image): the background of pixel (i, j) is the outer window minus the inner one, at rows
+    ``(i + di) % H`` and columns ``(j + dj) % W``. With ``X`` its ``(B, N)`` pixels, ``y`` the pixel,
+    ``X_a = [X; 1]``, ``y_a = [y; 1]`` and ``Gamma = diag(||x_i - y||)``: solve the ``N x N`` system
+    ``(X_a^T X_a + lam Gamma^T Gamma) alpha = X_a^T y_a`` and score ``||y - X alpha||``.
+    """
+    b, h, w = cube.shape
+    x = minmax(cube).transpose(1, 2, 0)                    # (H, W, B)
+    r, ri = outer // 2, inner // 2
+    offsets = [(di, dj) for di in range(-r, r + 1) for dj in range(-r, r + 1) if max(abs(di), abs(dj)) > ri]
+    ones = np.ones((1, len(offsets)))
+    scores = np.full((h, w), np.nan)
+    for i in range(h if rows is None else rows):
+        for j in range(w):
+            y = x[i, j]
+            bg = np.stack([x[(i + di) % h, (j + dj) % w] for di, dj in offsets], axis=1)   # (B, N)
+            gamma = np.diag(np.linalg.norm(bg - y[:, None], axis=0))
+            xa, ya = np.vstack([bg, ones]), np.append(y, 1.0)
+            alpha = np.linalg.solve(xa.T @ xa + lam * gamma.T @ gamma, xa.T @ ya)
+            scores[i, j] = np.linalg.norm(y - bg @ alpha)
+    return scores
