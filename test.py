@@ -4,8 +4,9 @@
     FERD_WEIGHTS_DIR=../shared/ferd-release python test.py --scenes ../shared/data/abu/abu-airport-1.mat \
         --input_channel 200 --weights aviris --detectors GRX FEN+GRX SLRX FEN+SLRX LRX FEN+LRX --plots
 
-Detectors: GRX (global RX), SLRX (the authors' simplified local RX: --block_num, --block_size), LRX
-(dual-window local RX: --lrx_inner, --lrx_outer), each also as FEN+X on the enhanced cube x + FEN(x).
+Detectors (detectors/registry.py): GRX (global RX), SLRX (the authors' simplified local RX: --block_num,
+--block_size), LRX (dual-window local RX: --lrx_inner, --lrx_outer), CRD (collaborative representation:
+--crd_inner, --crd_outer, --crd_lambda), each also as FEN+X on the enhanced cube x + FEN(x).
 
 Prints a per-scene table (AUC and seconds for each detector) with the mean row, then the 3D-ROC measures
 (AUC(Pd,Pf), AUC(Pd,tau), AUC(Pf,tau), SNPR, adaptive SNPR; evaluation/roc3d.py) per scene and detector.
@@ -17,11 +18,10 @@ from __future__ import annotations
 
 import argparse
 import sys
+from dataclasses import asdict
 from pathlib import Path
 
-from detectors.lrx import DEFAULT_INNER, DEFAULT_OUTER
-from detectors.registry import detector_names
-from detectors.blocks import DEFAULT_BLOCK_NUM
+from detectors.registry import DEFAULT_DETECTORS, DETECTORS, detector_names
 from evaluation.report import SceneResult
 from evaluation.results import SceneId, drop_temporaries, write_results
 from pipeline.evaluate import check_shard, dataset_root, detector_options, evaluate_shard, in_input_order, load_shard
@@ -51,15 +51,10 @@ def build_parser() -> argparse.ArgumentParser:
                         "docs/model_card_abu10.md), or a train.py checkpoint")
     p.add_argument("--weights_dir", default=None,
                    help=f"local copy of the released weights (overrides ${ENV_WEIGHTS_DIR}); no download")
-    p.add_argument("--detectors", nargs="+", default=["GRX", "FEN+GRX"], choices=detector_names(),
+    p.add_argument("--detectors", nargs="+", default=DEFAULT_DETECTORS, choices=detector_names(),
                    metavar="NAME", help=f"any of {' '.join(detector_names())}")
-    p.add_argument("--block_num", type=int, default=DEFAULT_BLOCK_NUM,
-                   help="SLRX block size = bands // block_num px, as the authors' code (quirk 6: from the band "
-                        "count, 8 px for 200 bands)")
-    p.add_argument("--block_size", type=int, default=None,
-                   help="SLRX block size in pixels (the clean option; overrides --block_num)")
-    p.add_argument("--lrx_inner", type=int, default=DEFAULT_INNER, help="LRX inner (guard) window side, odd")
-    p.add_argument("--lrx_outer", type=int, default=DEFAULT_OUTER, help="LRX outer (background) window side, odd")
+    for option in (o for det in DETECTORS.values() for o in det.options):  # each detector's own options
+        p.add_argument(f"--{option.name}", type=option.type, default=option.default, help=option.help)
     p.add_argument("--plots", action=argparse.BooleanOptionalAction, default=False,
                    help="save per scene a PNG of the cube, mask and maps, and one of the ROC curves, in SAVE_DIR/plots")
     p.add_argument("--roc3d_scenes", action=argparse.BooleanOptionalAction, default=False,
@@ -130,7 +125,8 @@ def run(args: argparse.Namespace, d: Dist | None = None) -> list[SceneResult]:
         return []
     results = in_input_order([(idx, res) for idx, res, _ in parts])
     records = in_input_order([(idx, rec) for idx, _, rec in parts])  # empty unless --save_mat
-    write_results(args, results, records, str(device) if d.world == 1 else device.type)
+    write_results(args, results, records, str(device) if d.world == 1 else device.type,
+                  asdict(detector_options(args)))
     return results
 
 

@@ -50,10 +50,12 @@ from __future__ import annotations
 
 import math
 from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
 import torch
 
-from detectors.rx import one_thread, value_range
+from detectors.base import CubeReader, Detector, Option, Shape
+from detectors.rx import one_thread, rx_statistics, value_range
 from utils.errors import DetectorError
 
 DEFAULT_INNER = 3
@@ -236,3 +238,43 @@ def crd(cube: torch.Tensor, inner: int = DEFAULT_INNER, outer: int = DEFAULT_OUT
     check_crd(inner, outer, lam, h, w)
     lo, span = value_range(cube, dims=(0, 1, 2))
     return crd_window(periodic_pad(cube, outer // 2), lo.reshape(()), span.reshape(()), inner, outer, lam, chunk)
+
+
+class CRDDetector(Detector):
+    """CRD as the pipeline runs it: the scene's value range, then strips of rows, each with half the outer
+    window of periodic context (:func:`crd_window`)."""
+
+    name = "CRD"
+    options = (Option("crd_inner", int, DEFAULT_INNER, "CRD inner (guard) window side, odd"),
+               Option("crd_outer", int, DEFAULT_OUTER, "CRD outer window side, odd: its ring is the dictionary"),
+               Option("crd_lambda", float, DEFAULT_LAMBDA, "CRD regularisation weight lambda, 0 or more"))
+    strip_field = "crd_strip"
+
+    def check(self, shape: Shape, options: Any) -> None:
+        check_crd(options.crd_inner, options.crd_outer, options.crd_lambda, shape[1], shape[2])
+
+    def memory_bytes(self, shape: Shape, options: Any, device: torch.device | str = "cpu") -> int:
+        return crd_memory_bytes(*shape, options.crd_inner, options.crd_outer, device)
+
+    def least_strip(self, shape: Shape, options: Any) -> int:
+        return min(shape[1], options.crd_outer // 2 + 1)
+
+    def strip_bytes(self, shape: Shape, strip: int, options: Any) -> int:
+        b, h, w = shape
+        return crd_memory_bytes(b, min(h, strip), w, options.crd_inner, options.crd_outer)
+
+    def score_reader(self, reader: CubeReader, strip: int, options: Any) -> torch.Tensor:
+        h, w, b = reader.shape
+        inner, outer, lam = options.crd_inner, options.crd_outer, options.crd_lambda
+        check_crd(inner, outer, lam, h, w)
+        stats = rx_statistics(reader.pixels, h * w, b, reader.device)  # the scene's min and span
+        r, strip = outer // 2, strip or h
+        scores = torch.empty(h, w, dtype=torch.float64, device=reader.device)
+        for r0 in range(0, h, strip):
+            r1 = min(h, r0 + strip)
+            window = reader.window(r0, r1, 0, w, r, periodic=True).permute(2, 0, 1)
+            scores[r0:r1] = crd_window(window, stats.lo, stats.span(), inner, outer, lam)
+        return scores
+
+
+CRD = CRDDetector()

@@ -25,9 +25,12 @@ The data are centred on the global mean first, so that the running raw sums lose
 """
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 
-from detectors.rx import one_thread, value_range
+from detectors.base import CubeReader, Detector, Option, Shape
+from detectors.rx import one_thread, rx_statistics, value_range
 from detectors.slrx import RIDGE  # the authors' SLRX ridge (quirk 3), used here for the same reason
 from utils.errors import DetectorError
 
@@ -161,3 +164,42 @@ def lrx_mirrored(pixels: torch.Tensor, span: float, inner: int = DEFAULT_INNER, 
     if int(worst) > 0:
         raise DetectorError("LRX: a background covariance is not positive definite (non-finite input?)")
     return scores
+
+
+class LRXDetector(Detector):
+    """LRX as the pipeline runs it: the scene's span and centre, then strips of rows, each with half the
+    outer window of mirrored context (:func:`lrx_mirrored`)."""
+
+    name = "LRX"
+    options = (Option("lrx_inner", int, DEFAULT_INNER, "LRX inner (guard) window side, odd"),
+               Option("lrx_outer", int, DEFAULT_OUTER, "LRX outer (background) window side, odd"))
+    strip_field = "lrx_strip"
+
+    def check(self, shape: Shape, options: Any) -> None:
+        check_windows(options.lrx_inner, options.lrx_outer, shape[1], shape[2])
+
+    def memory_bytes(self, shape: Shape, options: Any, device: torch.device | str = "cpu") -> int:
+        return lrx_memory_bytes(*shape, options.lrx_inner, options.lrx_outer, device)
+
+    def least_strip(self, shape: Shape, options: Any) -> int:
+        return min(shape[1], options.lrx_outer // 2 + 1)
+
+    def strip_bytes(self, shape: Shape, strip: int, options: Any) -> int:
+        b, h, w = shape
+        return lrx_memory_bytes(b, min(h, strip), w, options.lrx_inner, options.lrx_outer)
+
+    def score_reader(self, reader: CubeReader, strip: int, options: Any) -> torch.Tensor:
+        h, w, b = reader.shape
+        inner, outer = options.lrx_inner, options.lrx_outer
+        check_windows(inner, outer, h, w)
+        stats = rx_statistics(reader.pixels, h * w, b, reader.device)  # span and centre of the scene
+        r, span, strip = outer // 2, stats.span(), strip or h
+        scores = torch.empty(h, w, dtype=torch.float64, device=reader.device)
+        for r0 in range(0, h, strip):
+            r1 = min(h, r0 + strip)
+            window = reader.window(r0, r1, 0, w, r).to(torch.float64)
+            scores[r0:r1] = lrx_mirrored(window.sub_(stats.mean), span, inner, outer)
+        return scores
+
+
+LRX = LRXDetector()

@@ -34,6 +34,7 @@ from typing import Callable, Iterator
 
 import torch
 
+from detectors.base import CubeReader, Detector, Shape
 from utils.device import torch_threads
 from utils.errors import DetectorError
 
@@ -264,3 +265,24 @@ def grx(cube: torch.Tensor) -> torch.Tensor:
     scores = torch.stack([grx_scores(band_major_reader(c), h * w, b, batch.device) for c in batch])
     scores = scores.reshape(m, h, w)
     return scores[0] if single else scores
+
+
+class GRXDetector(Detector):
+    """GRX as the pipeline runs it: the scene's statistics over chunks of pixels, then the scores (two
+    passes of :func:`grx_scores`); no strips, its working set is fixed by the band count."""
+
+    name = "GRX"
+
+    def memory_bytes(self, shape: Shape, options: object, device: torch.device | str = "cpu") -> int:
+        b, h, w = shape  # float64 copies of the pixels, the covariance and its eigh-based pseudo-inverse
+        return 8 * (4 * h * w * b + 8 * b * b)
+
+    def strip_bytes(self, shape: Shape, strip: int, options: object) -> int:
+        return 3 * 8 * chunk_pixels(shape[0]) * shape[0]
+
+    def score_reader(self, reader: CubeReader, strip: int, options: object) -> torch.Tensor:
+        h, w, b = reader.shape
+        return grx_scores(reader.pixels, h * w, b, reader.device).reshape(h, w)
+
+
+GRX = GRXDetector()

@@ -38,11 +38,12 @@ Implementation (float64, on the input's device, no per-pixel or per-block Python
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable
+from typing import Any, Callable
 
 import torch
 
-from detectors.blocks import DEFAULT_BLOCK_NUM, BlockGrid, from_blocks, resolve_block_size, to_blocks
+from detectors.base import CubeReader, Detector, Option, Shape
+from detectors.blocks import DEFAULT_BLOCK_NUM, BlockGrid, from_blocks, resolve_block_size, slrx_memory_bytes, to_blocks
 from detectors.rx import PixelReader, RXStatistics, band_major_reader, one_thread, rx_statistics
 from utils.errors import DetectorError
 
@@ -351,3 +352,42 @@ def slrx(cube: torch.Tensor, block_num: int = DEFAULT_BLOCK_NUM, block_size: int
     b, h, w = cube.shape
     size = resolve_block_size(b, h, w, block_num, block_size)
     return combine_maps(slrx_maps(cube, size, ridge))
+
+
+class SLRXDetector(Detector):
+    """SLRX as the pipeline runs it: the scene's statistics, then tiles of ``strip`` block rows by
+    :data:`TILE_COLUMNS` block columns with one block of context (:func:`slrx_maps_streamed`)."""
+
+    name = "SLRX"
+    options = (Option("block_num", int, DEFAULT_BLOCK_NUM, "SLRX block size = bands // block_num px, as the "
+                      "authors' code (quirk 6: from the band count, 8 px for 200 bands)"),
+               Option("block_size", int, None, "SLRX block size in pixels (the clean option; overrides --block_num)"))
+    strip_field, strip_unit, extra_maps = "slrx_strip", "block rows", 3  # its three distance maps
+
+    def size(self, shape: Shape, options: Any) -> int:
+        b, h, w = shape
+        return resolve_block_size(b, h, w, options.block_num, options.block_size)
+
+    def check(self, shape: Shape, options: Any) -> None:
+        self.size(shape, options)
+
+    def memory_bytes(self, shape: Shape, options: Any, device: torch.device | str = "cpu") -> int:
+        return slrx_memory_bytes(*shape, self.size(shape, options))
+
+    def strip_units(self, shape: Shape, options: Any) -> int:
+        return -(-shape[1] // self.size(shape, options))
+
+    def strip_bytes(self, shape: Shape, strip: int, options: Any) -> int:
+        b, h, w = shape
+        size = self.size(shape, options)
+        tile_w = min(w, (TILE_COLUMNS + 2) * size)  # a tile: 32 block columns and their context
+        return slrx_memory_bytes(b, min(h, (strip + 2) * size), tile_w, size)
+
+    def score_reader(self, reader: CubeReader, strip: int, options: Any) -> torch.Tensor:
+        h, w, b = reader.shape
+        maps = slrx_maps_streamed(reader.block, reader.pixels, (h, w, b), self.size((b, h, w), options),
+                                  strip or None, device=reader.device)
+        return combine_maps(maps)
+
+
+SLRX = SLRXDetector()

@@ -20,8 +20,7 @@ from utils.cli import OutputError, check_writable
 from utils.io import drop_stale_temporaries, save_json, save_text
 
 #: The options recorded in the --json file.
-JSON_CONFIG = ("input_channel", "start_channel", "weights", "detectors", "block_num", "block_size", "lrx_inner",
-               "lrx_outer")
+JSON_CONFIG = ("input_channel", "start_channel", "weights", "detectors")
 
 
 class SceneId(NamedTuple):
@@ -73,13 +72,15 @@ def evaluate_scene(scene: Scene, maps: dict[str, np.ndarray], seconds: dict[str,
 
 
 def write_results(args: argparse.Namespace, results: list[SceneResult], records: list[SceneRecord],
-                  device: str) -> None:
-    """auc.csv, the --save_mat files, roc3d.csv and --json, each atomically; then the tables on stdout."""
+                  device: str, options: dict[str, object]) -> None:
+    """auc.csv, the --save_mat files, roc3d.csv and --json (its config: :data:`JSON_CONFIG` and the detector
+    ``options``), each atomically; then the tables on stdout."""
     save_text(to_csv(results, args.detectors), args.save_dir / "auc.csv")
     write_exports(records, args.save_dir, args.detectors, mat=args.save_mat)
     save_text(roc3d_csv(results, args.detectors), args.save_dir / "roc3d.csv")
     if args.json is not None:
         config = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items() if k in JSON_CONFIG}
+        config.update(options)
         save_json(to_json(results, args.detectors, config=config, device=str(device)), args.json)
     print(format_table(results, args.detectors))
     print()

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from dataclasses import fields
 from pathlib import Path
 
 import torch
@@ -53,8 +54,7 @@ def load_shard(args: argparse.Namespace, root: Path | None, d: Dist) -> tuple[li
 
 
 def detector_options(args: argparse.Namespace) -> DetectorOptions:
-    return DetectorOptions(block_num=args.block_num, block_size=args.block_size,
-                           lrx_inner=args.lrx_inner, lrx_outer=args.lrx_outer)
+    return DetectorOptions(**{f.name: getattr(args, f.name) for f in fields(DetectorOptions)})
 
 
 def check_detectors(scenes: list[Scene], args: argparse.Namespace, device: torch.device) -> None:
@@ -102,7 +102,7 @@ def evaluate_shard(args: argparse.Namespace, scenes: list[Scene], sources: list[
                    pipeline: Pipeline, d: Dist) -> tuple[list[SceneResult], list[SceneRecord]]:
     """This process's scenes through the pipeline: their results, and what --save_mat / --save_envi write
     (evaluation/export.py). Writes each scene's score maps and plots, and at the end its ENVI maps."""
-    results, records = [], []
+    results, records, pictured = [], [], []
     runs = pipeline.run(sources)
     for scene, src, scene_run in tqdm(zip(scenes, sources, runs), total=len(scenes), desc="scenes", unit="scene",
                                       disable=not (args.progress and d.is_main), file=sys.stderr):
@@ -117,12 +117,28 @@ def evaluate_shard(args: argparse.Namespace, scenes: list[Scene], sources: list[
             fen_out = pipeline.fen_output(src) if args.save_mat and pipeline.fen is not None else None  # mixfs.mat
             records.append(SceneRecord(scene.name, scene.source, scene.mask, maps, result.auc, fen_out))
         if args.plots:
-            from evaluation.plots import plot_scene  # matplotlib only when pictures are asked for
+            draw_scene(args, scene, maps, result)
+            if d.world == 1:  # the mean box plot pools every scene's maps, which one process alone holds
+                pictured.append((scene.mask, maps))
+    if len(pictured) > 1:
+        from evaluation.had_figures import plot_separability_mean
 
-            bands = scene.cube[:, :, args.start_channel: args.start_channel + args.input_channel]
-            plot_scene(args.save_dir / "plots", scene.name, bands, scene.mask, maps, result.auc)
+        plot_separability_mean(args.save_dir / "plots" / "mean_boxes.png", pictured)
     write_exports(records, args.save_dir, args.detectors, envi=args.save_envi)  # each process its own scenes
     return results, records
+
+
+def draw_scene(args: argparse.Namespace, scene: Scene, maps: dict, result: SceneResult) -> None:
+    """``--plots`` of one scene in SAVE_DIR/plots: the cube, mask and maps, the ROC curves, the separability
+    box plot and the 3D-ROC curves (matplotlib is imported only when pictures are asked for)."""
+    from evaluation.had_figures import plot_roc3d, plot_separability
+    from evaluation.plots import plot_scene
+
+    out = args.save_dir / "plots"
+    bands = scene.cube[:, :, args.start_channel: args.start_channel + args.input_channel]
+    plot_scene(out, scene.name, bands, scene.mask, maps, result.auc)
+    plot_separability(out / f"{scene.name}_boxes.png", scene.name, scene.mask, maps)
+    plot_roc3d(out / f"{scene.name}_roc3d.png", scene.name, scene.mask, maps, result.roc3d)
 
 
 def in_input_order(parts: list[tuple[list[int], list]]) -> list:

@@ -1,5 +1,8 @@
-"""The tile plan of a scene: FEN tiles, SLRX and LRX strips, and which cubes stay in memory, from the
-memory budget; and the up-front check that refuses only what even the smallest tiles cannot fit."""
+"""The tile plan of a scene: FEN tiles, each detector's strips, and which cubes stay in memory, from the
+memory budget; and the up-front check that refuses only what even the smallest tiles cannot fit.
+
+The plan asks each detector object (detectors/base.py) for its strips and their working sets; it never
+looks at a detector's name."""
 from __future__ import annotations
 
 import shutil
@@ -8,11 +11,9 @@ from dataclasses import dataclass
 
 import torch
 
-from detectors.lrx import lrx_memory_bytes
-from detectors.registry import DEFAULT_OPTIONS, MEMORY_MARGIN, DetectorOptions, base_name, memory_estimate, needs_fen
+from detectors.base import Detector
+from detectors.registry import DEFAULT_OPTIONS, DETECTORS, MEMORY_MARGIN, DetectorOptions, detector, memory_estimate, needs_fen
 from detectors.rx import chunk_pixels
-from detectors.blocks import resolve_block_size, slrx_memory_bytes
-from detectors.slrx import TILE_COLUMNS
 from model.fen import FEN_HALO
 from pipeline.fen_tiles import FEN_MIN_TILE
 from pipeline.sources import TEMP_ADVICE
@@ -34,8 +35,9 @@ def fen_window_bytes(side_h: int, side_w: int, bands: int, hidden: int = 256, ba
 
 @dataclass(frozen=True)
 class TilePlan:
-    """How one scene is cut: FEN tile side (px), SLRX strip height (block rows), LRX strip height (rows;
-    0: detector not run), and which cubes are held in memory (else in a temporary file)."""
+    """How one scene is cut: FEN tile side (px), the strip height of each detector that runs in strips (in
+    its own unit, ``Detector.strip_unit``; 0: not run; the field is ``Detector.strip_field``), and which cubes
+    are held in memory (else in a temporary file)."""
 
     fen_tile: int
     slrx_strip: int
@@ -44,16 +46,18 @@ class TilePlan:
     enhanced_in_memory: bool
     budget: int
     working: int
+    crd_strip: int = 0
+
+    def strip(self, det: Detector) -> int:
+        """``det``'s strip height (0: in one piece, or it reads fixed chunks)."""
+        return getattr(self, det.strip_field) if det.strip_field else 0
 
     def describe(self, shape: tuple[int, int, int]) -> str:
         h, w, _ = shape
         parts = []
         if self.fen_tile:
             parts.append(f"FEN {'whole' if self.fen_tile >= max(h, w) else f'in {self.fen_tile} px tiles'}")
-        if self.slrx_strip:
-            parts.append(f"SLRX in strips of {self.slrx_strip} block rows")
-        if self.lrx_strip:
-            parts.append(f"LRX in strips of {self.lrx_strip} rows")
+        parts += [f"{d.name} in strips of {self.strip(d)} {d.strip_unit}" for d in DETECTORS.values() if self.strip(d)]
         parts.append(f"preprocessed cube {'in memory' if self.input_in_memory else 'in a temporary file'}")
         if self.fen_tile:
             parts.append(f"enhanced cube {'in memory' if self.enhanced_in_memory else 'in a temporary file'}")
@@ -102,30 +106,34 @@ def _largest(fits, top: int) -> int:
     return lo
 
 
+def bases(detectors: list[str]) -> list[Detector]:
+    """The detector objects of ``detectors`` (``FEN+X`` and ``X`` are one), each once, in registry order."""
+    wanted = {detector(n) for n in detectors}
+    return [d for d in DETECTORS.values() if d in wanted]
+
+
 def working_sets(shape: tuple[int, int, int], detectors: list[str], options: DetectorOptions, limit: int,
                  fen_hidden: int = 256) -> tuple[dict[str, int], dict[str, int]]:
-    """Tile sizes (``fen``: px, ``slrx``: block rows, ``lrx``: rows) whose working sets fit ``limit`` bytes
-    where possible (else the smallest), and those working sets in bytes."""
+    """Tile sizes (``fen_tile``: px, and each strip detector's ``strip_field`` in its unit) whose working sets
+    fit ``limit`` bytes where possible (else the smallest), and the working sets in bytes, by what needs
+    them (``statistics``: the streaming pass over chunks of pixels every detector makes; ``fen``; each
+    detector's name)."""
     h, w, b = shape
-    bases = {base_name(n) for n in detectors}
-    sizes, needs = {"fen": 0, "slrx": 0, "lrx": 0}, {"grx": 3 * 8 * chunk_pixels(b) * b}
+    sizes, needs = {"fen_tile": 0}, {"statistics": 3 * 8 * chunk_pixels(b) * b}
     if needs_fen(detectors):
         workers = torch.get_num_threads()  # tiles in flight at once on the CPU (run_parallel)
         fen_bytes = lambda t: workers * fen_window_bytes(min(h, t), min(w, t), b, fen_hidden)
-        sizes["fen"] = max(FEN_MIN_TILE, _largest(lambda t: fen_bytes(t) <= limit, min(max(h, w), FEN_TILE)))
-        needs["fen"] = fen_bytes(sizes["fen"])
-    if "SLRX" in bases:
-        size = resolve_block_size(b, h, w, options.block_num, options.block_size)
-        tile_w = min(w, (TILE_COLUMNS + 2) * size)  # SLRX tiles: 32 block columns and their context
-        slrx_bytes = lambda k: slrx_memory_bytes(b, min(h, (k + 2) * size), tile_w, size)
-        sizes["slrx"] = _largest(lambda k: slrx_bytes(k) <= limit, -(-h // size))
-        needs["slrx"] = slrx_bytes(sizes["slrx"])
-    if "LRX" in bases:
-        r = options.lrx_outer // 2
-        lrx_bytes = lambda k: lrx_memory_bytes(b, min(h, k), w, options.lrx_inner, options.lrx_outer)
-        sizes["lrx"] = _largest(lambda k: lrx_bytes(k) <= limit, h)
-        sizes["lrx"] = max(sizes["lrx"], min(h, r + 1))  # a strip shorter than the window gains nothing
-        needs["lrx"] = lrx_bytes(sizes["lrx"])
+        sizes["fen_tile"] = max(FEN_MIN_TILE, _largest(lambda t: fen_bytes(t) <= limit, min(max(h, w), FEN_TILE)))
+        needs["fen"] = fen_bytes(sizes["fen_tile"])
+    for det in bases(detectors):
+        cube = (b, h, w)
+        if det.strip_field is None:
+            needs[det.name] = det.strip_bytes(cube, 0, options)
+            continue
+        strip_bytes = lambda k: det.strip_bytes(cube, k, options)
+        k = _largest(lambda k: strip_bytes(k) <= limit, det.strip_units(cube, options))
+        sizes[det.strip_field] = max(k, det.least_strip(cube, options))
+        needs[det.name] = strip_bytes(sizes[det.strip_field])
     return sizes, needs
 
 
@@ -137,20 +145,28 @@ def plan_scene(shape: tuple[int, int, int], detectors: list[str], options: Detec
     :class:`DetectorError` (with the estimate) if even the smallest tiles do not fit."""
     h, w, b = shape
     cube = 4 * h * w * b
-    bases = {base_name(n) for n in detectors}
-    maps = 8 * h * w * (len(detectors) + (3 if "SLRX" in bases else 0) + 1)
+    maps = 8 * h * w * (len(detectors) + sum(d.extra_maps for d in bases(detectors)) + 1)
     sizes, needs = working_sets(shape, detectors, options, budget // 2, fen_hidden)
     working = max(needs.values()) + maps
     if working > budget:
-        what = {"grx": "GRX", "fen": "the FEN (one tile)", "slrx": "SLRX (one strip of block rows)",
-                "lrx": "LRX (one strip of rows)"}[max(needs, key=needs.get)]
+        what = describe_need(max(needs, key=needs.get))
         raise DetectorError(f"{h} x {w} x {b} cube: {what} and the score maps need about {working / 2**30:.1f} "
                             f"GiB but the memory budget is {budget / 2**30:.1f} GiB: raise max_memory_gb=<GiB>, "
                             "use fewer bands=<B> or another device=<cpu|cuda>")
     room = budget - working
     enhanced_in_memory = needs_fen(detectors) and cube <= room
     room -= cube if enhanced_in_memory else 0
-    return TilePlan(sizes["fen"], sizes["slrx"], sizes["lrx"], cube <= room, enhanced_in_memory, budget, working)
+    strips = {d.strip_field: 0 for d in DETECTORS.values() if d.strip_field} | sizes
+    return TilePlan(**strips, input_in_memory=cube <= room, enhanced_in_memory=enhanced_in_memory, budget=budget,
+                    working=working)
+
+
+def describe_need(key: str) -> str:
+    """The phrase of a :func:`working_sets` key in the memory error."""
+    if key in DETECTORS:
+        det = DETECTORS[key]
+        return f"{key} (one strip of {det.strip_unit})" if det.strip_field else key
+    return {"fen": "the FEN (one tile)", "statistics": "the scene's statistics"}[key]
 
 
 def smallest_working_set(shape: tuple[int, int, int], detectors: list[str], options: DetectorOptions) -> int:

@@ -8,13 +8,13 @@ A scene goes through three pieces, each small:
   bands used come from one streaming pass (:meth:`SceneSource.check`), and every block is scaled with
   the arithmetic of ``data.preprocess.preprocess``, so a block equals the same part of the whole cube
   bit for bit;
-* a **tile plan** (:class:`TilePlan`, :func:`plan_scene`): FEN tiles, SLRX and LRX strips, and whether the
+* a **tile plan** (:class:`TilePlan`, :func:`plan_scene`): FEN tiles, each detector's strips, and whether the
   preprocessed and enhanced cubes are held in memory or in a temporary file, from the memory budget
   (:func:`utils.memory.memory_budget`: a quarter of the available memory, at most 4 GiB, or ``--max_memory_gb``);
 * **runners**: the FEN over the tiles (:func:`enhance_tiles`, or several small scenes in one batch,
   :func:`enhance_batch`) into a :class:`StoredCube`, and each detector over a cube through the readers
-  its own file defines (GRX: pixels in fixed chunks, detectors/rx.py; SLRX: tiles of blocks with one block
-  of context, detectors/slrx.py; LRX: strips of rows with half its window of context, detectors/lrx.py).
+  its own object reads through (detectors/base.py: GRX pixels in fixed chunks; SLRX tiles of blocks with
+  one block of context; LRX and CRD strips of rows with half their window of context, mirrored or periodic).
 
 Results do not depend on the tiling. The FEN sees each tile with :data:`model.fen.FEN_HALO` px of real
 context (the scene's pixels inside it, the CWL's reflect padding at the scene border), which is exactly
@@ -33,45 +33,24 @@ from typing import Iterator
 import numpy as np
 import torch
 
-from detectors.lrx import check_windows, lrx_mirrored
-from detectors.registry import FEN_PREFIX, DetectorOptions, base_name, needs_fen
-from detectors.rx import grx_scores, rx_statistics
-from detectors.blocks import resolve_block_size
-from detectors.slrx import combine_maps, slrx_maps_streamed
+from detectors.registry import FEN_PREFIX, DetectorOptions, detector, needs_fen
 from model.fen import FEN, FEN_HALO, fold_batchnorm
 from pipeline.fen_tiles import enhance_batch, enhance_tiles, enhance_windows, prepare_fen
 from pipeline.plan import TilePlan, plan_scene
-from pipeline.sources import Cube, SceneSource, StoredCube, block_reader, pixel_reader, reflected_window
+from pipeline.sources import Cube, CubeAccess, SceneSource, StoredCube, reflected_window
 from utils.device import Timer
-from utils.errors import DetectorError
 from utils.memory import memory_budget
 
 #: Same-size single-tile scenes (HAD100's 64 x 64 patches) go through the FEN this many at a time.
 FEN_BATCH = 16
 
 
-def run_detector(base: str, cube: Cube, plan: TilePlan, options: DetectorOptions,
+def run_detector(name: str, cube: Cube, plan: TilePlan, options: DetectorOptions,
                  device: torch.device) -> torch.Tensor:
-    """Scores ``(H, W)`` float64 of base detector ``base`` (GRX, SLRX, LRX) on ``cube``."""
-    h, w, b = cube.shape
-    if base == "GRX":
-        return grx_scores(pixel_reader(cube, device), h * w, b, device).reshape(h, w)
-    if base == "SLRX":
-        size = resolve_block_size(b, h, w, options.block_num, options.block_size)
-        maps = slrx_maps_streamed(block_reader(cube, device), pixel_reader(cube, device), (h, w, b), size,
-                                  plan.slrx_strip, device=device)
-        return combine_maps(maps)
-    if base == "LRX":
-        check_windows(options.lrx_inner, options.lrx_outer, h, w)
-        stats = rx_statistics(pixel_reader(cube, device), h * w, b, device)  # span and centre of the scene
-        r, span = options.lrx_outer // 2, stats.span()
-        scores = torch.empty(h, w, dtype=torch.float64, device=device)
-        for r0 in range(0, h, plan.lrx_strip):
-            r1 = min(h, r0 + plan.lrx_strip)
-            window = torch.from_numpy(reflected_window(cube, r0, r1, 0, w, r)).to(device, torch.float64)
-            scores[r0:r1] = lrx_mirrored(window.sub_(stats.mean), span, options.lrx_inner, options.lrx_outer)
-        return scores
-    raise DetectorError(f"unknown detector {base}")
+    """Scores ``(H, W)`` float64 of detector ``name`` (its base: ``FEN+`` is the caller's) on ``cube``, in the
+    plan's strips for it: the detector object reads the cube through :class:`CubeAccess`."""
+    det = detector(name)
+    return det.score_reader(CubeAccess(cube, device), plan.strip(det), options)
 
 
 @dataclass
@@ -175,7 +154,7 @@ class Pipeline:
         for name in self.detectors:
             fen_used = name.startswith(FEN_PREFIX)
             target = enhanced if fen_used else cube
-            scores, t = self._timed(lambda: run_detector(base_name(name), target, plan, self.options, self.device))
+            scores, t = self._timed(lambda: run_detector(name, target, plan, self.options, self.device))
             run.maps[name] = scores.cpu().numpy()
             run.seconds[name] = t + (fen_seconds if fen_used else 0.0)
         return run

@@ -11,6 +11,7 @@ import numpy as np
 import torch
 
 from data.preprocess import check_cube, check_layout, check_values, scale
+from detectors.base import reflect_index, window_index  # noqa: F401  (reflect_index: also imported from here)
 from detectors.rx import PixelReader
 from detectors.slrx import BlockReader
 from utils.errors import DiskFullError
@@ -21,13 +22,6 @@ from utils.memory import format_bytes, release_pages
 SCAN_BYTES = 64 << 20
 #: What the temporary-file messages advise (the options that keep a cube off the disk or move it).
 TEMP_ADVICE = "set TMPDIR to a folder with more room, or raise max_memory_gb (the cubes are then held in memory)"
-
-
-def reflect_index(index: np.ndarray, size: int) -> np.ndarray:
-    """Indices of ``numpy.pad(mode="reflect")`` (the edge not repeated; ``torch``'s reflect padding too):
-    ``-1 -> 1``, ``size -> size - 2``. Valid for overhangs shorter than ``size``."""
-    index = np.abs(index)
-    return np.where(index >= size, 2 * (size - 1) - index, index)
 
 
 class SceneSource:
@@ -185,12 +179,31 @@ def block_reader(cube: Cube, device: torch.device) -> BlockReader:
     return lambda r0, r1, c0, c1: torch.from_numpy(cube.block(r0, r1, c0, c1)).to(device)
 
 
-def reflected_window(cube: Cube, r0: int, r1: int, c0: int, c1: int, halo: int) -> np.ndarray:
+def reflected_window(cube: Cube, r0: int, r1: int, c0: int, c1: int, halo: int, periodic: bool = False
+                     ) -> np.ndarray:
     """Rows ``[r0 - halo, r1 + halo)`` and columns ``[c0 - halo, c1 + halo)`` of ``cube``, reflected at the
-    scene border as the CWL's padding: ``(r1 - r0 + 2 halo, c1 - c0 + 2 halo, B)`` float32."""
+    scene border as the CWL's padding (or wrapped around it with ``periodic``):
+    ``(r1 - r0 + 2 halo, c1 - c0 + 2 halo, B)`` float32."""
     h, w, _ = cube.shape
-    rows = reflect_index(np.arange(r0 - halo, r1 + halo), h)
-    cols = reflect_index(np.arange(c0 - halo, c1 + halo), w)
-    lo_r, lo_c = int(rows.min()), int(cols.min())
-    part = cube.block(lo_r, int(rows.max()) + 1, lo_c, int(cols.max()) + 1)
-    return part[rows - lo_r][:, cols - lo_c]
+    rows = window_index(r0, r1, halo, h, periodic)
+    cols = window_index(c0, c1, halo, w, periodic)
+    lo_c, hi_c = int(cols.min()), int(cols.max()) + 1
+    # wrapped rows come from both ends of the scene: read each run of them, not all the rows between
+    runs = np.split(rows, np.flatnonzero(np.diff(rows) != 1) + 1) if periodic else [rows]
+    parts = []
+    for run in runs:
+        lo_r = int(run.min())
+        parts.append(cube.block(lo_r, int(run.max()) + 1, lo_c, hi_c)[run - lo_r][:, cols - lo_c])
+    return parts[0] if len(parts) == 1 else np.concatenate(parts)
+
+
+class CubeAccess:
+    """:class:`detectors.base.CubeReader` of a :data:`Cube` (a scene source or a stored cube) on ``device``."""
+
+    def __init__(self, cube: Cube, device: torch.device) -> None:
+        self.cube, self.device, self.shape = cube, device, cube.shape
+        self.pixels = pixel_reader(cube, device)
+        self.block = block_reader(cube, device)
+
+    def window(self, r0: int, r1: int, c0: int, c1: int, halo: int, periodic: bool = False) -> torch.Tensor:
+        return torch.from_numpy(reflected_window(self.cube, r0, r1, c0, c1, halo, periodic)).to(self.device)

@@ -34,7 +34,8 @@ def message_strings(path) -> list[tuple[int, str]]:
             first = node.body[0]
             if isinstance(first, ast.Expr) and isinstance(first.value, ast.Constant):
                 skip.add(id(first.value))
-        if isinstance(node, ast.Call) and getattr(node.func, "attr", "") in ("add_argument", "ArgumentParser"):
+        if isinstance(node, ast.Call) and (getattr(node.func, "attr", "") in ("add_argument", "ArgumentParser")
+                                           or getattr(node.func, "id", "") == "Option"):  # help texts
             skip |= {id(n) for n in ast.walk(node)}
     return [(n.lineno, n.value) for n in ast.walk(tree)
             if isinstance(n, ast.Constant) and isinstance(n.value, str) and id(n) not in skip]

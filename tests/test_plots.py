@@ -69,8 +69,13 @@ def test_cli_local_detectors_plots_and_3d_roc(test_cli, tiny_set, tmp_path, caps
         "scene,auc_GRX,auc_SLRX,auc_LRX,seconds_GRX,seconds_SLRX,seconds_LRX"
     assert len((save / "roc3d.csv").read_text().splitlines()) == 1 + 2 * 3
     pngs = sorted(p.name for p in (save / "plots").iterdir())
-    assert pngs == ["synthetic_test_0000_maps.png", "synthetic_test_0000_roc.png",
-                    "synthetic_test_0001_maps.png", "synthetic_test_0001_roc.png"]
+    assert pngs == ["mean_boxes.png"] + [f"synthetic_test_000{i}_{kind}.png" for i in (0, 1)
+                                         for kind in ("boxes", "maps", "roc", "roc3d")]
+    from matplotlib.image import imread
+
+    for name in pngs:  # real pictures: readable, of a sensible size
+        assert (save / "plots" / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+        assert min(imread(save / "plots" / name).shape[:2]) > 200
 
 
 @pytest.mark.parametrize("args,message", [

@@ -1,0 +1,128 @@
+"""What every detector is to the rest of the code: one :class:`Detector` object (its name, its options and
+their checks, its memory estimate, the strips it runs in and how it scores a cube), and the
+:class:`CubeReader` it reads a cube through.
+
+A detector scores a cube through a reader, never a tensor of the whole scene: ``pipeline/`` gives it a
+reader over a memory-mapped or file-backed cube (``pipeline.sources.CubeAccess``), :meth:`Detector.score`
+one over a ``(B, H, W)`` tensor (:class:`TensorReader`). Both run the same code, so the tests run the path
+test.py runs. Adding a detector is one file defining its object, and one line in ``detectors/registry.py``.
+"""
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from typing import Any, ClassVar, Protocol
+
+import numpy as np
+import torch
+
+from utils.errors import DetectorError
+
+Shape = tuple[int, int, int]  # (B, H, W), as the detectors see a cube
+
+
+@dataclass(frozen=True)
+class Option:
+    """One option of a detector: ``test.py --<name>`` and the field ``<name>`` of ``DetectorOptions``."""
+
+    name: str
+    type: type
+    default: Any
+    help: str
+
+
+class CubeReader(Protocol):
+    """Read access to an ``(H, W, B)`` preprocessed cube on ``device``, in the pieces detectors need."""
+
+    shape: tuple[int, int, int]
+    device: torch.device
+
+    def pixels(self, i0: int, i1: int) -> torch.Tensor:
+        """Pixels ``[i0, i1)`` in row-major order: ``(n, B)`` float64."""
+
+    def block(self, r0: int, r1: int, c0: int, c1: int) -> torch.Tensor:
+        """Rows ``[r0, r1)``, columns ``[c0, c1)``: ``(rows, cols, B)`` float32."""
+
+    def window(self, r0: int, r1: int, c0: int, c1: int, halo: int, periodic: bool = False) -> torch.Tensor:
+        """Rows ``[r0 - halo, r1 + halo)`` and columns ``[c0 - halo, c1 + halo)``, mirrored at the scene border
+        (the edge pixel not repeated), or wrapped around it with ``periodic``: ``(rows, cols, B)`` float32."""
+
+
+def reflect_index(index: np.ndarray, size: int) -> np.ndarray:
+    """Indices of ``numpy.pad(mode="reflect")`` (the edge not repeated; ``torch``'s reflect padding too):
+    ``-1 -> 1``, ``size -> size - 2``. Valid for overhangs shorter than ``size``."""
+    index = np.abs(index)
+    return np.where(index >= size, 2 * (size - 1) - index, index)
+
+
+def window_index(start: int, stop: int, halo: int, size: int, periodic: bool) -> np.ndarray:
+    """Indices of ``[start - halo, stop + halo)`` mirrored (or wrapped) into ``[0, size)``."""
+    index = np.arange(start - halo, stop + halo)
+    return np.mod(index, size) if periodic else reflect_index(index, size)
+
+
+class TensorReader:
+    """:class:`CubeReader` of a ``(B, H, W)`` tensor, on its device."""
+
+    def __init__(self, cube: torch.Tensor) -> None:
+        self.cube = cube.permute(1, 2, 0)  # (H, W, B) view
+        self.shape = tuple(self.cube.shape)
+        self.device = cube.device
+
+    def pixels(self, i0: int, i1: int) -> torch.Tensor:
+        return self.cube.reshape(-1, self.shape[2])[i0:i1].to(torch.float64)
+
+    def block(self, r0: int, r1: int, c0: int, c1: int) -> torch.Tensor:
+        return self.cube[r0:r1, c0:c1].to(torch.float32)
+
+    def window(self, r0: int, r1: int, c0: int, c1: int, halo: int, periodic: bool = False) -> torch.Tensor:
+        h, w, _ = self.shape
+        rows = torch.from_numpy(window_index(r0, r1, halo, h, periodic)).to(self.device)
+        cols = torch.from_numpy(window_index(c0, c1, halo, w, periodic)).to(self.device)
+        return self.cube[rows][:, cols].to(torch.float32)
+
+
+class Detector(ABC):
+    """One anomaly detector: ``(B, H, W)`` cube -> ``(H, W)`` float64 scores, on the cube's device.
+
+    Class attributes say what the planner and test.py need: ``name``; ``options`` (test.py flags and
+    ``DetectorOptions`` fields); ``strip_field``, the ``pipeline.plan.TilePlan`` field holding the height of
+    the strips it runs in (None: it reads pixels in fixed chunks), and ``strip_unit`` (what the height
+    counts); ``extra_maps``, float64 ``(H, W)`` maps it holds beside its scores.
+    """
+
+    name: ClassVar[str]
+    options: ClassVar[tuple[Option, ...]] = ()
+    strip_field: ClassVar[str | None] = None
+    strip_unit: ClassVar[str] = "rows"
+    extra_maps: ClassVar[int] = 0
+
+    def check(self, shape: Shape, options: Any) -> None:
+        """Raise ``DetectorError`` (naming a value that works) if the options do not fit a ``(B, H, W)`` cube."""
+
+    @abstractmethod
+    def memory_bytes(self, shape: Shape, options: Any, device: torch.device | str = "cpu") -> int:
+        """Rough peak bytes on the whole ``(B, H, W)`` cube at once (after :meth:`check`)."""
+
+    def strip_units(self, shape: Shape, options: Any) -> int:
+        """The tallest strip: the whole scene, in :attr:`strip_unit`."""
+        return shape[1]
+
+    def least_strip(self, shape: Shape, options: Any) -> int:
+        """The shortest strip worth running (a strip shorter than the context it carries gains nothing)."""
+        return 1
+
+    @abstractmethod
+    def strip_bytes(self, shape: Shape, strip: int, options: Any) -> int:
+        """Working bytes of one strip of ``strip`` :attr:`strip_unit` (a chunk, without strips)."""
+
+    @abstractmethod
+    def score_reader(self, reader: CubeReader, strip: int, options: Any) -> torch.Tensor:
+        """Scores ``(H, W)`` float64 of the cube ``reader`` reads, in strips of ``strip`` units (0: whole)."""
+
+    def score(self, cube: torch.Tensor, options: Any) -> torch.Tensor:
+        """Scores ``(H, W)`` float64 of a ``(B, H, W)`` tensor, on its device: the path test.py runs, in one
+        strip."""
+        if cube.dim() != 3:
+            raise DetectorError(f"{self.name} expects a (B, H, W) cube, got shape {tuple(cube.shape)}")
+        return self.score_reader(TensorReader(cube), 0, options)
