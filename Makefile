@@ -26,6 +26,7 @@ bench: setup
 	$(PY) benchmarks/bench_fen.py
 	$(PY) benchmarks/bench_slrx.py
 	$(PY) benchmarks/bench_lrx.py
+	$(PY) benchmarks/bench_crd.py
 	$(PY) benchmarks/bench_train.py --warmup 1 --steps 2
 
 # Cost against scene size, 256^2 to 2048^2 x 200 bands (about an hour here; writes docs/scale.png).

@@ -119,14 +119,16 @@ def run(args: argparse.Namespace, d: Dist | None = None) -> list[SceneResult]:
               f"{args.start_channel + args.input_channel}), detectors {' '.join(args.detectors)}, "
               f"weights {args.weights if fen is not None else '-'}, device {device}"
               + (f" x {d.world} processes" if d.world > 1 else ""), file=sys.stderr)
-    results, records = d.settle(lambda: evaluate_shard(args, scenes, sources, pipeline, d))
-    parts = d.gather_to_main((indices, results, records if args.save_mat else []))
+    results, records, pictured = d.settle(lambda: evaluate_shard(args, scenes, sources, pipeline, d))
+    # rank 0 writes what needs every scene: the tables, --save_mat's stacks, --plots' mean box plot
+    parts = d.gather_to_main((indices, results, records if args.save_mat else [], pictured))
     if not d.is_main:
         return []
-    results = in_input_order([(idx, res) for idx, res, _ in parts])
-    records = in_input_order([(idx, rec) for idx, _, rec in parts])  # empty unless --save_mat
+    results = in_input_order([(part[0], part[1]) for part in parts])
+    records = in_input_order([(part[0], part[2]) for part in parts])  # empty unless --save_mat
+    pictured = in_input_order([(part[0], part[3]) for part in parts])  # empty unless --plots
     write_results(args, results, records, str(device) if d.world == 1 else device.type,
-                  asdict(detector_options(args)))
+                  asdict(detector_options(args)), pictured)
     return results
 
 

@@ -72,9 +72,10 @@ def evaluate_scene(scene: Scene, maps: dict[str, np.ndarray], seconds: dict[str,
 
 
 def write_results(args: argparse.Namespace, results: list[SceneResult], records: list[SceneRecord],
-                  device: str, options: dict[str, object]) -> None:
+                  device: str, options: dict[str, object], pictured: list[tuple] = ()) -> None:
     """auc.csv, the --save_mat files, roc3d.csv and --json (its config: :data:`JSON_CONFIG` and the detector
-    ``options``), each atomically; then the tables on stdout."""
+    ``options``), each atomically; with --plots and several scenes (``pictured``: each scene's ``(mask,
+    maps)``) the mean box plot; then the tables on stdout."""
     save_text(to_csv(results, args.detectors), args.save_dir / "auc.csv")
     write_exports(records, args.save_dir, args.detectors, mat=args.save_mat)
     save_text(roc3d_csv(results, args.detectors), args.save_dir / "roc3d.csv")
@@ -82,6 +83,10 @@ def write_results(args: argparse.Namespace, results: list[SceneResult], records:
         config = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items() if k in JSON_CONFIG}
         config.update(options)
         save_json(to_json(results, args.detectors, config=config, device=str(device)), args.json)
+    if args.plots and len(pictured) > 1:
+        from evaluation.had_figures import plot_separability_mean  # matplotlib only when pictures are asked for
+
+        plot_separability_mean(args.save_dir / "plots" / "mean_boxes.png", list(pictured))
     print(format_table(results, args.detectors))
     print()
     print("3D-ROC (Chang 2021; scores min-max normalised; aSNPR: clipped at the median anomaly score)")

@@ -99,9 +99,10 @@ def check_shard(args: argparse.Namespace, scenes: list[Scene], ids: list[SceneId
 
 
 def evaluate_shard(args: argparse.Namespace, scenes: list[Scene], sources: list[SceneSource],
-                   pipeline: Pipeline, d: Dist) -> tuple[list[SceneResult], list[SceneRecord]]:
-    """This process's scenes through the pipeline: their results, and what --save_mat / --save_envi write
-    (evaluation/export.py). Writes each scene's score maps and plots, and at the end its ENVI maps."""
+                   pipeline: Pipeline, d: Dist) -> tuple[list[SceneResult], list[SceneRecord], list[tuple]]:
+    """This process's scenes through the pipeline: their results, what --save_mat / --save_envi write
+    (evaluation/export.py), and with --plots each scene's ``(mask, maps)`` for the mean box plot. Writes each
+    scene's score maps and plots, and at the end its ENVI maps."""
     results, records, pictured = [], [], []
     runs = pipeline.run(sources)
     for scene, src, scene_run in tqdm(zip(scenes, sources, runs), total=len(scenes), desc="scenes", unit="scene",
@@ -118,14 +119,9 @@ def evaluate_shard(args: argparse.Namespace, scenes: list[Scene], sources: list[
             records.append(SceneRecord(scene.name, scene.source, scene.mask, maps, result.auc, fen_out))
         if args.plots:
             draw_scene(args, scene, maps, result)
-            if d.world == 1:  # the mean box plot pools every scene's maps, which one process alone holds
-                pictured.append((scene.mask, maps))
-    if len(pictured) > 1:
-        from evaluation.had_figures import plot_separability_mean
-
-        plot_separability_mean(args.save_dir / "plots" / "mean_boxes.png", pictured)
+            pictured.append((scene.mask, maps))
     write_exports(records, args.save_dir, args.detectors, envi=args.save_envi)  # each process its own scenes
-    return results, records
+    return results, records, pictured
 
 
 def draw_scene(args: argparse.Namespace, scene: Scene, maps: dict, result: SceneResult) -> None:
