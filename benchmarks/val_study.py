@@ -40,6 +40,9 @@ from weights.release import ENV_WEIGHTS_DIR  # noqa: E402
 FOLDS = [("abu-urban-1", "hydice"), ("abu-beach-2", "abu-urban-4"), ("abu-urban-2", "sandiego"),
          ("abu-beach-1", "abu-urban-5"), ("abu-beach-3", "abu-urban-3")]
 CANDIDATES = {"val": "val_mAUC", "val_real": "val_real_mAUC", "-loss": "loss"}
+#: train.py options of each recipe compared on the folds (abu_transfer.py's recipe of the same family):
+#: from the released layer1 with layers 2-3 random, or fine-tuning the released FEN.
+RECIPES = {"scratch": [], "finetune": ["--init_fen", "had100", "--lr", "0.0001"]}
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -49,6 +52,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--fold", type=int, choices=range(len(FOLDS)), help="run this fold")
     p.add_argument("--report", action="store_true", help="print the table of every fold in OUT")
     p.add_argument("--setting", choices=sorted(SETTINGS), default="cpu")
+    p.add_argument("--recipe", choices=list(RECIPES), default="scratch", help="train.py options of the run")
     p.add_argument("--epochs", type=int, default=None, help="override the setting's epochs")
     p.add_argument("--max_steps", type=int, default=None, help="override the setting's step budget")
     p.add_argument("--abu", type=Path, default=ABU)
@@ -77,7 +81,7 @@ def train_argv(args: argparse.Namespace, held: tuple[str, str], save_dir: Path) 
             "--test_scenes", *(str(args.abu / f"{n}.mat") for n in (*held, *TEST)),
             "--input_channel", str(BANDS), "--teacher", str(args.weights_dir / "had100-50bands" / "enc.pt"),
             "--select", "val_real", "--seed", "10", "--save_dir", str(save_dir), "--no-progress",
-            *(["--device", args.device] if args.device else []), *options]
+            *(["--device", args.device] if args.device else []), *options, *RECIPES[args.recipe]]
 
 
 def read_table(path: Path) -> list[dict[str, str]]:
@@ -105,31 +109,52 @@ def correlations(rows: list[dict[str, str]], held: tuple[str, str]) -> dict:
 
 def run_fold(args: argparse.Namespace) -> int:
     held = FOLDS[args.fold]
-    save_dir = args.out / f"fold{args.fold}"
+    tag = f"fold{args.fold}" + ("" if args.recipe == "scratch" else f"_{args.recipe}")
+    save_dir = args.out / tag
     argv = train_argv(args, held, save_dir)
     rc = train.main(argv)
     if rc:
         return rc
-    result = {"fold": args.fold, "held_out": list(held), "train_options": argv,
+    result = {"fold": args.fold, "recipe": args.recipe, "held_out": list(held), "train_options": argv,
               **correlations(read_table(save_dir / f"auc_{BANDS}bands.csv"), held)}
-    save_json(result, args.out / f"fold{args.fold}.json")
+    save_json(result, args.out / f"{tag}.json")
     print(report([result]))
     return 0
 
 
+def selected(result: dict) -> tuple[int, float, float]:
+    """The epoch ``--select val_real`` keeps (the first best), and the held-out and airport mAUC there."""
+    values = result["candidates"]["val_real"]["values"]
+    i = int(np.argmax(values))
+    return i + 1, result["held_out_mAUC"][i], result["airport_mAUC"][i]
+
+
+def recipe_table(results: list[dict]) -> str:
+    """Per fold and recipe: the val_real-selected epoch and the held-out scenes' mAUC there (what a recipe
+    choice may use), and the airports' (reader only)."""
+    lines = ["| fold | recipe | epoch kept by val_real | val_real | held-out mAUC there | airport mAUC there "
+             "(reader only) |", "|---|---|---|---|---|---|"]
+    for r in results:
+        epoch, held, airport = selected(r)
+        val = r["candidates"]["val_real"]["values"][epoch - 1]
+        lines.append(f"| {r['fold']} | {r.get('recipe', 'scratch')} | {epoch} | {val:.4f} | {held:.4f} | "
+                     f"{airport:.4f} |")
+    return "\n".join(lines)
+
+
 def report(results: list[dict]) -> str:
-    lines = ["| fold | held out | epochs | candidate | rho with held-out mAUC | rho with airport mAUC (reader only) |",
-             "|---|---|---|---|---|---|"]
+    lines = ["| fold | recipe | held out | epochs | candidate | rho with held-out mAUC | rho with airport mAUC "
+             "(reader only) |", "|---|---|---|---|---|---|---|"]
     for r in results:
         for name, c in r["candidates"].items():
-            lines.append(f"| {r['fold']} | {', '.join(r['held_out'])} | {r['epochs']} | {name} | "
+            lines.append(f"| {r['fold']} | {r.get('recipe', 'scratch')} | {', '.join(r['held_out'])} | {r['epochs']} | {name} | "
                          f"{c['rho_held_out']:+.2f} (p {c['p_held_out']:.2f}) | {c['rho_airports']:+.2f} |")
     if len(results) > 1:
         for name in CANDIDATES:
             rho = [r["candidates"][name]["rho_held_out"] for r in results]
             air = [r["candidates"][name]["rho_airports"] for r in results]
-            lines.append(f"| mean | | | {name} | {np.nanmean(rho):+.2f} | {np.nanmean(air):+.2f} |")
-    return "\n".join(lines)
+            lines.append(f"| mean | | | | {name} | {np.nanmean(rho):+.2f} | {np.nanmean(air):+.2f} |")
+    return "\n".join(lines) + "\n\n" + recipe_table(results)
 
 
 def main(argv: list[str] | None = None) -> int:
