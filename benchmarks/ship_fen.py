@@ -34,6 +34,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--table", action="store_true", help="print the table of every recipe run so far")
     p.add_argument("--ship", metavar="NAME", help="ship the FEN of --recipe under this name")
     p.add_argument("--recipe", help="the tag of the run to ship (cpu, cpu_finetune, cpu_long, ...)")
+    p.add_argument("--why", default=None,
+                   help="the model card's reason for this recipe, needed when its validation score is not the "
+                        "highest of the runs (say what chose it)")
     args = p.parse_args(argv)
     if args.ship and not args.recipe:
         p.error("--ship needs --recipe")
@@ -74,7 +77,11 @@ def recipe_table(results: list[dict]) -> str:
     return "\n".join(lines)
 
 
-def card(name: str, result: dict, digest: str) -> str:
+TOP_BY_VALIDATION = ("Why this one: of the recipes tried (docs/training.md, section 2), its validation score was the "
+                     "highest; the airports played no part in the choice.")
+
+
+def card(name: str, result: dict, digest: str, why: str = TOP_BY_VALIDATION) -> str:
     """The model card of a shipped FEN, from its recipe's JSON."""
     tag, s = tag_of(result), result["selected"]
     beats = result["mean_auc"][TRAINED] > result["mean_auc"][RELEASED]
@@ -99,8 +106,7 @@ Airports (never trained on), ROC AUC of GRX on x and on x + FEN(x):
 
 {render(result['auc'])}
 
-Why this one: of the recipes tried (docs/training.md, section 2), its validation score was the highest; the
-airports played no part in the choice.
+{why}
 
 It {'beats' if beats else 'does not beat'} the authors' release on these scenes (mean {result['mean_auc'][TRAINED]:.4f}
 against {result['mean_auc'][RELEASED]:.4f}).
@@ -124,11 +130,16 @@ def main(argv: list[str] | None = None) -> int:
         if result is None:
             print(f"ship_fen.py: error: no {args.out}/abu_transfer_{args.recipe}.json", file=sys.stderr)
             return 2
+        best = max(results, key=lambda r: r["selected"].get("score") or 0)
+        if args.why is None and best is not result:
+            print(f"ship_fen.py: error: {args.recipe}'s validation score is not the highest ({tag_of(best)}'s is): "
+                  "say what chose it with --why", file=sys.stderr)
+            return 2
         target = SHIPPED_DIR / f"{args.ship}-{BANDS}bands.pt"
         with atomic_path(target) as tmp:
             shutil.copyfile(args.out / args.recipe / f"fen_{BANDS}bands.pt", tmp)
         digest = sha256(target)
-        save_text(card(args.ship, result, digest), ROOT / "docs" / f"model_card_{args.ship}.md")
+        save_text(card(args.ship, result, digest, args.why or TOP_BY_VALIDATION), ROOT / "docs" / f"model_card_{args.ship}.md")
         print(f"{target}: sha256 {digest}; put it into weights.release.SHIPPED['{args.ship}'][{BANDS}]")
     return 0
 
