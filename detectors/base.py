@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
-from typing import Any, ClassVar, Protocol
+from typing import Any, Callable, ClassVar, Protocol
 
 import numpy as np
 import torch
@@ -46,6 +46,41 @@ class CubeReader(Protocol):
     def window(self, r0: int, r1: int, c0: int, c1: int, halo: int, periodic: bool = False) -> torch.Tensor:
         """Rows ``[r0 - halo, r1 + halo)`` and columns ``[c0 - halo, c1 + halo)``, mirrored at the scene border
         (the edge pixel not repeated), or wrapped around it with ``periodic``: ``(rows, cols, B)`` float32."""
+
+
+def check_dual_windows(detector: str, prefix: str, inner: int, outer: int, height: int, width: int) -> None:
+    """Raise DetectorError, naming a value that works, unless the ``inner`` (guard) and ``outer`` windows of a
+    dual-window detector are odd, nested and fit an ``height`` x ``width`` scene. ``prefix`` names the options:
+    ``<prefix>_inner``, ``<prefix>_outer`` (LRX and CRD ask the same of their windows)."""
+    inner_name, outer_name = f"{prefix}_inner", f"{prefix}_outer"
+    for name, v in ((inner_name, inner), (outer_name, outer)):
+        if v < 1 or v % 2 == 0:
+            raise DetectorError(f"{name}={v}: windows must be odd and positive (centred on the pixel), "
+                                f"e.g. {max(1, v + 1 if v % 2 == 0 else 1)}")
+    if inner >= outer:
+        raise DetectorError(f"{inner_name}={inner} must be smaller than {outer_name}={outer} "
+                            f"(use {outer_name}={inner + 2} or more)")
+    side = min(height, width)
+    if outer > side:
+        largest = side if side % 2 else side - 1
+        hint = (f"use {outer_name}={largest} or less" if largest > inner
+                else f"the scene is too small for {inner_name}={inner}")
+        raise DetectorError(f"{detector} outer window {outer_name}={outer} is larger than the {height} x {width} "
+                            f"scene: {hint}")
+
+
+def score_in_strips(reader: CubeReader, strip: int, halo: int, periodic: bool,
+                    score_window: Callable[[torch.Tensor], torch.Tensor]) -> torch.Tensor:
+    """Scores ``(H, W)`` float64 of a window detector: rows in strips of ``strip`` (0: all), each read with
+    ``halo`` px of context (mirrored, or wrapped with ``periodic``) and scored by ``score_window``, which maps
+    the ``(rows + 2 halo, W + 2 halo, B)`` float32 window to the strip's ``(rows, W)`` scores."""
+    h, w, _ = reader.shape
+    strip = strip or h
+    scores = torch.empty(h, w, dtype=torch.float64, device=reader.device)
+    for r0 in range(0, h, strip):
+        r1 = min(h, r0 + strip)
+        scores[r0:r1] = score_window(reader.window(r0, r1, 0, w, halo, periodic))
+    return scores
 
 
 def reflect_index(index: np.ndarray, size: int) -> np.ndarray:

@@ -54,7 +54,7 @@ from typing import Any
 
 import torch
 
-from detectors.base import CubeReader, Detector, Option, Shape
+from detectors.base import CubeReader, Detector, Option, Shape, check_dual_windows, score_in_strips
 from detectors.rx import one_thread, rx_statistics, value_range
 from utils.errors import DetectorError
 
@@ -72,20 +72,7 @@ GPU_CHUNK_BYTES = 1 << 30
 def check_crd(inner: int, outer: int, lam: float, height: int, width: int) -> None:
     """Raise DetectorError (one line, naming the parameter and a value that works) if the windows or
     ``lam`` do not suit an ``height`` x ``width`` scene."""
-    for name, v in (("crd_inner", inner), ("crd_outer", outer)):
-        if v < 1 or v % 2 == 0:
-            raise DetectorError(f"{name}={v}: windows must be odd and positive (centred on the pixel), "
-                                f"e.g. {max(1, v + 1 if v % 2 == 0 else 1)}")
-    if inner >= outer:
-        raise DetectorError(f"crd_inner={inner} must be smaller than crd_outer={outer} "
-                            f"(use crd_outer={inner + 2} or more)")
-    side = min(height, width)
-    if outer > side:
-        largest = side if side % 2 else side - 1
-        hint = (f"use crd_outer={largest} or less" if largest > inner
-                else f"the scene is too small for crd_inner={inner}")
-        raise DetectorError(f"CRD outer window crd_outer={outer} is larger than the {height} x {width} scene: "
-                            f"{hint}")
+    check_dual_windows("CRD", "crd", inner, outer, height, width)
     try:
         value = float(lam)                     # also numpy and 0-d torch numbers
     except (TypeError, ValueError):
@@ -268,13 +255,9 @@ class CRDDetector(Detector):
         inner, outer, lam = options.crd_inner, options.crd_outer, options.crd_lambda
         check_crd(inner, outer, lam, h, w)
         stats = rx_statistics(reader.pixels, h * w, b, reader.device)  # the scene's min and span
-        r, strip = outer // 2, strip or h
-        scores = torch.empty(h, w, dtype=torch.float64, device=reader.device)
-        for r0 in range(0, h, strip):
-            r1 = min(h, r0 + strip)
-            window = reader.window(r0, r1, 0, w, r, periodic=True).permute(2, 0, 1)
-            scores[r0:r1] = crd_window(window, stats.lo, stats.span(), inner, outer, lam)
-        return scores
+        lo, span = stats.lo, stats.span()
+        return score_in_strips(reader, strip, outer // 2, True, lambda window: crd_window(
+            window.permute(2, 0, 1), lo, span, inner, outer, lam))
 
 
 CRD = CRDDetector()

@@ -29,7 +29,7 @@ from typing import Any
 
 import torch
 
-from detectors.base import CubeReader, Detector, Option, Shape
+from detectors.base import CubeReader, Detector, Option, Shape, check_dual_windows, score_in_strips
 from detectors.rx import one_thread, rx_statistics, value_range
 from detectors.slrx import RIDGE  # the authors' SLRX ridge (quirk 3), used here for the same reason
 from utils.errors import DetectorError
@@ -45,19 +45,7 @@ GPU_CHUNK_BYTES = 1 << 30
 
 def check_windows(inner: int, outer: int, height: int, width: int) -> None:
     """Raise DetectorError, naming a value that works, if the windows do not fit an ``height`` x ``width`` scene."""
-    for name, v in (("lrx_inner", inner), ("lrx_outer", outer)):
-        if v < 1 or v % 2 == 0:
-            raise DetectorError(f"{name}={v}: windows must be odd and positive (centred on the pixel), "
-                             f"e.g. {max(1, v + 1 if v % 2 == 0 else 1)}")
-    if inner >= outer:
-        raise DetectorError(f"lrx_inner={inner} must be smaller than lrx_outer={outer} "
-                         f"(use lrx_outer={inner + 2} or more)")
-    side = min(height, width)
-    if outer > side:
-        largest = side if side % 2 else side - 1
-        hint = (f"use lrx_outer={largest} or less" if largest > inner
-                else f"the scene is too small for lrx_inner={inner}")
-        raise DetectorError(f"LRX outer window lrx_outer={outer} is larger than the {height} x {width} scene: {hint}")
+    check_dual_windows("LRX", "lrx", inner, outer, height, width)
 
 
 def chunk_width(bands: int, width: int, device: torch.device) -> int:
@@ -193,13 +181,9 @@ class LRXDetector(Detector):
         inner, outer = options.lrx_inner, options.lrx_outer
         check_windows(inner, outer, h, w)
         stats = rx_statistics(reader.pixels, h * w, b, reader.device)  # span and centre of the scene
-        r, span, strip = outer // 2, stats.span(), strip or h
-        scores = torch.empty(h, w, dtype=torch.float64, device=reader.device)
-        for r0 in range(0, h, strip):
-            r1 = min(h, r0 + strip)
-            window = reader.window(r0, r1, 0, w, r).to(torch.float64)
-            scores[r0:r1] = lrx_mirrored(window.sub_(stats.mean), span, inner, outer)
-        return scores
+        span = stats.span()
+        return score_in_strips(reader, strip, outer // 2, False, lambda window: lrx_mirrored(
+            window.to(torch.float64).sub_(stats.mean), span, inner, outer))
 
 
 LRX = LRXDetector()

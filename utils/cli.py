@@ -57,8 +57,7 @@ def add_data_path(group: argparse._ActionsContainer) -> None:
 
 #: The least value of each integer option, for :func:`check_least` (an option a script lacks is skipped).
 LEAST = {"input_channel": 1, "start_channel": 0, "batch_size": 1, "epochs": 1, "max_steps": 0, "eval_scenes": 0,
-         "num_workers": 0, "img_size": 8, "patch_stride": 1, "block_num": 1, "block_size": 1, "fen_batch": 1,
-         "lrx_inner": 1, "lrx_outer": 1}
+         "num_workers": 0, "img_size": 8, "patch_stride": 1, "block_num": 1, "block_size": 1, "fen_batch": 1}
 
 
 def check_least(p: argparse.ArgumentParser, args: argparse.Namespace) -> None:
