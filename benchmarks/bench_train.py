@@ -2,7 +2,7 @@
 
     python benchmarks/bench_train.py                        # CPU or the default GPU, fp32
     python benchmarks/bench_train.py --device cuda --amp    # bf16 autocast on CUDA
-    python benchmarks/bench_train.py [--steps 3] [--warmup 1] [--threads N] [--channels_last]
+    python benchmarks/bench_train.py [--steps 3] [--warmup 1] [--threads N] [--channels_last] [--compile] [--fused]
 
 Each step is :func:`training.loop.train_step` (forward, the three losses, backward, Adam) on random patches
 scaled like preprocessed data ([-0.1, 0.1]); the teacher is random (its weights do not change the
@@ -24,7 +24,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from torch.utils.flop_counter import FlopCounterMode  # noqa: E402
 
-from benchmarks.timing import bench_device, bench_parser, device_name, run_seconds, sgemm_rate  # noqa: E402
+from benchmarks.timing import bench_device, bench_parser, device_name, load_note, run_seconds, sgemm_rate  # noqa: E402
 from model.ferd import FERD  # noqa: E402
 from model.losses import FERDLoss  # noqa: E402
 from training.loop import train_step  # noqa: E402
@@ -45,6 +45,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=10)
     p.add_argument("--channels_last", action=argparse.BooleanOptionalAction, default=False,
                    help="network and batch in channels-last memory layout")
+    p.add_argument("--compile", action=argparse.BooleanOptionalAction, default=False,
+                   help="torch.compile the network (inductor; the warmup steps include the compilation)")
+    p.add_argument("--fused", action=argparse.BooleanOptionalAction, default=False,
+                   help="Adam with fused=True (one kernel for every parameter's update)")
     return p
 
 
@@ -70,7 +74,8 @@ def main(argv: list[str] | None = None) -> dict:
     if args.channels_last:
         ferd.to(memory_format=torch.channels_last)
     loss_fn = FERDLoss()
-    optimizer = torch.optim.Adam(ferd.trainable(), lr=0.005, betas=(0.5, 0.999))
+    optimizer = torch.optim.Adam(ferd.trainable(), lr=0.005, betas=(0.5, 0.999), fused=args.fused or None)
+    net = torch.compile(ferd) if args.compile else ferd
     amp_dtype = AMP_DTYPES[args.amp_dtype] if args.amp else None
     scaler = torch.amp.GradScaler(device.type, enabled=amp_dtype == torch.float16)
     x = (torch.rand(args.batch_size, args.bands, args.img_size, args.img_size, device=device) * 0.2 - 0.1)
@@ -81,7 +86,7 @@ def main(argv: list[str] | None = None) -> dict:
     losses = []
 
     def step() -> None:
-        losses.append(train_step(ferd, loss_fn, optimizer, scaler, x, amp_dtype)[0])
+        losses.append(train_step(net, loss_fn, optimizer, scaler, x, amp_dtype)[0])
 
     times = run_seconds(step, args.repeat, device, warmup=args.warmup)
     rss_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
@@ -93,13 +98,14 @@ def main(argv: list[str] | None = None) -> dict:
            "patches_per_s": args.batch_size / statistics.median(times), "peak_rss_mib": rss_mib,
            "params_total": sum(p.numel() for p in ferd.parameters()),
            "params_trainable": sum(p.numel() for p in ferd.trainable()), "channels_last": args.channels_last,
-           "gflop_per_step": gflop, "gflops": gflop / statistics.median(times), "sgemm_gflops": peer,
+           "compile": args.compile, "fused": args.fused, "gflop_per_step": gflop, "gflops": gflop / statistics.median(times), "sgemm_gflops": peer,
            "of_sgemm": gflop / statistics.median(times) / peer}
     line = (f"device {res['device']} | amp {res['amp']} | batch {args.batch_size} x {args.bands} x "
             f"{args.img_size} x {args.img_size} | {res['s_per_step']:.3f} s/step (median of {len(times)}, "
             f"mean {res['s_per_step_mean']:.3f}) = {res['patches_per_s']:.1f} patches/s | {gflop:.0f} GFLOP/step = "
             f"{res['gflops']:.0f} GFLOP/s, {100 * res['of_sgemm']:.0f} % of sgemm ({peer:.0f} GFLOP/s) | "
-            f"{'channels-last' if args.channels_last else 'contiguous'} | peak RSS {rss_mib:.0f} MiB")
+            f"{'channels-last' if args.channels_last else 'contiguous'}{' | compiled' * args.compile}"
+            f"{' | fused Adam' * args.fused} | {load_note()} | peak RSS {rss_mib:.0f} MiB")
     if device.type == "cuda":
         res["peak_cuda_mib"] = torch.cuda.max_memory_allocated(device) / 2**20
         line += f" | peak CUDA allocated {res['peak_cuda_mib']:.0f} MiB"

@@ -11,7 +11,9 @@ holds every candidate signal and the real FEN+GRX AUC of the two held-out scenes
 * ``val``: mAUC on held-out backgrounds with implanted synthetic materials (``--select val``);
 * ``val_real``: mAUC on held-out backgrounds with the labelled anomaly spectra of the training scenes
   implanted (``--select val_real``);
-* ``-loss``: the epoch's mean training loss, negated (lower loss, better FEN?).
+* ``-loss``: the epoch's mean training loss, negated (lower loss, better FEN?);
+* ``val_scene``: the FEN+GRX AUC of the whole validation scene (the training scene held out for ``val``'s
+  tiles) with its own labels: no implants, one scene's few anomalies (logged from fold 2 on).
 
 For each candidate: Spearman's rank correlation, over the epochs, with the held-out scenes' mean AUC (the
 target a choice may use) and, for the reader only, with the four airports' mean AUC (never used for a
@@ -33,13 +35,15 @@ from scipy.stats import spearmanr  # noqa: E402
 
 import train  # noqa: E402
 from benchmarks.abu_transfer import ABU, BANDS, SETTINGS, TEST, TRAIN  # noqa: E402
+from data.patches import split_files  # noqa: E402
 from utils.io import save_json  # noqa: E402
 from weights.release import ENV_WEIGHTS_DIR  # noqa: E402
 
 #: Held-out pairs, one per fold: every training scene once, each pair from two sensors' scenes.
 FOLDS = [("abu-urban-1", "hydice"), ("abu-beach-2", "abu-urban-4"), ("abu-urban-2", "sandiego"),
          ("abu-beach-1", "abu-urban-5"), ("abu-beach-3", "abu-urban-3")]
-CANDIDATES = {"val": "val_mAUC", "val_real": "val_real_mAUC", "-loss": "loss"}
+CANDIDATES = {"val": "val_mAUC", "val_real": "val_real_mAUC", "-loss": "loss", "val_scene": "test:{val_scene}"}
+SEED = 10
 #: train.py options of each recipe compared on the folds (abu_transfer.py's recipe of the same family):
 #: from the released layer1 with layers 2-3 random, or fine-tuning the released FEN.
 RECIPES = {"scratch": [], "finetune": ["--init_fen", "had100", "--lr", "0.0001"]}
@@ -75,12 +79,20 @@ def with_option(options: list[str], flag: str, value: int | None) -> list[str]:
     return out
 
 
+def val_scene(held: tuple[str, str]) -> str:
+    """The training scene a fold's run holds out for validation (train.py's ``--val_fraction`` split, seed 10):
+    its tiles carry the implants of ``val`` and ``val_real``; its own labels give the ``val_scene`` signal."""
+    kept = [n for n in TRAIN if n not in held]
+    (name,) = split_files(kept, train.build_parser().get_default("val_fraction"), SEED)[1]
+    return name
+
+
 def train_argv(args: argparse.Namespace, held: tuple[str, str], save_dir: Path) -> list[str]:
     options = with_option(with_option(SETTINGS[args.setting], "--epochs", args.epochs), "--max_steps", args.max_steps)
     return ["--train_scenes", *(str(args.abu / f"{n}.mat") for n in TRAIN if n not in held),
-            "--test_scenes", *(str(args.abu / f"{n}.mat") for n in (*held, *TEST)),
+            "--test_scenes", *(str(args.abu / f"{n}.mat") for n in (*held, val_scene(held), *TEST)),
             "--input_channel", str(BANDS), "--teacher", str(args.weights_dir / "had100-50bands" / "enc.pt"),
-            "--select", "val_real", "--seed", "10", "--save_dir", str(save_dir), "--no-progress",
+            "--select", "val_real", "--seed", str(SEED), "--save_dir", str(save_dir), "--no-progress",
             *(["--device", args.device] if args.device else []), *options, *RECIPES[args.recipe]]
 
 
@@ -99,6 +111,9 @@ def correlations(rows: list[dict[str, str]], held: tuple[str, str]) -> dict:
     out = {"epochs": len(rows), "held_out_mAUC": held_auc.tolist(), "airport_mAUC": airport.tolist(),
            "candidates": {}}
     for name, key in CANDIDATES.items():
+        key = key.format(val_scene=val_scene(held) if "{" in key else "")
+        if key not in rows[0]:  # a run from before the signal was logged
+            continue
         v = col(key) * (-1 if name.startswith("-") else 1)
         rho_h, p_h = spearmanr(v, held_auc)
         rho_a, p_a = spearmanr(v, airport)
@@ -142,7 +157,44 @@ def recipe_table(results: list[dict]) -> str:
     return "\n".join(lines)
 
 
-def report(results: list[dict]) -> str:
+def release_held_out(held: list[str], abu: Path, weights_dir: Path) -> float:
+    """The authors' released FEN+GRX mean AUC on a fold's held-out scenes: the bar a trained recipe must pass
+    on the same scenes (no training, so the same for every recipe of the fold)."""
+    import torch
+
+    from data.scene import read_scene
+    from training.data import eval_cubes, evaluate
+    from weights.release import load_fen
+
+    bands = argparse.Namespace(input_channel=BANDS, start_channel=0)
+    cubes = eval_cubes([read_scene(abu / f"{n}.mat") for n in held], bands)
+    return evaluate(load_fen("had100", BANDS, weights_dir), cubes, torch.device("cpu"))[0]
+
+
+def family_table(results: list[dict], release: dict[int, float]) -> str:
+    """The recipe choice: per recipe, the held-out mAUC at its val_real-kept epoch, averaged over the folds
+    every recipe has run; the higher mean wins (the rule of docs/training.md, section 2). The release's
+    held-out mAUC on the same folds is the bar."""
+    by_recipe: dict[str, dict[int, float]] = {}
+    for r in results:
+        by_recipe.setdefault(r.get("recipe", "scratch"), {})[r["fold"]] = selected(r)[1]
+    folds = sorted(set.intersection(*(set(v) for v in by_recipe.values()), set(release)))
+    if not folds:
+        return "no fold has run every recipe"
+    means = {name: float(np.mean([v[k] for k in folds])) for name, v in by_recipe.items()}
+    means["release (no training)"] = float(np.mean([release[k] for k in folds]))
+    lines = [f"| recipe | held-out mAUC at the kept epoch, folds {', '.join(map(str, folds))} | mean |", "|---|---|---|"]
+    for name, m in sorted(means.items(), key=lambda kv: -kv[1]):
+        per = [release[k] if name.startswith("release") else by_recipe[name][k] for k in folds]
+        lines.append(f"| {name} | {' / '.join(f'{a:.4f}' for a in per)} | {m:.4f} |")
+    trained = {k: v for k, v in means.items() if not k.startswith("release")}
+    best = max(trained, key=trained.get)
+    verdict = "above" if trained[best] > means["release (no training)"] else "not above"
+    return "\n".join(lines) + f"\n\nChosen family: {best} ({trained[best]:.4f}, {verdict} the release's " \
+        f"{means['release (no training)']:.4f} on the same folds)."
+
+
+def report(results: list[dict], release: dict[int, float] | None = None) -> str:
     lines = ["| fold | recipe | held out | epochs | candidate | rho with held-out mAUC | rho with airport mAUC "
              "(reader only) |", "|---|---|---|---|---|---|---|"]
     for r in results:
@@ -151,10 +203,12 @@ def report(results: list[dict]) -> str:
                          f"{c['rho_held_out']:+.2f} (p {c['p_held_out']:.2f}) | {c['rho_airports']:+.2f} |")
     if len(results) > 1:
         for name in CANDIDATES:
-            rho = [r["candidates"][name]["rho_held_out"] for r in results]
-            air = [r["candidates"][name]["rho_airports"] for r in results]
-            lines.append(f"| mean | | | | {name} | {np.nanmean(rho):+.2f} | {np.nanmean(air):+.2f} |")
-    return "\n".join(lines) + "\n\n" + recipe_table(results)
+            logged = [r["candidates"][name] for r in results if name in r["candidates"]]
+            if logged:
+                rho, air = [c["rho_held_out"] for c in logged], [c["rho_airports"] for c in logged]
+                lines.append(f"| mean of {len(logged)} | | | | {name} | {np.nanmean(rho):+.2f} | {np.nanmean(air):+.2f} |")
+    text = "\n".join(lines) + "\n\n" + recipe_table(results)
+    return text + ("\n\n" + family_table(results, release) if release else "")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -162,7 +216,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.fold is not None:
         return run_fold(args)
     results = [json.loads(p.read_text()) for p in sorted(args.out.glob("fold*.json"))]
-    print(report(results) if results else f"no fold results in {args.out}")
+    if not results:
+        print(f"no fold results in {args.out}")
+        return 0
+    release = {k: release_held_out(list(FOLDS[k]), args.abu, args.weights_dir) for k in {r["fold"] for r in results}}
+    print(report(results, release))
     return 0
 
 

@@ -24,6 +24,18 @@ def test_correlations_are_spearman_over_epochs():
     assert c["val"]["rho_held_out"] == pytest.approx(1.0) and c["val"]["rho_airports"] == pytest.approx(-1.0)
     assert c["val_real"]["rho_held_out"] == pytest.approx(-1.0)  # the reverse order
     assert c["-loss"]["values"] == [-1.0, -0.8, -0.9, -0.5] and c["-loss"]["rho_held_out"] == pytest.approx(1.0)
+    assert "val_scene" not in c  # runs from before the validation scene's own AUC was logged
+
+
+def test_val_scene_signal_is_the_validation_scenes_own_auc():
+    fold = val_study.FOLDS[2]
+    held = [0.90, 0.92, 0.91, 0.95]
+    rows = _rows(held, airports=held, val=held, val_real=held, loss=[1.0, 0.9, 0.8, 0.7])
+    for r, a in zip(rows, [0.5, 0.7, 0.6, 0.4]):
+        r.update({f"test:{n}": str(h) for n, h in zip(fold, [float(r["test:x"])] * 2)})
+        r[f"test:{val_study.val_scene(fold)}"] = str(a)
+    c = val_study.correlations(rows, fold)["candidates"]["val_scene"]
+    assert c["values"] == [0.5, 0.7, 0.6, 0.4] and c["rho_held_out"] == pytest.approx(-0.2)
 
 
 def test_each_fold_trains_on_the_rest_and_tests_on_its_pair_and_the_airports():
@@ -34,7 +46,9 @@ def test_each_fold_trains_on_the_rest_and_tests_on_its_pair_and_the_airports():
     parsed = train.parse_args(argv)
     trained = [p.stem for p in parsed.train_scenes]
     assert set(trained) == set(TRAIN) - set(val_study.FOLDS[1])
-    assert [p.stem for p in parsed.test_scenes] == [*val_study.FOLDS[1], *TEST]
+    val = val_study.val_scene(val_study.FOLDS[1])
+    assert val in TRAIN and val not in val_study.FOLDS[1]
+    assert [p.stem for p in parsed.test_scenes] == [*val_study.FOLDS[1], val, *TEST]
     assert parsed.select == "val_real" and parsed.epochs == 3
 
 
@@ -56,3 +70,23 @@ def test_ship_fen_table_and_card_from_a_recipe_result(tmp_path):
     assert "`python test.py --weights mine --input_channel 50`" in text and "It beats the authors' release" in text
     assert "| **mean** | **0.9000** | **0.9600** | **0.9700** |" in text
     assert "python benchmarks/abu_transfer.py --recipe long" in text
+
+
+def _result(fold, recipe, val_real, held):
+    return {"fold": fold, "recipe": recipe, "held_out_mAUC": held, "airport_mAUC": [0.9] * len(held),
+            "candidates": {"val_real": {"values": val_real}}}
+
+
+def test_family_table_compares_recipes_at_their_kept_epochs_on_shared_folds_against_the_release():
+    results = [_result(0, "scratch", [0.1, 0.3, 0.2], [0.90, 0.94, 0.99]),  # kept: epoch 2 -> 0.94
+               _result(0, "finetune", [0.5, 0.4], [0.95, 0.80]),  # kept: epoch 1 -> 0.95
+               _result(1, "scratch", [0.2, 0.2], [0.80, 0.70]),  # ties keep the first: 0.80
+               _result(1, "finetune", [0.1, 0.9], [0.60, 0.81]),  # 0.81
+               _result(2, "scratch", [0.1], [0.99])]  # fold 2 has no finetune run: left out
+    table = val_study.family_table(results, {0: 0.96, 1: 0.70, 2: 0.5})
+    assert "folds 0, 1 |" in table
+    assert "| finetune | 0.9500 / 0.8100 | 0.8800 |" in table and "| scratch | 0.9400 / 0.8000 | 0.8700 |" in table
+    assert "| release (no training) | 0.9600 / 0.7000 | 0.8300 |" in table
+    assert table.endswith("Chosen family: finetune (0.8800, above the release's 0.8300 on the same folds).")
+    beaten = val_study.family_table(results, {0: 0.99, 1: 0.99})
+    assert "not above the release's 0.9900" in beaten
