@@ -72,6 +72,9 @@ def build_parser() -> argparse.ArgumentParser:
     o.add_argument("--batch_size", type=int, default=16, help="global batch, split over torchrun's processes")
     o.add_argument("--lr", type=float, default=0.005, help="Adam learning rate")
     o.add_argument("--betas", type=float, nargs=2, default=(0.5, 0.999), metavar=("B1", "B2"), help="Adam betas")
+    o.add_argument("--fused_adam", action=argparse.BooleanOptionalAction, default=True,
+                   help="Adam's fused kernel: the same update in one pass over the weights (docs/training.md, "
+                        "section 3); --no-: torch's per-tensor Adam, the authors'")
     o.add_argument("--seed", type=int, default=10, help="seeds Python's random, numpy, torch and CUDA")
     o.add_argument("--deterministic", action=argparse.BooleanOptionalAction, default=False,
                    help="cuDNN deterministic, no cuDNN benchmark, deterministic algorithms where they exist "

@@ -423,3 +423,29 @@ def test_train_scenes_without_a_defined_score_says_so(train_cli, tmp_path, capsy
     assert "no epoch has had a defined score yet: holding epoch 2" in out
     assert "no epoch had a defined test mAUC (no scene with both anomaly and background pixels)" in err
     assert load(tmp_path / "ck" / "fen_8bands.pt")["meta"]["epoch"] == 2
+
+
+def test_fused_adam_is_the_authors_adam():
+    """--fused_adam (the default) changes how Adam runs, not what it computes: three float64 steps on a FEN
+    end where torch's per-tensor Adam (--no-fused_adam, the authors') ends, to rounding."""
+    import train
+    from model.fen import FEN
+    from training.loop import adam
+
+    torch.manual_seed(0)
+    x = torch.rand(2, 6, 12, 12, dtype=torch.float64) - 0.5
+    ends = []
+    for flag in ("--fused_adam", "--no-fused_adam"):
+        torch.manual_seed(1)
+        fen = FEN(6).double()
+        params = [p for p in fen.parameters() if p.requires_grad]
+        opt = adam(params, train.parse_args([flag]))
+        assert bool(opt.defaults["fused"]) == (flag == "--fused_adam")
+        for _ in range(3):
+            opt.zero_grad()
+            fen(x).square().mean().backward()
+            opt.step()
+        ends.append(torch.cat([p.detach().flatten() for p in params]))
+    start = torch.cat([p.detach().flatten() for p in FEN(6).double().parameters()])
+    assert not torch.equal(ends[0], start)  # the steps moved the weights
+    torch.testing.assert_close(ends[0], ends[1], rtol=1e-12, atol=1e-15)

@@ -3,7 +3,7 @@
 The network (50 bands) and its input are rebuilt by the rule in ../shared/reference/README.md (section
 "train_golden.json"): every floating-point tensor of the state dict is filled from a generator seeded with the
 CRC-32 of its name, so no random draw of ours has to agree with theirs. Three Adam steps then run through
-``training.loop.train_step``, the very function the training loop calls, in float64 on the CPU, teacher in eval mode and
+``training.loop.train_step`` with ``training.loop.adam``, the very functions the training loop calls, in float64 on the CPU, teacher in eval mode and
 everything else in train mode. About a minute and 6 GB on a 2-core CPU.
 
 The rule fills the state dict of ``FERD(bands=50)`` as built, i.e. float32 tensors, so the float64 draws are
@@ -22,6 +22,7 @@ import torch
 from conftest import SHARED, require_shared
 
 from model.ferd import FERD
+import train
 import training.loop
 from model.losses import FERDLoss
 from utils.device import torch_threads
@@ -98,7 +99,8 @@ def three_steps() -> dict:
         net.train()  # the teacher stays in eval mode by construction
         x = golden_input()
         loss_fn = FERDLoss()  # the paper's weights, double sigmoid (quirk 1)
-        optimizer = torch.optim.Adam(net.trainable(), lr=0.005, betas=(0.5, 0.999))
+        optimizer = training.loop.adam(net.trainable(), train.parse_args([]))  # train.py's: lr 0.005, betas (0.5, 0.999), fused
+        assert optimizer.defaults["fused"] and optimizer.defaults["lr"] == 0.005
         scaler = torch.amp.GradScaler("cpu", enabled=False)
         outputs = []
         hook = net.register_forward_hook(lambda module, inputs, out: outputs.append(
