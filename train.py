@@ -21,7 +21,7 @@ import time
 from pathlib import Path
 
 from model.losses import W_REC, W_SIM, W_ZC
-from training.data import VAL_SELECTIONS, log
+from training.data import LABELLED_SELECTIONS, VAL_SELECTIONS, log
 from training.loop import build_trainer, check_finite, restore, run_epoch
 from training.record import check_outputs, describe, end_epoch, log_baseline, log_selected
 from training.state import Progress, TrainingError, open_resume
@@ -87,9 +87,10 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--select", choices=["test", "last", *VAL_SELECTIONS], default="test",
                    help="which epoch's FEN is saved: best test mAUC (quirk 4, the paper's), the last, or best mAUC "
                         "on held-out training backgrounds with implanted anomalies: synthetic materials (val) or "
-                        "the labelled anomaly spectra of --train_scenes (val_real); both are logged when possible")
+                        "the labelled anomaly spectra of --train_scenes (val_real), or the held-out scenes' own "
+                        "labelled anomalies (val_scene); all are logged when possible")
     s.add_argument("--val_fraction", type=float, default=0.1,
-                   help="training files (scenes) held out by --select val/val_real")
+                   help="training files (scenes) held out by --select val/val_real/val_scene")
     s.add_argument("--eval_test", action=argparse.BooleanOptionalAction, default=True,
                    help="FEN+GRX on the test set each epoch (required by --select test)")
     s.add_argument("--eval_scenes", type=int, default=0, help="evaluate only the first N test scenes (0: all)")
@@ -126,9 +127,9 @@ def check_args(p: argparse.ArgumentParser, args: argparse.Namespace) -> None:
     if args.select == "test" and not (args.eval_test and has_test):
         p.error("--select test needs a test set to evaluate each epoch: "
                 + ("give --test_scenes, " if not has_test else "drop --no-eval_test, ") + "or pick --select val/last")
-    if args.select == "val_real" and not args.train_scenes:
-        p.error("--select val_real needs --train_scenes with labelled anomalies (their spectra are implanted); "
-                "HAD100's training files have none: use --select val")
+    if args.select in LABELLED_SELECTIONS and not args.train_scenes:
+        p.error(f"--select {args.select} needs --train_scenes with labelled anomalies (implanted, or scored, "
+                "in the held-out scenes); HAD100's training files have none: use --select val")
 
 
 def train(args: argparse.Namespace, d: Dist) -> dict:

@@ -177,3 +177,24 @@ def test_atomic_writes_leave_no_temp_and_normal_permissions(tmp_path):
     mask = os.umask(0)
     os.umask(mask)
     assert (tmp_path / "x.json").stat().st_mode & 0o777 == 0o666 & ~mask
+
+
+def test_ctrl_c_the_moment_the_temporary_exists_leaves_nothing_behind(tmp_path, monkeypatch):
+    """A SIGINT that the OS hands to another thread is not held back by the main thread's signal mask: the
+    KeyboardInterrupt can land right after the temporary file is created, before its creator returns."""
+    import os
+
+    from utils.io import save_json
+
+    (tmp_path / "x.json").write_text("old")
+    real_open = os.open
+
+    def open_then_interrupt(*args, **kwargs):
+        os.close(real_open(*args, **kwargs))
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(os, "open", open_then_interrupt)
+    with pytest.raises(KeyboardInterrupt):
+        save_json({"a": 1}, tmp_path / "x.json")
+    monkeypatch.undo()
+    assert [p.name for p in tmp_path.iterdir()] == ["x.json"] and (tmp_path / "x.json").read_text() == "old"

@@ -102,9 +102,9 @@ def test_end_to_end_loss_falls_checkpoint_written_and_test_py_runs_it(test_cli, 
     assert fen["meta"]["select"] == "test" and "TEST set (quirk 4" in fen["meta"]["selection"]
     assert fen["meta"]["epoch"] == best == result["best"]["epoch"]
     table = (save_dir / "auc_8bands.csv").read_text().splitlines()
-    assert table[0].startswith("epoch,step,loss,sim,rec,zc,test_mAUC,val_mAUC,val_real_mAUC,seconds,selected,test:synthetic_test_0000")
-    assert len(table) == 3 and [line.split(",")[10] for line in table[1:]].count("*") == 1
-    assert table[best].split(",")[10] == "*"
+    assert table[0].startswith("epoch,step,loss,sim,rec,zc,test_mAUC,val_mAUC,val_real_mAUC,val_scene_mAUC,seconds,selected,test:synthetic_test_0000")
+    assert len(table) == 3 and [line.split(",")[11] for line in table[1:]].count("*") == 1
+    assert table[best].split(",")[11] == "*"
 
     # test.py runs the checkpoint and finds the AUCs the training recorded for that epoch
     results = test_cli.run(test_cli.parse_args(["--data_path", str(data), "--input_channel", "8", "--weights",

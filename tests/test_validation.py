@@ -138,3 +138,46 @@ def set_bands(argv: list[str], bands: str) -> list[str]:
     out = list(argv)
     out[out.index("--input_channel") + 1] = bands
     return out
+
+
+def test_select_val_scene_scores_the_held_out_scene_on_its_own_labels(train_cli, tmp_path, capsys):
+    """--select val_scene: the score is the FEN+GRX AUC of the held-out training scene with its own mask,
+    recomputed here from the saved FEN."""
+    from data.patches import split_files
+    from data.preprocess import preprocess
+    from data.scene import read_scene
+    from detectors.rx import grx
+    from evaluation.metrics import roc_auc
+    from weights.release import load_fen
+
+    rng = np.random.default_rng(1)
+    targets = [[(3, 3), (12, 17), (20, 20)], [(20, 5), (4, 15), (14, 8)], [(5, 5), (11, 11), (18, 3)]]
+    scenes = [write_scene(tmp_path / f"s{k}.npy", rng, a) for k, a in enumerate(targets)]
+    for path, spots in zip(scenes, targets):  # faint targets (+6 on a noise of 5), so the AUC is not 1
+        cube = np.load(path)
+        for r, c in spots:
+            cube[r, c] -= 34
+        np.save(path, cube)
+    argv = ["--train_scenes", *map(str, scenes), "--input_channel", "8", "--img_size", "8", "--patch_stride", "8",
+            "--batch_size", "2", "--teacher", "random", "--no-progress", "--select", "val_scene",
+            "--val_fraction", "0.34", "--epochs", "2", "--max_steps", "2", "--no-eval_test",
+            "--save_dir", str(tmp_path / "ck")]
+    assert train_cli.main(argv) == 0
+    out = capsys.readouterr().out
+    line = next(x for x in out.splitlines() if x.startswith("epoch 1/2"))
+    assert " val_real mAUC 0." in line and " val_scene mAUC 0." in line and "best val_scene mAUC" in line
+    ck = tmp_path / "ck" / "fen_8bands.pt"
+    meta = torch.load(ck, map_location="cpu", weights_only=True)["meta"]
+    assert meta["select"] == "val_scene" and meta["score"] == meta["val_scene_mAUC"]
+    (held,) = split_files([read_scene(p) for p in scenes], 0.34, 10)[1]
+    x = preprocess(held.cube, 8, 0, held.label)
+    expected = roc_auc(grx(load_fen(str(ck), 8).enhance(x, normalize=False)).numpy(), held.mask)
+    assert meta["val_scene_mAUC"] == pytest.approx(expected, abs=1e-6)
+    plain = roc_auc(grx(x).numpy(), held.mask)
+    assert meta["val_scene_mAUC"] != pytest.approx(plain, abs=1e-9)  # the FEN's map, not plain GRX's
+
+
+def test_select_val_scene_needs_labelled_training_scenes(train_cli, tmp_path, capsys):
+    assert train_cli.main(["--select", "val_scene", "--save_dir", str(tmp_path)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--select val_scene needs --train_scenes with labelled anomalies" in err[0]

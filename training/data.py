@@ -25,7 +25,11 @@ from training.state import Diverged
 from utils.cli import DEFAULT_DATA
 from utils.dist import Dist
 
-VAL_SELECTIONS = ("val", "val_real")
+#: Selections on held-out training data: implanted synthetic materials (val), implanted real anomaly spectra
+#: (val_real), the held-out scenes' own labelled anomalies (val_scene).
+VAL_SELECTIONS = ("val", "val_real", "val_scene")
+#: Those that need labelled --train_scenes (HAD100's training files have no anomalies).
+LABELLED_SELECTIONS = ("val_real", "val_scene")
 
 
 def log(msg: str, d: Dist) -> None:
@@ -48,6 +52,11 @@ class TrainData:
     val: list[EvalCube]
     dropped: int = 0
     val_real: list[EvalCube] = field(default_factory=list)
+    val_scene: list[EvalCube] = field(default_factory=list)
+
+    def sets(self) -> dict[str, list[EvalCube]]:
+        """Every evaluation set by the name its score goes by (``<name>_mAUC`` in logs and checkpoints)."""
+        return {"test": self.test, "val": self.val, "val_real": self.val_real, "val_scene": self.val_scene}
 
 
 def eval_cubes(scenes: list[Scene], args: argparse.Namespace) -> list[EvalCube]:
@@ -90,9 +99,10 @@ def had100_data(args: argparse.Namespace, d: Dist) -> TrainData:
 
 
 def scene_data(args: argparse.Namespace, d: Dist) -> TrainData:
-    """Patches of --train_scenes that touch no labelled anomaly; val scenes from held-out scenes' patches."""
+    """Patches of --train_scenes that touch no labelled anomaly; val scenes from held-out scenes' patches, and
+    the held-out scenes themselves with their labels (val_scene)."""
     every = [read_scene(p) for p in args.train_scenes]
-    scenes, val, val_real = every, [], []
+    scenes, val, val_real, held_out = every, [], [], []
     if args.select in VAL_SELECTIONS:
         scenes, held_out = split_files(every, args.val_fraction, args.seed)
         val = make_val_scenes_from(held_out, args.input_channel, args.start_channel, args.img_size, args.seed)
@@ -106,7 +116,7 @@ def scene_data(args: argparse.Namespace, d: Dist) -> TrainData:
     main = d.is_main
     return TrainData(patches, len(scenes), f"{len(scenes)} scenes ({names})",
                      eval_cubes(test_scenes(args, None, d), args), eval_cubes(val, args) if main else [], dropped,
-                     eval_cubes(val_real, args) if main else [])
+                     eval_cubes(val_real, args) if main else [], eval_cubes(held_out, args) if main else [])
 
 
 @torch.no_grad()

@@ -17,7 +17,10 @@ from weights.release import save_fen
 
 SELECTION = {"test": "best FEN+GRX mAUC on the TEST set (quirk 4, the paper's selection)",
              "last": "last epoch", "val": "best FEN+GRX mAUC on held-out backgrounds with implanted anomalies",
-             "val_real": "best FEN+GRX mAUC on held-out backgrounds with implanted real anomaly spectra"}
+             "val_real": "best FEN+GRX mAUC on held-out backgrounds with implanted real anomaly spectra",
+             "val_scene": "best FEN+GRX mAUC of the held-out training scenes, on their own labels"}
+#: The scores each epoch logs, in the order of the log line and the AUC table.
+SCORES = ("test", "val", "val_real", "val_scene")
 
 
 OUTPUTS = (("fen", "pt"), ("last", "pt"), ("auc", "csv"), ("loss", "png"))
@@ -51,25 +54,23 @@ def end_epoch(tr: Trainer, epoch: int, means: dict[str, float], t0: float, train
     args = tr.args
     fen = tr.ferd.fen()
     try:
-        test_m, test_aucs = evaluate(fen, tr.data.test, tr.d.device) if tr.data.test else (None, {})
-        val_m, _ = evaluate(fen, tr.data.val, tr.d.device) if tr.data.val else (None, {})
-        val_real_m, _ = evaluate(fen, tr.data.val_real, tr.d.device) if tr.data.val_real else (None, {})
+        scores = {k: evaluate(fen, c, tr.d.device) if c else (None, {}) for k, c in tr.data.sets().items()}
     except Diverged as err:
         raise diverged(tr, f"{err} after step {progress.step}", epoch, progress) from None
-    score = {"test": test_m, "val": val_m, "val_real": val_real_m, "last": float(epoch)}[args.select]
+    maucs = {f"{k}_mAUC": scores[k][0] for k in SCORES}
+    score = {**{k: v[0] for k, v in scores.items()}, "last": float(epoch)}[args.select]
     selected = improves(args.select, score, progress.best)
     if selected:
         progress.best = {"epoch": epoch, "score": score}
         for r in progress.history:
             r["selected"] = False
         save_fen(fen.cpu(), tr.path("fen"), zcl=tr.ferd.sfam.zcl, select=args.select,
-                 selection=SELECTION[args.select], epoch=epoch, step=progress.step, score=score, test_mAUC=test_m,
-                 val_mAUC=val_m, val_real_mAUC=val_real_m, teacher=args.teacher, teacher_note=tr.teacher_msg,
+                 selection=SELECTION[args.select], epoch=epoch, step=progress.step, score=score,
+                 **maucs, teacher=args.teacher, teacher_note=tr.teacher_msg,
                  input_channel=args.input_channel, start_channel=args.start_channel, img_size=args.img_size, sensor=args.sensor, seed=args.seed,
                  data=tr.data.description)
-    progress.history.append({"epoch": epoch, "step": progress.step, **means, "test_mAUC": test_m,
-                             "val_mAUC": val_m, "val_real_mAUC": val_real_m, "seconds": time.perf_counter() - t0,
-                             "selected": selected, "test_aucs": test_aucs})
+    progress.history.append({"epoch": epoch, "step": progress.step, **means, **maucs, "seconds": time.perf_counter() - t0,
+                             "selected": selected, "test_aucs": scores["test"][1]})
     save_torch({"format": STATE_FORMAT, "config": tr.cfg, "epoch": epoch, "step": progress.step,
                 "model": {k: v.detach().cpu() for k, v in tr.ferd.state_dict().items() if not k.startswith("teacher.")},
                 "optimizer": tr.optimizer.state_dict(), "scaler": tr.scaler.state_dict(),
@@ -85,26 +86,25 @@ def end_epoch(tr: Trainer, epoch: int, means: dict[str, float], t0: float, train
 def epoch_line(args: argparse.Namespace, epoch: int, progress: Progress, means: dict[str, float],
                train_seconds: float) -> str:
     row, best = progress.history[-1], progress.best
-    label = {"test": "best test mAUC (selected on the test set, quirk 4)", "val": "best val mAUC",
-             "val_real": "best val_real mAUC", "last": "selected: last epoch"}[args.select]
+    label = {"test": "best test mAUC (selected on the test set, quirk 4)", "last": "selected: last epoch"}.get(
+        args.select, f"best {args.select} mAUC")
     if args.select == "last":
         best_txt = label
     elif not defined(best["score"]):
         best_txt = f"{label} - (no epoch has had a defined score yet: holding epoch {best['epoch']})"
     else:
         best_txt = f"{label} {fmt(best['score'])} @ epoch {best['epoch']}"
-    real_txt = f"  val_real mAUC {fmt(row['val_real_mAUC'])}" if row.get("val_real_mAUC") is not None else ""
+    real_txt = "".join(f"  {k} mAUC {fmt(row[k + '_mAUC'])}" for k in SCORES[2:] if row.get(k + "_mAUC") is not None)
     return (f"epoch {epoch}/{args.epochs}  step {progress.step}  loss {means['loss']:.4f} (sim {means['sim']:.4f} "
             f"rec {means['rec']:.6f} zc {means['zc']:.4f})  test mAUC {fmt(row['test_mAUC'])}  "
             f"val mAUC {fmt(row['val_mAUC'])}{real_txt}  {best_txt}  train {train_seconds:.1f} s, total {row['seconds']:.1f} s")
 
 
 def auc_table(history: list[dict], scene_names: list[str]) -> str:
-    cols = ["epoch", "step", "loss", "sim", "rec", "zc", "test_mAUC", "val_mAUC", "val_real_mAUC", "seconds",
-            "selected"]
+    cols = ["epoch", "step", "loss", "sim", "rec", "zc", *(f"{k}_mAUC" for k in SCORES), "seconds", "selected"]
     lines = [",".join(cols + [f"test:{n}" for n in scene_names])]
     for row in history:
-        vals = [str(row["epoch"]), str(row["step"])] + [fmt(row.get(k), 6) for k in cols[2:9]]
+        vals = [str(row["epoch"]), str(row["step"])] + [fmt(row.get(k), 6) for k in cols[2:-2]]
         vals += [fmt(row["seconds"], 2), "*" if row["selected"] else ""]
         vals += [fmt(row["test_aucs"].get(n), 6) for n in scene_names]
         lines.append(",".join(vals))
@@ -125,8 +125,7 @@ def describe(tr: Trainer) -> str:
 
 def log_baseline(tr: Trainer) -> None:
     """GRX without the FEN on each evaluation set: the reference the FEN has to beat."""
-    sets = (("test", tr.data.test), ("val", tr.data.val), ("val_real", tr.data.val_real))
-    plain = {k: evaluate(None, c, tr.d.device)[0] for k, c in sets if c}
+    plain = {k: evaluate(None, c, tr.d.device)[0] for k, c in tr.data.sets().items() if c}
     if plain:
         log("GRX without the FEN: " + ", ".join(f"{k} mAUC {v:.4f}" for k, v in plain.items()), tr.d)
 

@@ -5,8 +5,8 @@ import errno
 import json
 import os
 import re
-import tempfile
-from contextlib import contextmanager
+import secrets
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
@@ -15,16 +15,10 @@ import torch
 
 from utils.errors import DiskFullError
 
-#: What :func:`atomic_path` names its temporary files: ``.<file>.<8 random characters>.tmp`` (mkstemp).
+#: What :func:`atomic_path` names its temporary files: ``.<file>.<8 random characters>.tmp``.
 TEMP_NAME = re.compile(r"\..+\.[A-Za-z0-9_]{8}\.tmp")
 #: OS errors that mean "no room left" (a full disk, a quota, a file-size limit).
 FULL_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG})
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
 
 
 @contextmanager
@@ -53,12 +47,10 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     temporary file; a disk that fills up is one :class:`DiskFullError` line."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp: str | None = None
+    names: list[str] = []  # the temporary's name, recorded before the file exists
     try:
         with _sigint_held():
-            fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-            os.close(fd)
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; the result should be like any file the user writes
+            tmp = _new_temporary(path, names)
         yield Path(tmp)
         os.replace(tmp, path)
     except OSError as err:
@@ -68,8 +60,28 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
         raise
     finally:
         with _sigint_held():
-            if tmp is not None and os.path.exists(tmp):
-                os.unlink(tmp)
+            for name in names:
+                with suppress(FileNotFoundError):  # renamed onto path, or never created
+                    os.unlink(name)
+
+
+def _new_temporary(path: Path, names: list[str]) -> str:
+    """Create an empty ``.<file>.<8 random characters>.tmp`` beside ``path`` (mode 0666 less the umask, like
+    any file the user writes), its name appended to ``names`` *before* the file exists.
+
+    Why not ``tempfile.mkstemp``: its name is known only once it returns, and blocking SIGINT
+    (:func:`_sigint_held`) holds back only the signals sent to this thread: one that the OS hands to one of
+    torch's threads still interrupts the main thread at once, and a Ctrl-C inside ``mkstemp`` left its
+    file behind."""
+    for _ in range(100):
+        name = str(path.parent / f".{path.name}.{secrets.token_hex(4)}.tmp")
+        names.append(name)
+        try:
+            os.close(os.open(name, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666))
+            return name
+        except FileExistsError:
+            names.pop()  # somebody else's file: never ours to remove
+    raise FileExistsError(f"{path}: no free temporary name beside it after 100 tries")
 
 
 def save_json(obj: Any, path: str | os.PathLike) -> None:
