@@ -202,11 +202,15 @@ def report(results: list[dict], release: dict[int, float] | None = None) -> str:
             lines.append(f"| {r['fold']} | {r.get('recipe', 'scratch')} | {', '.join(r['held_out'])} | {r['epochs']} | {name} | "
                          f"{c['rho_held_out']:+.2f} (p {c['p_held_out']:.2f}) | {c['rho_airports']:+.2f} |")
     if len(results) > 1:
-        for name in CANDIDATES:
-            logged = [r["candidates"][name] for r in results if name in r["candidates"]]
-            if logged:
-                rho, air = [c["rho_held_out"] for c in logged], [c["rho_airports"] for c in logged]
-                lines.append(f"| mean of {len(logged)} | | | | {name} | {np.nanmean(rho):+.2f} | {np.nanmean(air):+.2f} |")
+        recipes = sorted({r.get("recipe", "scratch") for r in results}, key=list(RECIPES).index)
+        groups = [(f"mean, {k}", [r for r in results if r.get("recipe", "scratch") == k]) for k in recipes]
+        for label, group in [*groups, ("mean, all", results)] if len(recipes) > 1 else [("mean", results)]:
+            for name in CANDIDATES:
+                logged = [r["candidates"][name] for r in group if name in r["candidates"]]
+                if logged:
+                    rho, air = [c["rho_held_out"] for c in logged], [c["rho_airports"] for c in logged]
+                    lines.append(f"| {label} | | | {len(logged)} runs | {name} | {np.nanmean(rho):+.2f} | "
+                                 f"{np.nanmean(air):+.2f} |")
     text = "\n".join(lines) + "\n\n" + recipe_table(results)
     return text + ("\n\n" + family_table(results, release) if release else "")
 

@@ -90,3 +90,15 @@ def test_family_table_compares_recipes_at_their_kept_epochs_on_shared_folds_agai
     assert table.endswith("Chosen family: finetune (0.8800, above the release's 0.8300 on the same folds).")
     beaten = val_study.family_table(results, {0: 0.99, 1: 0.99})
     assert "not above the release's 0.9900" in beaten
+
+
+def test_report_means_each_candidate_per_recipe_and_over_all_runs():
+    def run(fold, recipe, rho):
+        c = {"rho_held_out": rho, "p_held_out": 0.5, "rho_airports": -rho, "p_airports": 0.5, "values": [0.5, 0.6]}
+        return {**_result(fold, recipe, [0.5, 0.6], [0.9, 0.95]), "held_out": ["a", "b"], "epochs": 2,
+                "candidates": {"val_real": c}}
+
+    text = val_study.report([run(0, "scratch", 0.8), run(0, "finetune", -0.2), run(1, "scratch", 0.4)])
+    assert "| mean, scratch | | | 2 runs | val_real | +0.60 | -0.60 |" in text
+    assert "| mean, finetune | | | 1 runs | val_real | -0.20 | +0.20 |" in text
+    assert "| mean, all | | | 3 runs | val_real | +0.33 | -0.33 |" in text
