@@ -30,6 +30,9 @@ from utils.dist import Dist
 VAL_SELECTIONS = ("val", "val_real", "val_scene")
 #: Those that need labelled --train_scenes (HAD100's training files have no anomalies).
 LABELLED_SELECTIONS = ("val_real", "val_scene")
+#: The evaluation sets of a run (:meth:`TrainData.sets`), by the name their score goes by (``<name>_mAUC``
+#: in the log line, the checkpoints and the AUC table), in that order.
+EVAL_SETS = ("test", *VAL_SELECTIONS)
 
 
 def log(msg: str, d: Dist) -> None:
@@ -56,7 +59,7 @@ class TrainData:
 
     def sets(self) -> dict[str, list[EvalCube]]:
         """Every evaluation set by the name its score goes by (``<name>_mAUC`` in logs and checkpoints)."""
-        return {"test": self.test, "val": self.val, "val_real": self.val_real, "val_scene": self.val_scene}
+        return {k: getattr(self, k) for k in EVAL_SETS}
 
 
 def eval_cubes(scenes: list[Scene], args: argparse.Namespace) -> list[EvalCube]:

@@ -8,7 +8,7 @@ import math
 import time
 
 from evaluation.report import fmt
-from training.data import evaluate, log
+from training.data import EVAL_SETS, evaluate, log
 from training.loop import Trainer, diverged
 from training.state import STATE_FORMAT, Diverged, Progress, rng_states
 from utils.cli import check_writable
@@ -19,8 +19,6 @@ SELECTION = {"test": "best FEN+GRX mAUC on the TEST set (quirk 4, the paper's se
              "last": "last epoch", "val": "best FEN+GRX mAUC on held-out backgrounds with implanted anomalies",
              "val_real": "best FEN+GRX mAUC on held-out backgrounds with implanted real anomaly spectra",
              "val_scene": "best FEN+GRX mAUC of the held-out training scenes, on their own labels"}
-#: The scores each epoch logs, in the order of the log line and the AUC table.
-SCORES = ("test", "val", "val_real", "val_scene")
 
 
 OUTPUTS = (("fen", "pt"), ("last", "pt"), ("auc", "csv"), ("loss", "png"))
@@ -57,8 +55,8 @@ def end_epoch(tr: Trainer, epoch: int, means: dict[str, float], t0: float, train
         scores = {k: evaluate(fen, c, tr.d.device) if c else (None, {}) for k, c in tr.data.sets().items()}
     except Diverged as err:
         raise diverged(tr, f"{err} after step {progress.step}", epoch, progress) from None
-    maucs = {f"{k}_mAUC": scores[k][0] for k in SCORES}
-    score = {**{k: v[0] for k, v in scores.items()}, "last": float(epoch)}[args.select]
+    maucs = {f"{k}_mAUC": m for k, (m, _) in scores.items()}
+    score = float(epoch) if args.select == "last" else maucs[f"{args.select}_mAUC"]
     selected = improves(args.select, score, progress.best)
     if selected:
         progress.best = {"epoch": epoch, "score": score}
@@ -94,14 +92,15 @@ def epoch_line(args: argparse.Namespace, epoch: int, progress: Progress, means: 
         best_txt = f"{label} - (no epoch has had a defined score yet: holding epoch {best['epoch']})"
     else:
         best_txt = f"{label} {fmt(best['score'])} @ epoch {best['epoch']}"
-    real_txt = "".join(f"  {k} mAUC {fmt(row[k + '_mAUC'])}" for k in SCORES[2:] if row.get(k + "_mAUC") is not None)
+    real_txt = "".join(f"  {k} mAUC {fmt(row[k + '_mAUC'])}"  # test and val always show; the others when logged
+                       for k in EVAL_SETS[2:] if row.get(k + "_mAUC") is not None)
     return (f"epoch {epoch}/{args.epochs}  step {progress.step}  loss {means['loss']:.4f} (sim {means['sim']:.4f} "
             f"rec {means['rec']:.6f} zc {means['zc']:.4f})  test mAUC {fmt(row['test_mAUC'])}  "
             f"val mAUC {fmt(row['val_mAUC'])}{real_txt}  {best_txt}  train {train_seconds:.1f} s, total {row['seconds']:.1f} s")
 
 
 def auc_table(history: list[dict], scene_names: list[str]) -> str:
-    cols = ["epoch", "step", "loss", "sim", "rec", "zc", *(f"{k}_mAUC" for k in SCORES), "seconds", "selected"]
+    cols = ["epoch", "step", "loss", "sim", "rec", "zc", *(f"{k}_mAUC" for k in EVAL_SETS), "seconds", "selected"]
     lines = [",".join(cols + [f"test:{n}" for n in scene_names])]
     for row in history:
         vals = [str(row["epoch"]), str(row["step"])] + [fmt(row.get(k), 6) for k in cols[2:-2]]
