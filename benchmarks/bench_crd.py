@@ -22,6 +22,7 @@ import torch
 from threadpoolctl import threadpool_limits
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from utils.device import cpu_model  # noqa: E402
 from benchmarks.timing import bench_device, bench_parser, best_seconds, scores_and_seconds  # noqa: E402
 from detectors.crd import DEFAULT_INNER, DEFAULT_LAMBDA, DEFAULT_OUTER, background_mask, crd  # noqa: E402
 from detectors.reference import crd_per_pixel, minmax  # noqa: E402
@@ -64,13 +65,6 @@ def load_cube(bands: int, scene: Path) -> tuple[np.ndarray, str]:
         if s.cube.shape[2] >= bands:
             return preprocess(s.cube, bands).numpy(), f"{scene.stem}, first {bands} bands"
     return np.random.default_rng(0).normal(size=(bands, 100, 100)).astype(np.float32), "random"
-
-
-def cpu_model() -> str:
-    for line in Path("/proc/cpuinfo").read_text().splitlines():
-        if line.startswith("model name"):
-            return line.split(":", 1)[1].strip()
-    return "unknown CPU"
 
 
 def main() -> None:

@@ -3,13 +3,12 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 from typing import Callable, Iterator
 
 import numpy as np
 import torch
 
-from utils.device import Timer, full_fp32, pick_device
+from utils.device import Timer, cpu_model, full_fp32, pick_device
 
 CPU = torch.device("cpu")
 
@@ -53,15 +52,7 @@ def device_name(device: torch.device) -> str:
     threads (speed-ups differ between an Intel AVX-512 and an AMD AVX2 CPU: every figure names its machine)."""
     if device.type == "cuda":
         return torch.cuda.get_device_name(device)
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in open("/proc/cpuinfo"):
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return f"{cpu}, {os.cpu_count()} cores, {torch.get_num_threads()} torch threads"
+    return f"{cpu_model()}, {os.cpu_count()} cores, {torch.get_num_threads()} torch threads"
 
 
 def load_note() -> str:

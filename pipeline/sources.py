@@ -15,7 +15,7 @@ from detectors.base import reflect_index, window_index  # noqa: F401  (reflect_i
 from detectors.rx import PixelReader
 from detectors.slrx import BlockReader
 from utils.errors import DiskFullError
-from utils.io import FULL_ERRNOS
+from utils.io import FULL_ERRNOS, scratch_file
 from utils.memory import format_bytes, release_pages
 
 #: Rows of the raw cube per block of the streaming min/max pass (and of other plain reads).
@@ -94,13 +94,15 @@ class StoredCube:
         if in_memory:
             self.array = np.empty(shape, dtype=np.float32)
         else:
-            fd, path = tempfile.mkstemp(prefix="ferd-cube-", suffix=".f32", dir=directory)
-            try:
-                reserve(fd, 4 * int(np.prod(shape)), os.path.dirname(path))
-                self.array = np.memmap(path, dtype=np.float32, mode="r+", shape=shape)  # "w+" would truncate it
-            finally:
-                os.close(fd)
-                os.unlink(path)  # the mapping keeps the data; nothing is left behind, even after a crash
+            folder = tempfile.gettempdir() if directory is None else directory
+            # the mapping keeps the data once the file is gone: nothing is left behind, even after a crash
+            with scratch_file(folder, "ferd-cube-", ".f32") as path:
+                fd = os.open(path, os.O_RDWR)
+                try:
+                    reserve(fd, 4 * int(np.prod(shape)), folder)
+                    self.array = np.memmap(path, dtype=np.float32, mode="r+", shape=shape)  # "w+" would truncate
+                finally:
+                    os.close(fd)
 
     @classmethod
     def of(cls, source: SceneSource, in_memory: bool = True) -> "StoredCube":

@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import functools
 import os
+import shutil
+import tempfile
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 import utils.cli
-from utils.device import torch_threads
+from utils.device import cpu_model, torch_threads
+from utils.memory import format_bytes
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"
@@ -21,6 +24,24 @@ GOLDEN = SHARED / "reference" / "release_golden.npz"
 #: (registry name, bands) -> short key used in release_golden.npz
 RELEASE_KEYS = {("had100", 50): "had100-50", ("had100", 100): "had100-100",
                 ("had100", 200): "had100-200", ("aviris", 200): "aviris-200"}
+
+
+#: The most disk the suite's temporary files take at once, rounded up: ``benchmarks/suite_disk.py`` measured
+#: 2.8 GiB (2026-12-01): test_train.py's shared run keeps its 1 GB training checkpoint while a 2-epoch test
+#: rewrites its own, the old and the new one side by side during the atomic rewrite.
+SUITE_PEAK_BYTES = 3 << 30
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus, config) -> None:
+    """The machine in one line at the end, also under ``-q`` (the CPU kind decides speed-ups; a disk with
+    too little room fails the training tests, and the line says so beside the failures)."""
+    where = tempfile.gettempdir()
+    free = shutil.disk_usage(where).free
+    terminalreporter.write_line(f"machine: {cpu_model()}, {os.cpu_count()} cores; {format_bytes(free, 1)} free "
+                                f"in {where} (the suite needs about {format_bytes(SUITE_PEAK_BYTES, 1)})")
+    if exitstatus != 0 and free < SUITE_PEAK_BYTES:
+        terminalreporter.write_line("note: too little room for the suite's temporary files: failures that say "
+                                    "'No space left' or 'disk is full' are the machine's, not the code's")
 
 
 def require_shared(path: Path = SHARED) -> Path:
@@ -55,6 +76,18 @@ def raiser(error: type[BaseException], message: str):
         raise error(message)
 
     return refuse
+
+
+def interrupt_after_open(monkeypatch) -> None:
+    """Make ``os.open`` create its file and then raise KeyboardInterrupt: a SIGINT that the OS hands to one of
+    torch's threads is not held back by the main thread's signal mask, and can land right there."""
+    real_open = os.open
+
+    def open_then_interrupt(*args, **kwargs):
+        os.close(real_open(*args, **kwargs))
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(os, "open", open_then_interrupt)
 
 
 @pytest.fixture(autouse=True)

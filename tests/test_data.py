@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import scipy.io
 import torch
-from conftest import RELEASE_KEYS
+from conftest import RELEASE_KEYS, interrupt_after_open
 from PIL import Image
 
 from data.had100 import read_had100
@@ -182,18 +182,10 @@ def test_atomic_writes_leave_no_temp_and_normal_permissions(tmp_path):
 def test_ctrl_c_the_moment_the_temporary_exists_leaves_nothing_behind(tmp_path, monkeypatch):
     """A SIGINT that the OS hands to another thread is not held back by the main thread's signal mask: the
     KeyboardInterrupt can land right after the temporary file is created, before its creator returns."""
-    import os
-
     from utils.io import save_json
 
     (tmp_path / "x.json").write_text("old")
-    real_open = os.open
-
-    def open_then_interrupt(*args, **kwargs):
-        os.close(real_open(*args, **kwargs))
-        raise KeyboardInterrupt
-
-    monkeypatch.setattr(os, "open", open_then_interrupt)
+    interrupt_after_open(monkeypatch)
     with pytest.raises(KeyboardInterrupt):
         save_json({"a": 1}, tmp_path / "x.json")
     monkeypatch.undo()

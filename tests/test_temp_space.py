@@ -6,6 +6,8 @@ from __future__ import annotations
 import errno
 import os
 import shutil
+import subprocess
+import sys
 from collections import namedtuple
 from pathlib import Path
 
@@ -14,6 +16,7 @@ import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from conftest import REPO, interrupt_after_open
 
 import pipeline.plan
 import pipeline.sources
@@ -25,6 +28,7 @@ from pipeline.run import Pipeline
 from pipeline.sources import SceneSource, StoredCube
 from utils.errors import DiskFullError
 from utils.io import atomic_path, save_text, save_torch
+from weights.release import fen_from_checkpoint
 
 Usage = namedtuple("Usage", "total used free")
 SHAPE = (96, 96, 40)  # H x W x B: a 1.4 MiB float32 cube
@@ -209,6 +213,18 @@ def test_real_reservation_allocates_the_blocks(tmpdir_):
     assert seen["blocks"] >= 4 * 64 * 64 * 16
 
 
+def test_ctrl_c_the_moment_the_cube_file_exists_leaves_nothing_behind(tmp_path, monkeypatch):
+    """The cube's spill file, like every temporary, is named before it is created: a KeyboardInterrupt that
+    lands right after the creation (a SIGINT handed to one of torch's threads) leaves no file."""
+    interrupt_after_open(monkeypatch)
+    with pytest.raises(KeyboardInterrupt):
+        StoredCube((8, 8, 4), in_memory=False, directory=str(tmp_path))
+    monkeypatch.undo()
+    assert not list(tmp_path.iterdir())
+    cube = StoredCube((8, 8, 4), in_memory=False, directory=str(tmp_path))  # and as it should be: no file either
+    assert cube.array.shape == (8, 8, 4) and not list(tmp_path.iterdir())
+
+
 # ---- a disk that fills while results are written ---------------------------------------------------------
 
 def test_full_disk_while_writing_a_result_keeps_the_old_file_and_leaves_no_temporary(tmp_path):
@@ -221,21 +237,83 @@ def test_full_disk_while_writing_a_result_keeps_the_old_file_and_leaves_no_tempo
     assert target.read_text() == "old\n" and [p.name for p in tmp_path.iterdir()] == ["auc.csv"]
 
 
-def test_torch_write_failure_on_a_full_disk_is_one_line(tmp_path, monkeypatch):
+LIMITED = """
+import resource, signal, sys
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # the write fails with EFBIG instead of killing the process
+resource.setrlimit(resource.RLIMIT_FSIZE, ({limit}, resource.RLIM_INFINITY))
+{code}
+"""
+
+
+def run_limited(code: str, limit: int, cwd: Path) -> subprocess.CompletedProcess:
+    """``code`` in a fresh Python whose files may not grow past ``limit`` bytes (RLIMIT_FSIZE): a real
+    failing write() at the OS level, as a full disk gives, without filling the disk of the machine."""
+    return subprocess.run([sys.executable, "-c", LIMITED.format(limit=limit, code=code)], cwd=cwd,
+                          capture_output=True, text=True, timeout=300,
+                          env={**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"})
+
+
+def test_torch_write_that_hits_the_wall_is_one_line_and_keeps_the_old_file(tmp_path):
+    """torch.save's C++ writer, stopped by a real failing write(), says only "unexpected pos N vs M" (what a
+    full disk gave in CI): save_torch names the file and the cause, keeps the old file, leaves no temporary."""
+    target = tmp_path / "last_8bands.pt"
+    torch.save({"old": torch.ones(3)}, target)
+    before = target.read_bytes()
+    code = ("import torch\nfrom utils.io import save_torch\nfrom utils.errors import DiskFullError\n"
+            "try:\n    save_torch({'w': torch.zeros(1 << 20)}, 'last_8bands.pt')\n"
+            "except DiskFullError as err:\n    print(err)\n")
+    done = run_limited(code, 1 << 20, tmp_path)
+    assert done.returncode == 0 and done.stderr == "", done.stderr[-2000:]
+    assert done.stdout.strip() == ("last_8bands.pt: the disk is full (File too large) while writing it; it was "
+                                   "left as it was: free space in .")
+    assert target.read_bytes() == before and [p.name for p in tmp_path.iterdir()] == ["last_8bands.pt"]
+
+
+def test_a_torch_error_that_is_not_about_room_is_not_called_a_full_disk(tmp_path, monkeypatch):
+    def failing(obj, f, *a, **k):
+        Path(f).write_bytes(b"PK half")
+        raise RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos 768 vs 662")
+
+    monkeypatch.setattr(torch, "save", failing)
+    with pytest.raises(RuntimeError, match="unexpected pos"):  # the disk has room: torch's own error, as it is
+        save_torch({"x": 1}, tmp_path / "last_8bands.pt")
+    assert not list(tmp_path.iterdir())
+
+
+def test_a_full_file_system_is_a_full_disk_even_if_the_probe_fits(tmp_path, monkeypatch):
+    """Less than the probe's 1 MiB left (statvfs) counts as full: the probe may have taken the last bytes."""
     import utils.io
 
     def failing(obj, f, *a, **k):
         raise RuntimeError("[enforce fail at inline_container.cc:858] . PytorchStreamWriter failed writing file "
                            "data/0: file write failed")
 
+    vfs = os.statvfs(tmp_path)
     monkeypatch.setattr(torch, "save", failing)
-    monkeypatch.setattr(utils.io, "_has_room", lambda path: False)
-    with pytest.raises(DiskFullError, match="last_8bands.pt: the disk is full"):
-        save_torch({"x": 1}, tmp_path / "last_8bands.pt")
-    monkeypatch.setattr(utils.io, "_has_room", lambda path: True)
-    with pytest.raises(RuntimeError, match="file write failed"):  # not a full disk: the real error
+    monkeypatch.setattr(utils.io.os, "statvfs", lambda p: os.statvfs_result(
+        (vfs.f_bsize, 4096, 10, 10, 10, 0, 0, 0, 0, 255)))  # 40 KiB free
+    with pytest.raises(DiskFullError, match="last_8bands.pt: the disk is full \\(No space left on device\\)"):
         save_torch({"x": 1}, tmp_path / "last_8bands.pt")
     assert not list(tmp_path.iterdir())
+
+
+def test_train_py_that_fills_the_disk_ends_in_one_line_and_keeps_what_it_saved(tmp_path):
+    """train.py whose 1 GB checkpoint meets a real failing write(): exit code 2, one line naming the file,
+    the FEN and the AUC table saved before it intact, no temporary left."""
+    from data.synthetic import generate
+    from test_train import args
+
+    data = generate(tmp_path / "had", n_train=2, n_test=1, size=16, bands=10)
+    save = tmp_path / "ck"
+    code = f"import sys, train\nsys.exit(train.main({args(data, save, '--epochs', '1')!r}))"
+    done = run_limited(code, 64 << 20, tmp_path)
+    lines = done.stderr.strip().splitlines()
+    assert done.returncode == 2, done.stderr[-3000:]
+    assert "Traceback" not in done.stderr and lines[-1] == (
+        f"train.py: error: {save / 'last_8bands.pt'}: the disk is full (File too large) while writing it; "
+        f"it was left as it was: free space in {save}")
+    assert not list(save.glob(".*.tmp")) and not (save / "last_8bands.pt").exists()
+    assert fen_from_checkpoint(save / "fen_8bands.pt").bands == 8
 
 
 def test_test_py_disk_full_mid_run_is_one_line_and_no_partial_result(test_cli, tmp_path, monkeypatch, capsys):
@@ -273,7 +351,7 @@ def test_temporaries_of_a_killed_test_py_are_removed_at_the_next_start(test_cli,
     import subprocess
     import sys
 
-    from conftest import REPO
+    from conftest import REPO, interrupt_after_open
 
     scene, save = small_scene(tmp_path), tmp_path / "r"
     argv = ["--scenes", str(scene), "--input_channel", "4", "--detectors", "GRX", "--no-progress",

@@ -22,7 +22,7 @@ FULL_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG})
 
 
 @contextmanager
-def _sigint_held() -> Iterator[None]:
+def sigint_held() -> Iterator[None]:
     """SIGINT held back by the OS for the duration of the block and delivered as it ends: a Ctrl-C still
     ends the run, but not between the creation (or removal) of a temporary file and the bookkeeping of its
     name, which would leave the file behind."""
@@ -47,41 +47,52 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     temporary file; a disk that fills up is one :class:`DiskFullError` line."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    names: list[str] = []  # the temporary's name, recorded before the file exists
     try:
-        with _sigint_held():
-            tmp = _new_temporary(path, names)
-        yield Path(tmp)
-        os.replace(tmp, path)
+        with scratch_file(path.parent, f".{path.name}.", ".tmp") as tmp:
+            yield Path(tmp)
+            os.replace(tmp, path)
     except OSError as err:
-        if err.errno in FULL_ERRNOS:  # the old file (if any) is kept; the partial temporary goes below
+        if err.errno in FULL_ERRNOS:  # the old file (if any) is kept; the partial temporary is gone
             raise DiskFullError(f"{path}: the disk is full ({os.strerror(err.errno)}) while writing it; "
                                 f"it was left as it was: free space in {path.parent}") from None
         raise
+
+
+@contextmanager
+def scratch_file(folder: str | os.PathLike, prefix: str, suffix: str) -> Iterator[str]:
+    """Create an empty ``<prefix><8 random characters><suffix>`` in ``folder`` and yield its path; it is
+    removed when the block ends, however it ends (unless the block renamed it away): Ctrl-C at any moment,
+    the creation included, leaves nothing behind."""
+    names: list[str] = []  # the file's name, recorded before the file exists
+    try:
+        with sigint_held():
+            path = new_file(folder, prefix, suffix, names)
+        yield path
     finally:
-        with _sigint_held():
+        with sigint_held():
             for name in names:
-                with suppress(FileNotFoundError):  # renamed onto path, or never created
+                with suppress(FileNotFoundError):  # renamed away, or never created
                     os.unlink(name)
 
 
-def _new_temporary(path: Path, names: list[str]) -> str:
-    """Create an empty ``.<file>.<8 random characters>.tmp`` beside ``path`` (mode 0666 less the umask, like
-    any file the user writes), its name appended to ``names`` *before* the file exists.
+def new_file(folder: str | os.PathLike, prefix: str, suffix: str, names: list[str]) -> str:
+    """Create an empty ``<prefix><8 random characters><suffix>`` in ``folder`` (mode 0666 less the umask, like
+    any file the user writes) and return its path, appended to ``names`` *before* the file exists, so that
+    whoever removes the names in a ``finally`` (:func:`scratch_file`) never leaves it behind.
 
     Why not ``tempfile.mkstemp``: its name is known only once it returns, and blocking SIGINT
-    (:func:`_sigint_held`) holds back only the signals sent to this thread: one that the OS hands to one of
+    (:func:`sigint_held`) holds back only the signals sent to this thread: one that the OS hands to one of
     torch's threads still interrupts the main thread at once, and a Ctrl-C inside ``mkstemp`` left its
     file behind."""
     for _ in range(100):
-        name = str(path.parent / f".{path.name}.{secrets.token_hex(4)}.tmp")
+        name = os.path.join(folder, f"{prefix}{secrets.token_hex(4)}{suffix}")
         names.append(name)
         try:
             os.close(os.open(name, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666))
             return name
         except FileExistsError:
             names.pop()  # somebody else's file: never ours to remove
-    raise FileExistsError(f"{path}: no free temporary name beside it after 100 tries")
+    raise FileExistsError(f"{folder}: no free name {prefix}*{suffix} after 100 tries")
 
 
 def save_json(obj: Any, path: str | os.PathLike) -> None:
@@ -98,16 +109,32 @@ def save_torch(obj: Any, path: str | os.PathLike) -> None:
     with atomic_path(path) as tmp:
         try:
             torch.save(obj, tmp)
-        except RuntimeError as err:  # torch's C++ writer reports a failed write() as a RuntimeError, no errno
-            if "write failed" not in str(err) or _has_room(tmp):
+        except RuntimeError:
+            # torch's C++ writer reports a failed or short write() as a RuntimeError with no errno: "file write
+            # failed", or "unexpected pos N vs M" when the short write is seen at the next record (a real full
+            # disk in CI, and RLIMIT_FSIZE, give the latter). Which one it was, the file system tells.
+            full = _out_of_room(tmp)
+            if full is None:
                 raise
-            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC)) from None
+            raise full from None
 
 
-def _has_room(path: Path) -> bool:
-    """Whether the file system of ``path`` has 1 MiB free or more (a write that failed with less: a full disk)."""
+def _out_of_room(path: Path, probe: int = 1 << 20) -> OSError | None:
+    """After a failed write to ``path``: the ``OSError`` of a full disk (or quota, or file-size limit) if that
+    is what stopped it, else ``None``. Appending ``probe`` bytes to the file meets the same wall, with the
+    errno the C++ writer did not keep; less than ``probe`` free on the file system counts as full too."""
+    try:
+        with open(path, "ab") as fh:
+            fh.write(bytes(probe))
+            fh.flush()
+    except OSError as err:
+        if err.errno in FULL_ERRNOS:
+            return OSError(err.errno, os.strerror(err.errno))
+        return None
     st = os.statvfs(path.parent)
-    return st.f_bavail * st.f_frsize >= 1 << 20
+    if st.f_bavail * st.f_frsize < probe:
+        return OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+    return None
 
 
 def drop_stale_temporaries(folder: str | os.PathLike, names: Iterable[str] = ("*",), subfolders: bool = False) -> int:
