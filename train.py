@@ -23,7 +23,7 @@ from pathlib import Path
 from model.losses import W_REC, W_SIM, W_ZC
 from training.data import LABELLED_SELECTIONS, VAL_SELECTIONS, log
 from training.loop import build_trainer, check_finite, restore, run_epoch
-from training.record import check_outputs, describe, end_epoch, log_baseline, log_selected
+from training.record import check_outputs, check_room, describe, end_epoch, log_baseline, log_selected
 from training.state import Progress, TrainingError, open_resume
 from utils.cli import (OneLineParser, add_band_options, add_data_path, add_run_options, check_least, check_positive,
                        script_main)
@@ -141,6 +141,7 @@ def train(args: argparse.Namespace, d: Dist) -> dict:
     check_outputs(args)
     state, resume_path = open_resume(args, args.save_dir / f"last_{args.input_channel}bands.pt")
     tr = build_trainer(args, d)
+    d.settle(lambda: check_room(tr) if d.is_main else None)  # only the main process writes there
     progress = restore(tr, state, resume_path) if state is not None else Progress()
     if d.is_main:
         drop_stale_temporaries(tr.save_dir, ("fen_*", "last_*", "auc_*", "loss_*"))

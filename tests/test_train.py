@@ -180,6 +180,26 @@ def test_nan_loss_stops_with_step_and_keeps_last_good_checkpoint(train_cli, run_
     assert {p.name: (p.stat().st_mtime_ns, p.stat().st_size) for p in save_dir.iterdir()} == files
 
 
+def test_a_save_folder_without_room_for_the_checkpoints_is_refused_before_training(train_cli, run_a, data, tmp_path,
+                                                                                   monkeypatch, capsys):
+    """The room for the checkpoints is checked before the first step, not found missing after the first
+    epoch: the estimate is the size of a real last_8bands.pt (run_a's) to 1 %, a save folder with less than
+    two of them free is refused in one line, and nothing is written there."""
+    real = (run_a[0] / "last_8bands.pt").stat().st_size
+    free = 2 * real - (64 << 20)
+    monkeypatch.setattr(shutil, "disk_usage", lambda path: shutil._ntuple_diskusage(1 << 40, (1 << 40) - free, free))
+    save = tmp_path / "ck"
+    assert train_cli.main(args(data, save, "--epochs", "1")) == 2
+    out, err = capsys.readouterr()
+    line = err.strip().splitlines()[-1]
+    assert line.startswith(f"train.py: error: {save}: {free / 2**30:.1f} GiB free, too little for the training "
+                           "state written there each epoch: last_8bands.pt takes about ")
+    assert line.endswith("in all); free space or choose another --save_dir") and "epoch 1" not in out
+    estimate = float(line.split("takes about ")[1].split(" MiB")[0]) * 2**20
+    assert estimate == pytest.approx(real, rel=0.01)
+    assert not save.exists()
+
+
 @pytest.mark.parametrize("extra,message", [
     ({"--img_size": "8"}, "--img_size 16 there, 8 here"),
     ({"--input_channel": "6", "--lr": "0.001"}, "--input_channel 8 there, 6 here; --lr 0.005 there, 0.001 here"),

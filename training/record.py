@@ -5,14 +5,16 @@ from __future__ import annotations
 
 import argparse
 import math
+import shutil
 import time
 
 from evaluation.report import fmt
 from training.data import EVAL_SETS, evaluate, log
 from training.loop import Trainer, diverged
-from training.state import STATE_FORMAT, Diverged, Progress, rng_states
+from training.state import STATE_FORMAT, Diverged, Progress, TrainingError, rng_states
 from utils.cli import check_writable
 from utils.io import save_text, save_torch
+from utils.memory import format_bytes
 from weights.release import save_fen
 
 SELECTION = {"test": "best FEN+GRX mAUC on the TEST set (quirk 4, the paper's selection)",
@@ -29,6 +31,38 @@ def check_outputs(args: argparse.Namespace) -> None:
     check_writable(args.save_dir, "save_dir", folder=True)
     for kind, suffix in OUTPUTS:
         check_writable(args.save_dir / f"{kind}_{args.input_channel}bands.{suffix}", "save_dir", folder=False)
+
+
+#: Room kept free beyond the estimate: the AUC table, the loss plot, the checkpoints' pickled metadata.
+ROOM_MARGIN = 16 << 20
+
+
+def state_bytes(tr: Trainer) -> int:
+    """The size of ``last_{N}bands.pt`` to within its metadata: the network but the teacher (weights and
+    BatchNorm statistics) and Adam's two moments of every trained parameter, float32 (about 1 GB at 50 bands:
+    the MFFM and decoder of wide_resnet101_2's widths)."""
+    model = sum(v.numel() * v.element_size() for k, v in tr.ferd.state_dict().items() if not k.startswith("teacher."))
+    trained = sum(p.numel() * p.element_size() for g in tr.optimizer.param_groups for p in g["params"])
+    return model + 2 * trained
+
+
+def check_room(tr: Trainer) -> None:
+    """Before any epoch: the save folder can take the checkpoints (:class:`TrainingError` otherwise), so
+    that a run never trains for an hour only to stop at its first save. Each save writes the new
+    ``last_{N}bands.pt`` beside the old one before it replaces it: twice its size in all, once it exists."""
+    fen = (tr.ferd.cwl, tr.ferd.teacher.layer1, tr.ferd.sfam.fpl, tr.ferd.sfam.zcl)  # fen_{N}bands.pt's parts
+    state = state_bytes(tr) + sum(v.numel() * v.element_size() for m in fen for v in m.state_dict().values())
+    copies = 1 if tr.path("last").exists() else 2  # an existing one already holds its share
+    need = copies * state + ROOM_MARGIN
+    where = tr.save_dir.resolve()
+    while not where.exists():  # made at the first save: its file system is its nearest existing parent's
+        where = where.parent
+    free = shutil.disk_usage(where).free
+    if free < need:
+        raise TrainingError(f"{tr.save_dir}: {format_bytes(free, 1)} free, too little for the training state "
+                            f"written there each epoch: {tr.path('last').name} takes about "
+                            f"{format_bytes(state_bytes(tr), 1)}, and each save writes the new one beside the "
+                            f"old ({format_bytes(need, 1)} in all); free space or choose another --save_dir")
 
 
 def defined(v: float | None) -> bool:
