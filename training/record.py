@@ -51,7 +51,8 @@ def check_room(tr: Trainer) -> None:
     that a run never trains for an hour only to stop at its first save. Each save writes the new
     ``last_{N}bands.pt`` beside the old one before it replaces it: twice its size in all, once it exists."""
     fen = (tr.ferd.cwl, tr.ferd.teacher.layer1, tr.ferd.sfam.fpl, tr.ferd.sfam.zcl)  # fen_{N}bands.pt's parts
-    state = state_bytes(tr) + sum(v.numel() * v.element_size() for m in fen for v in m.state_dict().values())
+    last = state_bytes(tr)
+    state = last + sum(v.numel() * v.element_size() for m in fen for v in m.state_dict().values())
     copies = 1 if tr.path("last").exists() else 2  # an existing one already holds its share
     need = copies * state + ROOM_MARGIN
     where = tr.save_dir.resolve()
@@ -61,7 +62,7 @@ def check_room(tr: Trainer) -> None:
     if free < need:
         raise TrainingError(f"{tr.save_dir}: {format_bytes(free, 1)} free, too little for the training state "
                             f"written there each epoch: {tr.path('last').name} takes about "
-                            f"{format_bytes(state_bytes(tr), 1)}, and each save writes the new one beside the "
+                            f"{format_bytes(last, 1)}, and each save writes the new one beside the "
                             f"old ({format_bytes(need, 1)} in all); free space or choose another --save_dir")
 
 

@@ -22,7 +22,7 @@ FULL_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG})
 
 
 @contextmanager
-def sigint_held() -> Iterator[None]:
+def _sigint_held() -> Iterator[None]:
     """SIGINT held back by the OS for the duration of the block and delivered as it ends: a Ctrl-C still
     ends the run, but not between the creation (or removal) of a temporary file and the bookkeeping of its
     name, which would leave the file behind."""
@@ -65,23 +65,23 @@ def scratch_file(folder: str | os.PathLike, prefix: str, suffix: str) -> Iterato
     the creation included, leaves nothing behind."""
     names: list[str] = []  # the file's name, recorded before the file exists
     try:
-        with sigint_held():
-            path = new_file(folder, prefix, suffix, names)
+        with _sigint_held():
+            path = _new_file(folder, prefix, suffix, names)
         yield path
     finally:
-        with sigint_held():
+        with _sigint_held():
             for name in names:
                 with suppress(FileNotFoundError):  # renamed away, or never created
                     os.unlink(name)
 
 
-def new_file(folder: str | os.PathLike, prefix: str, suffix: str, names: list[str]) -> str:
+def _new_file(folder: str | os.PathLike, prefix: str, suffix: str, names: list[str]) -> str:
     """Create an empty ``<prefix><8 random characters><suffix>`` in ``folder`` (mode 0666 less the umask, like
     any file the user writes) and return its path, appended to ``names`` *before* the file exists, so that
     whoever removes the names in a ``finally`` (:func:`scratch_file`) never leaves it behind.
 
     Why not ``tempfile.mkstemp``: its name is known only once it returns, and blocking SIGINT
-    (:func:`sigint_held`) holds back only the signals sent to this thread: one that the OS hands to one of
+    (:func:`_sigint_held`) holds back only the signals sent to this thread: one that the OS hands to one of
     torch's threads still interrupts the main thread at once, and a Ctrl-C inside ``mkstemp`` left its
     file behind."""
     for _ in range(100):
