@@ -65,8 +65,8 @@ def main(argv: list[str] | None = None) -> int:
     done.set()
     thread.join()
     left = allocated(root / "tmp")
-    tail = log.read_text().strip().splitlines()[-3:]
-    print(f"pytest {' '.join(args.tests)}: exit code {code}, {time.monotonic() - start:.0f} s; {tail[-1]}")
+    summary = log.read_text().strip().splitlines()[-1]  # pytest's "N passed ..." line
+    print(f"pytest {' '.join(args.tests)}: exit code {code}, {time.monotonic() - start:.0f} s; {summary}")
     print(f"peak disk use of the suite's temporary files: {format_bytes(peak['bytes'], 1)} "
           f"at {peak['at']:.0f} s (folders then: {peak['test'] or '-'})")
     print(f"left when it ended: {format_bytes(left, 1)}")

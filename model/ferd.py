@@ -83,6 +83,11 @@ class FERD(nn.Module):
         """CWL, MFFM, decoder, reconstruction CWL, FPL, ZCL: everything but the teacher."""
         return [p for n, p in self.named_parameters() if not n.startswith("teacher.")]
 
+    def student_state(self) -> dict[str, torch.Tensor]:
+        """What a training checkpoint keeps of the network: the state dict (weights and BatchNorm statistics)
+        of everything but the frozen teacher, which is rebuilt from its own file."""
+        return {k: v for k, v in self.state_dict().items() if not k.startswith("teacher.")}
+
     def forward(self, x: torch.Tensor) -> FERDOutput:
         h, w = x.shape[-2:]
         eh, ew = extra_pad(h), extra_pad(w)

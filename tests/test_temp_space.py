@@ -282,7 +282,6 @@ def test_a_torch_error_that_is_not_about_room_is_not_called_a_full_disk(tmp_path
 
 def test_a_full_file_system_is_a_full_disk_even_if_the_probe_fits(tmp_path, monkeypatch):
     """Less than the probe's 1 MiB left (statvfs) counts as full: the probe may have taken the last bytes."""
-    import utils.io
 
     def failing(obj, f, *a, **k):
         raise RuntimeError("[enforce fail at inline_container.cc:858] . PytorchStreamWriter failed writing file "
@@ -290,7 +289,7 @@ def test_a_full_file_system_is_a_full_disk_even_if_the_probe_fits(tmp_path, monk
 
     vfs = os.statvfs(tmp_path)
     monkeypatch.setattr(torch, "save", failing)
-    monkeypatch.setattr(utils.io.os, "statvfs", lambda p: os.statvfs_result(
+    monkeypatch.setattr(os, "statvfs", lambda p: os.statvfs_result(
         (vfs.f_bsize, 4096, 10, 10, 10, 0, 0, 0, 0, 255)))  # 40 KiB free
     with pytest.raises(DiskFullError, match="last_8bands.pt: the disk is full \\(No space left on device\\)"):
         save_torch({"x": 1}, tmp_path / "last_8bands.pt")
@@ -348,10 +347,6 @@ def test_temporaries_of_a_killed_test_py_are_removed_at_the_next_start(test_cli,
     """kill -9 while scores/s.npz is written: the temporary file stays; the next run removes it (and those
     in --save_dir and beside --json), and leaves other hidden files alone."""
     import signal
-    import subprocess
-    import sys
-
-    from conftest import REPO, interrupt_after_open
 
     scene, save = small_scene(tmp_path), tmp_path / "r"
     argv = ["--scenes", str(scene), "--input_channel", "4", "--detectors", "GRX", "--no-progress",

@@ -172,7 +172,7 @@ def diverged(tr: Trainer, what: str, epoch: int, progress: Progress) -> Diverged
 def state_tensors(tr: Trainer) -> list[tuple[str, torch.Tensor]]:
     """Every floating tensor a checkpoint stores: trainable weights, buffers (BatchNorm statistics) and the
     optimiser's moments (the frozen teacher is not stored)."""
-    named = [(k, v) for k, v in tr.ferd.state_dict().items() if not k.startswith("teacher.")]
+    named = list(tr.ferd.student_state().items())
     names = {id(p): k for k, p in tr.ferd.named_parameters()}
     for p, st in tr.optimizer.state.items():
         named += [(f"{names.get(id(p), '?')} (optimiser {k})", v) for k, v in st.items() if torch.is_tensor(v)]

@@ -7,6 +7,9 @@ import argparse
 import math
 import shutil
 import time
+from typing import Iterable
+
+import torch
 
 from evaluation.report import fmt
 from training.data import EVAL_SETS, evaluate, log
@@ -37,22 +40,24 @@ def check_outputs(args: argparse.Namespace) -> None:
 ROOM_MARGIN = 16 << 20
 
 
+def tensor_bytes(tensors: Iterable[torch.Tensor]) -> int:
+    return sum(t.numel() * t.element_size() for t in tensors)
+
+
 def state_bytes(tr: Trainer) -> int:
     """The size of ``last_{N}bands.pt`` to within its metadata: the network but the teacher (weights and
     BatchNorm statistics) and Adam's two moments of every trained parameter, float32 (about 1 GB at 50 bands:
     the MFFM and decoder of wide_resnet101_2's widths)."""
-    model = sum(v.numel() * v.element_size() for k, v in tr.ferd.state_dict().items() if not k.startswith("teacher."))
-    trained = sum(p.numel() * p.element_size() for g in tr.optimizer.param_groups for p in g["params"])
-    return model + 2 * trained
+    trained = tensor_bytes(p for g in tr.optimizer.param_groups for p in g["params"])
+    return tensor_bytes(tr.ferd.student_state().values()) + 2 * trained
 
 
 def check_room(tr: Trainer) -> None:
     """Before any epoch: the save folder can take the checkpoints (:class:`TrainingError` otherwise), so
     that a run never trains for an hour only to stop at its first save. Each save writes the new
     ``last_{N}bands.pt`` beside the old one before it replaces it: twice its size in all, once it exists."""
-    fen = (tr.ferd.cwl, tr.ferd.teacher.layer1, tr.ferd.sfam.fpl, tr.ferd.sfam.zcl)  # fen_{N}bands.pt's parts
     last = state_bytes(tr)
-    state = last + sum(v.numel() * v.element_size() for m in fen for v in m.state_dict().values())
+    state = last + tensor_bytes([*tr.ferd.fen().state_dict().values(), *tr.ferd.sfam.zcl.state_dict().values()])
     copies = 1 if tr.path("last").exists() else 2  # an existing one already holds its share
     need = copies * state + ROOM_MARGIN
     where = tr.save_dir.resolve()
@@ -105,7 +110,7 @@ def end_epoch(tr: Trainer, epoch: int, means: dict[str, float], t0: float, train
     progress.history.append({"epoch": epoch, "step": progress.step, **means, **maucs, "seconds": time.perf_counter() - t0,
                              "selected": selected, "test_aucs": scores["test"][1]})
     save_torch({"format": STATE_FORMAT, "config": tr.cfg, "epoch": epoch, "step": progress.step,
-                "model": {k: v.detach().cpu() for k, v in tr.ferd.state_dict().items() if not k.startswith("teacher.")},
+                "model": {k: v.detach().cpu() for k, v in tr.ferd.student_state().items()},
                 "optimizer": tr.optimizer.state_dict(), "scaler": tr.scaler.state_dict(),
                 "rng": rng_states(tr.d.device), "best": progress.best, "history": progress.history}, tr.path("last"))
     progress.saved_epoch = epoch  # on disk now: a Ctrl-C from here on (plot, barrier) must say so
