@@ -17,6 +17,7 @@ import numpy as np
 from PIL import Image
 
 from data.envi import MASK_SUFFIXES, envi_mask_path, open_envi, read_envi_mask
+from data.georef import GeoRef
 from data.preprocess import DataError, check_mask
 from utils.errors import describe
 
@@ -27,12 +28,20 @@ MASK_KEYS = ("map", "gt", "mask", "groundtruth", "ground_truth", "label", "label
 
 @dataclass
 class Scene:
-    """A hyperspectral scene: ``cube`` H x W x B (raw values), ``mask`` H x W bool (True = anomaly)."""
+    """A hyperspectral scene: ``cube`` H x W x B (raw values), ``mask`` H x W bool (True = anomaly).
+
+    Optional facts a reader fills where its format gives them: ``georef`` (where the scene lies on the
+    Earth), ``wavelengths`` (B centre wavelengths, nanometres) and ``nodata`` (the value that marks a pixel
+    with no data in a band, as the file declares it).
+    """
 
     name: str
     cube: np.ndarray
     mask: np.ndarray
     source: str = ""
+    georef: GeoRef | None = None
+    wavelengths: np.ndarray | None = None
+    nodata: float | None = None
 
     @property
     def label(self) -> str:
