@@ -109,8 +109,7 @@ def epochs(args: argparse.Namespace) -> int:
 
 def airport_table(fens: dict[str, torch.nn.Module | None], device: torch.device) -> dict[str, dict[str, float]]:
     """``{column: {scene: AUC}}`` on the airport scenes, each column GRX on x (None) or on x + FEN(x)."""
-    cubes = eval_cubes([read_scene(ABU_DIR / f"{n}.mat") for n in TEST],
-                             argparse.Namespace(input_channel=BANDS, start_channel=0))
+    cubes = eval_cubes([read_scene(ABU_DIR / f"{n}.mat") for n in TEST], BANDS)
     return {col: evaluate(fen, cubes, device)[1] for col, fen in fens.items()}
 
 

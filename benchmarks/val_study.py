@@ -166,8 +166,7 @@ def release_held_out(held: list[str], abu: Path, weights_dir: Path) -> float:
     from training.data import eval_cubes, evaluate
     from weights.release import load_fen
 
-    bands = argparse.Namespace(input_channel=BANDS, start_channel=0)
-    cubes = eval_cubes([read_scene(abu / f"{n}.mat") for n in held], bands)
+    cubes = eval_cubes([read_scene(abu / f"{n}.mat") for n in held], BANDS)
     return evaluate(load_fen("had100", BANDS, weights_dir), cubes, torch.device("cpu"))[0]
 
 

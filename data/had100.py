@@ -12,6 +12,8 @@ from data.preprocess import DataError
 from data.scene import Scene, check_scene, load_npy, read_png_mask
 
 TEST_SENSOR = "aviris_ng"
+#: The HAD100 folder test.py and train.py read when no data is named (else the synthetic set is generated).
+DEFAULT_DATA = Path(__file__).resolve().parent / "HAD100Dataset"
 
 
 def visible_files(folder: Path, pattern: str) -> list[Path]:

@@ -19,7 +19,6 @@ Masks are 3-channel PNGs, anomaly = (255, 255, 255), like HAD100's ground truth 
 """
 from __future__ import annotations
 
-import argparse
 import json
 import shutil
 import tempfile
@@ -168,16 +167,3 @@ def ensure_synthetic(root: str | Path = DEFAULT_ROOT, **kwargs) -> Path:
     if not (meta.is_file() and json.loads(meta.read_text()) == want):
         generate(root, **{k: v for k, v in want.items() if k != "version"})
     return root
-
-
-def main(argv: list[str] | None = None) -> None:
-    p = argparse.ArgumentParser(description="Write the synthetic HAD100-layout dataset.")
-    p.add_argument("--out", default=str(DEFAULT_ROOT), help="output folder (replaced)")
-    for key, value in DEFAULTS.items():
-        p.add_argument(f"--{key}", type=int, default=value)
-    args = vars(p.parse_args(argv))
-    print(generate(args.pop("out"), **args))
-
-
-if __name__ == "__main__":
-    main()

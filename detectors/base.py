@@ -23,12 +23,15 @@ Shape = tuple[int, int, int]  # (B, H, W), as the detectors see a cube
 
 @dataclass(frozen=True)
 class Option:
-    """One option of a detector: ``test.py --<name>`` and the field ``<name>`` of ``DetectorOptions``."""
+    """One option of a detector: ``test.py --<name>`` and the field ``<name>`` of ``DetectorOptions``; a bool
+    option is a ``--<name>/--no-<name>`` flag."""
 
     name: str
     type: type
     default: Any
     help: str
+    least: float | None = None  # the smallest value it takes (the detector's check says more where it needs)
+    choices: tuple | None = None  # the values it takes, where they are few
 
 
 class CubeReader(Protocol):
@@ -121,14 +124,16 @@ class Detector(ABC):
     """One anomaly detector: ``(B, H, W)`` cube -> ``(H, W)`` float64 scores, on the cube's device.
 
     Class attributes say what the planner and test.py need: ``name``; ``options`` (test.py flags and
-    ``DetectorOptions`` fields); ``strip_field``, the ``pipeline.plan.TilePlan`` field holding the height of
-    the strips it runs in (None: it reads pixels in fixed chunks), and ``strip_unit`` (what the height
-    counts); ``extra_maps``, float64 ``(H, W)`` maps it holds beside its scores.
+    ``DetectorOptions`` fields, with their types, defaults and least values); ``in_strips``, whether it runs
+    in strips of rows whose height the planner chooses (else it reads pixels in fixed chunks), and
+    ``strip_unit`` (what the height counts); ``extra_maps``, float64 ``(H, W)`` maps it holds beside its
+    scores. Nothing else of a detector is named anywhere: the planner, the pipeline and test.py ask the
+    object.
     """
 
     name: ClassVar[str]
     options: ClassVar[tuple[Option, ...]] = ()
-    strip_field: ClassVar[str | None] = None
+    in_strips: ClassVar[bool] = False
     strip_unit: ClassVar[str] = "rows"
     extra_maps: ClassVar[int] = 0
 

@@ -235,7 +235,7 @@ class CRDDetector(Detector):
     options = (Option("crd_inner", int, DEFAULT_INNER, "CRD inner (guard) window side, odd"),
                Option("crd_outer", int, DEFAULT_OUTER, "CRD outer window side, odd: its ring is the dictionary"),
                Option("crd_lambda", float, DEFAULT_LAMBDA, "CRD regularisation weight lambda, 0 or more"))
-    strip_field = "crd_strip"
+    in_strips = True
 
     def check(self, shape: Shape, options: Any) -> None:
         check_crd(options.crd_inner, options.crd_outer, options.crd_lambda, shape[1], shape[2])

@@ -161,7 +161,7 @@ class LRXDetector(Detector):
     name = "LRX"
     options = (Option("lrx_inner", int, DEFAULT_INNER, "LRX inner (guard) window side, odd"),
                Option("lrx_outer", int, DEFAULT_OUTER, "LRX outer (background) window side, odd"))
-    strip_field = "lrx_strip"
+    in_strips = True
 
     def check(self, shape: Shape, options: Any) -> None:
         check_windows(options.lrx_inner, options.lrx_outer, shape[1], shape[2])

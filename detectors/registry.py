@@ -10,23 +10,26 @@ A detector maps a preprocessed ``(B, H, W)`` tensor to an ``(H, W)`` score map o
     LRX   dual-window local RX, inner guard / outer background window (detectors/lrx.py)
     CRD   collaborative representation, inner guard / outer dictionary window (detectors/crd.py)
 
-Adding a detector: its file defines the object, and one line below lists it.
+Adding a detector: its file defines the object, and one line below lists it (or :func:`register` adds it
+from anywhere, tests/test_registry.py's toy detector among them). Every list of names (test.py's ``--help``,
+the tables, the plans) comes from :data:`DETECTORS`.
 """
 from __future__ import annotations
 
-from dataclasses import field, make_dataclass
+import numbers
 from functools import partial
 from typing import Callable
 
 import torch
 
-from detectors.base import Detector
+from detectors.base import Detector, Option
 from detectors.crd import CRD
 from detectors.lrx import LRX
 from detectors.rx import GRX
 from detectors.slrx import SLRX
 from model.cwl import CWL_PAD
 from utils.errors import DetectorError
+from utils.settings import SettingsError
 
 #: Every base detector by name, in the order tables and plans list them.
 DETECTORS: dict[str, Detector] = {d.name: d for d in (GRX, SLRX, LRX, CRD)}
@@ -36,12 +39,89 @@ DEFAULT_DETECTORS = [GRX.name, FEN_PREFIX + GRX.name]
 #: Headroom on the memory estimates (allocator slack, temporaries the estimate leaves out).
 MEMORY_MARGIN = 1.25
 
-#: The options of every detector (test.py's flags of the same names), with their defaults.
-DetectorOptions = make_dataclass(
-    "DetectorOptions", [(o.name, o.type | None, field(default=o.default)) for d in DETECTORS.values() for o in d.options],
-    frozen=True)
-DetectorOptions.__doc__ = "The options of every detector, by name: " + ", ".join(
-    o.name for d in DETECTORS.values() for o in d.options) + "."
+
+
+def register(det: Detector) -> Detector:
+    """Add a detector (after those above, or in place of one of the same name): test.py offers it, with
+    ``FEN+``, and its options as flags; the planner, the pipeline and the result files ask the object.
+    Returns it, so that a detector file can end ``MY = register(MyDetector())``."""
+    clash = {o.name for o in det.options} & {o.name for d in DETECTORS.values() if d.name != det.name
+                                             for o in d.options}
+    if clash:
+        raise DetectorError(f"{det.name}: option {', '.join(sorted(clash))} is already another detector's")
+    DETECTORS[det.name] = det
+    return det
+
+
+def all_options() -> dict[str, Option]:
+    """Every registered detector's options by name (test.py's flags of the same names)."""
+    return {o.name: o for d in DETECTORS.values() for o in d.options}
+
+
+class DetectorOptions:
+    """The options of every registered detector, by name, e.g. ``DetectorOptions(lrx_outer=31,
+    crd_lambda=1e-4)``; the rest keep their defaults. Frozen; each value's type and least value are checked
+    when it is made (:class:`SettingsError`); the detectors check what depends on the scene (windows
+    against its size) against each scene."""
+
+    __slots__ = ("_values",)
+
+    def __init__(self, **values: object) -> None:
+        known = all_options()
+        for name in values.keys() - known.keys():
+            raise SettingsError(f"{name}={values[name]!r}: no detector has this option; the options are "
+                                f"{', '.join(known)}")
+        checked = {n: _checked(o, values.get(n, o.default)) for n, o in known.items()}
+        object.__setattr__(self, "_values", checked)
+
+    def __getattr__(self, name: str) -> object:
+        try:
+            return self._values[name]
+        except KeyError:
+            raise AttributeError(f"DetectorOptions has no option {name!r}") from None
+
+    def __setattr__(self, name: str, value: object) -> None:
+        raise AttributeError("DetectorOptions are frozen: make new ones")
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, DetectorOptions) and self._values == other._values
+
+    def __hash__(self) -> int:
+        return hash(tuple(sorted(self._values.items())))
+
+    def __repr__(self) -> str:
+        return "DetectorOptions(" + ", ".join(f"{k}={v!r}" for k, v in self._values.items()) + ")"
+
+    def asdict(self) -> dict[str, object]:
+        return dict(self._values)
+
+    @staticmethod
+    def names() -> list[str]:
+        return list(all_options())
+
+
+def _checked(o: Option, value: object) -> object:
+    """``value`` of option ``o`` as its type, or :class:`SettingsError` naming it."""
+    if value is None:
+        return None
+    if o.type is bool:
+        if not isinstance(value, bool):
+            raise SettingsError(f"{o.name}={value!r}: must be True or False")
+        return value
+    if o.type in (int, float):
+        kind = numbers.Integral if o.type is int else numbers.Real
+        if not isinstance(value, kind) or isinstance(value, bool):
+            raise SettingsError(f"{o.name}={value!r}: must be {'a whole number' if o.type is int else 'a number'}")
+        value = o.type(value)
+    elif not isinstance(value, o.type):
+        raise SettingsError(f"{o.name}={value!r}: must be a {o.type.__name__}")
+    if o.least is not None and value < o.least:
+        raise SettingsError(f"{o.name}={value}: must be {o.least} or more")
+    if o.choices is not None and value not in o.choices:
+        raise SettingsError(f"{o.name}={value!r}: must be one of {', '.join(map(str, o.choices))}")
+    return value
+
+
 DEFAULT_OPTIONS = DetectorOptions()
 
 

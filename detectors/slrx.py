@@ -360,9 +360,10 @@ class SLRXDetector(Detector):
 
     name = "SLRX"
     options = (Option("block_num", int, DEFAULT_BLOCK_NUM, "SLRX block size = bands // block_num px, as the "
-                      "authors' code (quirk 6: from the band count, 8 px for 200 bands)"),
-               Option("block_size", int, None, "SLRX block size in pixels (the clean option; overrides --block_num)"))
-    strip_field, strip_unit, extra_maps = "slrx_strip", "block rows", 3  # its three distance maps
+                      "authors' code (quirk 6: from the band count, 8 px for 200 bands)", least=1),
+               Option("block_size", int, None, "SLRX block size in pixels (the clean option; overrides --block_num)",
+                      least=1))
+    in_strips, strip_unit, extra_maps = True, "block rows", 3  # its three distance maps
 
     def size(self, shape: Shape, options: Any) -> int:
         b, h, w = shape

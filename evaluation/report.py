@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 
@@ -13,12 +14,16 @@ from evaluation.roc3d import Roc3D
 
 @dataclass
 class SceneResult:
+    """One scene's evaluation: per detector its ROC ``auc`` (None where the mask makes it undefined: ``note``
+    says why), ``roc3d`` measures and ``seconds``; ``scores_file``, the ``.npz`` of its score maps if written."""
+
     name: str
     auc: dict[str, float | None] = field(default_factory=dict)
     seconds: dict[str, float] = field(default_factory=dict)
     note: str | None = None  # why the AUC is undefined, if it is
     roc3d: dict[str, Roc3D] = field(default_factory=dict)
     warning: str | None = None  # why its AUCs mean nothing although defined (degenerate_warning)
+    scores_file: Path | None = None
 
 
 #: A score map whose spread is at most this fraction of its magnitude is constant to within rounding (float32

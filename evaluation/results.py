@@ -3,10 +3,9 @@
 """
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
-from typing import NamedTuple
+from typing import NamedTuple, Protocol
 
 import numpy as np
 
@@ -19,8 +18,21 @@ from evaluation.roc3d import roc3d
 from utils.cli import OutputError, check_writable
 from utils.io import drop_stale_temporaries, save_json, save_text
 
-#: The options recorded in the --json file.
-JSON_CONFIG = ("input_channel", "start_channel", "weights", "detectors")
+
+class OutputSettings(Protocol):
+    """What the result files read of an evaluation's settings (pipeline.settings.EvalSettings)."""
+
+    save_dir: Path
+    save_scores: bool
+    save_mat: bool
+    save_envi: bool
+    plots: bool
+    roc3d_scenes: bool
+    json: Path | None
+    detectors: tuple[str, ...]
+
+    def recorded(self) -> dict[str, object]:
+        """The settings the --json file records."""
 
 
 class SceneId(NamedTuple):
@@ -32,32 +44,32 @@ class SceneId(NamedTuple):
     label: str
 
 
-def check_outputs(args: argparse.Namespace, scenes: list[SceneId]) -> None:
+def check_outputs(settings: OutputSettings, scenes: list[SceneId]) -> None:
     """Before any work: every result path can be written, and no two scenes would write the same file."""
-    check_writable(args.save_dir, "save_dir", folder=True)
-    for sub, wanted in (("scores", args.save_scores), ("plots", args.plots)):
+    check_writable(settings.save_dir, "save_dir", folder=True)
+    for sub, wanted in (("scores", settings.save_scores), ("plots", settings.plots)):
         if wanted:
-            check_writable(args.save_dir / sub, "save_dir", folder=True)
+            check_writable(settings.save_dir / sub, "save_dir", folder=True)
     for name in ("auc.csv", "roc3d.csv"):
-        check_writable(args.save_dir / name, "save_dir", folder=False)
-    if args.json is not None:
-        check_writable(args.json, "json", folder=False)
-    if args.save_scores or args.plots or args.save_mat or args.save_envi:
+        check_writable(settings.save_dir / name, "save_dir", folder=False)
+    if settings.json is not None:
+        check_writable(settings.json, "json", folder=False)
+    if settings.save_scores or settings.plots or settings.save_mat or settings.save_envi:
         seen: dict[str, str] = {}
         for s in scenes:
             if s.name in seen:
                 raise OutputError(f"{seen[s.name]} and {s.source}: two scenes named '{s.name}' would write the "
-                                  f"same result files in {args.save_dir}; rename one (or save_scores=False)")
+                                  f"same result files in {settings.save_dir}; rename one (or save_scores=False)")
             seen[s.name] = s.label
 
 
-def drop_temporaries(args: argparse.Namespace) -> None:
+def drop_temporaries(settings: OutputSettings) -> None:
     """Remove what an earlier run killed while writing left (utils.io.atomic_path's ``.<file>.<random>.tmp``)
     in --save_dir, its subfolders (scores/, plots/, envi/, mat_*/) and beside --json."""
-    if args.save_dir.is_dir():
-        drop_stale_temporaries(args.save_dir, subfolders=True)
-    if args.json is not None and args.json.parent.is_dir():
-        drop_stale_temporaries(args.json.parent, (args.json.name,))
+    if settings.save_dir.is_dir():
+        drop_stale_temporaries(settings.save_dir, subfolders=True)
+    if settings.json is not None and settings.json.parent.is_dir():
+        drop_stale_temporaries(settings.json.parent, (settings.json.name,))
 
 
 def evaluate_scene(scene: Scene, maps: dict[str, np.ndarray], seconds: dict[str, float], bands: int) -> SceneResult:
@@ -71,25 +83,24 @@ def evaluate_scene(scene: Scene, maps: dict[str, np.ndarray], seconds: dict[str,
     return result
 
 
-def write_results(args: argparse.Namespace, results: list[SceneResult], records: list[SceneRecord],
-                  device: str, options: dict[str, object], pictured: list[tuple] = ()) -> None:
-    """auc.csv, the --save_mat files, roc3d.csv and --json (its config: :data:`JSON_CONFIG` and the detector
-    ``options``), each atomically; with --plots and several scenes (``pictured``: each scene's ``(mask,
+def write_results(settings: OutputSettings, results: list[SceneResult], records: list[SceneRecord], device: str,
+                  pictured: list[tuple] = ()) -> None:
+    """auc.csv, the --save_mat files, roc3d.csv and --json (its config: the settings' ``recorded()``), each
+    atomically; with --plots and several scenes (``pictured``: each scene's ``(mask,
     maps)``) the mean box plot; then the tables on stdout."""
-    save_text(to_csv(results, args.detectors), args.save_dir / "auc.csv")
-    write_exports(records, args.save_dir, args.detectors, mat=args.save_mat)
-    save_text(roc3d_csv(results, args.detectors), args.save_dir / "roc3d.csv")
-    if args.json is not None:
-        config = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items() if k in JSON_CONFIG}
-        config.update(options)
-        save_json(to_json(results, args.detectors, config=config, device=str(device)), args.json)
-    if args.plots and len(pictured) > 1:
+    save_text(to_csv(results, settings.detectors), settings.save_dir / "auc.csv")
+    write_exports(records, settings.save_dir, settings.detectors, mat=settings.save_mat)
+    save_text(roc3d_csv(results, settings.detectors), settings.save_dir / "roc3d.csv")
+    if settings.json is not None:
+        config = settings.recorded()
+        save_json(to_json(results, settings.detectors, config=config, device=str(device)), settings.json)
+    if settings.plots and len(pictured) > 1:
         from evaluation.had_figures import plot_separability_mean  # matplotlib only when pictures are asked for
 
-        plot_separability_mean(args.save_dir / "plots" / "mean_boxes.png", list(pictured))
-    print(format_table(results, args.detectors))
+        plot_separability_mean(settings.save_dir / "plots" / "mean_boxes.png", list(pictured))
+    print(format_table(results, settings.detectors))
     print()
     print("3D-ROC (Chang 2021; scores min-max normalised; aSNPR: clipped at the median anomaly score)")
-    print(format_roc3d_table(results, args.detectors, per_scene=args.roc3d_scenes))
-    if args.plots:
-        print(f"plots: {args.save_dir / 'plots'}", file=sys.stderr)
+    print(format_roc3d_table(results, settings.detectors, per_scene=settings.roc3d_scenes))
+    if settings.plots:
+        print(f"plots: {settings.save_dir / 'plots'}", file=sys.stderr)

@@ -1,27 +1,34 @@
-"""test.py's scenes through the pipeline, one process's share of them under torchrun: where the scenes come
-from, every check before any work (result paths, scenes, detector options, memory, temporary space, the
-weights), and the loop that scores each scene and writes its per-scene files.
+"""An evaluation, test.py's and the library's (:func:`evaluate`): where the scenes come from, every check
+before any work (result paths, scenes, detector options, memory, temporary space, the weights), the loop that
+scores each scene and writes its per-scene files, and the result files. Under torchrun each process takes
+its share of the scenes.
+
+    from pipeline.evaluate import evaluate
+    from pipeline.settings import EvalSettings
+    results = evaluate(EvalSettings(scenes=["a.mat"], detectors=["GRX"], save_dir="out"))
+    results[0].auc["GRX"]
 """
 from __future__ import annotations
 
-import argparse
 import sys
-from dataclasses import fields
 from pathlib import Path
 
 import torch
 from tqdm import tqdm
 
+from data import had100
 from data.had100 import read_had100
 from data.scene import Scene, read_scene
 from data.synthetic import choose_dataset, ensure_synthetic
-from detectors.registry import DetectorOptions, check_detector, needs_fen
+from detectors.registry import check_detector, needs_fen
 from evaluation.export import SceneRecord, check_envi_sources, write_exports
 from evaluation.report import SceneResult
-from evaluation.results import SceneId, check_outputs, evaluate_scene
+from evaluation.results import SceneId, check_outputs, drop_temporaries, evaluate_scene, write_results
 from pipeline.plan import check_memory, check_temp_space, plan_scene
 from pipeline.run import Pipeline
+from pipeline.settings import EvalSettings
 from pipeline.sources import SceneSource
+from utils.device import full_fp32
 from utils.dist import Dist
 from utils.errors import DetectorError
 from utils.io import save_npz
@@ -29,12 +36,54 @@ from utils.memory import memory_budget
 from weights.release import load_fen
 
 
-def dataset_root(args: argparse.Namespace, d: Dist, default: Path) -> tuple[Path | None, str]:
+def evaluate(settings: EvalSettings, d: Dist | None = None) -> list[SceneResult]:
+    """Evaluate every scene of ``settings``: the scores of each detector, their ROC AUC and 3D-ROC measures and
+    seconds, written under ``settings.save_dir`` as test.py writes them (auc.csv, roc3d.csv, scores/, and what
+    the settings ask for); returns one :class:`SceneResult` per scene, in input order, its ``scores_file`` the
+    ``.npz`` of its maps (None with ``save_scores=False``). Prints the tables on stdout.
+
+    Under torchrun (``d``: the process group; one process without it) each process takes its own scenes and
+    writes their maps; rank 0 gathers the results, writes the result files and returns them ([] on the other
+    ranks). An input error on any process stops all of them at the next :meth:`Dist.settle`, before any
+    gathered result file is written.
+    """
+    d = d if d is not None else Dist(settings.device)
+    device = d.device
+    full_fp32(device)  # the reference AUCs are float32 figures: no TF32 convolutions on CUDA
+    root, source = dataset_root(settings, d)
+    indices, scenes, total = d.settle(lambda: load_shard(settings, root, d))
+    ids = in_input_order(d.gather((indices, [SceneId(i, s.name, s.source, s.label)
+                                             for i, s in zip(indices, scenes)])))
+    sources, fen = d.settle(lambda: check_shard(settings, scenes, ids, device))
+    d.settle(lambda: drop_temporaries(settings) if d.is_main else None)  # before any process writes a result
+    # the FEN in tiles, the detectors over chunks and strips, memory-mapped input: pipeline/
+    pipeline = Pipeline(list(settings.detectors), fen, settings.options, device, settings.max_memory_gb,
+                        settings.fen_batch, fold_bn=settings.fold_bn)
+    if sources:
+        pipeline.warm_up(sources[0])
+    if d.is_main:
+        print(f"{total} scenes from {source}, bands [{settings.start_channel}, "
+              f"{settings.start_channel + settings.input_channel}), detectors {' '.join(settings.detectors)}, "
+              f"weights {settings.weights if fen is not None else '-'}, device {device}"
+              + (f" x {d.world} processes" if d.world > 1 else ""), file=sys.stderr)
+    results, records, pictured = d.settle(lambda: evaluate_shard(settings, scenes, sources, pipeline, d))
+    # rank 0 writes what needs every scene: the tables, --save_mat's stacks, --plots' mean box plot
+    parts = d.gather_to_main((indices, results, records if settings.save_mat else [], pictured))
+    if not d.is_main:
+        return []
+    results = in_input_order([(part[0], part[1]) for part in parts])
+    records = in_input_order([(part[0], part[2]) for part in parts])  # empty unless --save_mat
+    pictured = in_input_order([(part[0], part[3]) for part in parts])  # empty unless --plots
+    write_results(settings, results, records, str(device) if d.world == 1 else device.type, pictured)
+    return results
+
+
+def dataset_root(settings: EvalSettings, d: Dist) -> tuple[Path | None, str]:
     """The HAD100-layout folder (None for ``--scenes``) and its description; the synthetic set is generated
     by one process while the others wait."""
-    if args.scenes:
-        return None, f"{len(args.scenes)} scene file(s)"
-    root, description, note = choose_dataset(args.data_path, default)
+    if settings.scenes:
+        return None, f"{len(settings.scenes)} scene file(s)"
+    root, description, note = choose_dataset(settings.data_path, had100.DEFAULT_DATA)
     if note:
         if d.is_main:
             print(note, file=sys.stderr)
@@ -42,63 +91,60 @@ def dataset_root(args: argparse.Namespace, d: Dist, default: Path) -> tuple[Path
     return root, description
 
 
-def load_shard(args: argparse.Namespace, root: Path | None, d: Dist) -> tuple[list[int], list[Scene], int]:
+def load_shard(settings: EvalSettings, root: Path | None, d: Dist) -> tuple[list[int], list[Scene], int]:
     """This process's scenes (all of them without torchrun), their indices in input order, and the total.
     ``--scenes`` files are read only by the process that takes them; a HAD100 folder is memory-mapped."""
-    if args.scenes:
-        indices = d.shard(len(args.scenes))
-        return indices, [read_scene(args.scenes[i], args.data_key, args.gt_key) for i in indices], len(args.scenes)
+    if settings.scenes:
+        indices = d.shard(len(settings.scenes))
+        files = settings.scenes
+        return indices, [read_scene(files[i], settings.data_key, settings.gt_key) for i in indices], len(files)
     scenes = read_had100(root)
     indices = d.shard(len(scenes))
     return indices, [scenes[i] for i in indices], len(scenes)
 
 
-def detector_options(args: argparse.Namespace) -> DetectorOptions:
-    return DetectorOptions(**{f.name: getattr(args, f.name) for f in fields(DetectorOptions)})
-
-
-def check_detectors(scenes: list[Scene], args: argparse.Namespace, device: torch.device) -> None:
+def check_detectors(scenes: list[Scene], settings: EvalSettings, device: torch.device) -> None:
     """Before any work: every detector's options fit every scene, its memory estimate fits the device (in
     tiles if need be), the scene has a tile plan within --max_memory_gb, and the plan's temporary files fit
     in the free space of $TMPDIR."""
-    options = detector_options(args)
-    budget = memory_budget(args.max_memory_gb)
+    options = settings.options
+    budget = memory_budget(settings.max_memory_gb)
     temp_needs = []  # the temporary files of each scene's plan, against the free space of $TMPDIR
     for s in scenes:
-        shape = (args.input_channel, s.cube.shape[0], s.cube.shape[1])
+        shape = (settings.input_channel, s.cube.shape[0], s.cube.shape[1])
         hwb = (shape[1], shape[2], shape[0])
-        for name in args.detectors:
+        for name in settings.detectors:
             try:
                 check_detector(name, shape, options)
             except DetectorError as err:
                 raise DetectorError(f"{s.label}: {name}: {err}") from None
             check_memory(name, shape, options, device, s.label)
         try:
-            plan = plan_scene(hwb, args.detectors, options, budget)
+            plan = plan_scene(hwb, settings.detectors, options, budget)
         except DetectorError as err:
             raise DetectorError(f"{s.label}: {err}") from None
         temp_needs.append((s.label, hwb, plan.temp_file_bytes(hwb)))
     check_temp_space(temp_needs)
 
 
-def check_shard(args: argparse.Namespace, scenes: list[Scene], ids: list[SceneId],
+def check_shard(settings: EvalSettings, scenes: list[Scene], ids: list[SceneId],
                 device: torch.device) -> tuple[list[SceneSource], torch.nn.Module | None]:
     """Every check before any work: result paths (of all scenes, ``ids``), then this process's scenes, detectors
     and exports; returns the scenes' sources and the FEN (None if no detector needs it)."""
-    check_outputs(args, ids)
-    sources = [SceneSource(s.cube, args.input_channel, args.start_channel, s.label) for s in scenes]
+    check_outputs(settings, ids)
+    sources = [SceneSource(s.cube, settings.input_channel, settings.start_channel, s.label) for s in scenes]
     for s in sources:  # fail before any work if one scene cannot be used (large cubes: one streaming pass)
         s.check()
-    check_detectors(scenes, args, device)
-    if args.save_envi:
+    check_detectors(scenes, settings, device)
+    if settings.save_envi:
         check_envi_sources([s.label for s in scenes])
     fen = None
-    if needs_fen(args.detectors):  # read on every process, even one without scenes: all agree on the weights
-        fen = load_fen(args.weights, args.input_channel, args.weights_dir).to(device)
+    if needs_fen(settings.detectors):  # read on every process, even one without scenes: all agree on the weights
+        fen = load_fen(settings.weights, settings.input_channel, settings.weights_dir).to(device)
     return sources, fen
 
 
-def evaluate_shard(args: argparse.Namespace, scenes: list[Scene], sources: list[SceneSource],
+def evaluate_shard(settings: EvalSettings, scenes: list[Scene], sources: list[SceneSource],
                    pipeline: Pipeline, d: Dist) -> tuple[list[SceneResult], list[SceneRecord], list[tuple]]:
     """This process's scenes through the pipeline: their results, what --save_mat / --save_envi write
     (evaluation/export.py), and with --plots each scene's ``(mask, maps)`` for the mean box plot. Writes each
@@ -106,32 +152,33 @@ def evaluate_shard(args: argparse.Namespace, scenes: list[Scene], sources: list[
     results, records, pictured = [], [], []
     runs = pipeline.run(sources)
     for scene, src, scene_run in tqdm(zip(scenes, sources, runs), total=len(scenes), desc="scenes", unit="scene",
-                                      disable=not (args.progress and d.is_main), file=sys.stderr):
+                                      disable=not (settings.progress and d.is_main), file=sys.stderr):
         if not scene_run.plan.input_in_memory or (scene_run.plan.fen_tile and not scene_run.plan.enhanced_in_memory):
             print(f"{scene.name}: {scene_run.plan.describe(src.shape)}", file=sys.stderr)
         result = evaluate_scene(scene, scene_run.maps, scene_run.seconds, src.shape[2])
         maps = scene_run.maps
         results.append(result)
-        if args.save_scores:
-            save_npz(args.save_dir / "scores" / f"{scene.name}.npz", mask=scene.mask, **maps)
-        if args.save_mat or args.save_envi:
-            fen_out = pipeline.fen_output(src) if args.save_mat and pipeline.fen is not None else None  # mixfs.mat
+        if settings.save_scores:
+            result.scores_file = settings.save_dir / "scores" / f"{scene.name}.npz"
+            save_npz(result.scores_file, mask=scene.mask, **maps)
+        if settings.save_mat or settings.save_envi:
+            fen_out = pipeline.fen_output(src) if settings.save_mat and pipeline.fen is not None else None  # mixfs.mat
             records.append(SceneRecord(scene.name, scene.source, scene.mask, maps, result.auc, fen_out))
-        if args.plots:
-            draw_scene(args, scene, maps, result)
+        if settings.plots:
+            draw_scene(settings, scene, maps, result)
             pictured.append((scene.mask, maps))
-    write_exports(records, args.save_dir, args.detectors, envi=args.save_envi)  # each process its own scenes
+    write_exports(records, settings.save_dir, settings.detectors, envi=settings.save_envi)  # each process its own scenes
     return results, records, pictured
 
 
-def draw_scene(args: argparse.Namespace, scene: Scene, maps: dict, result: SceneResult) -> None:
+def draw_scene(settings: EvalSettings, scene: Scene, maps: dict, result: SceneResult) -> None:
     """``--plots`` of one scene in SAVE_DIR/plots: the cube, mask and maps, the ROC curves, the separability
     box plot and the 3D-ROC curves (matplotlib is imported only when pictures are asked for)."""
     from evaluation.had_figures import plot_roc3d, plot_separability
     from evaluation.plots import plot_scene
 
-    out = args.save_dir / "plots"
-    bands = scene.cube[:, :, args.start_channel: args.start_channel + args.input_channel]
+    out = settings.save_dir / "plots"
+    bands = scene.cube[:, :, settings.start_channel: settings.start_channel + settings.input_channel]
     plot_scene(out, scene.name, bands, scene.mask, maps, result.auc)
     plot_separability(out / f"{scene.name}_boxes.png", scene.name, scene.mask, maps)
     plot_roc3d(out / f"{scene.name}_roc3d.png", scene.name, scene.mask, maps, result.roc3d)

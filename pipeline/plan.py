@@ -7,12 +7,14 @@ from __future__ import annotations
 
 import shutil
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Mapping
 
 import torch
 
 from detectors.base import Detector
-from detectors.registry import DEFAULT_OPTIONS, DETECTORS, MEMORY_MARGIN, DetectorOptions, detector, memory_estimate, needs_fen
+from detectors.registry import (DEFAULT_OPTIONS, DETECTORS, MEMORY_MARGIN, DetectorOptions, detector, memory_estimate,
+                                needs_fen)
 from detectors.rx import chunk_pixels
 from model.fen import FEN_HALO
 from pipeline.fen_tiles import FEN_MIN_TILE
@@ -35,22 +37,20 @@ def fen_window_bytes(side_h: int, side_w: int, bands: int, hidden: int = 256, ba
 
 @dataclass(frozen=True)
 class TilePlan:
-    """How one scene is cut: FEN tile side (px), the strip height of each detector that runs in strips (in
-    its own unit, ``Detector.strip_unit``; 0: not run; the field is ``Detector.strip_field``), and which cubes
-    are held in memory (else in a temporary file)."""
+    """How one scene is cut: FEN tile side (px), which cubes are held in memory (else in a temporary file),
+    and the strip height of each detector that runs in strips, by name (in its own unit,
+    ``Detector.strip_unit``; absent or 0: in one piece)."""
 
     fen_tile: int
-    slrx_strip: int
-    lrx_strip: int
     input_in_memory: bool
     enhanced_in_memory: bool
     budget: int
     working: int
-    crd_strip: int = 0
+    strips: Mapping[str, int] = field(default_factory=dict)
 
     def strip(self, det: Detector) -> int:
         """``det``'s strip height (0: in one piece, or it reads fixed chunks)."""
-        return getattr(self, det.strip_field) if det.strip_field else 0
+        return self.strips.get(det.name, 0) if det.in_strips else 0
 
     def describe(self, shape: tuple[int, int, int]) -> str:
         h, w, _ = shape
@@ -114,7 +114,7 @@ def bases(detectors: list[str]) -> list[Detector]:
 
 def working_sets(shape: tuple[int, int, int], detectors: list[str], options: DetectorOptions, limit: int,
                  fen_hidden: int = 256) -> tuple[dict[str, int], dict[str, int]]:
-    """Tile sizes (``fen_tile``: px, and each strip detector's ``strip_field`` in its unit) whose working sets
+    """Tile sizes (``fen_tile``: px, and each strip detector's strip height by name, in its unit) whose working sets
     fit ``limit`` bytes where possible (else the smallest), and the working sets in bytes, by what needs
     them (``statistics``: the streaming pass over chunks of pixels every detector makes; ``fen``; each
     detector's name)."""
@@ -127,13 +127,13 @@ def working_sets(shape: tuple[int, int, int], detectors: list[str], options: Det
         needs["fen"] = fen_bytes(sizes["fen_tile"])
     for det in bases(detectors):
         cube = (b, h, w)
-        if det.strip_field is None:
+        if not det.in_strips:
             needs[det.name] = det.strip_bytes(cube, 0, options)
             continue
         strip_bytes = lambda k: det.strip_bytes(cube, k, options)
         k = _largest(lambda k: strip_bytes(k) <= limit, det.strip_units(cube, options))
-        sizes[det.strip_field] = max(k, det.least_strip(cube, options))
-        needs[det.name] = strip_bytes(sizes[det.strip_field])
+        sizes[det.name] = max(k, det.least_strip(cube, options))
+        needs[det.name] = strip_bytes(sizes[det.name])
     return sizes, needs
 
 
@@ -156,16 +156,16 @@ def plan_scene(shape: tuple[int, int, int], detectors: list[str], options: Detec
     room = budget - working
     enhanced_in_memory = needs_fen(detectors) and cube <= room
     room -= cube if enhanced_in_memory else 0
-    strips = {d.strip_field: 0 for d in DETECTORS.values() if d.strip_field} | sizes
-    return TilePlan(**strips, input_in_memory=cube <= room, enhanced_in_memory=enhanced_in_memory, budget=budget,
-                    working=working)
+    fen_tile = sizes.pop("fen_tile")
+    return TilePlan(fen_tile, input_in_memory=cube <= room, enhanced_in_memory=enhanced_in_memory, budget=budget,
+                    working=working, strips=sizes)
 
 
 def describe_need(key: str) -> str:
     """The phrase of a :func:`working_sets` key in the memory error."""
     if key in DETECTORS:
         det = DETECTORS[key]
-        return f"{key} (one strip of {det.strip_unit})" if det.strip_field else key
+        return f"{key} (one strip of {det.strip_unit})" if det.in_strips else key
     return {"fen": "the FEN (one tile)", "statistics": "the scene's statistics"}[key]
 
 

@@ -72,7 +72,7 @@ def test_grx_alone_needs_no_weights(test_cli, tiny_set, tmp_path, monkeypatch):
 
 
 def test_default_data_is_the_synthetic_set(test_cli, release_dir, tmp_path, monkeypatch, capsys):
-    monkeypatch.setattr(test_cli, "DEFAULT_DATA", tmp_path / "no-HAD100")
+    monkeypatch.setattr("data.had100.DEFAULT_DATA", tmp_path / "no-HAD100")
     rc = test_cli.main(["--input_channel", "50", "--weights_dir", str(release_dir), "--save_dir", str(tmp_path),
                         "--no-progress"])
     captured = capsys.readouterr()

@@ -65,7 +65,7 @@ def test_crd_in_strips_equals_crd_whole(abu_dir):
     source = SceneSource(cube, 12, 0, "crop")
     source.check()
     options = DetectorOptions(crd_inner=3, crd_outer=7)
-    plan = TilePlan(0, 0, 0, False, False, 0, 0, crd_strip=7)
+    plan = TilePlan(0, False, False, 0, 0, strips={"CRD": 7})
     strips = next(Pipeline(["CRD"], None, options, torch.device("cpu"), plan=plan).run([source])).maps["CRD"]
     whole = crd(preprocess(cube, 12), 3, 7).numpy()
     np.testing.assert_allclose(strips, whole, rtol=1e-12, atol=0)

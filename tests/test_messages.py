@@ -20,7 +20,7 @@ from utils.cli import flag_text
 from utils.errors import FerdError
 from weights.release import load_fen
 
-LIBRARY = ("data", "model", "detectors", "evaluation", "weights", "pipeline")
+LIBRARY = ("data", "model", "detectors", "evaluation", "weights", "pipeline", "training")
 FLAG = re.compile(r"(?<![\w-])--[a-z]")
 
 

@@ -119,7 +119,7 @@ def test_a_scene_held_in_memory_needs_no_disk(test_cli, tmp_path, tmpdir_, monke
 def test_temporary_files_never_exceed_the_plan(h, w, b, in_memory, enhanced_in_memory, tile, n):
     """Whatever the plan, the bytes reserved at once in temporary files (scenes one after the other) never
     exceed what TilePlan.temp_file_bytes told the check."""
-    plan = TilePlan(tile, 0, 0, in_memory, enhanced_in_memory, 0, 0)
+    plan = TilePlan(tile, in_memory, enhanced_in_memory, 0, 0)
     live, peak = [0], [0]
     real_init = StoredCube.__init__
 

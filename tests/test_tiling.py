@@ -25,8 +25,8 @@ from weights.release import load_fen
 DETECTORS = ["GRX", "FEN+GRX", "SLRX", "FEN+SLRX"]
 #: Small tiles everywhere, both cubes streamed from files: FEN tiles of 24 px (5 x 5 tiles on a
 #: 100 x 100 scene, most with real neighbours as halo), SLRX strips of 2 block rows, LRX strips of 16 rows.
-SMALL_TILES = TilePlan(fen_tile=24, slrx_strip=2, lrx_strip=16, input_in_memory=False, enhanced_in_memory=False,
-                       budget=0, working=0)
+SMALL_TILES = TilePlan(fen_tile=24, input_in_memory=False, enhanced_in_memory=False, budget=0, working=0,
+                       strips={"SLRX": 2, "LRX": 16})
 
 
 def _npy_scene(tmp_path, cube: np.ndarray, mask: np.ndarray, name: str = "scene"):
@@ -96,7 +96,7 @@ def test_lrx_whole_and_in_strips(tmp_path):
     torch.manual_seed(0)
     fen = FEN(12).eval()
     whole = _runs(scene, 12, ["LRX", "FEN+LRX"], fen, options=options)
-    tiled = _runs(scene, 12, ["LRX", "FEN+LRX"], fen, TilePlan(16, 0, 7, False, False, 0, 0), options=options)
+    tiled = _runs(scene, 12, ["LRX", "FEN+LRX"], fen, TilePlan(16, False, False, 0, 0, strips={"LRX": 7}), options=options)
     _assert_same(tiled, whole, mask)
 
 
@@ -172,7 +172,7 @@ def test_plan_tiles_what_does_not_fit_and_refuses_what_cannot():
     small = plan_scene((100, 100, 200), DETECTORS, options, 4 << 30)
     assert small.fen_tile >= 100 and small.input_in_memory and small.enhanced_in_memory
     big = plan_scene((2048, 2048, 200), DETECTORS, options, 4 << 30)
-    assert big.fen_tile < 2048 and big.slrx_strip < 256
+    assert big.fen_tile < 2048 and big.strips["SLRX"] < 256
     assert not (big.input_in_memory and big.enhanced_in_memory)   # 2 x 3.2 GB cubes cannot both be held
     tight = plan_scene((2048, 2048, 200), DETECTORS, options, 1 << 30)
     assert not tight.input_in_memory and not tight.enhanced_in_memory and tight.working <= 1 << 30

@@ -54,7 +54,7 @@ def run_a(train_cli, data, tmp_path_factory):
     real_train = train_cli.train
 
     def keep(a, d):
-        result.update(real_train(a, d))
+        result.update(vars(real_train(a, d)))  # a TrainResult: fen, last, best, history, step
         return result
 
     train_cli.train = keep

@@ -4,14 +4,15 @@ the per-epoch test set, the validation scenes built from held-out training data 
 """
 from __future__ import annotations
 
-import argparse
 import sys
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from data import had100
 from data.had100 import had100_train_files, read_had100
 from data.patches import (anomaly_pool, load_patches, make_real_val_scenes_from, make_val_scenes,
                           make_val_scenes_from, scene_patches, split_files)
@@ -21,15 +22,10 @@ from data.synthetic import choose_dataset, ensure_synthetic
 from detectors.rx import grx
 from evaluation.metrics import roc_auc
 from model.fen import FEN
+from training.settings import VAL_SELECTIONS, TrainSettings
 from training.state import Diverged
-from utils.cli import DEFAULT_DATA
 from utils.dist import Dist
 
-#: Selections on held-out training data: implanted synthetic materials (val), implanted real anomaly spectra
-#: (val_real), the held-out scenes' own labelled anomalies (val_scene).
-VAL_SELECTIONS = ("val", "val_real", "val_scene")
-#: Those that need labelled --train_scenes (HAD100's training files have no anomalies).
-LABELLED_SELECTIONS = ("val_real", "val_scene")
 #: The evaluation sets of a run (:meth:`TrainData.sets`), by the name their score goes by (``<name>_mAUC``
 #: in the log line, the checkpoints and the AUC table), in that order.
 EVAL_SETS = ("test", *VAL_SELECTIONS)
@@ -62,16 +58,16 @@ class TrainData:
         return {k: getattr(self, k) for k in EVAL_SETS}
 
 
-def eval_cubes(scenes: list[Scene], args: argparse.Namespace) -> list[EvalCube]:
+def eval_cubes(scenes: list[Scene], bands: int, start: int = 0) -> list[EvalCube]:
     """The evaluation scenes preprocessed like the training data. Quirk 8, *not* reproduced: the authors'
     per-epoch evaluation always takes bands [0, B) whatever the start band; here it takes the bands that
     training uses, [start, start + B), as test.py does (the same at the default --start_channel 0)."""
-    return [(s.name, preprocess(s.cube, args.input_channel, args.start_channel, s.label), s.mask)
+    return [(s.name, preprocess(s.cube, bands, start, s.label), s.mask)
             for s in scenes]
 
 
-def data_root(args: argparse.Namespace, d: Dist) -> tuple[Path, str]:
-    root, description, note = choose_dataset(args.data_path, DEFAULT_DATA)
+def data_root(settings: TrainSettings, d: Dist) -> tuple[Path, str]:
+    root, description, note = choose_dataset(settings.data_path, had100.DEFAULT_DATA)
     if note:
         log(note, d)
         if d.is_main:
@@ -80,46 +76,48 @@ def data_root(args: argparse.Namespace, d: Dist) -> tuple[Path, str]:
     return root, description
 
 
-def test_scenes(args: argparse.Namespace, root: Path | None, d: Dist) -> list[Scene]:
-    """The per-epoch test set: --test_scenes, else the HAD100 folder's; first --eval_scenes of them."""
-    if not (args.eval_test and d.is_main) or (root is None and not args.test_scenes):
+def test_scenes(settings: TrainSettings, root: Path | None, d: Dist) -> list[Scene]:
+    """The per-epoch test set: ``test_scenes``, else the HAD100 folder's; the first ``eval_scenes`` of them."""
+    if not (settings.eval_test and d.is_main) or (root is None and not settings.test_scenes):
         return []
-    scenes = [read_scene(p) for p in args.test_scenes] if args.test_scenes else read_had100(root)
-    return scenes[: args.eval_scenes] if args.eval_scenes > 0 else scenes
+    scenes = [read_scene(p) for p in settings.test_scenes] if settings.test_scenes else read_had100(root)
+    return scenes[: settings.eval_scenes] if settings.eval_scenes > 0 else scenes
 
 
-def had100_data(args: argparse.Namespace, d: Dist) -> TrainData:
+def had100_data(settings: TrainSettings, d: Dist) -> TrainData:
     """Patches of a HAD100-layout folder's training files; val scenes from held-out files."""
-    root, source = data_root(args, d)
-    files = had100_train_files(root, args.sensor)
+    root, source = data_root(settings, d)
+    files = had100_train_files(root, settings.sensor)
     val: list[Scene] = []
-    if args.select in VAL_SELECTIONS:
-        files, val_files = split_files(files, args.val_fraction, args.seed)
-        val = make_val_scenes(val_files, args.input_channel, args.start_channel, args.seed)
-    patches = load_patches(files, args.input_channel, args.start_channel, args.img_size, args.patch_stride)
-    return TrainData(patches, len(files), f"{len(files)} files ({source}, {args.sensor})",
-                     eval_cubes(test_scenes(args, root, d), args), eval_cubes(val, args) if d.is_main else [])
+    if settings.select in VAL_SELECTIONS:
+        files, val_files = split_files(files, settings.val_fraction, settings.seed)
+        val = make_val_scenes(val_files, settings.input_channel, settings.start_channel, settings.seed)
+    patches = load_patches(files, settings.input_channel, settings.start_channel, settings.img_size, settings.patch_stride)
+    cubes = partial(eval_cubes, bands=settings.input_channel, start=settings.start_channel)
+    return TrainData(patches, len(files), f"{len(files)} files ({source}, {settings.sensor})",
+                     cubes(test_scenes(settings, root, d)), cubes(val) if d.is_main else [])
 
 
-def scene_data(args: argparse.Namespace, d: Dist) -> TrainData:
+def scene_data(settings: TrainSettings, d: Dist) -> TrainData:
     """Patches of --train_scenes that touch no labelled anomaly; val scenes from held-out scenes' patches, and
     the held-out scenes themselves with their labels (val_scene)."""
-    every = [read_scene(p) for p in args.train_scenes]
+    every = [read_scene(p) for p in settings.train_scenes]
     scenes, val, val_real, held_out = every, [], [], []
-    if args.select in VAL_SELECTIONS:
-        scenes, held_out = split_files(every, args.val_fraction, args.seed)
-        val = make_val_scenes_from(held_out, args.input_channel, args.start_channel, args.img_size, args.seed)
-        pool = anomaly_pool(every, args.input_channel, args.start_channel)
-        if len(pool) or args.select == "val_real":  # both signals logged whenever there are spectra to implant
-            val_real = make_real_val_scenes_from(held_out, pool, args.input_channel, args.start_channel,
-                                                 args.img_size, args.seed)
-    patches, dropped = scene_patches(scenes, args.input_channel, args.start_channel, args.img_size,
-                                     args.patch_stride)
+    if settings.select in VAL_SELECTIONS:
+        scenes, held_out = split_files(every, settings.val_fraction, settings.seed)
+        val = make_val_scenes_from(held_out, settings.input_channel, settings.start_channel, settings.img_size, settings.seed)
+        pool = anomaly_pool(every, settings.input_channel, settings.start_channel)
+        if len(pool) or settings.select == "val_real":  # both signals logged whenever there are spectra to implant
+            val_real = make_real_val_scenes_from(held_out, pool, settings.input_channel, settings.start_channel,
+                                                 settings.img_size, settings.seed)
+    patches, dropped = scene_patches(scenes, settings.input_channel, settings.start_channel, settings.img_size,
+                                     settings.patch_stride)
     names = ", ".join(s.name for s in scenes)
     main = d.is_main
+    cubes = partial(eval_cubes, bands=settings.input_channel, start=settings.start_channel)
     return TrainData(patches, len(scenes), f"{len(scenes)} scenes ({names})",
-                     eval_cubes(test_scenes(args, None, d), args), eval_cubes(val, args) if main else [], dropped,
-                     eval_cubes(val_real, args) if main else [], eval_cubes(held_out, args) if main else [])
+                     cubes(test_scenes(settings, None, d)), cubes(val) if main else [], dropped,
+                     cubes(val_real) if main else [], cubes(held_out) if main else [])
 
 
 @torch.no_grad()

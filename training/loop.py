@@ -4,7 +4,6 @@ divergence checks that stop a run before a non-finite tensor reaches a checkpoin
 """
 from __future__ import annotations
 
-import argparse
 import math
 import sys
 from contextlib import nullcontext
@@ -21,6 +20,7 @@ from model.fen import FEN
 from model.ferd import FERD
 from model.losses import FERDLoss
 from model.teacher import fingerprint
+from training.settings import TrainSettings
 from training.data import TrainData, had100_data, log, scene_data
 from training.state import Diverged, Progress, TrainingError, check_resume, run_config, seed_everything, set_rng_states
 from utils.device import AMP_DTYPES
@@ -33,7 +33,7 @@ from weights.release import load_fen
 class Trainer:
     """Everything one run needs, built once by :func:`build_trainer`."""
 
-    args: argparse.Namespace
+    settings: TrainSettings
     d: Dist
     data: TrainData
     ferd: FERD
@@ -49,50 +49,50 @@ class Trainer:
     save_dir: Path
 
     def path(self, kind: str, suffix: str = "pt") -> Path:
-        return self.save_dir / f"{kind}_{self.args.input_channel}bands.{suffix}"
+        return self.save_dir / f"{kind}_{self.settings.input_channel}bands.{suffix}"
 
 
 def init_from_fen(ferd: FERD, fen: FEN, spec: str) -> str:
     """Copy ``fen``'s CWL, layer1 and FPL into ``ferd`` (the teacher's layer1 is the FEN's: frozen, as ever);
     returns the log phrase."""
     if fen.config != ferd.config:
-        raise TrainingError(f"--init_fen {spec}: a FEN of {fen.config}, this network is {ferd.config}")
+        raise TrainingError(f"init_fen={spec}: a FEN of {fen.config}, this network is {ferd.config}")
     ferd.cwl.load_state_dict(fen.cwl.state_dict())
     ferd.teacher.layer1.load_state_dict(fen.layer1.state_dict())
     ferd.sfam.fpl.load_state_dict(fen.fpl.state_dict())
     return f"CWL, layer1 and FPL from {spec} (fine-tuning)"
 
 
-def adam(params: list[torch.nn.Parameter], args: argparse.Namespace) -> torch.optim.Adam:
+def adam(params: list[torch.nn.Parameter], settings: TrainSettings) -> torch.optim.Adam:
     """The authors' optimiser, Adam (lr, betas). ``--fused_adam`` runs torch's fused kernel: the same update
     (to rounding: 1e-15 relative in float64), one pass over the 84M trainable weights instead of a dozen
     per-tensor operations, which on a 2-core CPU saves about 0.4 s a step."""
-    return torch.optim.Adam(params, lr=args.lr, betas=args.betas, fused=args.fused_adam or None)
+    return torch.optim.Adam(params, lr=settings.lr, betas=settings.betas, fused=settings.fused_adam or None)
 
 
-def build_trainer(args: argparse.Namespace, d: Dist) -> Trainer:
+def build_trainer(settings: TrainSettings, d: Dist) -> Trainer:
     """Teacher weights and data first (a missing file is reported before any model is built), then the
     model, loss, optimiser and loader."""
-    t_state, t_source = teacher_state(args.teacher, args.download_teacher)
-    data = scene_data(args, d) if args.train_scenes else had100_data(args, d)
-    seed_everything(args.seed, args.deterministic)
-    ferd = FERD(args.input_channel)
-    teacher_msg = apply_teacher_state(ferd.teacher, t_state, t_source, args.seed)
-    if args.init_fen:
-        teacher_msg += "; " + init_from_fen(ferd, load_fen(args.init_fen, args.input_channel), args.init_fen)
-    cfg = run_config(args, ferd.config, fingerprint(ferd.teacher), len(data.patches))
+    t_state, t_source = teacher_state(settings.teacher, settings.download_teacher)
+    data = scene_data(settings, d) if settings.train_scenes else had100_data(settings, d)
+    seed_everything(settings.seed, settings.deterministic)
+    ferd = FERD(settings.input_channel)
+    teacher_msg = apply_teacher_state(ferd.teacher, t_state, t_source, settings.seed)
+    if settings.init_fen:
+        teacher_msg += "; " + init_from_fen(ferd, load_fen(settings.init_fen, settings.input_channel), settings.init_fen)
+    cfg = run_config(settings, ferd.config, fingerprint(ferd.teacher), len(data.patches))
     ferd.to(d.device)
-    amp_dtype = AMP_DTYPES[args.amp_dtype] if args.amp else None
+    amp_dtype = AMP_DTYPES[settings.amp_dtype] if settings.amp else None
     net = DistributedDataParallel(ferd, device_ids=[d.device.index] if d.device.type == "cuda" else None) \
         if d.world > 1 else ferd
     dataset = PatchDataset(data.patches)
-    sampler = DistributedSampler(dataset, num_replicas=d.world, rank=d.rank, shuffle=True, seed=args.seed)
-    loader = DataLoader(dataset, batch_size=args.batch_size // d.world, sampler=sampler,
-                        num_workers=args.num_workers, pin_memory=d.device.type == "cuda")
-    return Trainer(args, d, data, ferd, net, FERDLoss(args.w_sim, args.w_rec, args.w_zc, args.double_sigmoid),
-                   adam(ferd.trainable(), args),
+    sampler = DistributedSampler(dataset, num_replicas=d.world, rank=d.rank, shuffle=True, seed=settings.seed)
+    loader = DataLoader(dataset, batch_size=settings.batch_size // d.world, sampler=sampler,
+                        num_workers=settings.num_workers, pin_memory=d.device.type == "cuda")
+    return Trainer(settings, d, data, ferd, net, FERDLoss(settings.w_sim, settings.w_rec, settings.w_zc, settings.double_sigmoid),
+                   adam(ferd.trainable(), settings),
                    torch.amp.GradScaler(d.device.type, enabled=amp_dtype == torch.float16), amp_dtype,
-                   sampler, loader, cfg, teacher_msg, args.save_dir)
+                   sampler, loader, cfg, teacher_msg, settings.save_dir)
 
 
 def restore(tr: Trainer, state: dict, path: Path) -> Progress:
@@ -139,13 +139,13 @@ def train_step(net: torch.nn.Module, loss_fn: FERDLoss, optimizer: torch.optim.O
 
 
 def run_epoch(tr: Trainer, epoch: int, progress: Progress) -> dict[str, float]:
-    """One pass over the shuffled patches (or up to --max_steps); returns the mean loss and terms."""
-    args, d = tr.args, tr.d
+    """One pass over the shuffled patches (or up to max_steps); returns the mean loss and terms."""
+    settings, d = tr.settings, tr.d
     tr.sampler.set_epoch(epoch)
     tr.ferd.train()
     sums, n = {"loss": 0.0, "sim": 0.0, "rec": 0.0, "zc": 0.0}, 0
-    bar = tqdm(tr.loader, desc=f"epoch {epoch}/{args.epochs}", unit="step", leave=False, file=sys.stderr,
-               disable=not (args.progress and d.is_main))
+    bar = tqdm(tr.loader, desc=f"epoch {epoch}/{settings.epochs}", unit="step", leave=False, file=sys.stderr,
+               disable=not (settings.progress and d.is_main))
     for x in bar:
         progress.step += 1
         try:
@@ -157,7 +157,7 @@ def run_epoch(tr: Trainer, epoch: int, progress: Progress) -> dict[str, float]:
             sums[k] += v
         n += 1
         bar.set_postfix(loss=f"{loss:.4f}")
-        if args.max_steps and progress.step >= args.max_steps:
+        if settings.max_steps and progress.step >= settings.max_steps:
             break
     return {k: v / max(n, 1) for k, v in sums.items()}
 
@@ -166,7 +166,7 @@ def diverged(tr: Trainer, what: str, epoch: int, progress: Progress) -> Diverged
     """The one line of a diverged run: what was not finite, where, what to do, and what is kept on disk."""
     kept = (f"the last good checkpoint is {tr.path('last')} (epoch {progress.saved_epoch})"
             if progress.saved_epoch else "no checkpoint was written yet")
-    return Diverged(f"training diverged: {what} (epoch {epoch}): lower --lr (now {tr.args.lr:g}); stopped; {kept}")
+    return Diverged(f"training diverged: {what} (epoch {epoch}): lower lr=... (now {tr.settings.lr:g}); stopped; {kept}")
 
 
 def state_tensors(tr: Trainer) -> list[tuple[str, torch.Tensor]]:

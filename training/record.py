@@ -3,7 +3,6 @@ state, the AUC table and the loss plot (each written atomically), and the epoch'
 """
 from __future__ import annotations
 
-import argparse
 import math
 import shutil
 import time
@@ -12,6 +11,7 @@ from typing import Iterable
 import torch
 
 from evaluation.report import fmt
+from training.settings import TrainSettings
 from training.data import EVAL_SETS, evaluate, log
 from training.loop import Trainer, diverged
 from training.state import STATE_FORMAT, Diverged, Progress, TrainingError, rng_states
@@ -29,11 +29,11 @@ SELECTION = {"test": "best FEN+GRX mAUC on the TEST set (quirk 4, the paper's se
 OUTPUTS = (("fen", "pt"), ("last", "pt"), ("auc", "csv"), ("loss", "png"))
 
 
-def check_outputs(args: argparse.Namespace) -> None:
+def check_outputs(settings: TrainSettings) -> None:
     """Before any work: the save folder and each file a run writes there (:data:`OUTPUTS`) can be written."""
-    check_writable(args.save_dir, "save_dir", folder=True)
+    check_writable(settings.save_dir, "save_dir", folder=True)
     for kind, suffix in OUTPUTS:
-        check_writable(args.save_dir / f"{kind}_{args.input_channel}bands.{suffix}", "save_dir", folder=False)
+        check_writable(settings.save_dir / f"{kind}_{settings.input_channel}bands.{suffix}", "save_dir", folder=False)
 
 
 #: Room kept free beyond the estimate: the AUC table, the loss plot, the checkpoints' pickled metadata.
@@ -68,7 +68,7 @@ def check_room(tr: Trainer) -> None:
         raise TrainingError(f"{tr.save_dir}: {format_bytes(free, 1)} free, too little for the training state "
                             f"written there each epoch: {tr.path('last').name} takes about "
                             f"{format_bytes(last, 1)}, and each save writes the new one beside the "
-                            f"old ({format_bytes(need, 1)} in all); free space or choose another --save_dir")
+                            f"old ({format_bytes(need, 1)} in all); free space or choose another save_dir=...")
 
 
 def defined(v: float | None) -> bool:
@@ -89,23 +89,24 @@ def end_epoch(tr: Trainer, epoch: int, means: dict[str, float], t0: float, train
               progress: Progress) -> None:
     """Evaluate the FEN, select, and write the FEN (if selected), the training state, the AUC table and
     the loss plot, each atomically; print the epoch's line."""
-    args = tr.args
+    settings = tr.settings
     fen = tr.ferd.fen()
     try:
         scores = {k: evaluate(fen, c, tr.d.device) if c else (None, {}) for k, c in tr.data.sets().items()}
     except Diverged as err:
         raise diverged(tr, f"{err} after step {progress.step}", epoch, progress) from None
     maucs = {f"{k}_mAUC": m for k, (m, _) in scores.items()}
-    score = float(epoch) if args.select == "last" else maucs[f"{args.select}_mAUC"]
-    selected = improves(args.select, score, progress.best)
+    score = float(epoch) if settings.select == "last" else maucs[f"{settings.select}_mAUC"]
+    selected = improves(settings.select, score, progress.best)
     if selected:
         progress.best = {"epoch": epoch, "score": score}
         for r in progress.history:
             r["selected"] = False
-        save_fen(fen.cpu(), tr.path("fen"), zcl=tr.ferd.sfam.zcl, select=args.select,
-                 selection=SELECTION[args.select], epoch=epoch, step=progress.step, score=score,
-                 **maucs, teacher=args.teacher, teacher_note=tr.teacher_msg,
-                 input_channel=args.input_channel, start_channel=args.start_channel, img_size=args.img_size, sensor=args.sensor, seed=args.seed,
+        save_fen(fen.cpu(), tr.path("fen"), zcl=tr.ferd.sfam.zcl, select=settings.select,
+                 selection=SELECTION[settings.select], epoch=epoch, step=progress.step, score=score,
+                 **maucs, teacher=settings.teacher, teacher_note=tr.teacher_msg,
+                 input_channel=settings.input_channel, start_channel=settings.start_channel,
+                 img_size=settings.img_size, sensor=settings.sensor, seed=settings.seed,
                  data=tr.data.description)
     progress.history.append({"epoch": epoch, "step": progress.step, **means, **maucs, "seconds": time.perf_counter() - t0,
                              "selected": selected, "test_aucs": scores["test"][1]})
@@ -117,16 +118,16 @@ def end_epoch(tr: Trainer, epoch: int, means: dict[str, float], t0: float, train
     save_text(auc_table(progress.history, [n for n, _, _ in tr.data.test]), tr.path("auc", "csv"))
     from evaluation.plots import plot_training  # matplotlib only once there is something to draw
 
-    plot_training(progress.history, tr.path("loss", "png"), SELECTION[args.select])
-    print(epoch_line(args, epoch, progress, means, train_seconds), flush=True)
+    plot_training(progress.history, tr.path("loss", "png"), SELECTION[settings.select])
+    print(epoch_line(settings, epoch, progress, means, train_seconds), flush=True)
 
 
-def epoch_line(args: argparse.Namespace, epoch: int, progress: Progress, means: dict[str, float],
+def epoch_line(settings: TrainSettings, epoch: int, progress: Progress, means: dict[str, float],
                train_seconds: float) -> str:
     row, best = progress.history[-1], progress.best
     label = {"test": "best test mAUC (selected on the test set, quirk 4)", "last": "selected: last epoch"}.get(
-        args.select, f"best {args.select} mAUC")
-    if args.select == "last":
+        settings.select, f"best {settings.select} mAUC")
+    if settings.select == "last":
         best_txt = label
     elif not defined(best["score"]):
         best_txt = f"{label} - (no epoch has had a defined score yet: holding epoch {best['epoch']})"
@@ -134,7 +135,7 @@ def epoch_line(args: argparse.Namespace, epoch: int, progress: Progress, means: 
         best_txt = f"{label} {fmt(best['score'])} @ epoch {best['epoch']}"
     real_txt = "".join(f"  {k} mAUC {fmt(row[k + '_mAUC'])}"  # test and val always show; the others when logged
                        for k in EVAL_SETS[2:] if row.get(k + "_mAUC") is not None)
-    return (f"epoch {epoch}/{args.epochs}  step {progress.step}  loss {means['loss']:.4f} (sim {means['sim']:.4f} "
+    return (f"epoch {epoch}/{settings.epochs}  step {progress.step}  loss {means['loss']:.4f} (sim {means['sim']:.4f} "
             f"rec {means['rec']:.6f} zc {means['zc']:.4f})  test mAUC {fmt(row['test_mAUC'])}  "
             f"val mAUC {fmt(row['val_mAUC'])}{real_txt}  {best_txt}  train {train_seconds:.1f} s, total {row['seconds']:.1f} s")
 
@@ -152,7 +153,7 @@ def auc_table(history: list[dict], scene_names: list[str]) -> str:
 
 def describe(tr: Trainer) -> str:
     """The run's first log line: data, evaluation sets, teacher, device, selection."""
-    a, data, d = tr.args, tr.data, tr.d
+    a, data, d = tr.settings, tr.data, tr.d
     dropped = f", {data.dropped} patches touching a labelled anomaly dropped" if a.train_scenes else ""
     stride = f" every {a.patch_stride} px" if a.patch_stride else ""
     return (f"{len(data.patches)} training patches {a.img_size}x{a.img_size}{stride} from {data.description}"
@@ -173,8 +174,8 @@ def log_selected(tr: Trainer, progress: Progress) -> None:
     """The run's last line: which epoch the saved FEN is, and where it is."""
     if progress.best["epoch"] is None:
         return
-    if not defined(progress.best["score"]) and tr.args.select != "last":
-        log(f"no epoch had a defined {tr.args.select} mAUC (no scene with both anomaly and background pixels): "
+    if not defined(progress.best["score"]) and tr.settings.select != "last":
+        log(f"no epoch had a defined {tr.settings.select} mAUC (no scene with both anomaly and background pixels): "
             f"{tr.path('fen')} holds the latest epoch, {progress.best['epoch']}", tr.d)
-    log(f"wrote {tr.path('fen')} (epoch {progress.best['epoch']}, {SELECTION[tr.args.select]}) and "
+    log(f"wrote {tr.path('fen')} (epoch {progress.best['epoch']}, {SELECTION[tr.settings.select]}) and "
         f"{tr.path('last')}", tr.d)

@@ -7,7 +7,6 @@ any data is read, a state written with other options (:data:`RESUME_KEYS`), nami
 """
 from __future__ import annotations
 
-import argparse
 import os
 import random
 from dataclasses import dataclass, field
@@ -16,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from training.settings import TrainSettings
 from utils.errors import FerdError
 from weights.files import load_tensors
 
@@ -71,11 +71,11 @@ def set_rng_states(states: dict, device: torch.device) -> None:
         torch.cuda.set_rng_state(states["cuda"], device)
 
 
-def run_config(args: argparse.Namespace, fen_config: dict, fp: str | None, n_patches: int | None) -> dict:
+def run_config(settings: TrainSettings, fen_config: dict, fp: str | None, n_patches: int | None) -> dict:
     """What the training state must agree on to be resumed (:data:`RESUME_KEYS`), plus the rest for the record."""
-    cfg = {k: (str(v) if isinstance(v, Path) else [str(x) for x in v] if isinstance(v, list) else v)
-           for k, v in vars(args).items()}
-    cfg["betas"] = list(args.betas)
+    cfg = {k: (str(v) if isinstance(v, Path) else [str(x) for x in v] if isinstance(v, (list, tuple)) else v)
+           for k, v in settings.flat().items()}
+    cfg["betas"] = list(settings.betas)
     cfg.update(hidden=fen_config.get("hidden"), teacher_fingerprint=fp, train_patches=n_patches)
     return cfg
 
@@ -94,17 +94,17 @@ def check_resume(state: dict, cfg: dict, path: Path, late: bool) -> None:
         raise TrainingError(f"{path} was written by another configuration: " + "; ".join(diffs))
 
 
-def open_resume(args: argparse.Namespace, last_path: Path) -> tuple[dict | None, Path | None]:
+def open_resume(settings: TrainSettings, last_path: Path) -> tuple[dict | None, Path | None]:
     """The training state to resume from, memory-mapped and checked against the options, before any data
     is read: a mismatch is refused at once."""
-    if args.resume is None:
+    if settings.resume is None:
         return None, None
-    path = last_path if args.resume == "auto" else Path(args.resume)
+    path = last_path if settings.resume == "auto" else Path(settings.resume)
     if not path.is_file():
-        raise TrainingError(f"--resume: {path} not found")
-    state = load_tensors(path, TrainingError, "so it is not a training state of train.py (--resume takes the "
+        raise TrainingError(f"resume=...: {path} not found")
+    state = load_tensors(path, TrainingError, "so it is not a training state of train.py (resume=... takes the "
                          "last_<N>bands.pt that train.py writes)", mmap=True)
-    check_resume(state, run_config(args, {}, None, None), path, late=False)
+    check_resume(state, run_config(settings, {}, None, None), path, late=False)
     return state, path
 
 

@@ -25,8 +25,6 @@ from utils.dist import Dist, PeerError, launched_rank
 from utils.errors import FerdError, Interrupted
 
 REPO = Path(__file__).resolve().parents[1]
-#: The HAD100 folder both scripts read when no --data_path is given (else the synthetic set is generated).
-DEFAULT_DATA = REPO / "data" / "HAD100Dataset"
 #: Library parameter names whose option has another name.
 ALIASES = {"bands": "input_channel", "start": "start_channel", "download": "download_teacher"}
 #: A ``name=value`` mention: the value is quoted, a <placeholder>, or runs to a space or punctuation.
@@ -41,51 +39,34 @@ class OneLineParser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message}\n")
 
 
-def add_band_options(group: argparse._ActionsContainer) -> None:
-    """``--input_channel`` and ``--start_channel``, the same in test.py and train.py."""
-    group.add_argument("--input_channel", type=int, default=50,
+def add_band_options(group: argparse._ActionsContainer, defaults: object) -> None:
+    """``--input_channel`` and ``--start_channel``, the same in test.py and train.py (``defaults``: the
+    script's settings object with its defaults)."""
+    group.add_argument("--input_channel", type=int, default=defaults.input_channel,
                        help="number of bands B used (50, 100 or 200 in the paper)")
-    group.add_argument("--start_channel", type=int, default=0, help="first band used, counted from 0")
+    group.add_argument("--start_channel", type=int, default=defaults.start_channel,
+                       help="first band used, counted from 0")
 
 
 def add_data_path(group: argparse._ActionsContainer) -> None:
     """``--data_path``, the same in test.py and train.py."""
     group.add_argument("--data_path", type=Path, default=None,
-                       help=f"HAD100-layout folder (default {DEFAULT_DATA.relative_to(REPO)}, else the synthetic "
-                            "set generated in data/synthetic_had100)")
-
-
-#: The least value of each integer option, for :func:`check_least` (an option a script lacks is skipped).
-LEAST = {"input_channel": 1, "start_channel": 0, "batch_size": 1, "epochs": 1, "max_steps": 0, "eval_scenes": 0,
-         "num_workers": 0, "img_size": 8, "patch_stride": 1, "block_num": 1, "block_size": 1, "fen_batch": 1}
-
-
-def check_least(p: argparse.ArgumentParser, args: argparse.Namespace) -> None:
-    """Every integer option of :data:`LEAST` that ``args`` has (and is not None) at least its least value, else
-    one line through ``p.error``: ``--option value: must be N or more``."""
-    for name, least in LEAST.items():
-        value = getattr(args, name, None)
-        if value is not None and value < least:
-            p.error(f"--{name} {value}: must be {least} or more")
-
-
-def check_positive(p: argparse.ArgumentParser, args: argparse.Namespace, *names: str) -> None:
-    """Each float option ``names`` (when not None) finite and above 0, else one line through ``p.error``."""
-    for name in names:
-        value = getattr(args, name)
-        if value is not None and not (value > 0 and value != float("inf")):
-            p.error(f"--{name} {value}: must be a positive number")
+                       help="HAD100-layout folder (default data/HAD100Dataset if it is there, else the synthetic "
+                            "set generated in data/synthetic)")
 
 
 def flag_text(message: str, parser: argparse.ArgumentParser) -> str:
     """``message`` with every ``name=value`` of one of ``parser``'s options (or an :data:`ALIASES` name) written
-    as that option: ``--name value``, ``--name`` for True and ``--no-name`` for False; quotes and the ``<>`` of a placeholder dropped."""
+    as that option: ``--name value``, ``--name`` for True (and for ``name=...``: the option, whatever its value)
+    and ``--no-name`` for False; quotes and the ``<>`` of a placeholder dropped."""
     flags = {a.dest: a.option_strings[0] for a in parser._actions if a.option_strings}
 
     def swap(m: re.Match) -> str:
         name, value = ALIASES.get(m.group(1), m.group(1)), m.group(2).strip("'<>")
         if name not in flags:
             return m.group(0)
+        if value == "...":  # ``name=...``: the option itself, whatever its value
+            return flags[name]
         if value in ("True", "False"):
             return flags[name] if value == "True" else flags[name].replace("--", "--no-", 1)
         return f"{flags[name]} {value}"
@@ -118,7 +99,8 @@ def script_main(parser: argparse.ArgumentParser, parse: Callable[[list[str] | No
             d.barrier()
         return 2
     except (KeyboardInterrupt, Interrupted) as err:  # result files are written atomically
-        print(f"{parser.prog}: {err if isinstance(err, Interrupted) else interrupted}", file=sys.stderr)
+        said = flag_text(str(err), parser) if isinstance(err, Interrupted) else interrupted
+        print(f"{parser.prog}: {said}", file=sys.stderr)
         return 130
     finally:
         if d is not None:
@@ -126,10 +108,11 @@ def script_main(parser: argparse.ArgumentParser, parse: Callable[[list[str] | No
     return 0
 
 
-def add_run_options(group: argparse._ActionsContainer) -> None:
+def add_run_options(group: argparse._ActionsContainer, defaults: object) -> None:
     """``--device`` and ``--progress``, the same in test.py and train.py."""
-    group.add_argument("--device", default=None, help="cpu, cuda or cuda:N (default: cuda if available)")
-    group.add_argument("--progress", action=argparse.BooleanOptionalAction, default=True, help="tqdm progress bar")
+    group.add_argument("--device", default=defaults.device, help="cpu, cuda or cuda:N (default: cuda if available)")
+    group.add_argument("--progress", action=argparse.BooleanOptionalAction, default=defaults.progress,
+                       help="tqdm progress bar")
 
 
 def load_script(path: Path, name: str) -> ModuleType:

@@ -267,24 +267,3 @@ def load_fen(spec: str, bands: int, weights_dir: str | os.PathLike | None = None
         raise WeightsError(f"weights='{spec}' take {fen.bands} bands, not bands={bands}")
     return fen.eval()
 
-
-def main(argv: list[str] | None = None) -> int:
-    """``python -m weights export CHECKPOINT DIR``: a train.py FEN in the authors' file format."""
-
-    from utils.cli import OneLineParser, fail
-
-    p = OneLineParser(prog="python -m weights", description=main.__doc__)
-    sub = p.add_subparsers(dest="command", required=True)
-    e = sub.add_parser("export", help="write CHECKPOINT as the authors' convh.pt, enc.pt, pc.pt in DIR")
-    e.add_argument("checkpoint", type=Path, help="a fen_<N>bands.pt written by train.py")
-    e.add_argument("out_dir", type=Path, help="folder to write (test.py --weights DIR reads it back)")
-    args = p.parse_args(argv)
-    if not args.checkpoint.is_file():
-        return fail(p.prog, f"{args.checkpoint}: no such file")
-    try:
-        written = export_checkpoint(args.checkpoint, args.out_dir)
-    except WeightsError as err:
-        return fail(p.prog, str(err))
-    print("wrote " + ", ".join(str(w) for w in written))
-    return 0
-
