@@ -3,7 +3,8 @@
     import torch
     fen = torch.hub.load("<owner>/<repo>", "fen", weights="had100", bands=50)   # or source="local" with a path
     grx = torch.hub.load("<owner>/<repo>", "grx")
-    scores = grx(fen.enhance(x))             # x: (50, H, W) preprocessed cube -> (H, W) FEN+GRX scores
+    scores = grx(fen.enhance(x))             # x: H x W x 50 preprocessed cube -> (H, W) FEN+GRX scores
+    scores = grx(fen.enhance(x, layout="bhw"), layout="bhw")   # the same for a (50, H, W) cube
 
 The weights come through ``weights.release.load_fen``, as in ``test.py``: the same release registry, the SHA-256
 check of every file, ``FERD_WEIGHTS_DIR`` (or ``weights_dir``) for a local copy, else the download cache
@@ -27,7 +28,8 @@ def fen(weights: str = "had100", bands: int = 50, weights_dir: str | os.PathLike
 
     ``weights``: ``"had100"`` (released for 50, 100, 200 bands), ``"aviris"`` (200) or a ``train.py``
     checkpoint path. ``weights_dir``: a local copy of the release (overrides ``FERD_WEIGHTS_DIR``).
-    ``fen.enhance(x)`` gives the authors' enhanced cube ``(x + FEN(x)) / ||x + FEN(x)||``.
+    ``fen.enhance(x)`` gives the authors' enhanced cube ``(x + FEN(x)) / ||x + FEN(x)||`` of an H x W x B cube
+    (``layout="bhw"``: B x H x W), in the layout it was given.
     """
     from weights.release import load_fen
 
@@ -35,8 +37,8 @@ def fen(weights: str = "had100", bands: int = 50, weights_dir: str | os.PathLike
 
 
 def grx() -> Callable:
-    """The global RX detector ``detectors.rx.grx``: ``(B, H, W) -> (H, W)`` or ``(M, B, H, W) -> (M, H, W)``
-    float64 squared Mahalanobis scores."""
+    """The global RX detector ``detectors.rx.grx``: ``(H, W, B) -> (H, W)`` or ``(M, H, W, B) -> (M, H, W)``
+    float64 squared Mahalanobis scores (``layout="bhw"``: ``(B, H, W)`` or ``(M, B, H, W)``; numpy or torch)."""
     from detectors.rx import grx as grx_detector
 
     return grx_detector

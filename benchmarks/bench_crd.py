@@ -81,8 +81,8 @@ def main() -> None:
     for bands in BANDS:
         cube, what = load_cube(bands, args.scene)
         c64 = cube.astype(np.float64)
-        ours, t_crd = scores_and_seconds(lambda c: crd(c, inner, outer, lam), torch.from_numpy(cube).to(device),
-                                         args.repeat, device)
+        ours, t_crd = scores_and_seconds(lambda c: crd(c, inner, outer, lam, layout="bhw"),
+                                         torch.from_numpy(cube).to(device), args.repeat, device)
         rows, h = min(args.loop_rows, cube.shape[1]), cube.shape[1]
         with threadpool_limits(1):
             t_ref = best_seconds(lambda: crd_per_pixel(c64, inner, outer, lam, rows), args.repeat) * h / rows

@@ -73,11 +73,11 @@ def compare(side: int, bands: int, repeat: int, device: torch.device) -> str:
 
     hwb, name = bench_cube(side, bands)
     bhw = torch.from_numpy(hwb).permute(2, 0, 1).contiguous().to(device)
-    ours = grx(bhw).cpu().numpy()  # warm-up and the comparison
+    ours = grx(bhw, layout="bhw").cpu().numpy()  # warm-up and the comparison
     # against the float64 cube (spectral centres float32 input in float32); its copies of a 1024 x 1024
     # cube in float64 would take 7 GB of this shared machine, so only up to 512 x 512
     ref = spectral.rx(hwb.astype(np.float64)) if side <= 512 else None
-    t = in_turns({"spectral": lambda: spectral.rx(hwb), "grx": lambda: grx(bhw)},
+    t = in_turns({"spectral": lambda: spectral.rx(hwb), "grx": lambda: grx(bhw, layout="bhw")},
                  repeat if side <= 256 else 1, device)
     diff = f"{np.abs(ours - ref).max() / np.abs(ref).max():16.1e}" if ref is not None else f"{'-':>16}"
     shape = f"{side} x {side} x {bands}"

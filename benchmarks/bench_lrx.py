@@ -36,7 +36,7 @@ def main() -> None:
     print(f"{'cube (B x H x W)':>18}  {'per-pixel s':>11}  {'(timed on)':>10}  {'LRX s':>8}  {'speed-up':>8}  "
           f"{'max rel diff':>12}")
     for shape, cube, x in random_cubes(SHAPES, device):
-        ours, t_vec = scores_and_seconds(lambda c: lrx(c, args.inner, args.outer), x, args.repeat, device)
+        ours, t_vec = scores_and_seconds(lambda c: lrx(c, args.inner, args.outer, layout="bhw"), x, args.repeat, device)
         rows = shape[1] if args.full else min(args.loop_rows, shape[1])
         c64 = cube.astype(np.float64)
         t_loop = best_seconds(lambda: lrx_per_pixel(c64, args.inner, args.outer, rows=rows),

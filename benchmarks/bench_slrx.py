@@ -33,7 +33,7 @@ def main() -> None:
           f"{'max |diff|':>10}")
     for shape, cube, x in random_cubes(SHAPES, device):
         size = shape[0] // args.block_num
-        ours, t_vec = scores_and_seconds(lambda c: slrx(c, args.block_num), x, args.repeat, device)
+        ours, t_vec = scores_and_seconds(lambda c: slrx(c, args.block_num, layout="bhw"), x, args.repeat, device)
         t_loop = best_seconds(lambda: slrx_per_pixel(cube.astype(np.float64), size), args.repeat)
         diff = np.abs(slrx_per_pixel(cube.astype(np.float64), size) - ours).max()
         print(f"{' x '.join(map(str, shape)):>18}  {size:>3}px  {t_loop:11.4f}  {t_vec:8.4f}  "

@@ -4,6 +4,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from utils.cube import hwb_array
 from utils.errors import FerdError
 
 #: Quirk 2 (method sec. 7): the authors scale every cube to [-0.1, 0.1]; detectors min-max again to [0, 1].
@@ -111,10 +112,17 @@ def check_mask(cube: np.ndarray, mask: np.ndarray, name: str) -> None:
                     f"{cube.shape[0]} x {cube.shape[1]}")
 
 
-def preprocess(cube: np.ndarray, bands: int, start: int = 0, name: str = "cube") -> torch.Tensor:
-    """Bands ``[start, start + bands)`` of an H x W x B cube, scaled to [-0.1, 0.1] with one global
-    min and max, as a ``(bands, H, W)`` float32 tensor.
+def preprocess(cube: np.ndarray | torch.Tensor, bands: int, start: int = 0, name: str = "cube", *,
+               layout: str = "hwb") -> torch.Tensor:
+    """Bands ``[start, start + bands)`` of a raw cube, scaled to [-0.1, 0.1] with one global min and max, as
+    a ``(bands, H, W)`` float32 CPU tensor: bands first, the layout of the FEN and of the pipeline (pass it on
+    with ``layout="bhw"``).
+
+    ``cube``: H x W x B as ``read_scene`` returns it (a numpy array, a memory map, a lazy MATLAB v7.3 cube:
+    only the bands used are read) or a torch tensor; ``layout="bhw"`` for a B x H x W one. ``name``: how
+    errors about its values name it (a file, say).
     """
+    cube = hwb_array(cube, layout, error=DataError)
     lo, hi = check_cube(cube, name, bands, start)
     x = scale(cube[:, :, start : start + bands], lo, hi)
     return torch.from_numpy(np.ascontiguousarray(x.transpose(2, 0, 1)))

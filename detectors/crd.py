@@ -52,10 +52,12 @@ import math
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+import numpy as np
 import torch
 
 from detectors.base import CubeReader, Detector, Option, Shape, check_dual_windows, score_in_strips
 from detectors.rx import one_thread, rx_statistics, value_range
+from utils.cube import bands_first
 from utils.errors import DetectorError
 
 DEFAULT_INNER = 3
@@ -215,16 +217,17 @@ def crd_window(window: torch.Tensor, lo: float | torch.Tensor, span: float | tor
     return scores.reshape(rows, cols)
 
 
-def crd(cube: torch.Tensor, inner: int = DEFAULT_INNER, outer: int = DEFAULT_OUTER, lam: float = DEFAULT_LAMBDA,
-        chunk: int | None = None) -> torch.Tensor:
-    """CRD scores ``(H, W)`` (float64) of a ``(B, H, W)`` cube, on the cube's device: min-max over the
-    whole cube, periodic borders, then :func:`crd_window` on the padded cube."""
-    if cube.dim() != 3:
-        raise DetectorError(f"CRD expects a (B, H, W) cube, got shape {tuple(cube.shape)}")
-    _, h, w = cube.shape
-    check_crd(inner, outer, lam, h, w)
-    lo, span = value_range(cube, dims=(0, 1, 2))
-    return crd_window(periodic_pad(cube, outer // 2), lo.reshape(()), span.reshape(()), inner, outer, lam, chunk)
+def crd(cube: torch.Tensor | np.ndarray, inner: int = DEFAULT_INNER, outer: int = DEFAULT_OUTER,
+        lam: float = DEFAULT_LAMBDA, chunk: int | None = None, *, layout: str = "hwb") -> torch.Tensor | np.ndarray:
+    """CRD scores ``(H, W)`` float64 of an H x W x B cube (``layout="bhw"``: B x H x W), a numpy map of a
+    numpy array, a tensor on its device of a tensor: min-max over the whole cube, periodic borders, then
+    :func:`crd_window` on the padded cube."""
+    given = bands_first(cube, layout, error=DetectorError)
+    x = given.tensor
+    check_crd(inner, outer, lam, *x.shape[1:])
+    lo, span = value_range(x, dims=(0, 1, 2))
+    return given.map(crd_window(periodic_pad(x, outer // 2), lo.reshape(()), span.reshape(()), inner, outer, lam,
+                                chunk))
 
 
 class CRDDetector(Detector):

@@ -27,11 +27,13 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
 import torch
 
 from detectors.base import CubeReader, Detector, Option, Shape, check_dual_windows, score_in_strips
 from detectors.rx import one_thread, rx_statistics, value_range
 from detectors.slrx import RIDGE  # the authors' SLRX ridge (quirk 3), used here for the same reason
+from utils.cube import bands_first
 from utils.errors import DetectorError
 
 DEFAULT_INNER = 5
@@ -96,19 +98,19 @@ def _update(sum2: torch.Tensor, sum1: torch.Tensor, pixels: torch.Tensor, outer_
     sum1 += signed.sum(dim=-1)
 
 
-def lrx(cube: torch.Tensor, inner: int = DEFAULT_INNER, outer: int = DEFAULT_OUTER,
-        ridge: float = RIDGE, chunk: int | None = None) -> torch.Tensor:
-    """LRX scores ``(H, W)`` (float64) of a ``(B, H, W)`` cube, on the cube's device.
+def lrx(cube: torch.Tensor | np.ndarray, inner: int = DEFAULT_INNER, outer: int = DEFAULT_OUTER,
+        ridge: float = RIDGE, chunk: int | None = None, *, layout: str = "hwb") -> torch.Tensor | np.ndarray:
+    """LRX scores ``(H, W)`` float64 of an H x W x B cube (``layout="bhw"``: B x H x W): a numpy map of a
+    numpy array, a tensor on its device of a tensor.
 
     ``inner``/``outer``: odd window sides (guard and background); ``chunk``: output columns per batched
     call (default: by :func:`chunk_width`).
     """
-    if cube.dim() != 3:
-        raise DetectorError(f"LRX expects a (B, H, W) cube, got shape {tuple(cube.shape)}")
-    b, h, w = cube.shape
+    given = bands_first(cube, layout, error=DetectorError)
+    b, h, w = given.tensor.shape
     check_windows(inner, outer, h, w)
-    pixels, span = _mirrored_pixels(cube, outer // 2)
-    return lrx_mirrored(pixels, span, inner, outer, ridge, chunk)
+    pixels, span = _mirrored_pixels(given.tensor, outer // 2)
+    return given.map(lrx_mirrored(pixels, span, inner, outer, ridge, chunk))
 
 
 def lrx_mirrored(pixels: torch.Tensor, span: float, inner: int = DEFAULT_INNER, outer: int = DEFAULT_OUTER,

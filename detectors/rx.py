@@ -32,9 +32,11 @@ from __future__ import annotations
 from contextlib import contextmanager
 from typing import Callable, Iterator
 
+import numpy as np
 import torch
 
 from detectors.base import CubeReader, Detector, Shape
+from utils.cube import bands_first
 from utils.device import torch_threads
 from utils.errors import DetectorError
 
@@ -254,17 +256,17 @@ def band_major_reader(cube: torch.Tensor) -> PixelReader:
     return lambda start, stop: flat[:, start:stop].to(torch.float64, copy=True).T
 
 
-def grx(cube: torch.Tensor) -> torch.Tensor:
-    """GRX scores of ``(B, H, W)`` or a batch ``(M, B, H, W)``; returns ``(H, W)`` or ``(M, H, W)`` float64.
+def grx(cube: torch.Tensor | np.ndarray, *, layout: str = "hwb") -> torch.Tensor | np.ndarray:
+    """GRX scores ``(H, W)`` float64 of an H x W x B cube, or ``(M, H, W)`` of a batch ``(M, H, W, B)``.
 
-    On the cube's device; each cube of a batch has its own statistics.
+    ``layout="bhw"``: the cube is B x H x W (a batch ``(M, B, H, W)``), as the library's tensors. A numpy
+    array gives a numpy map, a tensor a tensor on its device; each cube of a batch has its own statistics.
     """
-    single = cube.dim() == 3
-    batch = cube[None] if single else cube
+    given = bands_first(cube, layout, batch=True, error=DetectorError)
+    batch = given.tensor if given.tensor.dim() == 4 else given.tensor[None]
     m, b, h, w = batch.shape
     scores = torch.stack([grx_scores(band_major_reader(c), h * w, b, batch.device) for c in batch])
-    scores = scores.reshape(m, h, w)
-    return scores[0] if single else scores
+    return given.map(scores.reshape(m, h, w) if given.tensor.dim() == 4 else scores.reshape(h, w))
 
 
 class GRXDetector(Detector):

@@ -40,11 +40,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Callable
 
+import numpy as np
 import torch
 
 from detectors.base import CubeReader, Detector, Option, Shape
 from detectors.blocks import DEFAULT_BLOCK_NUM, BlockGrid, from_blocks, resolve_block_size, slrx_memory_bytes, to_blocks
 from detectors.rx import PixelReader, RXStatistics, band_major_reader, one_thread, rx_statistics
+from utils.cube import bands_first
 from utils.errors import DetectorError
 
 #: Ridge added to every SLRX covariance before inversion (quirk 3).
@@ -296,10 +298,12 @@ def slrx_maps_streamed(read_block: BlockReader, read_pixels: PixelReader, shape:
     return maps
 
 
-def slrx_maps(cube: torch.Tensor, block_size: int, ridge: float = RIDGE) -> dict[str, torch.Tensor]:
+def slrx_maps(cube: torch.Tensor | np.ndarray, block_size: int, ridge: float = RIDGE, *, layout: str = "hwb"
+              ) -> dict[str, torch.Tensor | np.ndarray]:
     """The three SLRX distance maps (H, W) before min-max: ``{"block", "sur", "full"}``.
 
-    ``cube``: ``(B, H, W)``, any float dtype; the statistics are computed in float64.
+    ``cube``: H x W x B (``layout="bhw"``: B x H x W), any real dtype; the statistics are computed in float64.
+    Numpy maps of a numpy array, tensors on its device of a tensor.
 
     The spec's min-max of the cube to [0, 1], ``x' = (x - lo) / span``, is folded into the ridge instead of
     being applied to every value: means shift with ``lo`` (which cancels in ``x - mu``) and covariances
@@ -310,10 +314,12 @@ def slrx_maps(cube: torch.Tensor, block_size: int, ridge: float = RIDGE) -> dict
     stay in cache (that part is bound by memory traffic, not arithmetic) and memory stays bounded by three
     rows of matrices whatever the image size. d_full uses the whole image's statistics, streamed as GRX's.
     """
-    b, h, w = cube.shape
-    pixels = cube.permute(1, 2, 0)
-    return slrx_maps_streamed(lambda r0, r1, c0, c1: pixels[r0:r1, c0:c1], band_major_reader(cube), (h, w, b),
-                              block_size, ridge=ridge, device=cube.device)
+    given = bands_first(cube, layout, error=DetectorError)
+    b, h, w = given.tensor.shape
+    pixels = given.tensor.permute(1, 2, 0)
+    maps = slrx_maps_streamed(lambda r0, r1, c0, c1: pixels[r0:r1, c0:c1], band_major_reader(given.tensor),
+                              (h, w, b), block_size, ridge=ridge, device=given.tensor.device)
+    return {key: given.map(d) for key, d in maps.items()}
 
 
 def minmax_map(d: torch.Tensor) -> torch.Tensor:
@@ -339,19 +345,18 @@ def combine_maps(maps: dict[str, torch.Tensor]) -> torch.Tensor:
     return score
 
 
-def slrx(cube: torch.Tensor, block_num: int = DEFAULT_BLOCK_NUM, block_size: int | None = None,
-         ridge: float = RIDGE) -> torch.Tensor:
-    """SLRX scores ``(H, W)`` (float64) of a ``(B, H, W)`` cube, on the cube's device.
+def slrx(cube: torch.Tensor | np.ndarray, block_num: int = DEFAULT_BLOCK_NUM, block_size: int | None = None,
+         ridge: float = RIDGE, *, layout: str = "hwb") -> torch.Tensor | np.ndarray:
+    """SLRX scores ``(H, W)`` float64 of an H x W x B cube (``layout="bhw"``: B x H x W): a numpy map of a
+    numpy array, a tensor on its device of a tensor.
 
     ``block_size`` in pixels, or (default) ``B // block_num`` as the authors' code (quirk 6).
     Score = minmax(d_block) * minmax(d_sur) * minmax(d_full), each min-max over the image (a constant map
     counts as 1: :func:`minmax_map`).
     """
-    if cube.dim() != 3:
-        raise DetectorError(f"SLRX expects a (B, H, W) cube, got shape {tuple(cube.shape)}")
-    b, h, w = cube.shape
-    size = resolve_block_size(b, h, w, block_num, block_size)
-    return combine_maps(slrx_maps(cube, size, ridge))
+    given = bands_first(cube, layout, error=DetectorError)
+    size = resolve_block_size(*given.tensor.shape, block_num, block_size)
+    return given.map(combine_maps(slrx_maps(given.tensor, size, ridge, layout="bhw")))
 
 
 class SLRXDetector(Detector):

@@ -1,12 +1,15 @@
 """FEN, the feature enhancement network: the part of FERD kept for inference (method sec. 1 and 4)."""
 from __future__ import annotations
 
+import numpy as np
 import torch
 from torch import nn
 
-from model.cwl import CWL, crop
+from model.cwl import CWL, CWL_PAD, crop
 from model.sfam import FPL, fpl_hidden
 from model.teacher import wide_layer1
+from utils.cube import bands_first, shape_text
+from utils.errors import CubeError
 
 #: Context, in pixels on every side, that one FEN output pixel depends on: the CWL and the FPL are 1x1
 #: convolutions, and layer1's three Bottlenecks hold one 3x3 convolution each (radius 1 each). The CWL's
@@ -14,6 +17,8 @@ from model.teacher import wide_layer1
 #: never reaches a pixel that the crop keeps: a window with this much real (or reflected) context around a
 #: tile gives the tile exactly what the whole scene gives it (:meth:`FEN.forward_window`).
 FEN_HALO = 3
+#: Smallest height and width :meth:`FEN.enhance` takes: the CWL's reflect padding needs more pixels than it pads.
+FEN_MIN_SIDE = CWL_PAD + 1
 
 
 def unit_norm(x: torch.Tensor) -> torch.Tensor:
@@ -77,17 +82,44 @@ class FEN(nn.Module):
         return self.fpl(crop(self.layer1(self.cwl.conv(window)), halo))
 
     @torch.no_grad()
-    def enhance(self, x: torch.Tensor, normalize: bool = True) -> torch.Tensor:
+    def enhance(self, x: torch.Tensor | np.ndarray, normalize: bool = True, *, layout: str = "hwb"
+                ) -> torch.Tensor | np.ndarray:
         """The enhanced cube ``x + FEN(x)``, divided by its norm unless ``normalize=False`` (quirk 7).
 
-        Accepts ``(B, H, W)`` or ``(N, B, H, W)`` and returns the same shape.
+        ``x``: an H x W x B cube or a batch ``(N, H, W, B)`` (``layout="bhw"``: ``(B, H, W)`` or
+        ``(N, B, H, W)``) of :attr:`bands` bands and at least :data:`FEN_MIN_SIDE` px each way; returns the
+        same shape and layout. A tensor must have the FEN's dtype and device (the result is on it); a numpy
+        array is converted to them and the result given back as numpy.
         """
-        single = x.dim() == 3
-        xb = x[None] if single else x
+        given = bands_first(x, layout, name="x", batch=True, float_dtype=self.cwl.conv.weight.dtype)
+        self.check_input(x, given.tensor.shape, layout, given.numpy)
+        xb = given.tensor if given.tensor.dim() == 4 else given.tensor[None]
+        xb = xb.to(self.cwl.conv.weight.device)
         out = xb + self(xb)
         if normalize:
             out = unit_norm(out)
-        return out[0] if single else out
+        return given.cube(out if given.tensor.dim() == 4 else out[0])
+
+    def check_input(self, x: object, bhw: torch.Size, layout: str, numpy: bool) -> None:
+        """Raise CubeError (``x.name=value``) unless ``x``, seen bands first as ``bhw``, fits this FEN: its
+        bands, :data:`FEN_MIN_SIDE`, and (a tensor) the FEN's dtype and device."""
+        b, h, w = bhw[-3:]
+        shape, weight = shape_text(x.shape), self.cwl.conv.weight
+        if b != self.bands:
+            hint = ""
+            if layout == "hwb" and bhw[-2] == self.bands:
+                hint = " (it looks B x H x W: pass layout='bhw')"
+            elif layout == "bhw" and bhw[-1] == self.bands:
+                hint = " (it looks H x W x B: leave layout at 'hwb')"
+            raise CubeError(f"x.shape={shape}: {b} bands with layout={layout!r}, but this FEN takes "
+                            f"{self.bands}{hint}")
+        if min(h, w) < FEN_MIN_SIDE:
+            raise CubeError(f"x.shape={shape}: {h} x {w} pixels; the FEN needs at least {FEN_MIN_SIDE} x "
+                            f"{FEN_MIN_SIDE} (its {CWL_PAD} px reflect padding)")
+        if not numpy and x.dtype != weight.dtype:
+            raise CubeError(f"x.dtype={x.dtype}: this FEN computes in {weight.dtype}; pass x.to({weight.dtype})")
+        if not numpy and x.device != weight.device:
+            raise CubeError(f"x.device={x.device}: this FEN is on {weight.device}; pass x.to('{weight.device}')")
 
 
 def fold_batchnorm(fen: FEN) -> FEN:

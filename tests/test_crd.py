@@ -38,7 +38,7 @@ def assert_matches_oracle(got: np.ndarray, ref: np.ndarray, well_posed: bool) ->
 def test_equals_oracle_on_every_pixel(bands, height, width, inner, outer, chunk):
     cube = random_cube(bands, height, width, seed=bands + outer)
     ref = crd_per_pixel(cube, inner, outer)
-    got = crd(torch.from_numpy(cube), inner, outer, chunk=chunk).numpy()
+    got = crd(torch.from_numpy(cube), inner, outer, chunk=chunk, layout="bhw").numpy()
     r = outer // 2
     border = np.ones((height, width), bool)
     border[r:-r, r:-r] = False  # pixels whose window wraps around (periodic)
@@ -66,7 +66,7 @@ def exact_score(x: np.ndarray, i: int, j: int, inner: int, outer: int, lam: floa
 def test_more_accurate_than_the_oracle():
     """On a 50-digit solution: CRD to 1e-12, where the N x N double-precision oracle is off by ~1e-9."""
     cube = random_cube(6, 12, 13)
-    got = crd(torch.from_numpy(cube), 3, 7).numpy()
+    got = crd(torch.from_numpy(cube), 3, 7, layout="bhw").numpy()
     x = minmax(cube).transpose(1, 2, 0)
     for i, j in [(0, 0), (5, 6), (11, 12)]:
         assert got[i, j] == pytest.approx(exact_score(x, i, j, 3, 7, 1e-6), rel=1e-12)
@@ -76,7 +76,7 @@ def test_strips_equal_the_whole_scene():
     """crd_window on row strips (with r rows of periodic context read modulo H) gives the whole-scene rows."""
     cube = torch.from_numpy(random_cube(8, 17, 14, seed=3))
     inner, outer, r = 1, 5, 2
-    whole = crd(cube, inner, outer)
+    whole = crd(cube, inner, outer, layout="bhw")
     lo, span = cube.min(), cube.max() - cube.min()
     padded = periodic_pad(cube, r)
     for r0, r1 in [(0, 5), (5, 12), (12, 17)]:
@@ -96,10 +96,10 @@ def test_hypothesis_small_shapes_equal_the_oracle(bands, height, width, windows,
     inner, outer = windows
     if outer > min(height, width):
         with pytest.raises(DetectorError, match="is larger than the"):
-            crd(torch.zeros(bands, height, width), inner, outer)
+            crd(torch.zeros(bands, height, width), inner, outer, layout="bhw")
         return
     cube = random_cube(bands, height, width, seed)
-    got = crd(torch.from_numpy(cube), inner, outer).numpy()
+    got = crd(torch.from_numpy(cube), inner, outer, layout="bhw").numpy()
     assert_matches_oracle(got, crd_per_pixel(cube, inner, outer), bands + 1 >= outer * outer - inner * inner)
 
 
@@ -108,8 +108,8 @@ def test_affine_changes_of_the_raw_cube_do_not_matter():
     and lam are not rescaled): a shift changes the scores slightly (not exactly invariant), a scale about
     proportionally -- which is why crd_window takes the whole scene's lo and span."""
     cube = torch.from_numpy(random_cube(6, 12, 13, seed=5))
-    base = crd(cube, 1, 5).numpy()
-    np.testing.assert_allclose(crd(3.5 * cube - 20.0, 1, 5).numpy(), base, rtol=1e-9)
+    base = crd(cube, 1, 5, layout="bhw").numpy()
+    np.testing.assert_allclose(crd(3.5 * cube - 20.0, 1, 5, layout="bhw").numpy(), base, rtol=1e-9)
     padded = periodic_pad(cube, 2)
     lo, span = cube.min(), cube.max() - cube.min()
     np.testing.assert_allclose(crd_window(padded, lo, span, 1, 5).numpy(), base, rtol=1e-12)
@@ -122,7 +122,7 @@ def test_a_pixel_with_a_copy_in_its_background_scores_zero():
     """Gamma is 0 at the copy: alpha = its indicator fits exactly at no cost, the minimum; the oracle agrees."""
     cube = random_cube(6, 12, 13, seed=2)
     cube[:, 6, 8] = cube[:, 4, 5]                 # (4, 5) is in the background of (6, 8) for windows 3 / 7
-    got = crd(torch.from_numpy(cube), 3, 7).numpy()
+    got = crd(torch.from_numpy(cube), 3, 7, layout="bhw").numpy()
     ref = crd_per_pixel(cube, 3, 7)
     assert got[6, 8] == 0.0 and got[4, 5] == 0.0 and abs(ref[6, 8]) < 1e-8 * ref.max()
     others = np.ones(got.shape, bool)
@@ -142,7 +142,7 @@ def test_a_pixel_with_a_copy_in_its_background_scores_zero():
 ])
 def test_errors_are_one_line_and_name_the_parameter(inner, outer, lam, shape, message):
     with pytest.raises(DetectorError) as err:
-        crd(torch.rand(3, *shape), inner, outer, lam)
+        crd(torch.rand(3, *shape), inner, outer, lam, layout="bhw")
     text = str(err.value)
     assert message in text and "\n" not in text and "--" not in text
 
@@ -157,8 +157,8 @@ def test_blocks_and_memory_estimate():
 def test_cuda_equals_cpu():
     cube = torch.from_numpy(random_cube(40, 30, 30, seed=7))
     for inner, outer in [(3, 11), (1, 5)]:          # push-through (N = 112 > 41) and N x N (N = 24 < 41)
-        np.testing.assert_allclose(crd(cube.cuda(), inner, outer).cpu().numpy(), crd(cube, inner, outer).numpy(),
-                                   rtol=1e-9)
+        np.testing.assert_allclose(crd(cube.cuda(), inner, outer, layout="bhw").cpu().numpy(),
+                                   crd(cube, inner, outer, layout="bhw").numpy(), rtol=1e-9)
 
 
 def test_airport_1_auc_and_oracle_on_a_crop(abu_dir):
@@ -169,9 +169,9 @@ def test_airport_1_auc_and_oracle_on_a_crop(abu_dir):
 
     scene = read_scene(abu_dir / "abu-airport-1.mat")
     x = preprocess(scene.cube, 50)
-    assert round(roc_auc(crd(x).numpy(), scene.mask), 4) == AIRPORT_1_AUC
+    assert round(roc_auc(crd(x, layout="bhw").numpy(), scene.mask), 4) == AIRPORT_1_AUC
     crop = x[:, 40:60, 30:50]
-    assert_matches_oracle(crd(crop).numpy(), crd_per_pixel(crop.numpy().astype(np.float64)), False)
+    assert_matches_oracle(crd(crop, layout="bhw").numpy(), crd_per_pixel(crop.numpy().astype(np.float64)), False)
 
 
 #: Measured with windows 3 / 11, lam 1e-6, on the first 50 bands.
@@ -181,7 +181,7 @@ AIRPORT_1_AUC = 0.8895
 def test_scores_do_not_depend_on_the_worker_threads():
     cube = torch.from_numpy(random_cube(8, 14, 15, seed=9))
     with torch_threads(1):
-        one = crd(cube, 1, 5, chunk=7)
+        one = crd(cube, 1, 5, chunk=7, layout="bhw")
     with torch_threads(3):
-        three = crd(cube, 1, 5, chunk=7)
+        three = crd(cube, 1, 5, chunk=7, layout="bhw")
     assert torch.equal(one, three)

@@ -144,7 +144,7 @@ def test_default_synthetic_set_is_hard_for_grx():
     """The embedded default: HAD100 shapes, and GRX is clearly imperfect on it (mean AUC well below 1)."""
     scenes = read_had100(ensure_synthetic())
     assert len(scenes) == 10 and scenes[0].cube.shape == (64, 64, 276)
-    aucs = [roc_auc(grx(preprocess(s.cube, 50)).numpy(), s.mask) for s in scenes]
+    aucs = [roc_auc(grx(preprocess(s.cube, 50), layout="bhw").numpy(), s.mask) for s in scenes]
     assert 0.6 < np.mean(aucs) < 0.95
 
 

@@ -25,8 +25,8 @@ from pipeline.sources import SceneSource
 
 NAMES = {n for base in DETECTORS for n in (base, FEN_PREFIX + base)}
 OPTIONS = DetectorOptions(block_size=4, lrx_inner=3, lrx_outer=9, crd_inner=1, crd_outer=5)
-FUNCTIONS = {"GRX": grx, "SLRX": lambda c: slrx(c, block_size=4), "LRX": lambda c: lrx(c, 3, 9),
-             "CRD": lambda c: crd(c, 1, 5)}
+FUNCTIONS = {"GRX": lambda c: grx(c, layout="bhw"), "SLRX": lambda c: slrx(c, block_size=4, layout="bhw"),
+             "LRX": lambda c: lrx(c, 3, 9, layout="bhw"), "CRD": lambda c: crd(c, 1, 5, layout="bhw")}
 
 
 def name_constants(path) -> list[tuple[int, str]]:
@@ -67,7 +67,7 @@ def test_crd_in_strips_equals_crd_whole(abu_dir):
     options = DetectorOptions(crd_inner=3, crd_outer=7)
     plan = TilePlan(0, False, False, 0, 0, strips={"CRD": 7})
     strips = next(Pipeline(["CRD"], None, options, torch.device("cpu"), plan=plan).run([source])).maps["CRD"]
-    whole = crd(preprocess(cube, 12), 3, 7).numpy()
+    whole = crd(preprocess(cube, 12), 3, 7, layout="bhw").numpy()
     np.testing.assert_allclose(strips, whole, rtol=1e-12, atol=0)
 
 

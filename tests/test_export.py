@@ -88,7 +88,7 @@ def test_save_mat_writes_the_authors_files(test_cli, tiny_set, release_dir, tmp_
         x = preprocess(scene.cube, 50)
         with torch.no_grad():
             np.testing.assert_allclose(mixfs["mixfs"][i], fen(x[None])[0].numpy(), rtol=1e-5, atol=1e-6)
-        enhanced_grx = grx(x + torch.from_numpy(mixfs["mixfs"][i])).numpy()
+        enhanced_grx = grx(x + torch.from_numpy(mixfs["mixfs"][i]), layout="bhw").numpy()
         np.testing.assert_allclose(enhanced_grx, npz[i]["FEN+GRX"], rtol=1e-6, atol=1e-6 * enhanced_grx.max())
 
 

@@ -18,7 +18,7 @@ def test_enhanced_matches_golden(name, bands, release_dir, golden):
     key = RELEASE_KEYS[(name, bands)]
     fen = load_fen(name, bands, release_dir)
     x = torch.from_numpy(golden[f"{key}/input"])
-    enhanced = fen.enhance(x).numpy()  # quirk 7 on: unit Frobenius norm, as the authors' tensor
+    enhanced = fen.enhance(x, layout="bhw").numpy()  # quirk 7 on: unit Frobenius norm, as the authors' tensor
     assert enhanced.shape == (bands, 32, 32)
     assert np.abs(enhanced - golden[f"{key}/enhanced"]).max() <= 1e-5
 
@@ -27,11 +27,12 @@ def test_quirk8_unit_norm_is_a_pure_scale(release_dir, golden):
     """Quirk 7: the authors' enhanced cube is (x + FEN(x)) / ||x + FEN(x)||_F; GRX does not see the scale."""
     fen = load_fen("had100", 50, release_dir)
     x = torch.from_numpy(golden["had100-50/input"])
-    raw, normed = fen.enhance(x, normalize=False), fen.enhance(x)
+    raw, normed = fen.enhance(x, normalize=False, layout="bhw"), fen.enhance(x, layout="bhw")
     assert normed.norm().item() == pytest.approx(1.0, abs=1e-6)
     ratio = normed / raw
     assert ratio.std().item() < 1e-6 * ratio.mean().item()
-    np.testing.assert_allclose(grx(normed), grx(raw), rtol=1e-3, atol=1e-3 * grx(raw).max().item())
+    plain = grx(raw, layout="bhw")
+    np.testing.assert_allclose(grx(normed, layout="bhw"), plain, rtol=1e-3, atol=1e-3 * plain.max().item())
 
 
 def test_quirk5_fen_output_is_nonnegative(release_dir, golden):
@@ -53,10 +54,10 @@ def test_any_size_and_batch_equals_single(h, w):
     torch.manual_seed(0)
     fen = FEN(12).eval()
     x = torch.rand(3, 12, h, w) * 0.2 - 0.1
-    batch = fen.enhance(x)
+    batch = fen.enhance(x, layout="bhw")
     assert batch.shape == (3, 12, h, w)
     for i in range(3):
-        torch.testing.assert_close(fen.enhance(x[i]), batch[i], rtol=1e-5, atol=1e-7)
+        torch.testing.assert_close(fen.enhance(x[i], layout="bhw"), batch[i], rtol=1e-5, atol=1e-7)
 
 
 def test_layer1_stays_frozen_in_train_mode():

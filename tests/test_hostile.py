@@ -317,8 +317,9 @@ def test_detectors_on_raw_cubes(cube, opts):
         assume(finite.size == 0 or finite.max() == 0 or finite.max() > 1e-100)
     x = torch.from_numpy(np.ascontiguousarray(cube.transpose(2, 0, 1)))
     b, h, w = x.shape
-    for name, run in (("GRX", lambda: grx(x)), ("SLRX", lambda: slrx(x, opts.block_num, opts.block_size)),
-                      ("LRX", lambda: lrx(x, opts.lrx_inner, opts.lrx_outer))):
+    for name, run in (("GRX", lambda: grx(x, layout="bhw")),
+                      ("SLRX", lambda: slrx(x, opts.block_num, opts.block_size, layout="bhw")),
+                      ("LRX", lambda: lrx(x, opts.lrx_inner, opts.lrx_outer, layout="bhw"))):
         try:
             scores = run()
         except Exception as err:  # noqa: BLE001
@@ -555,14 +556,15 @@ def test_slrx_constant_distance_map_is_neutral():
     rng = np.random.default_rng(0)
     a, b = rng.normal(size=6), rng.normal(size=6)
     cube = np.where((np.indices((8, 8)).sum(0) % 2)[:, :, None] == 0, a, b)
-    scores = slrx(preprocess(cube, 6), block_size=2)
+    scores = slrx(preprocess(cube, 6), block_size=2, layout="bhw")
     assert scores.shape == (8, 8) and torch.isfinite(scores).all()
 
 
 def test_raw_detectors_refuse_non_finite_and_constant_cubes():
     x = torch.rand(4, 6, 6, dtype=torch.float64)
     x[1, 2, 3] = float("nan")
-    for run in (grx, lambda c: slrx(c, block_size=2), lambda c: lrx(c, 1, 3)):
+    for run in (lambda c: grx(c, layout="bhw"), lambda c: slrx(c, block_size=2, layout="bhw"),
+                lambda c: lrx(c, 1, 3, layout="bhw")):
         with pytest.raises(FerdError, match="non-finite"):
             run(x)
         with pytest.raises(FerdError, match="constant"):

@@ -30,7 +30,7 @@ def test_fen_matches_golden(release_dir, golden):
     fen = torch.hub.load(str(REPO), "fen", source="local", weights="had100", bands=50, weights_dir=release_dir)
     assert not fen.training and fen.bands == 50
     key = RELEASE_KEYS[("had100", 50)]
-    enhanced = fen.enhance(torch.from_numpy(golden[f"{key}/input"])).numpy()
+    enhanced = fen.enhance(torch.from_numpy(golden[f"{key}/input"]), layout="bhw").numpy()
     assert np.abs(enhanced - golden[f"{key}/enhanced"]).max() <= 1e-5  # test_fen.py's tolerance
 
 
@@ -38,7 +38,7 @@ def test_fen_reads_ferd_weights_dir(release_dir, golden, monkeypatch):
     monkeypatch.setenv("FERD_WEIGHTS_DIR", str(release_dir))
     fen = torch.hub.load(str(REPO), "fen", source="local", weights="aviris", bands=200)
     key = RELEASE_KEYS[("aviris", 200)]
-    enhanced = fen.enhance(torch.from_numpy(golden[f"{key}/input"])).numpy()
+    enhanced = fen.enhance(torch.from_numpy(golden[f"{key}/input"]), layout="bhw").numpy()
     assert np.abs(enhanced - golden[f"{key}/enhanced"]).max() <= 1e-5
 
 
@@ -52,5 +52,5 @@ def test_grx_entry_is_the_detector(golden):
     assert detector is grx
     key = RELEASE_KEYS[("had100", 50)]
     ref = golden[f"{key}/rx_enhanced"]
-    ours = detector(torch.from_numpy(golden[f"{key}/enhanced"])).numpy()
+    ours = detector(torch.from_numpy(golden[f"{key}/enhanced"]), layout="bhw").numpy()
     assert np.abs(ours - ref).max() <= 1e-3 * ref.max()  # test_rx.py's tolerance

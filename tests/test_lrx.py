@@ -19,7 +19,7 @@ from detectors.reference import lrx_per_pixel
 def test_equals_per_pixel_reference_on_every_pixel(bands, height, width, inner, outer, chunk):
     cube = np.random.default_rng(bands + outer).normal(size=(bands, height, width))
     ref = lrx_per_pixel(cube, inner, outer)
-    got = lrx(torch.from_numpy(cube), inner, outer, chunk=chunk).numpy()
+    got = lrx(torch.from_numpy(cube), inner, outer, chunk=chunk, layout="bhw").numpy()
     assert got.shape == (height, width) and np.isfinite(got).all()
     r = outer // 2
     border = np.ones((height, width), bool)
@@ -33,7 +33,7 @@ def test_float32_input_and_a_planted_anomaly():
     rng = np.random.default_rng(1)
     cube = rng.normal(size=(10, 24, 24)).astype(np.float32)
     cube[:, 12, 7] += 6 * rng.normal(size=10).astype(np.float32)
-    scores = lrx(torch.from_numpy(cube), 3, 9)
+    scores = lrx(torch.from_numpy(cube), 3, 9, layout="bhw")
     assert scores.dtype == torch.float64
     assert np.unravel_index(int(scores.argmax()), scores.shape) == (12, 7)
     np.testing.assert_allclose(scores.numpy(), lrx_per_pixel(cube.astype(np.float64), 3, 9), rtol=1e-5)
@@ -49,12 +49,12 @@ def test_float32_input_and_a_planted_anomaly():
 ])
 def test_bad_windows_say_what_works(inner, outer, shape, message):
     with pytest.raises(ValueError) as err:
-        lrx(torch.rand(3, *shape), inner, outer)
+        lrx(torch.rand(3, *shape), inner, outer, layout="bhw")
     assert message in str(err.value)
 
 
 def test_suggested_window_works():
-    lrx(torch.rand(4, 10, 12, dtype=torch.float64), 5, 9)
+    lrx(torch.rand(4, 10, 12, dtype=torch.float64), 5, 9, layout="bhw")
 
 
 def test_chunks_and_memory_estimate():
@@ -68,4 +68,5 @@ def test_chunks_and_memory_estimate():
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
 def test_cuda_equals_cpu():
     cube = torch.from_numpy(np.random.default_rng(7).normal(size=(40, 30, 30)))
-    np.testing.assert_allclose(lrx(cube.cuda(), 3, 11).cpu().numpy(), lrx(cube, 3, 11).numpy(), rtol=1e-7)
+    np.testing.assert_allclose(lrx(cube.cuda(), 3, 11, layout="bhw").cpu().numpy(),
+                               lrx(cube, 3, 11, layout="bhw").numpy(), rtol=1e-7)

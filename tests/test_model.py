@@ -151,19 +151,19 @@ def test_fen_extracted_equals_network_inference_path(stepped, tmp_path):
     def network_path(x: torch.Tensor) -> torch.Tensor:  # x + FPL(crop(layer1(CWL(x)))) through net's own modules
         return x + net.sfam.fpl(crop(net.teacher.layer1(net.cwl(x))))
 
-    ours = fen.enhance(x, normalize=False)
+    ours = fen.enhance(x, normalize=False, layout="bhw")
     assert torch.equal(ours, network_path(x))
     assert isinstance(fen, FEN) and not fen.training and fen.config == net.config
     # a copy, not a view: changing the network afterwards leaves the FEN alone
     with torch.no_grad():
         net.sfam.fpl.conv2.bias.add_(1.0)
-    assert torch.equal(fen.enhance(x, normalize=False), ours)
+    assert torch.equal(fen.enhance(x, normalize=False, layout="bhw"), ours)
     assert not torch.equal(network_path(x), ours)
     with torch.no_grad():
         net.sfam.fpl.conv2.bias.sub_(1.0)
     # and the checkpoint test.py loads gives the same cube
     save_fen(fen, tmp_path / "fen.pt", select="last")
-    assert torch.equal(load_fen(str(tmp_path / "fen.pt"), 8).enhance(x, normalize=False), ours)
+    assert torch.equal(load_fen(str(tmp_path / "fen.pt"), 8).enhance(x, normalize=False, layout="bhw"), ours)
 
 
 # ---------------------------------------------------------------- losses

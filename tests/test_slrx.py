@@ -19,7 +19,7 @@ CASES = [(20, 13, 11, 4), (6, 13, 11, 4), (9, 10, 11, 3), (5, 7, 10, 2)]
 def test_equals_per_pixel_reference(bands, height, width, size):
     cube = np.random.default_rng(bands + size).normal(size=(bands, height, width))
     ref = slrx_per_pixel(cube, size)
-    got = slrx(torch.from_numpy(cube), block_size=size).numpy()
+    got = slrx(torch.from_numpy(cube), block_size=size, layout="bhw").numpy()
     assert got.shape == (height, width) and got.dtype == np.float64
     np.testing.assert_allclose(got, ref, rtol=1e-7, atol=1e-9)
 
@@ -28,17 +28,19 @@ def test_float32_input_and_affine_invariance():
     """Detectors min-max the cube first: a positive scale and a shift of the input change nothing
     (checks the min-max folded into the ridge)."""
     cube = torch.from_numpy(np.random.default_rng(3).normal(size=(12, 16, 16)))
-    base = slrx(cube, block_size=4)
-    np.testing.assert_allclose(slrx(cube * 7.5 - 3.0, block_size=4).numpy(), base.numpy(), rtol=1e-8, atol=1e-10)
-    np.testing.assert_allclose(slrx(cube.float(), block_size=4).numpy(), base.numpy(), rtol=1e-4, atol=1e-6)
+    base = slrx(cube, block_size=4, layout="bhw")
+    np.testing.assert_allclose(slrx(cube * 7.5 - 3.0, block_size=4, layout="bhw").numpy(), base.numpy(), rtol=1e-8,
+                               atol=1e-10)
+    np.testing.assert_allclose(slrx(cube.float(), block_size=4, layout="bhw").numpy(), base.numpy(), rtol=1e-4,
+                               atol=1e-6)
 
 
 def test_maps_are_distances_in_unit_product():
     cube = torch.from_numpy(np.random.default_rng(4).normal(size=(8, 12, 12)))
-    maps = slrx_maps(cube, 3)
+    maps = slrx_maps(cube, 3, layout="bhw")
     assert set(maps) == {"block", "sur", "full"}
     assert all(bool((m >= 0).all()) for m in maps.values())
-    score = slrx(cube, block_size=3)
+    score = slrx(cube, block_size=3, layout="bhw")
     assert float(score.min()) >= 0 and float(score.max()) <= 1
 
 
@@ -79,7 +81,7 @@ def test_bad_block_sizes_say_what_works(kwargs, message, works):
         assert f"use {flag}={value}" in str(err.value)
         assert resolve_block_size(200, 100, 100, **works) >= 2
     with pytest.raises(ValueError):
-        slrx(cube[:, :1, :1], **kwargs)
+        slrx(cube[:, :1, :1], **kwargs, layout="bhw")
 
 
 def test_corner_block_of_one_pixel_is_refused():
@@ -100,12 +102,13 @@ def test_reference_aucs_on_abu(abu_dir, release_dir):
     for name, (plain, enhanced) in expected.items():
         scene = read_scene(abu_dir / f"{name}.mat")
         x = preprocess(scene.cube, 200)
-        assert round(roc_auc(slrx(x).numpy(), scene.mask), 4) == plain
-        assert round(roc_auc(slrx(fen.enhance(x, normalize=False)).numpy(), scene.mask), 4) == enhanced
+        assert round(roc_auc(slrx(x, layout="bhw").numpy(), scene.mask), 4) == plain
+        enhanced_x = fen.enhance(x, normalize=False, layout="bhw")
+        assert round(roc_auc(slrx(enhanced_x, layout="bhw").numpy(), scene.mask), 4) == enhanced
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
 def test_cuda_equals_cpu():
     cube = torch.from_numpy(np.random.default_rng(6).normal(size=(40, 30, 30)))
-    np.testing.assert_allclose(slrx(cube.cuda(), block_num=10).cpu().numpy(), slrx(cube, block_num=10).numpy(),
-                               rtol=1e-7, atol=1e-9)
+    np.testing.assert_allclose(slrx(cube.cuda(), block_num=10, layout="bhw").cpu().numpy(),
+                               slrx(cube, block_num=10, layout="bhw").numpy(), rtol=1e-7, atol=1e-9)

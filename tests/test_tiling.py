@@ -64,8 +64,9 @@ def test_real_scene_whole_and_in_small_tiles_give_the_same_maps(weights, bands, 
     _assert_same(tiled, whole, scene.mask)
     # and the whole-scene run is the plain detectors on the preprocessed cube
     x = preprocess(real.cube, bands)
-    np.testing.assert_allclose(whole.maps["GRX"], grx(x).numpy(), rtol=1e-6, atol=1e-6 * whole.maps["GRX"].max())
-    np.testing.assert_allclose(whole.maps["SLRX"], slrx(x).numpy(), rtol=1e-6, atol=1e-9)
+    np.testing.assert_allclose(whole.maps["GRX"], grx(x, layout="bhw").numpy(), rtol=1e-6,
+                               atol=1e-6 * whole.maps["GRX"].max())
+    np.testing.assert_allclose(whole.maps["SLRX"], slrx(x, layout="bhw").numpy(), rtol=1e-6, atol=1e-9)
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
@@ -292,7 +293,7 @@ def test_slrx_in_tiles_of_blocks_equals_the_whole_image(abu_dir):
     from detectors.slrx import slrx_maps, slrx_maps_streamed
 
     x = preprocess(read_scene(abu_dir / "abu-airport-1.mat").cube, 200)[:, :90, :]   # 12 x 13 blocks of 8 px
-    whole = slrx_maps(x, 8)
+    whole = slrx_maps(x, 8, layout="bhw")
     pixels = x.permute(1, 2, 0)
     tiled = slrx_maps_streamed(lambda r0, r1, c0, c1: pixels[r0:r1, c0:c1], band_major_reader(x), (90, 100, 200),
                                8, strip_blocks=5, tile_columns=3)   # 3 x 5 tiles, the last ones partial

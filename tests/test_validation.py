@@ -171,9 +171,10 @@ def test_select_val_scene_scores_the_held_out_scene_on_its_own_labels(train_cli,
     assert meta["select"] == "val_scene" and meta["score"] == meta["val_scene_mAUC"]
     (held,) = split_files([read_scene(p) for p in scenes], 0.34, 10)[1]
     x = preprocess(held.cube, 8, 0, held.label)
-    expected = roc_auc(grx(load_fen(str(ck), 8).enhance(x, normalize=False)).numpy(), held.mask)
+    enhanced = load_fen(str(ck), 8).enhance(x, normalize=False, layout="bhw")
+    expected = roc_auc(grx(enhanced, layout="bhw").numpy(), held.mask)
     assert meta["val_scene_mAUC"] == pytest.approx(expected, abs=1e-6)
-    plain = roc_auc(grx(x).numpy(), held.mask)
+    plain = roc_auc(grx(x, layout="bhw").numpy(), held.mask)
     assert meta["val_scene_mAUC"] != pytest.approx(plain, abs=1e-9)  # the FEN's map, not plain GRX's
 
 

@@ -111,7 +111,7 @@ def test_checkpoint_round_trip(tmp_path):
     assert ckpt["meta"] == {"select": "last", "epoch": 3}
     loaded = load_fen(str(path), 20)
     x = torch.rand(20, 9, 9)
-    torch.testing.assert_close(loaded.enhance(x), fen.eval().enhance(x))
+    torch.testing.assert_close(loaded.enhance(x, layout="bhw"), fen.eval().enhance(x, layout="bhw"))
     with pytest.raises(WeightsError, match="take 20 bands, not bands=50"):
         load_fen(str(path), 50)
 
@@ -150,7 +150,8 @@ def test_every_public_loader_returns_an_inference_ready_fen(release_dir, tmp_pat
     x = torch.from_numpy(golden["had100-50/input"])
     for name, f in loaded.items():
         assert no_module_training(f), name
-        assert torch.allclose(f.enhance(x), torch.from_numpy(golden["had100-50/enhanced"]), atol=1e-5), name
+        golden_enhanced = torch.from_numpy(golden["had100-50/enhanced"])
+        assert torch.allclose(f.enhance(x, layout="bhw"), golden_enhanced, atol=1e-5), name
 
 
 @pytest.mark.parametrize("name,bands", [("had100", 50), ("had100", 200), ("aviris", 200)])

@@ -128,10 +128,10 @@ def evaluate(fen: FEN | None, cubes: list[EvalCube], device: torch.device) -> tu
     for name, x, mask in cubes:
         x = x.to(device)
         if fen is not None:
-            x = fen.enhance(x, normalize=False)
+            x = fen.enhance(x, normalize=False, layout="bhw")
             if not torch.isfinite(x).all():  # finite but huge weights: GRX would blame the data
                 raise Diverged(f"the FEN's output on test scene {name} has NaN or Inf values")
-        scores = grx(x)
+        scores = grx(x, layout="bhw")
         aucs[name] = roc_auc(scores.cpu().numpy(), mask)
     defined = [a for a in aucs.values() if a is not None]
     return (float(np.mean(defined)) if defined else float("nan")), aucs

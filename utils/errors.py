@@ -26,6 +26,11 @@ class DetectorError(FerdError, ValueError):
     errors were before."""
 
 
+class CubeError(FerdError, ValueError):
+    """A cube that a public function cannot take (utils.cube): not an array, a layout that is not one, the
+    wrong number of axes, no pixels, complex or non-numeric values, or not what the FEN was built for."""
+
+
 class DiskFullError(FerdError):
     """No room on a disk: for a temporary file (the message says how much is needed, where, and what helps)
     or a result file (whose old version, if any, is left as it was)."""
