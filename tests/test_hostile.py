@@ -381,6 +381,7 @@ def _main_outcome(test_cli, capsys, args: list[str], out: Path) -> int:
         assert rc == 2
         assert len(err) == 1 and err[0].startswith("test.py: error: "), err
         assert not out.exists() or not any(out.iterdir())
+    _main_outcome.last_error = err[0] if rc else None  # for tests that check the line itself
     return rc
 
 
@@ -434,6 +435,10 @@ def test_small_scene_with_fen_names_the_minimum(test_cli, tmp_path, capsys, shap
     rc = _main_outcome(test_cli, capsys, ["--scenes", path, "--input_channel", "6", "--detectors", "FEN+GRX",
                                           "--weights", str(d / "fen.pt")], d / "out")
     assert rc == 2
+    pixels = "pixel" if shape == (1, 1) else "pixels"
+    assert _main_outcome.last_error == (
+        f"test.py: error: {path}: FEN+GRX: the scene is {shape[0]} x {shape[1]} {pixels}; the FEN needs at least "
+        "5 x 5 (it mirrors 4 px at each border): use GRX without FEN+ on such a scene")
 
 
 def test_small_scene_message(test_cli, tmp_path, capsys):
@@ -550,13 +555,31 @@ def test_extra_files_in_a_had100_folder(test_cli, tmp_path, capsys):
                           "--save_dir", str(tmp_path / "out"), "--no-progress"]) == 0
 
 
-def test_slrx_constant_distance_map_is_neutral():
-    """Two spectra in equal numbers: the whole-image distance is the same everywhere; SLRX still scores."""
+def test_slrx_constant_distance_map_is_neutral(monkeypatch):
+    """Two spectra in equal numbers, scattered: the whole-image distance d_full is the same at every pixel, and
+    counts as 1 in the product; the block and surround maps still tell the pixels apart, as the per-pixel
+    oracle computes them (its min-max would divide 0 by 0 on d_full: here it is given the same neutral 1)."""
+    import detectors.reference as reference
+    from detectors.slrx import slrx_maps
+
     rng = np.random.default_rng(0)
     a, b = rng.normal(size=6), rng.normal(size=6)
-    cube = np.where((np.indices((8, 8)).sum(0) % 2)[:, :, None] == 0, a, b)
-    scores = slrx(preprocess(cube, 6), block_size=2)
-    assert scores.shape == (8, 8) and torch.isfinite(scores).all()
+    label = rng.permutation(np.arange(64) % 2).reshape(8, 8)  # 32 of each, blocks of 0 to 4 of either
+    x = preprocess(np.where(label[:, :, None] == 0, a, b), 6)
+    maps = slrx_maps(x, 2)
+    assert maps["full"].min().item() == maps["full"].max().item()  # the premise: d_full is constant
+    assert (maps["block"].max() - maps["block"].min()).item() > 0.5  # ... and d_block is not
+    scores = slrx(x, block_size=2)
+    assert scores.shape == (8, 8) and torch.isfinite(scores).all() and scores.max().item() > 0.5
+
+    def minmax_or_one(d: np.ndarray) -> np.ndarray:
+        """The oracle's d_full is constant only to 1.5e-12 relative (its 1e-6 ridge leaves the inverse a
+        condition number of about 1e6, which grows float64 rounding to up to about 1e-10)."""
+        return np.ones_like(d) if d.max() - d.min() <= 1e-9 * d.max() else (d - d.min()) / (d.max() - d.min())
+
+    monkeypatch.setattr(reference, "minmax", minmax_or_one)
+    np.testing.assert_allclose(scores.numpy(), reference.slrx_per_pixel(x.double().numpy(), block_size=2),
+                               rtol=1e-7, atol=1e-9)
 
 
 def test_raw_detectors_refuse_non_finite_and_constant_cubes():
