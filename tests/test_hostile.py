@@ -22,6 +22,7 @@ import torch
 from hypothesis import assume, given
 from hypothesis import strategies as st
 from PIL import Image
+from conftest import raiser
 
 from data.had100 import read_had100
 from data.preprocess import INPUT_SCALE, DataError, check_cube, preprocess
@@ -622,3 +623,108 @@ def test_npz_under_a_npy_name(tmp_path):
     mask_png(np.zeros((2, 2), bool)).save(tmp_path / "s.png")
     with pytest.raises(DataError, match="s.npy: a .npz archive, not a .npy array"):
         read_scene(tmp_path / "s.npy")
+
+
+class _Touch:
+    """Unpickling it creates the file ``path``: the trace a loaded pickle would leave."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def __reduce__(self):
+        return Path.touch, (self.path,)
+
+
+@pytest.mark.parametrize("kind", ["object_npy", "plain_pickle"])
+def test_pickled_npy_is_never_loaded(test_cli, tmp_path, capsys, kind):
+    """README: a pickled .npy is refused and never loaded. An object array (np.save pickles it) or a bare pickle
+    under a .npy name, whose unpickling would create a file: the one line, and no such file, memory-mapped
+    (read_scene) or not (load_npy), through test.py too."""
+    import pickle
+
+    from data.scene import load_npy
+
+    trace = tmp_path / "unpickled"
+    path = tmp_path / "s.npy"
+    if kind == "object_npy":
+        cube = np.empty((2, 2, 3), dtype=object)
+        cube[0, 0, 0] = _Touch(trace)
+        np.save(path, cube, allow_pickle=True)
+    else:
+        path.write_bytes(pickle.dumps(_Touch(trace)))
+    with open(path, "rb") as f:  # the payload works: unpickled, it leaves the trace (then removed)
+        if kind == "object_npy":
+            np.load(f, allow_pickle=True)
+        else:
+            pickle.load(f)
+    assert trace.exists()
+    trace.unlink()
+    mask_png(np.eye(2, dtype=bool)).save(tmp_path / "s.png")
+    for read in (lambda: read_scene(path), lambda: load_npy(path, mmap=False)):
+        with pytest.raises(DataError) as err:
+            read()
+        assert str(err.value) == (f"{path}: not a readable .npy array (another kind of file, or Python objects, "
+                                  "which are never loaded)")
+    assert test_cli.main(["--scenes", str(path), "--input_channel", "3", "--detectors", "GRX",
+                          "--save_dir", str(tmp_path / "out"), "--no-progress"]) == 2
+    assert capsys.readouterr().err.strip().splitlines() == [
+        f"test.py: error: {path}: not a readable .npy array (another kind of file, or Python objects, which are "
+        "never loaded)"]
+    assert not trace.exists()
+
+
+def test_one_constant_band_is_accepted_a_constant_cube_refused(test_cli, tmp_path, capsys):
+    """README: a cube constant in every band used is refused (nothing to detect); one constant band among
+    others (a dead or zeroed band, as real sensors have) is not: GRX's pseudo-inverse leaves it out, SLRX's and
+    LRX's ridge keeps their inverses defined, and the planted pixel is still found."""
+    import json
+
+    rng = np.random.default_rng(0)
+    cube = rng.normal(100, 5, size=(12, 12, 6)).astype(np.float32)
+    cube[:, :, 2] = 0.0  # a dead band
+    cube[5, 7] += 60
+    cube[5, 7, 2] = 0.0
+    mask = np.zeros((12, 12), bool)
+    mask[5, 7] = True
+    path = _scene(tmp_path, "s", cube, mask)
+    out = tmp_path / "out"
+    assert test_cli.main(["--scenes", path, "--input_channel", "6", "--detectors", "GRX", "SLRX", "LRX",
+                          "--block_size", "3", "--lrx_inner", "1", "--lrx_outer", "5", "--save_dir", str(out),
+                          "--no-progress", "--json", str(out / "r.json")]) == 0
+    auc = json.loads((out / "r.json").read_text())["scenes"][0]["auc"]
+    assert auc == {"GRX": 1.0, "SLRX": 1.0, "LRX": 1.0}
+    capsys.readouterr()
+    flat = _scene(tmp_path, "flat", np.full((12, 12, 6), 3.0, np.float32), mask)
+    assert test_cli.main(["--scenes", flat, "--input_channel", "6", "--detectors", "GRX",
+                          "--save_dir", str(tmp_path / "out2")]) == 2
+    assert capsys.readouterr().err.strip() == (f"test.py: error: {flat}: the cube is constant in the bands used "
+                                               "(min == max == 3.0), nothing to detect")
+
+
+@pytest.mark.parametrize("how", ["chmod", "procfs"])
+def test_an_unwritable_output_folder_stops_before_any_work(test_cli, tmp_path, capsys, monkeypatch, how):
+    """README: unwritable outputs stop test.py before it writes. A folder without write permission (chmod 555)
+    stops an ordinary user only: root writes there anyway, and the suite runs as root in places. /proc/self is
+    unwritable for root too (the kernel refuses a new file or folder there), so the same check is tried there."""
+    import os
+    import sys
+
+    path = _scene(tmp_path, "s", np.random.default_rng(0).random((8, 8, 4)).astype(np.float32))
+    if how == "chmod":
+        if os.geteuid() == 0:
+            pytest.skip("permission bits do not stop root; the procfs case covers the check as root")
+        folder = tmp_path / "locked"
+        folder.mkdir(mode=0o555)
+        save_dir = folder / "out"
+    else:
+        if not sys.platform.startswith("linux"):
+            pytest.skip("/proc/self is Linux's")
+        folder, save_dir = Path("/proc/self"), Path("/proc/self/ferd_out")
+        with pytest.raises(OSError):  # the premise: nobody, root included, makes a folder there
+            save_dir.mkdir()
+    monkeypatch.setattr(test_cli, "evaluate_shard", raiser(AssertionError, "the work began before the check"))
+    assert test_cli.main(["--scenes", path, "--input_channel", "4", "--detectors", "GRX", "--no-progress",
+                          "--save_dir", str(save_dir)]) == 2
+    assert capsys.readouterr().err.strip().splitlines() == [
+        f"test.py: error: --save_dir {save_dir}: {folder} is not writable"]
+    assert not save_dir.exists()
