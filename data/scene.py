@@ -171,9 +171,10 @@ def load_npy(path: Path, mmap: bool = False) -> np.ndarray:
     try:
         array = np.load(path, allow_pickle=False, mmap_mode="r" if mmap else None)
     except Exception as err:  # OSError, ValueError, EOFError (empty file), ...
-        # numpy's pickle message advises allow_pickle=True, i.e. running the file's code: never repeat it
-        why = ("another kind of file, or Python objects, which are never loaded" if "pickle" in str(err)
-               else describe(err))
+        # numpy's pickle message advises allow_pickle=True, i.e. running the file's code: never repeat it; memory-
+        # mapped, an object array stops earlier ("Array can't be memory-mapped: Python objects in dtype")
+        why = ("another kind of file, or Python objects, which are never loaded"
+               if "pickle" in str(err) or "Python objects" in str(err) else describe(err))
         raise DataError(f"{path}: not a readable .npy array ({why})") from None
     if not isinstance(array, np.ndarray):  # np.load opens a .npz archive whatever the file is called
         array.close()

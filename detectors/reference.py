@@ -23,6 +23,10 @@ REFERENCE_AUCS = {
     ("had100", 50): {"abu-airport-1": (0.8922, 0.9456), "abu-airport-2": (0.9102, 0.9759)},
 }
 
+#: The authors' SLRX and FEN+SLRX AUCs (block_num 25) with the aviris-200 weights, from the same table:
+#: ``{scene: (SLRX, FEN+SLRX)}``. tests/test_reference_copies.py checks both copies against the file.
+REFERENCE_SLRX_AUCS = {"abu-airport-1": (0.9471, 0.9653), "abu-airport-2": (0.9527, 0.9870)}
+
 
 def minmax(a: np.ndarray) -> np.ndarray:
     """``a`` scaled to [0, 1] by its one minimum and maximum (quirk 2)."""

@@ -91,7 +91,7 @@ def check_temp_space(needs: list[tuple[str, tuple[int, int, int], int]], directo
     if need > free:
         h, w, b = shape
         raise DiskFullError(f"{name}: the {h} x {w} x {b} scene needs {format_bytes(need, 1)} of temporary "
-                            f"files in {directory} (its cubes do not fit in max_memory_gb) but only "
+                            f"files in {directory} (its cubes do not fit in the memory budget) but only "
                             f"{format_bytes(free, 1)} is free there: {TEMP_ADVICE}")
 
 

@@ -21,7 +21,8 @@ from utils.memory import format_bytes, release_pages
 #: Rows of the raw cube per block of the streaming min/max pass (and of other plain reads).
 SCAN_BYTES = 64 << 20
 #: What the temporary-file messages advise (the options that keep a cube off the disk or move it).
-TEMP_ADVICE = "set TMPDIR to a folder with more room, or raise max_memory_gb (the cubes are then held in memory)"
+TEMP_ADVICE = ("set TMPDIR to a folder with more room, or raise max_memory_gb=<GiB> (the cubes are then held in "
+               "memory)")
 
 
 class SceneSource:

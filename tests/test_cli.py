@@ -106,7 +106,10 @@ def test_undefined_auc_is_reported_and_excluded(test_cli, tiny_set, tmp_path, ca
     (["--input_channel", "60"], "weights 'had100' were released for 50, 100, 200 bands, not --input_channel 60"),
     (["--input_channel", "50", "--weights_dir", "/nonexistent"], "had100-50bands/convh.pt: not found"),
     (["--input_channel", "50", "--weights", "missing.pt"], "neither a release name"),
-    (["--device", "cuda:0"] if not torch.cuda.is_available() else ["--input_channel", "7"], "error: "),
+    (["--device", "cuda:0"], "--device cuda:0: CUDA is not available on this machine (use --device cpu)")
+    if not torch.cuda.is_available() else
+    (["--device", f"cuda:{torch.cuda.device_count()}"],
+     f"--device cuda:{torch.cuda.device_count()}: this machine has {torch.cuda.device_count()} CUDA device(s)"),
 ])
 def test_bad_input_gives_one_line_error(args, message, test_cli, tiny_set, tmp_path, monkeypatch, capsys):
     monkeypatch.delenv("FERD_WEIGHTS_DIR", raising=False)

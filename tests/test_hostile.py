@@ -22,6 +22,7 @@ import torch
 from hypothesis import assume, given
 from hypothesis import strategies as st
 from PIL import Image
+from conftest import raiser
 
 from data.had100 import read_had100
 from data.preprocess import INPUT_SCALE, DataError, check_cube, preprocess
@@ -382,6 +383,7 @@ def _main_outcome(test_cli, capsys, args: list[str], out: Path) -> int:
         assert rc == 2
         assert len(err) == 1 and err[0].startswith("test.py: error: "), err
         assert not out.exists() or not any(out.iterdir())
+    _main_outcome.last_error = err[0] if rc else None  # for tests that check the line itself
     return rc
 
 
@@ -435,6 +437,10 @@ def test_small_scene_with_fen_names_the_minimum(test_cli, tmp_path, capsys, shap
     rc = _main_outcome(test_cli, capsys, ["--scenes", path, "--input_channel", "6", "--detectors", "FEN+GRX",
                                           "--weights", str(d / "fen.pt")], d / "out")
     assert rc == 2
+    pixels = "pixel" if shape == (1, 1) else "pixels"
+    assert _main_outcome.last_error == (
+        f"test.py: error: {path}: FEN+GRX: the scene is {shape[0]} x {shape[1]} {pixels}; the FEN needs at least "
+        "5 x 5 (it mirrors 4 px at each border): use GRX without FEN+ on such a scene")
 
 
 def test_small_scene_message(test_cli, tmp_path, capsys):
@@ -551,13 +557,31 @@ def test_extra_files_in_a_had100_folder(test_cli, tmp_path, capsys):
                           "--save_dir", str(tmp_path / "out"), "--no-progress"]) == 0
 
 
-def test_slrx_constant_distance_map_is_neutral():
-    """Two spectra in equal numbers: the whole-image distance is the same everywhere; SLRX still scores."""
+def test_slrx_constant_distance_map_is_neutral(monkeypatch):
+    """Two spectra in equal numbers, scattered: the whole-image distance d_full is the same at every pixel, and
+    counts as 1 in the product; the block and surround maps still tell the pixels apart, as the per-pixel
+    oracle computes them (its min-max would divide 0 by 0 on d_full: here it is given the same neutral 1)."""
+    import detectors.reference as reference
+    from detectors.slrx import slrx_maps
+
     rng = np.random.default_rng(0)
     a, b = rng.normal(size=6), rng.normal(size=6)
-    cube = np.where((np.indices((8, 8)).sum(0) % 2)[:, :, None] == 0, a, b)
-    scores = slrx(preprocess(cube, 6), block_size=2, layout="bhw")
-    assert scores.shape == (8, 8) and torch.isfinite(scores).all()
+    label = rng.permutation(np.arange(64) % 2).reshape(8, 8)  # 32 of each, blocks of 0 to 4 of either
+    x = preprocess(np.where(label[:, :, None] == 0, a, b), 6)
+    maps = slrx_maps(x, 2, layout="bhw")
+    assert maps["full"].min().item() == maps["full"].max().item()  # the premise: d_full is constant
+    assert (maps["block"].max() - maps["block"].min()).item() > 0.5  # ... and d_block is not
+    scores = slrx(x, block_size=2, layout="bhw")
+    assert scores.shape == (8, 8) and torch.isfinite(scores).all() and scores.max().item() > 0.5
+
+    def minmax_or_one(d: np.ndarray) -> np.ndarray:
+        """The oracle's d_full is constant only to 1.5e-12 relative (its 1e-6 ridge leaves the inverse a
+        condition number of about 1e6, which grows float64 rounding to up to about 1e-10)."""
+        return np.ones_like(d) if d.max() - d.min() <= 1e-9 * d.max() else (d - d.min()) / (d.max() - d.min())
+
+    monkeypatch.setattr(reference, "minmax", minmax_or_one)
+    np.testing.assert_allclose(scores.numpy(), reference.slrx_per_pixel(x.double().numpy(), block_size=2),
+                               rtol=1e-7, atol=1e-9)
 
 
 def test_raw_detectors_refuse_non_finite_and_constant_cubes():
@@ -601,3 +625,108 @@ def test_npz_under_a_npy_name(tmp_path):
     mask_png(np.zeros((2, 2), bool)).save(tmp_path / "s.png")
     with pytest.raises(DataError, match="s.npy: a .npz archive, not a .npy array"):
         read_scene(tmp_path / "s.npy")
+
+
+class _Touch:
+    """Unpickling it creates the file ``path``: the trace a loaded pickle would leave."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def __reduce__(self):
+        return Path.touch, (self.path,)
+
+
+@pytest.mark.parametrize("kind", ["object_npy", "plain_pickle"])
+def test_pickled_npy_is_never_loaded(test_cli, tmp_path, capsys, kind):
+    """README: a pickled .npy is refused and never loaded. An object array (np.save pickles it) or a bare pickle
+    under a .npy name, whose unpickling would create a file: the one line, and no such file, memory-mapped
+    (read_scene) or not (load_npy), through test.py too."""
+    import pickle
+
+    from data.scene import load_npy
+
+    trace = tmp_path / "unpickled"
+    path = tmp_path / "s.npy"
+    if kind == "object_npy":
+        cube = np.empty((2, 2, 3), dtype=object)
+        cube[0, 0, 0] = _Touch(trace)
+        np.save(path, cube, allow_pickle=True)
+    else:
+        path.write_bytes(pickle.dumps(_Touch(trace)))
+    with open(path, "rb") as f:  # the payload works: unpickled, it leaves the trace (then removed)
+        if kind == "object_npy":
+            np.load(f, allow_pickle=True)
+        else:
+            pickle.load(f)
+    assert trace.exists()
+    trace.unlink()
+    mask_png(np.eye(2, dtype=bool)).save(tmp_path / "s.png")
+    for read in (lambda: read_scene(path), lambda: load_npy(path, mmap=False)):
+        with pytest.raises(DataError) as err:
+            read()
+        assert str(err.value) == (f"{path}: not a readable .npy array (another kind of file, or Python objects, "
+                                  "which are never loaded)")
+    assert test_cli.main(["--scenes", str(path), "--input_channel", "3", "--detectors", "GRX",
+                          "--save_dir", str(tmp_path / "out"), "--no-progress"]) == 2
+    assert capsys.readouterr().err.strip().splitlines() == [
+        f"test.py: error: {path}: not a readable .npy array (another kind of file, or Python objects, which are "
+        "never loaded)"]
+    assert not trace.exists()
+
+
+def test_one_constant_band_is_accepted_a_constant_cube_refused(test_cli, tmp_path, capsys):
+    """README: a cube constant in every band used is refused (nothing to detect); one constant band among
+    others (a dead or zeroed band, as real sensors have) is not: GRX's pseudo-inverse leaves it out, SLRX's and
+    LRX's ridge keeps their inverses defined, and the planted pixel is still found."""
+    import json
+
+    rng = np.random.default_rng(0)
+    cube = rng.normal(100, 5, size=(12, 12, 6)).astype(np.float32)
+    cube[:, :, 2] = 0.0  # a dead band
+    cube[5, 7] += 60
+    cube[5, 7, 2] = 0.0
+    mask = np.zeros((12, 12), bool)
+    mask[5, 7] = True
+    path = _scene(tmp_path, "s", cube, mask)
+    out = tmp_path / "out"
+    assert test_cli.main(["--scenes", path, "--input_channel", "6", "--detectors", "GRX", "SLRX", "LRX",
+                          "--block_size", "3", "--lrx_inner", "1", "--lrx_outer", "5", "--save_dir", str(out),
+                          "--no-progress", "--json", str(out / "r.json")]) == 0
+    auc = json.loads((out / "r.json").read_text())["scenes"][0]["auc"]
+    assert auc == {"GRX": 1.0, "SLRX": 1.0, "LRX": 1.0}
+    capsys.readouterr()
+    flat = _scene(tmp_path, "flat", np.full((12, 12, 6), 3.0, np.float32), mask)
+    assert test_cli.main(["--scenes", flat, "--input_channel", "6", "--detectors", "GRX",
+                          "--save_dir", str(tmp_path / "out2")]) == 2
+    assert capsys.readouterr().err.strip() == (f"test.py: error: {flat}: the cube is constant in the bands used "
+                                               "(min == max == 3.0), nothing to detect")
+
+
+@pytest.mark.parametrize("how", ["chmod", "procfs"])
+def test_an_unwritable_output_folder_stops_before_any_work(test_cli, tmp_path, capsys, monkeypatch, how):
+    """README: unwritable outputs stop test.py before it writes. A folder without write permission (chmod 555)
+    stops an ordinary user only: root writes there anyway, and the suite runs as root in places. /proc/self is
+    unwritable for root too (the kernel refuses a new file or folder there), so the same check is tried there."""
+    import os
+    import sys
+
+    path = _scene(tmp_path, "s", np.random.default_rng(0).random((8, 8, 4)).astype(np.float32))
+    if how == "chmod":
+        if os.geteuid() == 0:
+            pytest.skip("permission bits do not stop root; the procfs case covers the check as root")
+        folder = tmp_path / "locked"
+        folder.mkdir(mode=0o555)
+        save_dir = folder / "out"
+    else:
+        if not sys.platform.startswith("linux"):
+            pytest.skip("/proc/self is Linux's")
+        folder, save_dir = Path("/proc/self"), Path("/proc/self/ferd_out")
+        with pytest.raises(OSError):  # the premise: nobody, root included, makes a folder there
+            save_dir.mkdir()
+    monkeypatch.setattr(test_cli, "evaluate_shard", raiser(AssertionError, "the work began before the check"))
+    assert test_cli.main(["--scenes", path, "--input_channel", "4", "--detectors", "GRX", "--no-progress",
+                          "--save_dir", str(save_dir)]) == 2
+    assert capsys.readouterr().err.strip().splitlines() == [
+        f"test.py: error: --save_dir {save_dir}: {folder} is not writable"]
+    assert not save_dir.exists()

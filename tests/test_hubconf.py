@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import torch
 from conftest import RELEASE_KEYS, REPO, load_script
+from test_fen import assert_matches_golden_cube  # the FEN's golden bound, with its reason
 
 from detectors.rx import grx
 from weights.release import WeightsError
@@ -31,7 +32,7 @@ def test_fen_matches_golden(release_dir, golden):
     assert not fen.training and fen.bands == 50
     key = RELEASE_KEYS[("had100", 50)]
     enhanced = fen.enhance(torch.from_numpy(golden[f"{key}/input"]), layout="bhw").numpy()
-    assert np.abs(enhanced - golden[f"{key}/enhanced"]).max() <= 1e-5  # test_fen.py's tolerance
+    assert_matches_golden_cube(enhanced, golden[f"{key}/enhanced"])
 
 
 def test_fen_reads_ferd_weights_dir(release_dir, golden, monkeypatch):
@@ -39,7 +40,7 @@ def test_fen_reads_ferd_weights_dir(release_dir, golden, monkeypatch):
     fen = torch.hub.load(str(REPO), "fen", source="local", weights="aviris", bands=200)
     key = RELEASE_KEYS[("aviris", 200)]
     enhanced = fen.enhance(torch.from_numpy(golden[f"{key}/input"]), layout="bhw").numpy()
-    assert np.abs(enhanced - golden[f"{key}/enhanced"]).max() <= 1e-5
+    assert_matches_golden_cube(enhanced, golden[f"{key}/enhanced"])
 
 
 def test_fen_refuses_a_band_count_without_weights(release_dir):

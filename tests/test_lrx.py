@@ -54,7 +54,11 @@ def test_bad_windows_say_what_works(inner, outer, shape, message):
 
 
 def test_suggested_window_works():
-    lrx(torch.rand(4, 10, 12, dtype=torch.float64), 5, 9, layout="bhw")
+    """The window the 10 x 12 case above suggests (lrx_outer=9) runs, on every pixel as the per-pixel loop."""
+    cube = torch.rand(4, 10, 12, dtype=torch.float64, generator=torch.Generator().manual_seed(3))
+    scores = lrx(cube, 5, 9, layout="bhw")
+    assert scores.shape == (10, 12) and torch.isfinite(scores).all() and scores.min().item() > 0
+    np.testing.assert_allclose(scores.numpy(), lrx_per_pixel(cube.numpy(), 5, 9), rtol=1e-7)
 
 
 def test_chunks_and_memory_estimate():

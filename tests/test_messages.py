@@ -108,3 +108,34 @@ def test_train_py_names_the_flag(train_cli, tmp_path, capsys):
     code = train_cli.main(["--teacher", str(tmp_path / "none.pt"), "--epochs", "1", "--save_dir", str(tmp_path)])
     lines = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and len(lines) == 1 and f"--teacher {tmp_path / 'none.pt'}" in lines[0], lines
+
+
+def bare_option_names(texts: list[tuple[int, str]], names: set[str]) -> list[tuple[int, str, str]]:
+    """``(line, name, text)`` for each of ``names`` written bare in ``texts``: neither ``--name`` (flag text)
+    nor ``name=value`` (which :func:`flag_text` turns into the flag), so the scripts' users would read a
+    Python name where they type an option. A string that is only the name (a key, a list of names) is none."""
+    pattern = re.compile(r"(?<![\w.-])(" + "|".join(sorted(names, key=len, reverse=True)) + r")\b(?!=)")
+    return [(line, m.group(1), text) for line, text in texts if text not in names
+            for m in pattern.finditer(text)]
+
+
+def test_bare_option_names_are_found():
+    names = {"max_memory_gb", "lrx_outer"}
+    texts = [(1, "or raise max_memory_gb (the cubes)"), (2, "raise max_memory_gb=<GiB>"), (3, "--lrx_outer 5"),
+             (4, "lrx_outer"), (5, "its lrx_outer."), (6, "x.max_memory_gb")]
+    assert [(line, name) for line, name, _ in bare_option_names(texts, names)] == [(1, "max_memory_gb"),
+                                                                                  (5, "lrx_outer")]
+
+
+def test_every_refusal_writes_options_as_flags(test_cli, train_cli):
+    """Every message string of the library and training/ that names one of the scripts' options does so as
+    ``name=value``, which the scripts print as ``--name value`` (the full-$TMPDIR refusal once ended "raise
+    max_memory_gb", no ``--``). Options whose name is an English word too (``--lr``, ``--seed``, ``--epochs``)
+    cannot be told apart from prose, so the check covers the names with an underscore: 39 of them."""
+    names = {a.dest for cli in (test_cli, train_cli) for a in cli.build_parser()._actions
+             if a.option_strings and "_" in a.dest}
+    assert len(names) >= 35 and "max_memory_gb" in names and "input_channel" in names
+    found = [f"{path.relative_to(REPO)}:{line}: {name} in {text!r}"
+             for package in LIBRARY + ("training", "utils") for path in sorted((REPO / package).glob("*.py"))
+             for line, name, text in bare_option_names(message_strings(path), names)]
+    assert not found, "an option named without -- or =value:\n" + "\n".join(found)

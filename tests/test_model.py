@@ -11,7 +11,7 @@ from torchvision.models.resnet import Bottleneck
 from model.cwl import CWL_PAD, crop
 from model.decoder import Decoder, UpBottleneck
 from model.fen import FEN
-from model.ferd import FERD, extra_pad
+from model.ferd import FERD, FERDOutput, extra_pad
 from model.losses import FERDLoss, reconstruction_loss, similarity_loss, zero_centering_loss
 from model.mffm import MFFM
 from model.teacher import Teacher
@@ -118,13 +118,16 @@ def stepped():
     net.train()
     opt = torch.optim.Adam(net.trainable(), lr=0.005, betas=(0.5, 0.999))
     x = torch.rand(2, 8, 16, 16) * 0.2 - 0.1
-    loss, terms = FERDLoss()(net(x), x)
+    out = net(x)
+    loss, terms = FERDLoss()(out, x)
     opt.zero_grad()
     loss.backward()
     cwl_grad = net.cwl.conv.weight.grad.clone()
     opt.step()
+    detached = FERDOutput([t.detach() for t in out.f], [t.detach() for t in out.g], out.reconstruction.detach(),
+                          out.p.detach())
     return dict(net=net, teacher_before=teacher_before, cwl_grad=cwl_grad, loss=loss.item(), terms=terms,
-                student_bn_before=student_bn_before)
+                student_bn_before=student_bn_before, x=x, out=detached)
 
 
 def test_teacher_frozen_but_differentiable(stepped):
@@ -195,10 +198,23 @@ def test_reconstruction_and_zero_centering_losses():
 
 
 def test_ferd_loss_weights(stepped):
-    terms = stepped["terms"]
-    expected = 1.0 * terms["sim"] + 0.1 * terms["rec"] + 0.1 * terms["zc"]
-    assert stepped["loss"] == pytest.approx(expected.item(), rel=1e-6)
+    """The loss and its terms against the method's formulas, computed here in float64 from the network's
+    outputs: L_sim = sum_k mean_n (1 - cos(flatten f_k, flatten g_k)), L_rec = mean (r - x)^2, L_zc (double
+    sigmoid, quirk 1) = mean log(1 + e^p); the paper's weights 1, 0.1, 0.1, and others given."""
+    out, x = stepped["out"], stepped["x"].double()
+    sim = sum((1 - (fk.double().flatten(1) * gk.double().flatten(1)).sum(1)
+               / (fk.double().flatten(1).norm(dim=1) * gk.double().flatten(1).norm(dim=1))).mean()
+              for fk, gk in zip(out.f, out.g))
+    rec = (out.reconstruction.double() - x).square().mean()
+    zc = torch.log1p(torch.exp(out.p.double())).mean()
+    terms = stepped["terms"]  # float32, as the network: 1e-6 relative leaves room for its rounding (~1e-7)
+    assert len(out.f) == len(out.g) == 3
+    for name, value in (("sim", sim), ("rec", rec), ("zc", zc)):
+        assert terms[name].item() == pytest.approx(value.item(), rel=1e-6), name
+    assert stepped["loss"] == pytest.approx((1.0 * sim + 0.1 * rec + 0.1 * zc).item(), rel=1e-6)
     assert terms["sim"].item() > 0 and terms["zc"].item() >= math.log(2) - 1e-6
+    loss, _ = FERDLoss(w_sim=2.0, w_rec=3.0, w_zc=5.0)(out, stepped["x"])
+    assert loss.item() == pytest.approx((2 * sim + 3 * rec + 5 * zc).item(), rel=1e-6)
 
 
 # ---------------------------------------------------------------- teacher weights

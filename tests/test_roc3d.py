@@ -121,7 +121,7 @@ HAD100_TOOL = {
 
 
 def test_matches_the_had100_tool_on_real_scenes(test_cli, abu_dir, release_dir, tmp_path):
-    """All 16 rows of the reference table, through test.py: AUCs to 4 decimals, SNPR/ASNPR to 0.01 dB."""
+    """All 8 rows of the reference table (2 scenes x 4 detectors), through test.py: AUCs to 4 decimals, SNPR/ASNPR to 0.01 dB."""
     out = tmp_path / "out.json"
     argv = ["--scenes", str(abu_dir / "abu-airport-1.mat"), str(abu_dir / "hydice.mat"), "--input_channel", "100",
             "--weights", "had100", "--weights_dir", str(release_dir), "--detectors", "GRX", "FEN+GRX", "SLRX",

@@ -91,8 +91,9 @@ def test_test_py_refuses_a_full_tmpdir_before_any_work(test_cli, tmp_path, tmpdi
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "Traceback" not in err[0]
     assert err[0] == (f"test.py: error: {scene}: the 96 x 96 x 40 scene needs 1.4 MiB of temporary files in "
-                      f"{tmpdir_} (its cubes do not fit in max_memory_gb) but only 1.0 MiB is free there: set TMPDIR "
-                      "to a folder with more room, or raise max_memory_gb (the cubes are then held in memory)")
+                      f"{tmpdir_} (its cubes do not fit in the memory budget) but only 1.0 MiB is free there: set "
+                      "TMPDIR to a folder with more room, or raise --max_memory_gb GiB (the cubes are then held in "
+                      "memory)")
     assert asked == [str(tmpdir_)] and not (tmp_path / "r").exists() and not list(tmpdir_.iterdir())
 
 
@@ -107,9 +108,17 @@ def test_test_py_with_room_runs_through_a_temporary_file_and_leaves_nothing(test
     assert reserved == [4 * np.prod(SHAPE)] and not list(tmpdir_.iterdir())
 
 
-def test_a_scene_held_in_memory_needs_no_disk(test_cli, tmp_path, tmpdir_, monkeypatch):
+def test_a_scene_held_in_memory_needs_no_disk(test_cli, tmp_path, tmpdir_, monkeypatch, capsys):
+    """No free byte in $TMPDIR: a scene within the default --max_memory_gb is never asked to reserve one, leaves
+    nothing there, and is scored (GRX finds the one planted pixel)."""
+    import json
+
     free_space(monkeypatch, 0)
-    assert test_cli.main(argv(write_scene(tmp_path), tmp_path / "r")[:-2]) == 0  # default --max_memory_gb
+    monkeypatch.setattr(pipeline.sources, "reserve", lambda *a: pytest.fail("a temporary file was made"))
+    out = tmp_path / "r"
+    assert test_cli.main(argv(write_scene(tmp_path), out)[:-2] + ["--json", str(out / "r.json")]) == 0
+    assert "temporary file" not in capsys.readouterr().err and not list(tmpdir_.iterdir())
+    assert json.loads((out / "r.json").read_text())["scenes"][0]["auc"]["GRX"] == 1.0
 
 
 @settings(max_examples=12)
@@ -173,8 +182,8 @@ def test_reservation_failing_with_enospc_is_one_error_and_leaves_no_file(tmpdir_
     with pytest.raises(DiskFullError) as err:
         StoredCube((50, 60, 7), in_memory=False)
     assert str(err.value) == (f"temporary file in {tmpdir_}: no room for the 0.1 MiB of a cube (No space left on "
-                              "device): set TMPDIR to a folder with more room, or raise max_memory_gb (the cubes "
-                              "are then held in memory)")
+                              "device): set TMPDIR to a folder with more room, or raise max_memory_gb=<GiB> (the "
+                              "cubes are then held in memory)")
     assert not list(tmpdir_.iterdir())
 
 
