@@ -724,7 +724,7 @@ def test_an_unwritable_output_folder_stops_before_any_work(test_cli, tmp_path, c
         folder, save_dir = Path("/proc/self"), Path("/proc/self/ferd_out")
         with pytest.raises(OSError):  # the premise: nobody, root included, makes a folder there
             save_dir.mkdir()
-    monkeypatch.setattr(test_cli, "evaluate_shard", raiser(AssertionError, "the work began before the check"))
+    monkeypatch.setattr("pipeline.evaluate.evaluate_shard", raiser(AssertionError, "the work began before the check"))
     assert test_cli.main(["--scenes", path, "--input_channel", "4", "--detectors", "GRX", "--no-progress",
                           "--save_dir", str(save_dir)]) == 2
     assert capsys.readouterr().err.strip().splitlines() == [
