@@ -18,8 +18,11 @@ sys.path.insert(0, str(REPO))
 from detectors.reference import REFERENCE_AUCS  # noqa: E402
 
 PY = sys.executable
-#: ../shared beside the checkout, or a shared/ inside it (where a copy of the tree was sent with one).
-SHARED = next((p for p in (REPO.parent / "shared", REPO / "shared") if p.is_dir()), REPO.parent / "shared")
+from utils.shared import shared_dir  # noqa: E402
+
+#: ../shared beside the checkout, or a shared/ inside it (where a copy of the tree was sent with one): the tests'
+#: lookup (tests/conftest.py), so that the CUDA tests the check runs find the same data.
+SHARED = shared_dir(REPO)
 ALL_DETECTORS = ["GRX", "FEN+GRX", "SLRX", "FEN+SLRX", "LRX", "FEN+LRX"]
 AIRPORTS = ["abu-airport-1", "abu-airport-2", "abu-airport-3", "abu-airport-4"]
 CUDA_TEST_FILES = ["tests/test_lrx.py", "tests/test_slrx.py", "tests/test_tiling.py", "tests/test_device.py"]
