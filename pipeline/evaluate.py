@@ -74,7 +74,7 @@ def check_detectors(scenes: list[Scene], args: argparse.Namespace, device: torch
                 raise DetectorError(f"{s.label}: {name}: {err}") from None
             check_memory(name, shape, options, device, s.label)
         try:
-            plan = plan_scene(hwb, args.detectors, options, budget)
+            plan = plan_scene(hwb, args.detectors, options, budget, device=device)
         except DetectorError as err:
             raise DetectorError(f"{s.label}: {err}") from None
         temp_needs.append((s.label, hwb, plan.temp_file_bytes(hwb)))
