@@ -40,10 +40,11 @@ import torch  # noqa: E402
 import train  # noqa: E402
 from data.scene import read_scene  # noqa: E402
 from training.data import eval_cubes, evaluate  # noqa: E402
-from utils.device import pick_device  # noqa: E402
+from utils.device import full_fp32, pick_device  # noqa: E402
+from utils.shared import shared_dir  # noqa: E402
 from weights.release import ENV_WEIGHTS_DIR, load_fen  # noqa: E402
 
-ABU = ROOT.parent / "shared" / "data" / "abu"
+ABU = shared_dir(ROOT) / "data" / "abu"
 TRAIN = ["abu-beach-1", "abu-beach-2", "abu-beach-3", "abu-urban-1", "abu-urban-2", "abu-urban-3", "abu-urban-4",
          "abu-urban-5", "hydice", "sandiego"]
 TEST = ["abu-airport-1", "abu-airport-2", "abu-airport-3", "abu-airport-4"]
@@ -72,8 +73,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--setting", choices=sorted(SETTINGS), default="cpu")
     p.add_argument("--recipe", choices=list(RECIPES), default="base", help="train.py options added to the setting")
     p.add_argument("--abu", type=Path, default=ABU, help="folder of the ABU .mat scenes")
-    p.add_argument("--weights_dir", type=Path, default=os.environ.get(ENV_WEIGHTS_DIR, ROOT.parent / "shared" /
-                                                                     "ferd-release"),
+    p.add_argument("--weights_dir", type=Path, default=os.environ.get(ENV_WEIGHTS_DIR, shared_dir(ROOT) / "ferd-release"),
                    help=f"the released weights (teacher layer1 and the comparison FEN); default ${ENV_WEIGHTS_DIR}")
     p.add_argument("--out", type=Path, default=ROOT / "results" / "abu_transfer", help="checkpoints and JSON")
     p.add_argument("--figure", type=Path, default=None, help="copy train.py's loss plot here")
@@ -122,6 +122,14 @@ def render(table: dict[str, dict[str, float]]) -> str:
     return "\n".join(lines)
 
 
+def score_as_test_py(device: torch.device) -> None:
+    """Score the airports in full float32, as test.py does (utils.device.full_fp32), after a training run in this
+    process left TF32 on and cuDNN's timed kernel choice (training.loop.build_trainer) on: else the table's
+    figures would not compare with test.py's."""
+    full_fp32(device)
+    torch.backends.cudnn.benchmark = False
+
+
 def main(argv: list[str] | None = None) -> int:
     global ABU_DIR
     args = parse_args(argv)
@@ -134,6 +142,7 @@ def main(argv: list[str] | None = None) -> int:
         return rc
     minutes = (time.perf_counter() - t0) / 60
     device = pick_device(args.device)
+    score_as_test_py(device)
     fens = {"GRX": None,
             "FEN+GRX released had100-50": load_fen("had100", BANDS, args.weights_dir).to(device),
             "FEN+GRX trained here": load_fen(str(save_dir / f"fen_{BANDS}bands.pt"), BANDS).to(device)}

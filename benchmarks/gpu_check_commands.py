@@ -18,27 +18,45 @@ sys.path.insert(0, str(REPO))
 from detectors.reference import REFERENCE_AUCS  # noqa: E402
 
 PY = sys.executable
-#: ../shared beside the checkout, or a shared/ inside it (where a copy of the tree was sent with one).
-SHARED = next((p for p in (REPO.parent / "shared", REPO / "shared") if p.is_dir()), REPO.parent / "shared")
+from utils.shared import shared_dir  # noqa: E402
+
+#: ../shared beside the checkout, or a shared/ inside it (where a copy of the tree was sent with one): the tests'
+#: lookup (tests/conftest.py), so that the CUDA tests the check runs find the same data.
+SHARED = shared_dir(REPO)
 ALL_DETECTORS = ["GRX", "FEN+GRX", "SLRX", "FEN+SLRX", "LRX", "FEN+LRX"]
 AIRPORTS = ["abu-airport-1", "abu-airport-2", "abu-airport-3", "abu-airport-4"]
-CUDA_TEST_FILES = ["tests/test_lrx.py", "tests/test_slrx.py", "tests/test_tiling.py", "tests/test_device.py"]
+CUDA_TEST_FILES = ["tests/test_lrx.py", "tests/test_slrx.py", "tests/test_crd.py", "tests/test_tiling.py",
+                   "tests/test_device.py"]
 TRANSFER_EPOCHS = 60
 DEVICE = "cuda"  # what the checks run on (a module constant, so that their logic can be tried out on a CPU)
-#: Seconds each check may take at most (the transfer check gets what is left; see ``--budget``).
-CAPS = {"cubes": 150, "cuda_tests": 90, "reference": 75, "train": 45, "bench_train": 30, "scale_512_cpu": 60,
-        "scale_512_cpu_lrx": 150, "scale_512_cuda": 45, "scale_512_cuda_lrx": 45, "scale_2048": 90,
-        "scale_2048_lrx": 75, "torchrun": 60}
+#: The default ``--budget`` (s): with the machine's start-up it leaves room for a second run in a GPU loan of
+#: 15 minutes.
+BUDGET = 420
+#: Seconds each process of a check may take at most (the transfer check gets what is left; see ``--budget``).
+#: ``cubes`` is written in the background while the others run.
+CAPS = {"cubes": 150, "cuda_tests": 70, "reference": 45, "train": 20, "ddp_train": 30, "torchrun": 20,
+        "bench_train": 15, "scale_512_cuda": 20, "scale_512_cpu": 40, "scale_2048": 30, "scale_2048_lrx": 30}
+#: The processes each check runs, in the order of the checks (by value: the CUDA tests and the reference rows
+#: first, the long transfer run last), whose caps add up to at most :data:`BUDGET`.
+RUNS = {"cuda_tests": ["cuda_tests"], "reference": ["reference"], "train": ["train"] * 4, "ddp_train": ["ddp_train"],
+        "torchrun": ["torchrun"] * 2, "bench_train": ["bench_train"] * 2,
+        "scale_512": ["scale_512_cuda", "scale_512_cpu"], "scale_2048": ["scale_2048", "scale_2048_lrx"],
+        "transfer": []}
 #: The runs of the 512 x 512 comparison, by name: output folder, "cpu" or "gpu" (DEVICE), detectors. LRX (a
-#: covariance inverse per pixel) is by far the slowest on the CPU, so it runs apart: if it cannot finish, the rest
-#: is still compared.
+#: covariance inverse per pixel, minutes at this size on the CPU) is compared with the CPU on small scenes by the
+#: CUDA tests and timed on CUDA at 2048 x 2048.
 SCALE_512 = {"scale_512_cuda": ("s512_cuda", "gpu", ALL_DETECTORS[:4]),
-             "scale_512_cpu": ("s512_cpu", "cpu", ALL_DETECTORS[:4]),
-             "scale_512_cuda_lrx": ("s512_cuda_lrx", "gpu", ALL_DETECTORS[4:]),
-             "scale_512_cpu_lrx": ("s512_cpu_lrx", "cpu", ALL_DETECTORS[4:])}
+             "scale_512_cpu": ("s512_cpu", "cpu", ALL_DETECTORS[:4])}
+#: Seconds a check (or one of its processes) needs at least to be started: with less left of ``--budget`` it is
+#: reported SKIP (not started), not FAIL.
+MIN_START = 10
 #: Seconds one transfer epoch is assumed to cost beyond its steps (evaluation, the 1 GB training state, the plot).
 EPOCH_OVERHEAD = 3.0
 TRANSFER_STEPS_PER_EPOCH = 4  # 56 patches of 64 x 64 every 12 px clear of anomalies, one scene held out, batch 16
+
+
+class SkipCheck(Exception):
+    """A check that does not apply on this machine, or that the budget left no time for; the message says why."""
 
 
 class CheckFailed(Exception):
@@ -70,7 +88,10 @@ class Context:
 
     def run(self, name: str, cmd: list[str], cap: float, env: dict[str, str] | None = None) -> str:
         """Run ``cmd`` from the repository root under a time limit; its output goes to ``<logs>/<name>.log``.
-        Returns stdout; raises :class:`CheckFailed` on a non-zero exit code or a timeout."""
+        Returns stdout; raises :class:`CheckFailed` on a non-zero exit code or a timeout within its cap, and
+        :class:`SkipCheck` if the budget has too little left to start it or cut it before its cap."""
+        if self.left() < MIN_START:
+            raise SkipCheck(f"{name}: not started, {max(0.0, self.left()):.0f} s left of --budget")
         timeout = self.limit(cap)
         log = self.logs / f"{name}.log"
         log.parent.mkdir(parents=True, exist_ok=True)
@@ -83,6 +104,8 @@ class Context:
             kill_group(proc)
             out, err = proc.communicate()
             log.write_text(f"$ {' '.join(cmd)}\n{out}\n{err}")
+            if timeout < cap:  # the budget's end, not the check's own limit
+                raise SkipCheck(f"{name}: cut by the end of --budget after {timeout:.0f} s (log {log})") from None
             raise CheckFailed(f"{name}: timed out after {timeout:.0f} s (log {log})") from None
         except BaseException:  # Ctrl-C: nothing of the check is left running
             kill_group(proc)
@@ -108,9 +131,10 @@ def weights_dir() -> Path:
     return Path(os.environ.get("FERD_WEIGHTS_DIR", SHARED / "ferd-release"))
 
 
-def peak_cmd(peak: Path, test_args: list[str]) -> list[str]:
-    """test.py ``test_args`` in a process that then writes its peak CUDA memory to ``peak`` (``--child_peak``)."""
-    return [PY, "benchmarks/gpu_check.py", "--child_peak", str(peak), "--", *test_args]
+def peak_cmd(peak: Path, *test_args: list[str]) -> list[str]:
+    """test.py with each of ``test_args`` in turn, in one process that then writes its peak CUDA memory to ``peak``
+    (``--child_peak``; one start-up of torch and CUDA for them all)."""
+    return [PY, "benchmarks/gpu_check.py", "--child_peak", str(peak), *(a for args in test_args for a in ("--", *args))]
 
 
 def eval_options(scenes: list[Path], bands: int, detectors: list[str], device: str, out: Path,
@@ -128,16 +152,16 @@ def commands(work: Path, abu: Path, transfer_epochs: int) -> dict[str, list[str]
     cube = lambda side: work / "cubes" / f"scene_{side}.npy"
     cmds = {"cubes": [PY, "benchmarks/bench_scale.py", "--make_only", "--sides", "512", "2048",
                       "--dir", str(work / "cubes")],
-            "cuda_tests": [PY, "-m", "pytest", "-q", "-p", "no:cacheprovider", *CUDA_TEST_FILES, "-k", "cuda"]}
-    for (weights, bands) in REFERENCE_AUCS:
-        cmds[f"reference_{weights}_{bands}"] = [PY, "test.py", *eval_options(
-            airports, bands, ["GRX", "FEN+GRX"], DEVICE, work / f"reference_{weights}_{bands}", "--weights", weights)]
-    # the set has 2 test scenes, both evaluated each epoch
-    base = ["--data_path", str(work / "synthetic"), "--teacher", "random", "--input_channel", "50", "--epochs", "2",
-            "--device", DEVICE, "--no-progress"]
+            # -rs: the reason of any skip in the summary (the check fails on a skip and quotes it)
+            "cuda_tests": [PY, "-m", "pytest", "-q", "-rs", "-p", "no:cacheprovider", *CUDA_TEST_FILES, "-k", "cuda"]}
+    cmds["reference"] = peak_cmd(work / "reference" / "peak.json", *(
+        eval_options(airports, bands, ["GRX", "FEN+GRX"], DEVICE, work / f"reference_{weights}_{bands}",
+                     "--weights", weights) for weights, bands in REFERENCE_AUCS))
     for name, extra in (("fp32", []), ("bf16", ["--amp", "--amp_dtype", "bf16"]), ("det1", ["--deterministic"]),
                         ("det2", ["--deterministic"])):
-        cmds[f"train_{name}"] = [PY, "train.py", *base, *extra, "--save_dir", str(work / f"train_{name}")]
+        cmds[f"train_{name}"] = [PY, "train.py", *train_options(work), *extra, "--save_dir", str(work / f"train_{name}")]
+    cmds["ddp_train"] = [PY, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "train.py",
+                         *train_options(work), "--max_steps", "2", "--save_dir", str(work / "ddp_train")]
     bench = [PY, "benchmarks/bench_train.py", "--device", DEVICE, "--warmup", "3", "--steps", "10",
              "--batch_size", "16", "--bands", "50", "--img_size", "64"]
     cmds["bench_train_fp32"] = bench
@@ -150,17 +174,29 @@ def commands(work: Path, abu: Path, transfer_epochs: int) -> dict[str, list[str]
                                   eval_options([cube(2048)], 200, ALL_DETECTORS[:4], DEVICE, work / "s2048", *big))
     cmds["scale_2048_lrx"] = peak_cmd(work / "s2048_lrx" / "peak.json", eval_options(
         [cube(2048)], 200, ALL_DETECTORS[4:], DEVICE, work / "s2048_lrx", *big))
-    cmds["torchrun_one"] = [PY, "test.py", *eval_options([abu / f"{s}.mat" for s in AIRPORTS], 50, ["GRX", "FEN+GRX"],
-                                                     DEVICE, work / "torchrun_one")]
+    cmds["torchrun_one"] = [PY, "test.py", *torchrun_options(work / "torchrun_one", abu)]
     cmds["transfer"] = [PY, "benchmarks/abu_transfer.py", "--setting", "gpu", "--device", DEVICE, "--abu", str(abu),
                         "--weights_dir", str(weights_dir()), "--out", str(work / "transfer"),
                         "--epochs", str(transfer_epochs)]
     return cmds
 
 
+def train_options(work: Path) -> list[str]:
+    """train.py options of the training checks: one epoch on the small synthetic set (its 2 test scenes evaluated)."""
+    return ["--data_path", str(work / "synthetic"), "--teacher", "random", "--input_channel", "50", "--epochs", "1",
+            "--device", DEVICE, "--no-progress"]
+
+
+def torchrun_options(out: Path, abu: Path) -> list[str]:
+    """test.py options of the torchrun comparison: the 4 airport scenes through the FEN one at a time
+    (``--fen_batch 1``), so that one process and two run the very same batches (a batch of 4 and two of 2 would
+    be other convolution calls, whose float32 rounding may differ)."""
+    return eval_options([abu / f"{s}.mat" for s in AIRPORTS], 50, ["GRX", "FEN+GRX"], DEVICE, out, "--fen_batch", "1")
+
+
 def torchrun_cmd(work: Path, abu: Path) -> list[str]:
     """torchrun test.py on 2 GPUs of this machine (rendezvous on 127.0.0.1), the 4 airport scenes."""
     return [PY, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "test.py",
-            *eval_options([abu / f"{s}.mat" for s in AIRPORTS], 50, ["GRX", "FEN+GRX"], DEVICE, work / "torchrun_two")]
+            *torchrun_options(work / "torchrun_two", abu)]
 
 

@@ -22,7 +22,7 @@ Any affine change of the raw cube (``a x + b``, ``a > 0``) leaves the scores unc
 
 Vectorised: the background windows of a block of pixels are gathered at once (``unfold`` views of the
 padded cube, then the background mask), and their systems are solved together, one batched Cholesky per
-block (blocks sized by :data:`CPU_CHUNK_BYTES` / :data:`GPU_CHUNK_BYTES`), float64 throughout. The pixels
+block (blocks sized by :data:`CPU_CHUNK_BYTES`, on a GPU :func:`utils.memory.chunk_bytes`), float64 throughout. The pixels
 are stored pixel-major with the 1 of ``X_a`` appended, so one gather of flat offsets gives a block's
 ``X_a`` ``(P, N, B + 1)``. On the CPU every torch call runs on one thread and the blocks run side by side
 on ``torch.get_num_threads()`` worker threads: the calls are small, and splitting each of them over two
@@ -59,6 +59,7 @@ from detectors.base import CubeReader, Detector, Option, Shape, check_dual_windo
 from detectors.rx import one_thread, rx_statistics, value_range
 from utils.cube import bands_first
 from utils.errors import DetectorError
+from utils.memory import chunk_bytes
 
 DEFAULT_INNER = 3
 DEFAULT_OUTER = 11
@@ -67,8 +68,6 @@ DEFAULT_LAMBDA = 1e-6
 #: amortise the per-call overhead of the batched calls (measured on 60 x 60 cubes: 4 and 16 MB blocks run
 #: alike, 1 MB blocks 1.4x slower at 50 bands and 2.7x at 200).
 CPU_CHUNK_BYTES = 16 << 20
-#: On a GPU: large blocks (few kernel launches), still bounded.
-GPU_CHUNK_BYTES = 1 << 30
 
 
 def check_crd(inner: int, outer: int, lam: float, height: int, width: int) -> None:
@@ -99,7 +98,7 @@ def system_size(bands: int, inner: int, outer: int) -> int:
 def chunk_pixels(bands: int, inner: int, outer: int, device: torch.device | str = "cpu") -> int:
     """Pixels per batched solve on ``device``: the gathered windows (three ``N x B`` arrays) and two
     systems (``k x k``) of each pixel fit the budget."""
-    budget = GPU_CHUNK_BYTES if torch.device(device).type == "cuda" else CPU_CHUNK_BYTES
+    budget = chunk_bytes(device, CPU_CHUNK_BYTES)
     n, k = outer * outer - inner * inner, system_size(bands, inner, outer)
     return max(1, budget // (8 * (3 * n * bands + 2 * k * k)))
 

@@ -35,14 +35,13 @@ from detectors.rx import one_thread, rx_statistics, value_range
 from detectors.slrx import RIDGE  # the authors' SLRX ridge (quirk 3), used here for the same reason
 from utils.cube import bands_first
 from utils.errors import DetectorError
+from utils.memory import chunk_bytes
 
 DEFAULT_INNER = 5
 DEFAULT_OUTER = 21
 #: Per-chunk ``B x B`` working set on CPU: small enough to stay in a core's cache (measured: 4 MB
 #: chunks run about 1.7x faster than whole rows of 200-band matrices).
 CPU_CHUNK_BYTES = 4 << 20
-#: On a GPU, a whole row (or as much of it as this allows) per batched call.
-GPU_CHUNK_BYTES = 1 << 30
 
 
 def check_windows(inner: int, outer: int, height: int, width: int) -> None:
@@ -52,7 +51,7 @@ def check_windows(inner: int, outer: int, height: int, width: int) -> None:
 
 def chunk_width(bands: int, width: int, device: torch.device) -> int:
     """Columns per batched call: ``B x B`` float64 matrices of one chunk fit the device's budget."""
-    budget = GPU_CHUNK_BYTES if device.type == "cuda" else CPU_CHUNK_BYTES
+    budget = chunk_bytes(device, CPU_CHUNK_BYTES)
     return max(1, min(width, budget // (8 * bands * bands)))
 
 
@@ -80,20 +79,29 @@ def _mirrored_pixels(cube: torch.Tensor, r: int) -> tuple[torch.Tensor, float]:
     return padded.permute(1, 2, 0).contiguous(), float(span)
 
 
+def _signs(outer_rows: list[tuple[int, float]], inner_rows: list[tuple[int, float]], outer: int, inner: int,
+           like: torch.Tensor) -> torch.Tensor:
+    """``(k,)`` sign of each pixel column that :func:`_update` gathers for ``outer_rows`` and ``inner_rows``
+    (inner rows with the opposite sign), with ``like``'s dtype and device: built once per pattern, as a tensor
+    made from a list is a blocking host-to-GPU copy."""
+    signs = [s for _, s in outer_rows for _ in range(outer)] + [-s for _, s in inner_rows for _ in range(inner)]
+    return torch.tensor(signs, dtype=like.dtype, device=like.device)
+
+
 def _update(sum2: torch.Tensor, sum1: torch.Tensor, pixels: torch.Tensor, outer_rows: list[tuple[int, float]],
-            inner_rows: list[tuple[int, float]], c0: int, c1: int, r: int, ri: int, outer: int, inner: int) -> None:
+            inner_rows: list[tuple[int, float]], c0: int, c1: int, r: int, ri: int, outer: int, inner: int,
+            signs: torch.Tensor) -> None:
     """Add signed padded rows to the running background sums of ``x x^T`` ``(w, B, B)`` and ``x`` ``(w, B)``.
 
     Output column ``j`` (``c0 <= j < c1``) sees, in each of ``outer_rows``, the ``outer`` pixels from padded
     column ``j`` on, and in each of ``inner_rows`` the ``inner`` pixels from ``j + r - ri`` on (with the
-    opposite sign: the background is outer minus inner). Those windows are ``unfold`` views; one
-    concatenation and one batched product ``A_signed A^T`` add them all.
+    opposite sign: the background is outer minus inner; ``signs`` from :func:`_signs` of the same rows' signs).
+    Those windows are ``unfold`` views; one concatenation and one batched product ``A_signed A^T`` add them all.
     """
     parts = [pixels[p, c0: c1 + outer - 1].unfold(0, outer, 1) for p, _ in outer_rows]
     parts += [pixels[p, c0 + r - ri: c1 + r - ri + inner - 1].unfold(0, inner, 1) for p, _ in inner_rows]
     a = torch.cat(parts, dim=-1)                                               # (w, B, k)
-    signs = [s for _, s in outer_rows for _ in range(outer)] + [-s for _, s in inner_rows for _ in range(inner)]
-    signed = a * torch.tensor(signs, dtype=a.dtype, device=a.device)
+    signed = a * signs
     sum2.baddbmm_(signed, a.transpose(-1, -2))
     sum1 += signed.sum(dim=-1)
 
@@ -129,18 +137,22 @@ def lrx_mirrored(pixels: torch.Tensor, span: float, inner: int = DEFAULT_INNER, 
     chunk = chunk or chunk_width(b, w, pixels.device)
     scores = pixels.new_empty(h, w)
     worst = torch.zeros((), dtype=torch.int32, device=pixels.device)   # checked once: no per-row GPU sync
+    first_outer, first_inner = [(p, 1.0) for p in range(outer)], [(p, 1.0) for p in range(r - ri, r + ri + 1)]
+    first_signs = _signs(first_outer, first_inner, outer, inner, pixels)
+    # sliding down one row: the entering row added, the leaving one taken off (the same pattern every row)
+    slide = [(0, 1.0), (0, -1.0)]
+    slide_signs = _signs(slide, slide, outer, inner, pixels)
     for c0 in range(0, w, chunk):
         c1 = min(w, c0 + chunk)
         sum2 = pixels.new_zeros(c1 - c0, b, b)      # running sum over the background of x x^T
         sum1 = pixels.new_zeros(c1 - c0, b)         # ... and of x
         cov = pixels.new_empty(c1 - c0, b, b).transpose(-1, -2)   # column-major: LAPACK's layout
         info = torch.empty(c1 - c0, dtype=torch.int32, device=pixels.device)
-        _update(sum2, sum1, pixels, [(p, 1.0) for p in range(outer)],
-                [(p, 1.0) for p in range(r - ri, r + ri + 1)], c0, c1, r, ri, outer, inner)
+        _update(sum2, sum1, pixels, first_outer, first_inner, c0, c1, r, ri, outer, inner, first_signs)
         for i in range(h):
             if i > 0:  # slide both windows down one row
                 _update(sum2, sum1, pixels, [(i + 2 * r, 1.0), (i - 1, -1.0)],
-                        [(i + r + ri, 1.0), (i + r - ri - 1, -1.0)], c0, c1, r, ri, outer, inner)
+                        [(i + r + ri, 1.0), (i + r - ri - 1, -1.0)], c0, c1, r, ri, outer, inner, slide_signs)
             # (n-1) (C + ridge I) = sum2 - sum1 sum1^T / n + lam I, factorised in place; written through
             # the row-major view of the column-major buffer (the matrix is symmetric, so it is the same)
             torch.baddbmm(sum2, sum1[:, :, None], sum1[:, None, :], alpha=-1.0 / n, out=cov.transpose(-1, -2))

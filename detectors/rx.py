@@ -39,6 +39,7 @@ from detectors.base import CubeReader, Detector, Shape
 from utils.cube import bands_first
 from utils.device import torch_threads
 from utils.errors import DetectorError
+from utils.memory import chunk_bytes
 
 #: Relative cut-off for small singular values in the pseudo-inverse, as numpy.linalg.pinv's default.
 PINV_RCOND = 1e-15
@@ -46,8 +47,6 @@ PINV_RCOND = 1e-15
 #: conversion, the centring and the product that read it (measured: 4-16 MB chunks run 1.2-1.5x faster
 #: than whole 100 x 100 x 200 scenes, and 5x faster than whole 1024 x 1024 ones).
 CPU_CHUNK_BYTES = 8 << 20
-#: On a GPU: large chunks (few kernel launches), still bounded.
-GPU_CHUNK_BYTES = 1 << 30
 
 
 def value_range(x: torch.Tensor, dims: tuple[int, ...]) -> tuple[torch.Tensor, torch.Tensor]:
@@ -79,7 +78,7 @@ def minmax(x: torch.Tensor, dims: tuple[int, ...]) -> torch.Tensor:
 def chunk_pixels(bands: int, device: torch.device | str = "cpu") -> int:
     """Pixels per GRX chunk on ``device``: a function of the band count and device only, never of the
     scene or its tiling, so that whole and streamed scenes sum in the same order."""
-    budget = GPU_CHUNK_BYTES if torch.device(device).type == "cuda" else CPU_CHUNK_BYTES
+    budget = chunk_bytes(device, CPU_CHUNK_BYTES)
     return max(256, budget // (8 * bands))
 
 

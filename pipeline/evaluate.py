@@ -120,7 +120,7 @@ def check_detectors(scenes: list[Scene], settings: EvalSettings, device: torch.d
                 raise DetectorError(f"{s.label}: {name}: {err}") from None
             check_memory(name, shape, options, device, s.label)
         try:
-            plan = plan_scene(hwb, settings.detectors, options, budget)
+            plan = plan_scene(hwb, settings.detectors, options, budget, device=device)
         except DetectorError as err:
             raise DetectorError(f"{s.label}: {err}") from None
         temp_needs.append((s.label, hwb, plan.temp_file_bytes(hwb)))

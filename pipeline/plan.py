@@ -17,7 +17,7 @@ from detectors.registry import (DEFAULT_OPTIONS, DETECTORS, MEMORY_MARGIN, Detec
                                 needs_fen)
 from detectors.rx import chunk_pixels
 from model.fen import FEN_HALO
-from pipeline.fen_tiles import FEN_MIN_TILE
+from pipeline.fen_tiles import FEN_MIN_TILE, fen_workers
 from pipeline.sources import TEMP_ADVICE
 from utils.errors import DetectorError, DiskFullError
 from utils.memory import available_memory, format_bytes
@@ -113,15 +113,15 @@ def bases(detectors: list[str]) -> list[Detector]:
 
 
 def working_sets(shape: tuple[int, int, int], detectors: list[str], options: DetectorOptions, limit: int,
-                 fen_hidden: int = 256) -> tuple[dict[str, int], dict[str, int]]:
+                 fen_hidden: int = 256, device: torch.device | str = "cpu") -> tuple[dict[str, int], dict[str, int]]:
     """Tile sizes (``fen_tile``: px, and each strip detector's strip height by name, in its unit) whose working sets
     fit ``limit`` bytes where possible (else the smallest), and the working sets in bytes, by what needs
     them (``statistics``: the streaming pass over chunks of pixels every detector makes; ``fen``; each
-    detector's name)."""
+    detector's name). ``device``: where the FEN runs (one tile at a time on a GPU, one per thread on the CPU)."""
     h, w, b = shape
     sizes, needs = {"fen_tile": 0}, {"statistics": 3 * 8 * chunk_pixels(b) * b}
     if needs_fen(detectors):
-        workers = torch.get_num_threads()  # tiles in flight at once on the CPU (run_parallel)
+        workers = fen_workers(device)  # tiles in flight at once (pipeline.fen_tiles.run_parallel)
         fen_bytes = lambda t: workers * fen_window_bytes(min(h, t), min(w, t), b, fen_hidden)
         sizes["fen_tile"] = max(FEN_MIN_TILE, _largest(lambda t: fen_bytes(t) <= limit, min(max(h, w), FEN_TILE)))
         needs["fen"] = fen_bytes(sizes["fen_tile"])
@@ -138,15 +138,16 @@ def working_sets(shape: tuple[int, int, int], detectors: list[str], options: Det
 
 
 def plan_scene(shape: tuple[int, int, int], detectors: list[str], options: DetectorOptions, budget: int,
-               fen_hidden: int = 256) -> TilePlan:
+               fen_hidden: int = 256, device: torch.device | str = "cpu") -> TilePlan:
     """The tile plan of an ``(H, W, B)`` scene within ``budget`` bytes: tiles and strips whose working sets
     fit half of it (an SLRX strip carries a block row of context above and below: taller strips waste
-    less), then the enhanced cube and the preprocessed input in memory if the rest has room.
-    :class:`DetectorError` (with the estimate) if even the smallest tiles do not fit."""
+    less), then the enhanced cube and the preprocessed input in memory if the rest has room. ``device``: where
+    the FEN runs (:func:`working_sets`). :class:`DetectorError` (with the estimate) if even the smallest tiles
+    do not fit."""
     h, w, b = shape
     cube = 4 * h * w * b
     maps = 8 * h * w * (len(detectors) + sum(d.extra_maps for d in bases(detectors)) + 1)
-    sizes, needs = working_sets(shape, detectors, options, budget // 2, fen_hidden)
+    sizes, needs = working_sets(shape, detectors, options, budget // 2, fen_hidden, device)
     working = max(needs.values()) + maps
     if working > budget:
         what = describe_need(max(needs, key=needs.get))
@@ -169,11 +170,12 @@ def describe_need(key: str) -> str:
     return {"fen": "the FEN (one tile)", "statistics": "the scene's statistics"}[key]
 
 
-def smallest_working_set(shape: tuple[int, int, int], detectors: list[str], options: DetectorOptions) -> int:
+def smallest_working_set(shape: tuple[int, int, int], detectors: list[str], options: DetectorOptions,
+                         device: torch.device | str = "cpu") -> int:
     """Bytes the smallest tiles need (for :func:`check_memory`: what tiling cannot reduce)."""
     h, w, _ = shape
     maps = 8 * h * w * (len(detectors) + 4)
-    return max(working_sets(shape, detectors, options, 0)[1].values()) + maps
+    return max(working_sets(shape, detectors, options, 0, device=device)[1].values()) + maps
 
 
 def check_memory(name: str, shape: tuple[int, int, int], options: DetectorOptions = DEFAULT_OPTIONS,
@@ -188,7 +190,7 @@ def check_memory(name: str, shape: tuple[int, int, int], options: DetectorOption
     if need * MEMORY_MARGIN > have:
 
         b, h, w = shape
-        tiled = smallest_working_set((h, w, b), [name], options)
+        tiled = smallest_working_set((h, w, b), [name], options, device)
         if tiled * MEMORY_MARGIN > have:
             raise DetectorError(f"{scene}: detector {name} needs about {format_bytes(tiled * MEMORY_MARGIN)} for a "
                                 f"{h} x {w} x {b} cube but only {format_bytes(have)} is available on "

@@ -38,7 +38,7 @@ from model.fen import FEN, FEN_HALO, fold_batchnorm
 from pipeline.fen_tiles import enhance_batch, enhance_tiles, enhance_windows, prepare_fen
 from pipeline.plan import TilePlan, plan_scene
 from pipeline.sources import Cube, CubeAccess, SceneSource, StoredCube, reflected_window
-from utils.device import Timer
+from utils.device import Timer, warm_up_linalg
 from utils.memory import memory_budget
 
 #: Same-size single-tile scenes (HAD100's 64 x 64 patches) go through the FEN this many at a time.
@@ -88,11 +88,12 @@ class Pipeline:
         if self.fixed_plan is not None:
             return self.fixed_plan
         hidden = self.fen.fpl.conv1.out_channels if self.fen is not None else 256
-        return plan_scene(shape, self.detectors, self.options, memory_budget(self.max_memory_gb), hidden)
+        return plan_scene(shape, self.detectors, self.options, memory_budget(self.max_memory_gb), hidden, self.device)
 
     def warm_up(self, source: SceneSource) -> None:
-        """One small FEN window first, so that the convolution library's one-off set-up stays out of the
-        timings."""
+        """One small FEN window first, and on a GPU tiny problems for its linear-algebra libraries
+        (utils.device.warm_up_linalg), so that the one-off set-ups stay out of the timings."""
+        warm_up_linalg(self.device)
         if self.fen is not None:
             h, w, _ = source.shape
             enhance_windows(self.fen, reflected_window(source, 0, min(h, 16), 0, min(w, 16), FEN_HALO)[None],

@@ -14,9 +14,10 @@ import pytest
 import utils.cli
 from utils.device import cpu_model, torch_threads
 from utils.memory import format_bytes
+from utils.shared import shared_candidates, shared_dir
 
 REPO = Path(__file__).resolve().parents[1]
-SHARED = REPO.parent / "shared"
+SHARED = shared_dir(REPO)  # ../shared beside the checkout, or shared/ inside it
 RELEASE_DIR = SHARED / "ferd-release"
 ABU = SHARED / "data" / "abu"
 GOLDEN = SHARED / "reference" / "release_golden.npz"
@@ -47,7 +48,8 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config) -> None:
 def require_shared(path: Path = SHARED) -> Path:
     """``path`` if it exists; else fail under CI (it must be there) or skip with the reason."""
     if not path.exists():
-        msg = f"{path} not found: tests of the released weights and real scenes need ../shared beside the repo"
+        places = " or ".join(str(p) for p in shared_candidates(REPO))
+        msg = f"{path} not found: tests of the released weights and real scenes need the shared folder ({places})"
         if os.environ.get("CI"):
             pytest.fail(msg)
         pytest.skip(msg)

@@ -32,3 +32,38 @@ def test_two_process_gloo_run_writes_one_checkpoint(tmp_path):
     fen = torch.load(save_dir / "fen_8bands.pt", map_location="cpu", weights_only=True)
     assert fen["config"] == {"bands": 8, "hidden": 128} and fen["meta"]["epoch"] == 1
     (save_dir / "last_8bands.pt").unlink()  # about 1 GB: not left in pytest's tmp
+
+
+def test_nccl_is_told_its_device(monkeypatch):
+    """Under torchrun on GPUs each process starts NCCL with its own ``cuda:LOCAL_RANK`` as ``device_id`` (without
+    it every barrier() warns that the device is unknown). Simulated: no GPU or process group is needed."""
+    import utils.dist
+
+    calls = []
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("RANK", "1")
+    monkeypatch.setenv("LOCAL_RANK", "1")
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "2")
+    monkeypatch.setattr(utils.dist, "pick_device", lambda name: torch.device("cuda"))
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    monkeypatch.setattr(torch.cuda, "set_device", lambda device: calls.append(("set_device", device)))
+    monkeypatch.setattr(utils.dist.dist, "init_process_group", lambda *a, **k: calls.append((a, k)))
+    d = utils.dist.Dist("cuda")
+    assert d.device == torch.device("cuda", 1)
+    assert calls == [("set_device", torch.device("cuda", 1)), (("nccl",), {"device_id": torch.device("cuda", 1)})]
+
+
+def test_abu_transfer_scores_in_full_float32(monkeypatch):
+    """benchmarks/abu_transfer.py scores the airports in the process that trained (TF32 and cuDNN's timed kernel
+    choice on): it turns both off first, as test.py scores."""
+    from benchmarks import abu_transfer
+
+    saved = (torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.benchmark)
+    try:
+        torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.benchmark = True
+        abu_transfer.score_as_test_py(torch.device("cuda"))  # only flags: no GPU needed
+        assert not (torch.backends.cudnn.allow_tf32 or torch.backends.cuda.matmul.allow_tf32
+                    or torch.backends.cudnn.benchmark)
+    finally:
+        torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.benchmark = saved

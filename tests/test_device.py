@@ -36,3 +36,22 @@ def test_unknown_devices_are_one_line_errors(name, message):
         message = "CUDA is not available"
     with pytest.raises(DeviceError, match=message):
         pick_device(name)
+
+
+def test_gpu_chunks_follow_the_cards_memory(monkeypatch):
+    """Detector chunks on a GPU: 1 GiB at most, and at most 1/32 of the card (``--max_memory_gb`` bounds host
+    memory only); on the CPU their own cache-sized chunks. A plan made without CUDA assumes the cap."""
+    from types import SimpleNamespace
+
+    from detectors import lrx, rx
+    from utils.memory import GPU_CHUNK_CAP, chunk_bytes
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert chunk_bytes("cuda", 123) == GPU_CHUNK_CAP and chunk_bytes("cpu", 123) == 123
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "get_device_properties", lambda device=None: SimpleNamespace(total_memory=8 << 30))
+    assert chunk_bytes(torch.device("cuda"), 123) == 256 << 20
+    assert rx.chunk_pixels(200, "cuda") == (256 << 20) // (8 * 200)
+    assert lrx.chunk_width(200, 4096, torch.device("cuda")) == (256 << 20) // (8 * 200 * 200)
+    monkeypatch.setattr(torch.cuda, "get_device_properties", lambda device=None: SimpleNamespace(total_memory=80 << 30))
+    assert chunk_bytes("cuda:0", 123) == GPU_CHUNK_CAP

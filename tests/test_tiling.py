@@ -181,6 +181,27 @@ def test_plan_tiles_what_does_not_fit_and_refuses_what_cannot():
         plan_scene((2048, 2048, 200), DETECTORS, options, 16 << 20)
 
 
+def test_fen_plan_on_cuda_counts_one_tile_in_flight(monkeypatch):
+    """On a GPU the FEN runs one tile at a time (pipeline.fen_tiles.fen_workers), on the CPU one per thread. The
+    plan counted a tile per thread on every device: on a 16-thread GPU host a 2048 x 2048 x 200 scene's FEN looked
+    like 3 GB instead of about 190 MB at the default 4 GiB budget, its tiles shrank and the enhanced cube went to
+    a temporary file. Planning needs no GPU: a ``torch.device('cuda')`` object is enough."""
+    import pipeline.run
+    from pipeline.plan import FEN_TILE, fen_window_bytes
+
+    monkeypatch.setattr(pipeline.run, "memory_budget", lambda max_memory_gb=None: 4 << 30)
+    shape = (2048, 2048, 200)
+    with torch_threads(16):
+        on = {kind: Pipeline(["GRX", "FEN+GRX"], None, DetectorOptions(), torch.device(kind)).plan(shape)
+              for kind in ("cuda", "cpu")}
+    one_tile = fen_window_bytes(FEN_TILE, FEN_TILE, 200)
+    assert 180e6 < one_tile < 200e6
+    assert on["cuda"].fen_tile == FEN_TILE and on["cuda"].enhanced_in_memory
+    assert on["cuda"].working < one_tile + 8 * 2048 * 2048 * 4 < on["cpu"].working
+    assert on["cpu"].fen_tile < FEN_TILE and not on["cpu"].enhanced_in_memory  # 16 tiles at once on the CPU
+    assert plan_scene(shape, ["GRX", "FEN+GRX"], DetectorOptions(), 4 << 30, device="cuda") == on["cuda"]
+
+
 def test_check_memory_refuses_only_what_tiling_cannot_fit(monkeypatch):
     import pipeline.plan as plan
 

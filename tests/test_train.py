@@ -168,7 +168,7 @@ def test_nan_loss_stops_with_step_and_keeps_last_good_checkpoint(train_cli, run_
     files = {p.name: (p.stat().st_mtime_ns, p.stat().st_size) for p in save_dir.iterdir()}
 
     def nan_loss(self, out, x):
-        nan = torch.tensor(float("nan"))
+        nan = out.reconstruction.mean() * float("nan")  # in the graph, as a diverging run's loss
         return nan, {"sim": nan, "rec": nan, "zc": nan}
 
     monkeypatch.setattr(FERDLoss, "forward", nan_loss)
@@ -212,6 +212,23 @@ def test_resume_refuses_another_configuration(train_cli, run_a, data, tmp_path, 
     err = capsys.readouterr().err.strip()
     assert err.startswith("train.py: error: ") and "written by another configuration" in err and message in err
     assert "\n" not in err and not any(tmp_path.iterdir())
+
+
+def test_resume_refuses_another_amp_setting(train_cli, run_a, data, tmp_path):
+    """A state written without fp16 AMP holds no gradient scaler state: resumed with ``--amp --amp_dtype fp16``
+    it reached ``GradScaler.load_state_dict({})``, a raw RuntimeError (on the CPU too). The options are
+    compared before anything is built (``--amp`` itself needs CUDA, so the check is called here directly)."""
+    with pytest.raises(RuntimeError, match="state dict is empty"):
+        torch.amp.GradScaler("cpu", enabled=True).load_state_dict({})
+    last = run_a[0] / "last_8bands.pt"
+    opts = train_cli.parse_args(args(data, tmp_path, "--resume", str(last), "--amp", "--amp_dtype", "fp16"))
+    with pytest.raises(training.state.TrainingError) as err:
+        training.state.open_resume(opts, last)
+    assert str(err.value) == (f"{last} was written by another configuration: --amp False there, True here; "
+                              "--amp_dtype None there, 'fp16' here")
+    # without --amp, --amp_dtype is not a setting of the run: no difference
+    opts = train_cli.parse_args(args(data, tmp_path, "--resume", str(last), "--amp_dtype", "fp16"))
+    assert training.state.open_resume(opts, last)[1] == last
 
 
 def test_bad_input_one_line_errors(train_cli, data, tmp_path, capsys):

@@ -18,6 +18,8 @@ from test_train import args  # the tiny training run's options
 from data.synthetic import generate
 from model.fen import FEN
 import training.loop
+from training.state import Diverged, Progress
+from utils.dist import Dist
 from utils.io import drop_stale_temporaries
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -99,6 +101,24 @@ def test_check_finite_covers_optimiser_moments(train_cli, data, tmp_path, monkey
     err = capsys.readouterr().err.strip().splitlines()[-1]
     assert "training diverged: NaN or Inf in " in err and "(optimiser exp_avg_sq) after step 1 (epoch 1)" in err
     assert not list(tmp_path.iterdir())
+
+
+def test_check_finite_with_adam_step_counts_on_another_device(train_cli, data, tmp_path):
+    """torch's per-tensor Adam (``--no-fused_adam``) keeps its step counts on the CPU while weights and moments
+    are on CUDA: check_finite stacked all of them into one tensor, which fails at the end of the first epoch
+    there. Shown on the CPU with the counts moved to the ``meta`` device: the check still runs, and still
+    catches an Inf moment."""
+    opts = train_cli.parse_args(args(data, tmp_path, "--no-fused_adam"))
+    tr = training.loop.build_trainer(opts, Dist(opts.device))
+    training.loop.train_step(tr.net, tr.loss_fn, tr.optimizer, tr.scaler, next(iter(tr.loader)), None)
+    states = list(tr.optimizer.state.values())
+    assert states and all(st["step"].device.type == "cpu" and st["step"].is_floating_point() for st in states)
+    for st in states:
+        st["step"] = st["step"].to("meta")
+    training.loop.check_finite(tr, 1, Progress(step=1))  # all finite: no error
+    states[0]["exp_avg_sq"].fill_(float("inf"))
+    with pytest.raises(Diverged, match=r"\(optimiser exp_avg_sq\) after step 1 \(epoch 1\)"):
+        training.loop.check_finite(tr, 1, Progress(step=1))
 
 
 def test_stale_temporaries_are_dropped_and_others_kept(tmp_path):

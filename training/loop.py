@@ -76,6 +76,10 @@ def build_trainer(settings: TrainSettings, d: Dist) -> Trainer:
     t_state, t_source = teacher_state(settings.teacher, settings.download_teacher)
     data = scene_data(settings, d) if settings.train_scenes else had100_data(settings, d)
     seed_everything(settings.seed, settings.deterministic)
+    if d.device.type == "cuda" and not settings.deterministic:
+        # the patches are all one size: cuDNN's timed choice of kernels is made once and pays for itself;
+        # deterministic=True keeps it off (seed_everything), as its choice may differ run to run
+        torch.backends.cudnn.benchmark = True
     ferd = FERD(settings.input_channel)
     teacher_msg = apply_teacher_state(ferd.teacher, t_state, t_source, settings.seed)
     if settings.init_fen:
@@ -120,7 +124,9 @@ def train_step(net: torch.nn.Module, loss_fn: FERDLoss, optimizer: torch.optim.O
     computed before the step. Pinned to the authors' step by tests/test_train_golden.py.
 
     A non-finite loss raises :class:`TrainingError` *before* the weights change, on every process
-    alike (the loss is averaged over processes first).
+    alike (the loss is averaged over processes first). The values are read back after the backward pass is
+    queued, not between forward and backward: on a GPU that read waits for the forward to finish, and the
+    backward's kernels would only start being queued then.
     """
     optimizer.zero_grad(set_to_none=True)
     with amp_context(x.device, amp_dtype):
@@ -129,10 +135,10 @@ def train_step(net: torch.nn.Module, loss_fn: FERDLoss, optimizer: torch.optim.O
     values = torch.stack([loss.detach(), *(t.detach() for t in terms.values())])
     if d is not None:
         values = d.mean(values)
-    values = values.tolist()
+    scaler.scale(loss).backward()
+    values = values.tolist()  # the one wait for the GPU of a step
     if not math.isfinite(values[0]):
         raise TrainingError(f"loss is {values[0]}")
-    scaler.scale(loss).backward()
     scaler.step(optimizer)
     scaler.update()
     return values[0], dict(zip(terms, values[1:]))
@@ -169,13 +175,19 @@ def diverged(tr: Trainer, what: str, epoch: int, progress: Progress) -> Diverged
     return Diverged(f"training diverged: {what} (epoch {epoch}): lower lr=... (now {tr.settings.lr:g}); stopped; {kept}")
 
 
+#: Optimiser state entries that are counters, not moments: torch's per-tensor Adam (``--no-fused_adam``) keeps
+#: ``step`` as a float tensor on the CPU whatever the weights' device, and a count cannot overflow to NaN.
+COUNTERS = ("step",)
+
+
 def state_tensors(tr: Trainer) -> list[tuple[str, torch.Tensor]]:
-    """Every floating tensor a checkpoint stores: trainable weights, buffers (BatchNorm statistics) and the
-    optimiser's moments (the frozen teacher is not stored)."""
+    """Every floating tensor a checkpoint stores that training can make non-finite: trainable weights, buffers
+    (BatchNorm statistics) and the optimiser's moments (the frozen teacher and Adam's step counts left out)."""
     named = list(tr.ferd.student_state().items())
     names = {id(p): k for k, p in tr.ferd.named_parameters()}
     for p, st in tr.optimizer.state.items():
-        named += [(f"{names.get(id(p), '?')} (optimiser {k})", v) for k, v in st.items() if torch.is_tensor(v)]
+        named += [(f"{names.get(id(p), '?')} (optimiser {k})", v) for k, v in st.items()
+                  if torch.is_tensor(v) and k not in COUNTERS]
     return [(k, v) for k, v in named if v.is_floating_point()]
 
 
@@ -185,7 +197,8 @@ def check_finite(tr: Trainer, epoch: int, progress: Progress) -> None:
     process checks its own and they agree on the outcome (buffers may differ between processes)."""
     named = state_tensors(tr)
     with torch.no_grad():
-        ok = torch.stack([torch.isfinite(v).all() for _, v in named])
+        # one flag per tensor, gathered on the run's device (one copy back at the end, not one per tensor)
+        ok = torch.stack([torch.isfinite(v).all().to(tr.d.device, non_blocking=True) for _, v in named])
         any_bad = tr.d.mean((~ok).any().to(torch.float32).reshape(1))
     if float(any_bad) == 0:
         return

@@ -23,7 +23,7 @@ STATE_FORMAT = "ferd-train/1"
 #: Options a resumed run must share with the run that wrote the state (``--epochs`` may grow).
 RESUME_KEYS = ("input_channel", "start_channel", "img_size", "patch_stride", "sensor", "train_scenes", "teacher",
                "teacher_fingerprint", "hidden", "batch_size", "lr", "betas", "seed", "w_sim", "w_rec", "w_zc",
-               "double_sigmoid", "select", "val_fraction", "train_patches", "init_fen")
+               "double_sigmoid", "select", "val_fraction", "train_patches", "init_fen", "amp", "amp_dtype")
 #: Known only once the data is read and the model built: checked in the second pass.
 LATE_KEYS = ("hidden", "teacher_fingerprint", "train_patches")
 
@@ -80,6 +80,15 @@ def run_config(settings: TrainSettings, fen_config: dict, fp: str | None, n_patc
     return cfg
 
 
+def resume_value(cfg: dict, key: str) -> object:
+    """Setting ``key`` of a run configuration as a resume compares it: ``--amp_dtype`` counts only with ``--amp``
+    (an fp16 run's training state holds a gradient scaler, which a run without one cannot load, nor the reverse,
+    and the arithmetic differs)."""
+    if key == "amp_dtype" and not cfg.get("amp"):
+        return None
+    return cfg.get(key)
+
+
 def check_resume(state: dict, cfg: dict, path: Path, late: bool) -> None:
     """Refuse a state written with other settings, naming every difference (options first, then, with
     ``late``, what depends on the data and the teacher's weights)."""
@@ -89,7 +98,8 @@ def check_resume(state: dict, cfg: dict, path: Path, late: bool) -> None:
     keys = LATE_KEYS if late else [k for k in RESUME_KEYS if k not in LATE_KEYS]
     names = {"teacher_fingerprint": "teacher weights (fingerprint)", "train_patches": "number of training patches",
              "hidden": "FPL width"}
-    diffs = [f"{names.get(k, '--' + k)} {old.get(k)!r} there, {cfg[k]!r} here" for k in keys if old.get(k) != cfg[k]]
+    diffs = [f"{names.get(k, '--' + k)} {resume_value(old, k)!r} there, {resume_value(cfg, k)!r} here" for k in keys
+             if resume_value(old, k) != resume_value(cfg, k)]
     if diffs:
         raise TrainingError(f"{path} was written by another configuration: " + "; ".join(diffs))
 

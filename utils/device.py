@@ -63,6 +63,23 @@ def torch_threads(n: int) -> Iterator[None]:
         torch.set_num_threads(before)
 
 
+def warm_up_linalg(device: torch.device) -> None:
+    """Create the GPU's cuBLAS and cuSOLVER handles and workspaces now, with tiny float64 problems of the kinds the
+    detectors solve (products, eigendecomposition, single and batched Cholesky, triangular and Cholesky solves):
+    else the first detector's timed seconds pay for them. Nothing on the CPU."""
+    if device.type != "cuda":
+        return
+    a = torch.eye(4, dtype=torch.float64, device=device) * 2
+    batch = a.expand(2, 4, 4).contiguous()
+    b = a @ a
+    torch.linalg.eigh(b)
+    for m in (a, batch):
+        factor, _ = torch.linalg.cholesky_ex(m)
+        torch.linalg.solve_triangular(factor, m, upper=False)
+        torch.cholesky_solve(m, factor)
+    sync(device)
+
+
 def sync(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize(device)

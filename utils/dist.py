@@ -56,7 +56,10 @@ class Dist:
             check_gpu_count(int(os.environ.get("LOCAL_WORLD_SIZE", "1")))
             self.device = torch.device("cuda", local)
             torch.cuda.set_device(self.device)
-        dist.init_process_group("gloo" if cpu else "nccl")
+        if cpu:
+            dist.init_process_group("gloo")
+        else:  # NCCL told its device up front: barrier() then knows it (else every barrier warns and guesses)
+            dist.init_process_group("nccl", device_id=self.device)
 
     @property
     def is_main(self) -> bool:

@@ -31,6 +31,25 @@ def available_memory(device: torch.device | str = "cpu") -> int:
     return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_AVPHYS_PAGES")
 
 
+#: A detector's chunks on a GPU (rx.py, lrx.py, crd.py): large, for few kernel launches, but at most this ...
+GPU_CHUNK_CAP = 1 << 30
+#: ... and at most this fraction of the GPU's memory (``--max_memory_gb`` bounds host memory, not the GPU's).
+GPU_CHUNK_FRACTION = 1 / 32
+
+
+def chunk_bytes(device: torch.device | str, cpu_bytes: int) -> int:
+    """Bytes of one detector chunk on ``device``: ``cpu_bytes`` on the CPU; on a GPU :data:`GPU_CHUNK_CAP`, or
+    :data:`GPU_CHUNK_FRACTION` of the card's memory where that is less (256 MiB on an 8 GiB card). A function
+    of the device alone, never of the memory free at the moment: a scene's sums keep their order run to run."""
+    device = torch.device(device)
+    if device.type != "cuda":
+        return cpu_bytes
+    if not torch.cuda.is_available():  # an estimate for a GPU elsewhere (a plan made on the CPU): the cap
+        return GPU_CHUNK_CAP
+    total = torch.cuda.get_device_properties(device).total_memory
+    return int(min(GPU_CHUNK_CAP, total * GPU_CHUNK_FRACTION))
+
+
 def format_bytes(n: float, digits: int = 0) -> str:
     """``n`` bytes in GiB (one decimal) from 1 GiB, else in MiB with ``digits`` decimals."""
     return f"{n / 2**30:.1f} GiB" if n >= 2**30 else f"{n / 2**20:.{digits}f} MiB"

@@ -1,0 +1,25 @@
+"""Where the read-only shared folder is (SPEC.md, reference/, data/, ferd-release/): the one lookup that the tests
+(tests/conftest.py) and the benchmarks (benchmarks/gpu_check_commands.py) share, so that both find the same data.
+
+A checkout beside it sees ``../shared``; a copy of the tree sent to another machine (a GPU machine) may carry it as
+``shared/`` inside. To add a place, add it to :func:`shared_candidates`, in the order it should win.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+#: The repository root (this file is ``utils/shared.py``).
+REPO = Path(__file__).resolve().parents[1]
+
+
+def shared_candidates(repo: Path = REPO) -> list[Path]:
+    """The places the shared folder may be, first match wins: ``../shared`` beside the checkout ``repo``, then a
+    ``shared/`` inside it."""
+    return [repo.parent / "shared", repo / "shared"]
+
+
+def shared_dir(repo: Path = REPO) -> Path:
+    """The shared folder of the checkout ``repo``: the first of :func:`shared_candidates` that is a folder, else
+    the first candidate (missing: callers skip or fail naming it)."""
+    candidates = shared_candidates(repo)
+    return next((p for p in candidates if p.is_dir()), candidates[0])
