@@ -38,12 +38,14 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 import train  # noqa: E402
+from data.download import ENV_DATA_DIR, abu_dir  # noqa: E402
 from data.scene import read_scene  # noqa: E402
 from training.data import eval_cubes, evaluate  # noqa: E402
 from utils.device import pick_device  # noqa: E402
 from weights.release import ENV_WEIGHTS_DIR, load_fen  # noqa: E402
 
-ABU = ROOT.parent / "shared" / "data" / "abu"
+#: the scenes: $FERD_DATA_DIR/data/abu (python -m data.download abu), else this project's ../shared/data/abu
+ABU = abu_dir(os.environ.get(ENV_DATA_DIR) or ROOT.parent / "shared")
 TRAIN = ["abu-beach-1", "abu-beach-2", "abu-beach-3", "abu-urban-1", "abu-urban-2", "abu-urban-3", "abu-urban-4",
          "abu-urban-5", "hydice", "sandiego"]
 TEST = ["abu-airport-1", "abu-airport-2", "abu-airport-3", "abu-airport-4"]

@@ -16,7 +16,9 @@ from utils.device import cpu_model, torch_threads
 from utils.memory import format_bytes
 
 REPO = Path(__file__).resolve().parents[1]
-SHARED = REPO.parent / "shared"
+#: The data folder: ../shared, or $FERD_DATA_DIR (issue 33: a folder laid out like it, which an outside user fills
+#: with ``python -m data.download abu --dest DIR`` and ``python -m weights fetch DIR/ferd-release``).
+SHARED = Path(os.environ.get("FERD_DATA_DIR") or REPO.parent / "shared")
 RELEASE_DIR = SHARED / "ferd-release"
 ABU = SHARED / "data" / "abu"
 GOLDEN = SHARED / "reference" / "release_golden.npz"
@@ -47,7 +49,8 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config) -> None:
 def require_shared(path: Path = SHARED) -> Path:
     """``path`` if it exists; else fail under CI (it must be there) or skip with the reason."""
     if not path.exists():
-        msg = f"{path} not found: tests of the released weights and real scenes need ../shared beside the repo"
+        msg = (f"{path} not found: tests of the released weights and real scenes need ../shared beside the repo, "
+               "or FERD_DATA_DIR pointing at a folder filled by python -m data.download (README)")
         if os.environ.get("CI"):
             pytest.fail(msg)
         pytest.skip(msg)

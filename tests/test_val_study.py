@@ -1,6 +1,8 @@
 """benchmarks/val_study.py: the rank correlations it reports, and the runs it builds (no training here)."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 import train
@@ -69,7 +71,23 @@ def test_ship_fen_table_and_card_from_a_recipe_result(tmp_path):
     text = ship_fen.card("mine", result, "ab" * 32)
     assert "`python test.py --weights mine --input_channel 50`" in text and "It beats the authors' release" in text
     assert "| **mean** | **0.9000** | **0.9600** | **0.9700** |" in text
-    assert "python benchmarks/abu_transfer.py --recipe long" in text
+    assert "python benchmarks/abu_transfer.py --recipe long\n" in text
+    assert "## Terms" in text and "wide_resnet101_2" in text and "LICENSE" in text
+    seeded = ship_fen.card("mine", {**result, "seed": 11}, "ab" * 32)
+    assert "abu_transfer.py --recipe long --seed 11\n" in seeded and "--recipe cpu_long_seed11" in seeded
+
+
+def test_abu_transfer_seed_names_the_run_unless_it_is_the_recorded_seed():
+    from benchmarks import abu_transfer, ship_fen
+
+    for argv, tag in [(["--recipe", "long"], "cpu_long"), (["--recipe", "long", "--seed", "11"], "cpu_long_seed11"),
+                      (["--seed", "12"], "cpu_seed12")]:
+        args = abu_transfer.parse_args(argv)
+        assert abu_transfer.run_tag(args) == tag
+        options = abu_transfer.train_argv(args, Path("x"))
+        assert options[options.index("--seed") + 1] == str(args.seed)
+        assert ship_fen.tag_of({"setting": args.setting, "recipe": args.recipe, "seed": args.seed}) == tag
+    assert ship_fen.tag_of({"setting": "cpu", "recipe": "long"}) == "cpu_long"   # JSON written before --seed
 
 
 def _result(fold, recipe, val_real, held):

@@ -125,6 +125,21 @@ def release_files(release: Release, weights_dir: str | os.PathLike | None = None
     return paths
 
 
+def fetch_releases(dest: Path) -> tuple[list[Path], int]:
+    """Every released file in ``dest/<name>-<bands>bands/`` (the layout of ``FERD_WEIGHTS_DIR``), fetched from the
+    authors' repository unless already there with the right SHA-256; returns the paths and how many were fetched."""
+    paths, fetched = [], 0
+    for release in (r for by_bands in RELEASES.values() for r in by_bands.values()):
+        for filename in RELEASE_FILES:
+            path = dest / release.local_name / filename
+            if not (path.is_file() and sha256(path) == release.sha256[filename]):
+                download(release.url(filename), path, release.sha256[filename], WeightsError,
+                         f"offline? copy the release into {dest} by hand (e.g. from a machine that has it)")
+                fetched += 1
+            paths.append(path)
+    return paths, fetched
+
+
 #: What ``--weights`` takes, said after a file it cannot read.
 ACCEPTS = ("the weights are a fen_<N>bands.pt written by train.py or a release name "
            f"({', '.join(sorted(RELEASES))})")
@@ -269,7 +284,8 @@ def load_fen(spec: str, bands: int, weights_dir: str | os.PathLike | None = None
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m weights export CHECKPOINT DIR``: a train.py FEN in the authors' file format."""
+    """``python -m weights export CHECKPOINT DIR``: a train.py FEN in the authors' file format;
+    ``python -m weights fetch DIR``: the authors' released files, verified, laid out for ``FERD_WEIGHTS_DIR``."""
 
     from utils.cli import OneLineParser, fail
 
@@ -278,7 +294,17 @@ def main(argv: list[str] | None = None) -> int:
     e = sub.add_parser("export", help="write CHECKPOINT as the authors' convh.pt, enc.pt, pc.pt in DIR")
     e.add_argument("checkpoint", type=Path, help="a fen_<N>bands.pt written by train.py")
     e.add_argument("out_dir", type=Path, help="folder to write (test.py --weights DIR reads it back)")
+    f = sub.add_parser("fetch", help="download every released file into DIR/<name>-<bands>bands/ (FERD_WEIGHTS_DIR=DIR)")
+    f.add_argument("dest", type=Path, help="folder to fill (e.g. downloads/ferd-release: FERD_DATA_DIR=downloads)")
     args = p.parse_args(argv)
+    if args.command == "fetch":
+        try:
+            paths, fetched = fetch_releases(args.dest)
+        except WeightsError as err:
+            return fail(p.prog, str(err))
+        print(f"{len(paths)} released files verified in {args.dest} ({fetched} downloaded); "
+              f"{ENV_WEIGHTS_DIR}={args.dest} reads them")
+        return 0
     if not args.checkpoint.is_file():
         return fail(p.prog, f"{args.checkpoint}: no such file")
     try:
