@@ -120,3 +120,15 @@ def test_report_means_each_candidate_per_recipe_and_over_all_runs():
     assert "| mean, scratch | | | 2 runs | val_real | +0.60 | -0.60 |" in text
     assert "| mean, finetune | | | 1 runs | val_real | -0.20 | +0.20 |" in text
     assert "| mean, all | | | 3 runs | val_real | +0.33 | -0.33 |" in text
+
+
+def test_seed_spread_pairs_and_the_shipping_rule():
+    from benchmarks import seed_spread
+
+    got = seed_spread.paired([0.95, 0.97, 0.96, 0.99, 0.985], [0.94, 0.95, 0.965, 0.96, 0.945])
+    assert (got["pairs"], got["wins"], got["losses"]) == (5, 4, 1) and got["mean_diff"] == pytest.approx(0.019)
+    # one loss, the smallest difference: sign test 2 * 6/32; Wilcoxon (exact) 2 * P(W- <= 1) = 2 * 2/32
+    assert got["sign_p"] == pytest.approx(0.375) and got["wilcoxon_p"] == pytest.approx(0.125)
+    assert seed_spread.ship_seed({10: 0.04, 11: 0.05, 12: 0.03}) == 11
+    assert seed_spread.ship_seed({10: 0.05, 11: 0.05, 12: 0.03}) == 10   # a tie keeps the shipped seed
+    assert seed_spread.ship_seed({10: 0.06, 11: 0.05}) == 10
