@@ -46,6 +46,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--weights_dir", type=Path, default=abu_transfer.parse_args([]).weights_dir,
                    help=f"the released weights (default ${ENV_WEIGHTS_DIR})")
     p.add_argument("--json", type=Path, default=None, help="write every figure here")
+    p.add_argument("--all_scenes", action="store_true",
+                   help="also score all 14 scenes, each marked by what the run did with it (for the reader only)")
     args = p.parse_args(argv)
     for f in args.runs:
         if not f.is_file():
@@ -109,6 +111,21 @@ def ship_seed(gains: dict[int, float]) -> int:
     return SEED if SEED in gains and gains[SEED] >= gains[best] else best
 
 
+def all_scenes(out: dict, args: argparse.Namespace) -> str:
+    """Every seed's FEN+GRX AUC on all 14 scenes, ``T`` trained on, ``V`` held out for validation, ``-`` unused."""
+    names = [*TEST, *abu_transfer.TRAIN]
+    cubes = eval_cubes([read_scene(args.abu / f"{n}.mat") for n in names],
+                       argparse.Namespace(input_channel=BANDS, start_channel=0))
+    cpu, seeds = torch.device("cpu"), sorted(out["seeds"])
+    cols = {"release": evaluate(load_fen("had100", BANDS, args.weights_dir), cubes, cpu)[1]}
+    cols |= {s: evaluate(load_fen(out["seeds"][s]["file"], BANDS), cubes, cpu)[1] for s in seeds}
+    lines = ["| scene | the release | " + " | ".join(f"seed {s}" for s in seeds) + " |", "|---|---|" + "---|" * len(seeds)]
+    for n in names:
+        role = {s: "-" if n in TEST else "V" if n in out["seeds"][s]["held_out"] else "T" for s in seeds}
+        lines.append(f"| {n} | {cols['release'][n]:.4f} | " + " | ".join(f"{cols[s][n]:.4f} {role[s]}" for s in seeds) + " |")
+    return "\n".join(lines)
+
+
 def render(out: dict) -> str:
     seeds, lines = sorted(out["seeds"]), []
     lines += ["| seed | held out for validation | kept epoch (step) | val_real: GRX -> FEN+GRX (gain) | "
@@ -123,7 +140,7 @@ def render(out: dict) -> str:
         lines.append(f"| {label} | | | | " + " | ".join(f"{out[name][n]:.4f}" for n in TEST)
                      + f" | {np.mean([out[name][n] for n in TEST]):.4f} |")
     s = out["summary"]
-    lines.append(f"\nover {len(seeds)} seeds: airport mAUC {s['mean']:.4f} +- {s['sd']:.4f} (sd; {s['min']:.4f} to "
+    lines.append(f"\nover {len(seeds)} seed{'s' if len(seeds) > 1 else ''}: airport mAUC {s['mean']:.4f} +- {s['sd']:.4f} (sd; {s['min']:.4f} to "
                  f"{s['max']:.4f}); the release {s['release_mean']:.4f}; GRX {s['grx_mean']:.4f}")
     for key, what in (("scene_means_vs_release", "per scene, the seeds' mean against the release"),
                       ("seed_scene_pairs_vs_release", "every (seed, scene) against the release (pairs not independent)")):
@@ -141,6 +158,8 @@ def main(argv: list[str] | None = None) -> int:
     out = spread(args)
     out["machine"] = cpu_model()
     print(render(out))
+    if args.all_scenes:
+        print("\n" + all_scenes(out, args))
     print(f"\nmachine: {out['machine']}")
     if args.json:
         save_json(out, args.json)
