@@ -93,7 +93,7 @@ def spread(args: argparse.Namespace) -> dict:
     means = [float(np.mean([out["seeds"][s]["auc"][n] for n in TEST])) for s in seeds]
     per_scene = [float(np.mean([out["seeds"][s]["auc"][n] for s in seeds])) for n in TEST]
     out["summary"] = {"seed_means": dict(zip(seeds, means)), "mean": float(np.mean(means)),
-                      "sd": float(np.std(means, ddof=1)) if len(means) > 1 else 0.0,
+                      "sd": float(np.std(means, ddof=1)) if len(means) > 1 else None,  # no spread from one seed
                       "min": min(means), "max": max(means),
                       "release_mean": float(np.mean([out["release"][n] for n in TEST])),
                       "grx_mean": float(np.mean([out["GRX"][n] for n in TEST])),
@@ -140,8 +140,8 @@ def render(out: dict) -> str:
         lines.append(f"| {label} | | | | " + " | ".join(f"{out[name][n]:.4f}" for n in TEST)
                      + f" | {np.mean([out[name][n] for n in TEST]):.4f} |")
     s = out["summary"]
-    lines.append(f"\nover {len(seeds)} seed{'s' if len(seeds) > 1 else ''}: airport mAUC {s['mean']:.4f} +- {s['sd']:.4f} (sd; {s['min']:.4f} to "
-                 f"{s['max']:.4f}); the release {s['release_mean']:.4f}; GRX {s['grx_mean']:.4f}")
+    lines.append(f"\nover {len(seeds)} seed{'s' if len(seeds) > 1 else ''}: airport mAUC {s['mean']:.4f} +- "
+                 f"{'n/a' if s['sd'] is None else format(s['sd'], '.4f')} (sample sd; {s['min']:.4f} to {s['max']:.4f}); the release {s['release_mean']:.4f}; GRX {s['grx_mean']:.4f}")
     for key, what in (("scene_means_vs_release", "per scene, the seeds' mean against the release"),
                       ("seed_scene_pairs_vs_release", "every (seed, scene) against the release (pairs not independent)")):
         p = s[key]

@@ -7,6 +7,7 @@ import pytest
 
 import train
 from benchmarks import val_study
+from conftest import REPO
 from benchmarks.abu_transfer import TEST, TRAIN
 
 
@@ -132,3 +133,16 @@ def test_seed_spread_pairs_and_the_shipping_rule():
     assert seed_spread.ship_seed({10: 0.04, 11: 0.05, 12: 0.03}) == 11
     assert seed_spread.ship_seed({10: 0.05, 11: 0.05, 12: 0.03}) == 10   # a tie keeps the shipped seed
     assert seed_spread.ship_seed({10: 0.06, 11: 0.05}) == 10
+
+
+def test_seed_spread_on_abu10_gives_its_model_card_and_its_validation(abu_dir, release_dir, capsys):
+    """Seed 10's row: the model card's airport AUCs, its held-out scene, and train.py's GRX val_real baseline
+    (0.7996, docs/training.md sec. 2) rebuilt from the seed alone."""
+    from benchmarks import seed_spread
+
+    assert seed_spread.main([str(REPO / "weights" / "shipped" / "abu10-50bands.pt"), "--abu", str(abu_dir),
+                             "--weights_dir", str(release_dir)]) == 0
+    out = capsys.readouterr().out
+    assert "| 10 | abu-beach-2 | 8 (152) | 0.7996 -> 0.8454 (+0.0457; here 0.845" in out
+    assert "| 0.9466 | 0.9692 | 0.9668 | 0.9709 | 0.9634 |" in out and "| 0.9456 | 0.9759 | 0.9661 | 0.9721 | 0.9649 |" in out
+    assert "over 1 seed: airport mAUC 0.9634 +- n/a" in out and "-> ship seed 10" in out
