@@ -8,9 +8,11 @@ Fixed settings (``SETTINGS``): first 50 bands; training scenes abu-beach-1..3, a
 sandiego, cut into patches, those touching a labelled anomaly dropped; teacher layer1 from the released
 ``had100-50bands/enc.pt`` (ImageNet's layer1; layers 2-3 then start random, as the run says); the epoch chosen
 by ``--select val`` (held-out training scene with implanted anomalies: no test labels are read for the choice);
-seed 10 (``--seed`` trains another; its tag and JSON end in ``_seedN``). Then, on abu-airport-1..4 (never trained on): ROC AUC of GRX, of FEN+GRX with the released had100-50
-FEN, and of FEN+GRX with the trained FEN, per scene and mean, printed as a table and written to
-``OUT/abu_transfer_<setting>.json``; train.py's loss plot is copied to ``--figure``.
+seed 10 (``--seed`` trains another; its tag and JSON end in ``_seedN``). Then, on abu-airport-1..4 (never
+trained on): ROC AUC of GRX, of FEN+GRX with the released had100-50 FEN, and of FEN+GRX with the trained FEN,
+per scene and mean, printed as a table and written to ``OUT/abu_transfer_<setting>.json``; train.py's loss
+plot is copied to ``--figure``. The scenes: ``--abu``, by default ``$FERD_DATA_DIR/data/abu``
+(``python -m data.download abu``), else ``../shared/data/abu``.
 
 ``--recipe`` (``RECIPES``) adds train.py options to the setting: ``base`` is the above; the others select on
 real anomaly spectra implanted in the held-out scene (``--select val_real``) and never evaluate the airports
@@ -157,8 +159,8 @@ def main(argv: list[str] | None = None) -> int:
           f"{' '.join(RECIPES[args.recipe]) or '-'}; trained {minutes:.1f} min on {device}; selected epoch "
           f"{meta['epoch']} ({meta['select']} score {meta['score']:.4f})\n")
     print(render(table))
-    result = {"setting": args.setting, "recipe": args.recipe, "seed": args.seed, "epochs": epochs(args), "train_options": train_argv(args, save_dir),
-              "minutes": minutes, "device": str(device),
+    result = {"setting": args.setting, "recipe": args.recipe, "seed": args.seed, "epochs": epochs(args),
+              "train_options": train_argv(args, save_dir), "minutes": minutes, "device": str(device),
               "selected": {k: meta.get(k) for k in ("select", "epoch", "step", "score", "val_mAUC", "val_real_mAUC",
                                                     "test_mAUC")},
               "auc": table, "mean_auc": {c: float(np.mean(list(v.values()))) for c, v in table.items()}}

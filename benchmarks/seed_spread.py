@@ -119,10 +119,12 @@ def all_scenes(out: dict, args: argparse.Namespace) -> str:
     cpu, seeds = torch.device("cpu"), sorted(out["seeds"])
     cols = {"release": evaluate(load_fen("had100", BANDS, args.weights_dir), cubes, cpu)[1]}
     cols |= {s: evaluate(load_fen(out["seeds"][s]["file"], BANDS), cubes, cpu)[1] for s in seeds}
-    lines = ["| scene | the release | " + " | ".join(f"seed {s}" for s in seeds) + " |", "|---|---|" + "---|" * len(seeds)]
+    lines = ["| scene | the release | " + " | ".join(f"seed {s}" for s in seeds) + " |",
+             "|---|---|" + "---|" * len(seeds)]
     for n in names:
         role = {s: "-" if n in TEST else "V" if n in out["seeds"][s]["held_out"] else "T" for s in seeds}
-        lines.append(f"| {n} | {cols['release'][n]:.4f} | " + " | ".join(f"{cols[s][n]:.4f} {role[s]}" for s in seeds) + " |")
+        lines.append(f"| {n} | {cols['release'][n]:.4f} | "
+                     + " | ".join(f"{cols[s][n]:.4f} {role[s]}" for s in seeds) + " |")
     return "\n".join(lines)
 
 
@@ -133,22 +135,25 @@ def render(out: dict) -> str:
     for s in seeds:
         r = out["seeds"][s]
         lines.append(f"| {s} | {', '.join(r['held_out'])} | {r['epoch']} ({r['step']}) | {r['grx_val_real']:.4f} -> "
-                     f"{r['val_real']:.4f} ({r['gain']:+.4f}; here {r['val_real_here']:.4f}) | " + " | ".join(f"{r['auc'][n]:.4f}" for n in TEST)
-                     + f" | {out['summary']['seed_means'][s]:.4f} |")
+                     f"{r['val_real']:.4f} ({r['gain']:+.4f}; here {r['val_real_here']:.4f}) | "
+                     + " | ".join(f"{r['auc'][n]:.4f}" for n in TEST) + f" | {out['summary']['seed_means'][s]:.4f} |")
     for name in ("release", "GRX"):
         label = "the release (had100-50)" if name == "release" else "GRX alone"
         lines.append(f"| {label} | | | | " + " | ".join(f"{out[name][n]:.4f}" for n in TEST)
                      + f" | {np.mean([out[name][n] for n in TEST]):.4f} |")
     s = out["summary"]
-    lines.append(f"\nover {len(seeds)} seed{'s' if len(seeds) > 1 else ''}: airport mAUC {s['mean']:.4f} +- "
-                 f"{'n/a' if s['sd'] is None else format(s['sd'], '.4f')} (sample sd; {s['min']:.4f} to {s['max']:.4f}); the release {s['release_mean']:.4f}; GRX {s['grx_mean']:.4f}")
+    sd = "n/a" if s["sd"] is None else f"{s['sd']:.4f}"
+    lines.append(f"\nover {len(seeds)} seed{'s' if len(seeds) > 1 else ''}: airport mAUC {s['mean']:.4f} +- {sd} "
+                 f"(sample sd; {s['min']:.4f} to {s['max']:.4f}); the release {s['release_mean']:.4f}; "
+                 f"GRX {s['grx_mean']:.4f}")
     for key, what in (("scene_means_vs_release", "per scene, the seeds' mean against the release"),
-                      ("seed_scene_pairs_vs_release", "every (seed, scene) against the release (pairs not independent)")):
+                      ("seed_scene_pairs_vs_release",
+                       "every (seed, scene) against the release (pairs not independent)")):
         p = s[key]
         lines.append(f"{what}: higher on {p['wins']} of {p['pairs']} (lower on {p['losses']}), mean difference "
                      f"{p['mean_diff']:+.4f}; sign test p {p['sign_p']:.3f}, Wilcoxon p {p['wilcoxon_p']:.3f}")
-    lines.append(f"shipping rule (docs/training.md sec. 5): val_real gains {', '.join(f'seed {k} {v:+.4f}' for k, v in out['rule']['gains'].items())} "
-                 f"-> ship seed {out['rule']['ship_seed']}")
+    gains = ", ".join(f"seed {k} {v:+.4f}" for k, v in out["rule"]["gains"].items())
+    lines.append(f"shipping rule (docs/training.md sec. 5): val_real gains {gains} -> ship seed {out['rule']['ship_seed']}")
     return "\n".join(lines)
 
 

@@ -294,7 +294,8 @@ def main(argv: list[str] | None = None) -> int:
     e = sub.add_parser("export", help="write CHECKPOINT as the authors' convh.pt, enc.pt, pc.pt in DIR")
     e.add_argument("checkpoint", type=Path, help="a fen_<N>bands.pt written by train.py")
     e.add_argument("out_dir", type=Path, help="folder to write (test.py --weights DIR reads it back)")
-    f = sub.add_parser("fetch", help="download every released file into DIR/<name>-<bands>bands/ (FERD_WEIGHTS_DIR=DIR)")
+    f = sub.add_parser("fetch", help="download every released file into DIR/<name>-<bands>bands/ "
+                                     "(FERD_WEIGHTS_DIR=DIR)")
     f.add_argument("dest", type=Path, help="folder to fill (e.g. downloads/ferd-release: FERD_DATA_DIR=downloads)")
     args = p.parse_args(argv)
     if args.command == "fetch":
