@@ -13,7 +13,9 @@ Where the scenes come from: github.com/jiojio0505/OT-AD at commit ``dd4a58097f``
 scenes are Kang et al., "Hyperspectral anomaly detection with attribute and edge-preserving filters", IEEE TGRS
 2017 (airport, beach and urban scenes of AVIRIS and ROSIS); HYDICE urban and San Diego (AVIRIS) are the classic
 scenes of the same literature. Neither that repository nor the ABU page states a licence: they are used here
-for research, as the literature uses them, and never committed to this repository.
+for research, as the literature uses them, and never committed to this repository. The commit (abbreviated) and
+the file names are those recorded when the scenes were copied from there; the download itself has not been tried
+from the workplace this was written in (no network): a URL that does not resolve is one error line naming it.
 """
 from __future__ import annotations
 
