@@ -8,9 +8,11 @@ Fixed settings (``SETTINGS``): first 50 bands; training scenes abu-beach-1..3, a
 sandiego, cut into patches, those touching a labelled anomaly dropped; teacher layer1 from the released
 ``had100-50bands/enc.pt`` (ImageNet's layer1; layers 2-3 then start random, as the run says); the epoch chosen
 by ``--select val`` (held-out training scene with implanted anomalies: no test labels are read for the choice);
-seed 10. Then, on abu-airport-1..4 (never trained on): ROC AUC of GRX, of FEN+GRX with the released had100-50
-FEN, and of FEN+GRX with the trained FEN, per scene and mean, printed as a table and written to
-``OUT/abu_transfer_<setting>.json``; train.py's loss plot is copied to ``--figure``.
+seed 10 (``--seed`` trains another; its tag and JSON end in ``_seedN``). Then, on abu-airport-1..4 (never
+trained on): ROC AUC of GRX, of FEN+GRX with the released had100-50 FEN, and of FEN+GRX with the trained FEN,
+per scene and mean, printed as a table and written to ``OUT/abu_transfer_<setting>.json``; train.py's loss
+plot is copied to ``--figure``. The scenes: ``--abu``, by default ``$FERD_DATA_DIR/data/abu``
+(``python -m data.download abu``), else ``../shared/data/abu``.
 
 ``--recipe`` (``RECIPES``) adds train.py options to the setting: ``base`` is the above; the others select on
 real anomaly spectra implanted in the held-out scene (``--select val_real``) and never evaluate the airports
@@ -44,11 +46,14 @@ from utils.device import full_fp32, pick_device  # noqa: E402
 from utils.shared import shared_dir  # noqa: E402
 from weights.release import ENV_WEIGHTS_DIR, load_fen  # noqa: E402
 
+#: the scenes: $FERD_DATA_DIR/data/abu (python -m data.download abu), else the shared folder's data/abu
 ABU = shared_dir(ROOT) / "data" / "abu"
 TRAIN = ["abu-beach-1", "abu-beach-2", "abu-beach-3", "abu-urban-1", "abu-urban-2", "abu-urban-3", "abu-urban-4",
          "abu-urban-5", "hydice", "sandiego"]
 TEST = ["abu-airport-1", "abu-airport-2", "abu-airport-3", "abu-airport-4"]
 BANDS = 50
+#: the seed of every recorded run and of the shipped ``abu10``; other seeds are tagged ``..._seedN``.
+SEED = 10
 #: train.py options of each setting (on top of the data, teacher and selection above). The CPU recipes of
 #: docs/training.md (and the shipped ``abu10``) ran with torch's per-tensor Adam, before ``--fused_adam``
 #: became train.py's default: the setting keeps it, so that a re-run follows the same arithmetic.
@@ -78,6 +83,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--out", type=Path, default=ROOT / "results" / "abu_transfer", help="checkpoints and JSON")
     p.add_argument("--figure", type=Path, default=None, help="copy train.py's loss plot here")
     p.add_argument("--device", default=None)
+    p.add_argument("--seed", type=int, default=SEED,
+                   help=f"train.py's --seed (default {SEED}, the shipped run's); another seed's tag and JSON name it")
     p.add_argument("--epochs", type=int, default=None,
                    help="at most this many epochs instead of the setting's (a shorter run within a time budget)")
     args = p.parse_args(argv)
@@ -90,9 +97,15 @@ def train_argv(args: argparse.Namespace, save_dir: Path) -> list[str]:
     return ["--train_scenes", *(str(args.abu / f"{n}.mat") for n in TRAIN),
             "--test_scenes", *(str(args.abu / f"{n}.mat") for n in TEST),
             "--input_channel", str(BANDS), "--teacher", str(args.weights_dir / "had100-50bands" / "enc.pt"),
-            "--select", "val", "--seed", "10", "--save_dir", str(save_dir), "--no-progress",
+            "--select", "val", "--seed", str(args.seed), "--save_dir", str(save_dir), "--no-progress",
             *(["--device", args.device] if args.device else []), *SETTINGS[args.setting], *RECIPES[args.recipe],
             *(["--epochs", str(epochs(args))] if args.epochs is not None else [])]  # the last --epochs counts
+
+
+def run_tag(args: argparse.Namespace) -> str:
+    """``setting[_recipe][_seedN]``: the seed is named only when it is not the recorded runs' ``SEED``."""
+    tag = args.setting if args.recipe == "base" else f"{args.setting}_{args.recipe}"
+    return tag if args.seed == SEED else f"{tag}_seed{args.seed}"
 
 
 def setting_epochs(setting: str, recipe: str = "base") -> int:
@@ -134,7 +147,7 @@ def main(argv: list[str] | None = None) -> int:
     global ABU_DIR
     args = parse_args(argv)
     ABU_DIR = args.abu
-    tag = args.setting if args.recipe == "base" else f"{args.setting}_{args.recipe}"
+    tag = run_tag(args)
     save_dir = args.out / tag
     t0 = time.perf_counter()
     rc = train.main(train_argv(args, save_dir))
@@ -153,8 +166,8 @@ def main(argv: list[str] | None = None) -> int:
           f"{' '.join(RECIPES[args.recipe]) or '-'}; trained {minutes:.1f} min on {device}; selected epoch "
           f"{meta['epoch']} ({meta['select']} score {meta['score']:.4f})\n")
     print(render(table))
-    result = {"setting": args.setting, "recipe": args.recipe, "epochs": epochs(args), "train_options": train_argv(args, save_dir),
-              "minutes": minutes, "device": str(device),
+    result = {"setting": args.setting, "recipe": args.recipe, "seed": args.seed, "epochs": epochs(args),
+              "train_options": train_argv(args, save_dir), "minutes": minutes, "device": str(device),
               "selected": {k: meta.get(k) for k in ("select", "epoch", "step", "score", "val_mAUC", "val_real_mAUC",
                                                     "test_mAUC")},
               "auc": table, "mean_auc": {c: float(np.mean(list(v.values()))) for c, v in table.items()}}

@@ -19,7 +19,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.abu_transfer import BANDS, TRAIN, render  # noqa: E402
+from benchmarks.abu_transfer import BANDS, SEED, TRAIN, render  # noqa: E402
 from utils.io import atomic_path, save_text  # noqa: E402
 from weights.files import sha256  # noqa: E402
 from weights.release import SHIPPED_DIR  # noqa: E402
@@ -46,7 +46,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def tag_of(result: dict) -> str:
-    return result["setting"] if result.get("recipe", "base") == "base" else f"{result['setting']}_{result['recipe']}"
+    """abu_transfer.py's tag of a run: ``setting[_recipe][_seedN]`` (runs before ``--seed`` used seed 10)."""
+    tag = result["setting"] if result.get("recipe", "base") == "base" else f"{result['setting']}_{result['recipe']}"
+    seed = result.get("seed", SEED)
+    return tag if seed == SEED else f"{tag}_seed{seed}"
 
 
 def options_text(result: dict) -> str:
@@ -81,10 +84,26 @@ TOP_BY_VALIDATION = ("Why this one: of the recipes tried (docs/training.md, sect
                      "highest; the airports played no part in the choice.")
 
 
+#: Where each part of a shipped FEN comes from and under which terms it is used (issue 33).
+TERMS = """## Terms
+
+A shipped FEN holds two kinds of tensors, from two sources:
+
+| part | tensors | from | terms |
+|---|---|---|---|
+| layer1 (the teacher's first stage, frozen) | 60 | torchvision's ImageNet weights of `wide_resnet101_2` (`IMAGENET1K_V1`), as the FERD authors' code takes them; here read from the authors' released `had100-50bands/enc.pt`, and equal, tensor for tensor, to the `enc.pt` of all four of their releases (`tests/test_shipped.py`). Training never changes it | torchvision is BSD-3-Clause; its documentation says that pre-trained weights may carry terms of the data they were trained on (ImageNet: non-commercial research and education) and leaves it to the user to decide whether they may use them. Passed on here unchanged, under those terms |
+| CWL, FPL and the ZCL | the rest | trained by this project (`train.py`) on the ABU-folder scenes, from a seeded random start | this project's MIT licence (LICENSE). The scenes themselves come with no stated licence (github.com/jiojio0505/OT-AD @ `dd4a58097f`; ABU: Kang et al., IEEE TGRS 2017): they were used for research, as the literature uses them, and are not redistributed |
+
+The FERD authors' own released weights (`had100`, `aviris`) are not part of this file or of the repository:
+they are downloaded from their repository and used under its terms. Whoever uses this FEN beyond research
+should check the ImageNet terms of its layer1 and the status of the ABU scenes for their use."""
+
+
 def card(name: str, result: dict, digest: str, why: str = TOP_BY_VALIDATION) -> str:
     """The model card of a shipped FEN, from its recipe's JSON."""
     tag, s = tag_of(result), result["selected"]
     beats = result["mean_auc"][TRAINED] > result["mean_auc"][RELEASED]
+    seed_option = "" if result.get("seed", SEED) == SEED else f" --seed {result['seed']}"
     return f"""# Model card: `{name}` (FEN, {BANDS} bands)
 
 `python test.py --weights {name} --input_channel {BANDS}` loads it (weights/shipped/{name}-{BANDS}bands.pt, SHA-256
@@ -114,9 +133,11 @@ against {result['mean_auc'][RELEASED]:.4f}).
 Reproduce (about the minutes above on a 2-core CPU):
 
 ```bash
-FERD_WEIGHTS_DIR=../shared/ferd-release python benchmarks/abu_transfer.py --recipe {result.get('recipe', 'base')}
+FERD_WEIGHTS_DIR=../shared/ferd-release python benchmarks/abu_transfer.py --recipe {result.get('recipe', 'base')}{seed_option}
 python benchmarks/ship_fen.py --ship {name} --recipe {tag}
 ```
+
+{TERMS}
 """
 
 

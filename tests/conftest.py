@@ -17,7 +17,10 @@ from utils.memory import format_bytes
 from utils.shared import shared_candidates, shared_dir
 
 REPO = Path(__file__).resolve().parents[1]
-SHARED = shared_dir(REPO)  # ../shared beside the checkout, or shared/ inside it
+#: The data folder: $FERD_DATA_DIR (a folder laid out like ../shared, which an outside user fills with
+#: ``python -m data.download abu --dest DIR`` and ``python -m weights fetch DIR/ferd-release``), else ../shared
+#: beside the checkout, else shared/ inside it (utils/shared.py: the benchmarks look the same way).
+SHARED = shared_dir(REPO)
 RELEASE_DIR = SHARED / "ferd-release"
 ABU = SHARED / "data" / "abu"
 GOLDEN = SHARED / "reference" / "release_golden.npz"
@@ -49,7 +52,8 @@ def require_shared(path: Path = SHARED) -> Path:
     """``path`` if it exists; else fail under CI (it must be there) or skip with the reason."""
     if not path.exists():
         places = " or ".join(str(p) for p in shared_candidates(REPO))
-        msg = f"{path} not found: tests of the released weights and real scenes need the shared folder ({places})"
+        msg = (f"{path} not found: tests of the released weights and real scenes need the shared folder ({places}); "
+               "an outside user sets FERD_DATA_DIR to a folder filled by python -m data.download (README)")
         if os.environ.get("CI"):
             pytest.fail(msg)
         pytest.skip(msg)

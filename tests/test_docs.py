@@ -1,5 +1,6 @@
 """Every Python block of README.md and docs/*.md runs as written, from the repository root, with the release
-from ../shared (``FERD_WEIGHTS_DIR``); a ``print`` line whose comment gives a value must print that value."""
+from ../shared (``FERD_WEIGHTS_DIR``) and its scenes (``FERD_DATA_DIR``, as after ``python -m data.download
+abu``); a ``print`` line whose comment gives a value must print that value."""
 from __future__ import annotations
 
 import os
@@ -36,7 +37,8 @@ def test_the_docs_have_python_blocks():
 @pytest.mark.parametrize("name, line, code", python_blocks(), ids=lambda v: str(v)[:20])
 def test_python_block_runs_as_written(name, line, code):
     require_shared()
-    env = {**os.environ, "FERD_WEIGHTS_DIR": str(SHARED / "ferd-release"), "OMP_NUM_THREADS": "2"}
+    env = {**os.environ, "FERD_WEIGHTS_DIR": str(SHARED / "ferd-release"), "FERD_DATA_DIR": str(SHARED),
+           "OMP_NUM_THREADS": "2"}
     proc = subprocess.run([sys.executable, "-c", code], cwd=REPO, env=env, capture_output=True, text=True,
                           timeout=300)
     assert proc.returncode == 0, f"{name} line {line}:\n{proc.stderr[-3000:]}"

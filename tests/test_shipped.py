@@ -54,3 +54,15 @@ def test_abu10_through_test_py_gives_its_model_card_table(test_cli, abu_dir, tmp
     got = {s["name"]: s["auc"] for s in json.loads((tmp_path / "r.json").read_text())["scenes"]}
     assert {n: round(a["FEN+GRX"], 4) for n, a in got.items()} == ABU10_AIRPORTS
     assert "mean (4 scenes)   0.9130       0.9634" in capsys.readouterr().out
+
+
+def test_abu10_layer1_is_the_authors_enc_pt_in_all_four_releases(release_dir):
+    """The model card's terms (issue 33): abu10's layer1 is the frozen ImageNet layer1 the authors ship, the same
+    60 tensors in each of their four releases; the rest of the file is this project's."""
+    layer1 = load_fen("abu10", 50).layer1.state_dict()
+    assert len(layer1) == 60
+    for by_bands in release.RELEASES.values():
+        for rel in by_bands.values():
+            enc = torch.load(release_dir / rel.local_name / "enc.pt", map_location="cpu", weights_only=True)
+            enc = {k.removeprefix("layer1."): v for k, v in enc["state_dict"].items()}
+            assert enc.keys() == layer1.keys() and all(torch.equal(enc[k], v) for k, v in layer1.items()), rel.local_name

@@ -1,10 +1,13 @@
 """benchmarks/val_study.py: the rank correlations it reports, and the runs it builds (no training here)."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 import train
 from benchmarks import val_study
+from conftest import REPO
 from benchmarks.abu_transfer import TEST, TRAIN
 
 
@@ -69,7 +72,23 @@ def test_ship_fen_table_and_card_from_a_recipe_result(tmp_path):
     text = ship_fen.card("mine", result, "ab" * 32)
     assert "`python test.py --weights mine --input_channel 50`" in text and "It beats the authors' release" in text
     assert "| **mean** | **0.9000** | **0.9600** | **0.9700** |" in text
-    assert "python benchmarks/abu_transfer.py --recipe long" in text
+    assert "python benchmarks/abu_transfer.py --recipe long\n" in text
+    assert "## Terms" in text and "wide_resnet101_2" in text and "LICENSE" in text
+    seeded = ship_fen.card("mine", {**result, "seed": 11}, "ab" * 32)
+    assert "abu_transfer.py --recipe long --seed 11\n" in seeded and "--recipe cpu_long_seed11" in seeded
+
+
+def test_abu_transfer_seed_names_the_run_unless_it_is_the_recorded_seed():
+    from benchmarks import abu_transfer, ship_fen
+
+    for argv, tag in [(["--recipe", "long"], "cpu_long"), (["--recipe", "long", "--seed", "11"], "cpu_long_seed11"),
+                      (["--seed", "12"], "cpu_seed12")]:
+        args = abu_transfer.parse_args(argv)
+        assert abu_transfer.run_tag(args) == tag
+        options = abu_transfer.train_argv(args, Path("x"))
+        assert options[options.index("--seed") + 1] == str(args.seed)
+        assert ship_fen.tag_of({"setting": args.setting, "recipe": args.recipe, "seed": args.seed}) == tag
+    assert ship_fen.tag_of({"setting": "cpu", "recipe": "long"}) == "cpu_long"   # JSON written before --seed
 
 
 def _result(fold, recipe, val_real, held):
@@ -102,3 +121,28 @@ def test_report_means_each_candidate_per_recipe_and_over_all_runs():
     assert "| mean, scratch | | | 2 runs | val_real | +0.60 | -0.60 |" in text
     assert "| mean, finetune | | | 1 runs | val_real | -0.20 | +0.20 |" in text
     assert "| mean, all | | | 3 runs | val_real | +0.33 | -0.33 |" in text
+
+
+def test_seed_spread_pairs_and_the_shipping_rule():
+    from benchmarks import seed_spread
+
+    got = seed_spread.paired([0.95, 0.97, 0.96, 0.99, 0.985], [0.94, 0.95, 0.965, 0.96, 0.945])
+    assert (got["pairs"], got["wins"], got["losses"]) == (5, 4, 1) and got["mean_diff"] == pytest.approx(0.019)
+    # one loss, the smallest difference: sign test 2 * 6/32; Wilcoxon (exact) 2 * P(W- <= 1) = 2 * 2/32
+    assert got["sign_p"] == pytest.approx(0.375) and got["wilcoxon_p"] == pytest.approx(0.125)
+    assert seed_spread.ship_seed({10: 0.04, 11: 0.05, 12: 0.03}) == 11
+    assert seed_spread.ship_seed({10: 0.05, 11: 0.05, 12: 0.03}) == 10   # a tie keeps the shipped seed
+    assert seed_spread.ship_seed({10: 0.06, 11: 0.05}) == 10
+
+
+def test_seed_spread_on_abu10_gives_its_model_card_and_its_validation(abu_dir, release_dir, capsys):
+    """Seed 10's row: the model card's airport AUCs, its held-out scene, and train.py's GRX val_real baseline
+    (0.7996, docs/training.md sec. 2) rebuilt from the seed alone."""
+    from benchmarks import seed_spread
+
+    assert seed_spread.main([str(REPO / "weights" / "shipped" / "abu10-50bands.pt"), "--abu", str(abu_dir),
+                             "--weights_dir", str(release_dir)]) == 0
+    out = capsys.readouterr().out
+    assert "| 10 | abu-beach-2 | 8 (152) | 0.7996 -> 0.8454 (+0.0457; here 0.845" in out
+    assert "| 0.9466 | 0.9692 | 0.9668 | 0.9709 | 0.9634 |" in out and "| 0.9456 | 0.9759 | 0.9661 | 0.9721 | 0.9649 |" in out
+    assert "over 1 seed: airport mAUC 0.9634 +- n/a" in out and "-> ship seed 10" in out

@@ -1,44 +1,15 @@
-"""Weight files on disk: their SHA-256, an atomic verified download, and the one ``torch.load`` of the
-project (the FEN release and checkpoints, weights/release.py; the teacher's ImageNet file, weights/imagenet.py;
-train.py's training states)."""
+"""Weight files on disk: their SHA-256 and atomic verified download (from utils/fetch.py, which the scenes'
+downloader shares), and the one ``torch.load`` of the project (the FEN release and checkpoints,
+weights/release.py; the teacher's ImageNet file, weights/imagenet.py; train.py's training states)."""
 from __future__ import annotations
 
-import hashlib
-import urllib.error
-import urllib.request
 import warnings
 from pathlib import Path
 
 import torch
 
 from utils.errors import FerdError
-from utils.io import atomic_path
-
-
-def sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def download(url: str, dest: Path, expected: str, error: type[FerdError], offline_hint: str) -> None:
-    """Fetch ``url`` to ``dest`` atomically and check its SHA-256 against ``expected``.
-
-    A mismatch deletes the file; a mismatch or a failed fetch raises ``error`` (one line; ``offline_hint``
-    says what to do without the network)."""
-    try:
-        with atomic_path(dest) as tmp:
-            with urllib.request.urlopen(url, timeout=60) as resp, open(tmp, "wb") as out:
-                for block in iter(lambda: resp.read(1 << 20), b""):
-                    out.write(block)
-            got = sha256(tmp)
-            if got != expected:
-                raise error(f"checksum mismatch for {url}: got sha256 {got}, expected {expected}; "
-                            "the download was deleted and not loaded")
-    except (urllib.error.URLError, OSError) as err:
-        raise error(f"cannot download {url} ({err}); {offline_hint}") from None
+from utils.fetch import download, sha256  # noqa: F401  (this module's names since before utils/fetch.py)
 
 
 def load_tensors(path: Path, error: type[FerdError], accepts: str, mmap: bool = False) -> object:

@@ -125,6 +125,21 @@ def release_files(release: Release, weights_dir: str | os.PathLike | None = None
     return paths
 
 
+def fetch_releases(dest: Path) -> tuple[list[Path], int]:
+    """Every released file in ``dest/<name>-<bands>bands/`` (the layout of ``FERD_WEIGHTS_DIR``), fetched from the
+    authors' repository unless already there with the right SHA-256; returns the paths and how many were fetched."""
+    paths, fetched = [], 0
+    for release in (r for by_bands in RELEASES.values() for r in by_bands.values()):
+        for filename in RELEASE_FILES:
+            path = dest / release.local_name / filename
+            if not (path.is_file() and sha256(path) == release.sha256[filename]):
+                download(release.url(filename), path, release.sha256[filename], WeightsError,
+                         f"offline? copy the release into {dest} by hand (e.g. from a machine that has it)")
+                fetched += 1
+            paths.append(path)
+    return paths, fetched
+
+
 #: What ``--weights`` takes, said after a file it cannot read.
 ACCEPTS = ("the weights are a fen_<N>bands.pt written by train.py or a release name "
            f"({', '.join(sorted(RELEASES))})")
