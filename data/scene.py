@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from data.bands import envi_band_facts
 from data.envi import MASK_SUFFIXES, envi_mask_path, open_envi, read_envi_mask
 from data.georef import GeoRef
 from data.preprocess import DataError, check_mask
@@ -32,7 +33,8 @@ class Scene:
 
     Optional facts a reader fills where its format gives them: ``georef`` (where the scene lies on the
     Earth), ``wavelengths`` (B centre wavelengths, nanometres) and ``nodata`` (the value that marks a pixel
-    with no data in a band, as the file declares it).
+    with no data in a band, as the file declares it), ``fwhm`` (B band widths, nanometres) and ``bbl`` (B
+    values of the bad band list, 1 = good, 0 = bad, as ENVI and GDAL metadata give it).
     """
 
     name: str
@@ -42,6 +44,8 @@ class Scene:
     georef: GeoRef | None = None
     wavelengths: np.ndarray | None = None
     nodata: float | None = None
+    fwhm: np.ndarray | None = None
+    bbl: np.ndarray | None = None
 
     @property
     def label(self) -> str:
@@ -197,7 +201,7 @@ def read_envi(path: Path) -> Scene:
         names = ", ".join([path.stem + ".png"] + [path.stem + s + ".hdr" for s in MASK_SUFFIXES])
         raise DataError(f"{path}: no ground-truth mask beside it (expected one of {names})")
     mask = read_png_mask(mask_path) if mask_path.suffix.lower() == ".png" else read_envi_mask(mask_path)
-    return Scene(path.stem, cube, mask, str(path))
+    return Scene(path.stem, cube, mask, str(path), **envi_band_facts(path, cube.shape[2]))
 
 
 def check_scene(scene: Scene) -> Scene:
@@ -222,4 +226,13 @@ def read_scene(path: str | Path, data_key: str | None = None, gt_key: str | None
         return check_scene(read_npy(path))
     if suffix == ".hdr":  # ENVI header + binary image (data/envi.py, through the spectral package)
         return check_scene(read_envi(path))
-    raise DataError(f"{path}: unknown scene format '{suffix}' (use .mat, .npy with a .png mask, or an ENVI .hdr)")
+    if suffix in (".tif", ".tiff"):  # GeoTIFF (data/geotiff.py, through rasterio)
+        from data.geotiff import read_geotiff
+
+        return check_scene(read_geotiff(path))
+    if suffix in (".nc", ".nc4", ".h5", ".hdf5", ".he5"):  # NetCDF4 / HDF5 products (data/netcdf.py, h5py)
+        from data.netcdf import read_netcdf
+
+        return check_scene(read_netcdf(path, data_key, gt_key))
+    raise DataError(f"{path}: unknown scene format '{suffix}' (use .mat, .npy with a .png mask, an ENVI .hdr, "
+                    "a GeoTIFF .tif or a NetCDF4/HDF5 .nc/.h5)")

@@ -19,6 +19,7 @@ class SceneResult:
     note: str | None = None  # why the AUC is undefined, if it is
     roc3d: dict[str, Roc3D] = field(default_factory=dict)
     warning: str | None = None  # why its AUCs mean nothing although defined (degenerate_warning)
+    facts: dict = field(default_factory=dict)  # what the file told of the scene: nodata counts, wavelengths
 
 
 #: A score map whose spread is at most this fraction of its magnitude is constant to within rounding (float32
@@ -129,6 +130,7 @@ def to_json(results: list[SceneResult], detectors: list[str], **extra) -> dict:
             item["note"] = r.note
         if r.warning:
             item["warning"] = r.warning
+        item.update(r.facts)
         scenes.append(item)
     out = {"scenes": scenes, "mean_auc": mean_auc(results, detectors)}
     if any(r.roc3d for r in results):

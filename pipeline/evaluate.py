@@ -17,6 +17,8 @@ from data.scene import Scene, read_scene
 from data.synthetic import choose_dataset, ensure_synthetic
 from detectors.registry import DetectorOptions, check_detector, needs_fen
 from evaluation.export import SceneRecord, check_envi_sources, write_exports
+from evaluation.geotiff_maps import check_geotiff_option, wants_geotiff, write_geotiff_maps
+from evaluation.scene_facts import scene_facts, scene_facts_lines
 from evaluation.report import SceneResult
 from evaluation.results import SceneId, check_outputs, evaluate_scene
 from pipeline.plan import check_memory, check_temp_space, plan_scene
@@ -86,12 +88,16 @@ def check_shard(args: argparse.Namespace, scenes: list[Scene], ids: list[SceneId
     """Every check before any work: result paths (of all scenes, ``ids``), then this process's scenes, detectors
     and exports; returns the scenes' sources and the FEN (None if no detector needs it)."""
     check_outputs(args, ids)
-    sources = [SceneSource(s.cube, args.input_channel, args.start_channel, s.label) for s in scenes]
+    sources = [SceneSource(s.cube, args.input_channel, args.start_channel, s.label, s.nodata, s.bbl) for s in scenes]
     for s in sources:  # fail before any work if one scene cannot be used (large cubes: one streaming pass)
         s.check()
+    for scene, src in zip(scenes, sources):  # nodata and wavelengths: one line each where the file has them
+        for line in scene_facts_lines(scene, src, args.input_channel, args.start_channel):
+            print(line, file=sys.stderr)
     check_detectors(scenes, args, device)
     if args.save_envi:
         check_envi_sources([s.label for s in scenes])
+    check_geotiff_option(getattr(args, "save_geotiff", None), scenes)
     fen = None
     if needs_fen(args.detectors):  # read on every process, even one without scenes: all agree on the weights
         fen = load_fen(args.weights, args.input_channel, args.weights_dir).to(device)
@@ -109,14 +115,18 @@ def evaluate_shard(args: argparse.Namespace, scenes: list[Scene], sources: list[
                                       disable=not (args.progress and d.is_main), file=sys.stderr):
         if not scene_run.plan.input_in_memory or (scene_run.plan.fen_tile and not scene_run.plan.enhanced_in_memory):
             print(f"{scene.name}: {scene_run.plan.describe(src.shape)}", file=sys.stderr)
-        result = evaluate_scene(scene, scene_run.maps, scene_run.seconds, src.shape[2])
+        result = evaluate_scene(scene, scene_run.maps, scene_run.seconds, src.shape[2], src.valid)
+        result.facts = scene_facts(scene, src, args.input_channel, args.start_channel)
         maps = scene_run.maps
         results.append(result)
         if args.save_scores:
             save_npz(args.save_dir / "scores" / f"{scene.name}.npz", mask=scene.mask, **maps)
         if args.save_mat or args.save_envi:
             fen_out = pipeline.fen_output(src) if args.save_mat and pipeline.fen is not None else None  # mixfs.mat
-            records.append(SceneRecord(scene.name, scene.source, scene.mask, maps, result.auc, fen_out))
+            records.append(SceneRecord(scene.name, scene.source, scene.mask, maps, result.auc, fen_out,
+                                       nodata=scene.nodata))
+        if wants_geotiff(getattr(args, "save_geotiff", None), scene):
+            write_geotiff_maps(scene, maps, args.save_dir)
         if args.plots:
             draw_scene(args, scene, maps, result)
             pictured.append((scene.mask, maps))
