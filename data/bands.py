@@ -131,3 +131,18 @@ def wavelength_warning(name: str, scene: np.ndarray | None, trained: np.ndarray 
     return (f"warning: {name}: its bands lie {gap:.0f} nm (median) from those the FEN of '{weights}' was trained "
             f"on ({trained[0]:.0f}-{trained[-1]:.0f} nm, scene {scene[0]:.0f}-{scene[-1]:.0f} nm); "
             "the FEN's enhancement may not carry over")
+
+
+def training_wavelengths(scenes: list, bands: int, start: int, tolerance: float = 1.0) -> np.ndarray | None:
+    """The centre wavelengths (nm) of the bands ``[start, start + bands)`` shared by every training scene
+    (objects with a ``wavelengths`` attribute): their mean where all scenes give them and agree to within
+    ``tolerance`` nm band for band, else None (a FEN trained on mixed or unknown bands records none)."""
+    used = []
+    for s in scenes:
+        w = getattr(s, "wavelengths", None)
+        if w is None or len(w) < start + bands:
+            return None
+        used.append(np.asarray(w[start: start + bands], dtype=np.float64))
+    if not used or np.ptp(np.stack(used), axis=0).max() > tolerance:
+        return None
+    return np.stack(used).mean(axis=0)

@@ -111,7 +111,7 @@ def to_nanometres(values: np.ndarray | None, units: str | None) -> np.ndarray | 
 
 
 def band_metadata(ds) -> dict[str, np.ndarray | None]:
-    """``wavelength`` (nm), ``fwhm`` (nm) and ``bbl`` (1 = good) per band of an open rasterio dataset, each
+    """``wavelengths`` (nm), ``fwhm`` (nm) and ``bbl`` (1 = good) per band of an open rasterio dataset, each
     None where the file does not give it for every band."""
     tags = [{k.lower(): v for k, v in ds.tags(i).items()} for i in range(1, ds.count + 1)]
     envi = {k.lower(): v for k, v in ds.tags(ns="ENVI").items()} if "ENVI" in (ds.tag_namespaces() or []) else {}
@@ -124,15 +124,16 @@ def band_metadata(ds) -> dict[str, np.ndarray | None]:
             values = _floats(_envi_list(envi[key]) or [])
             values = values if values is not None and len(values) == ds.count else None
         out[key] = values
-    out["wavelength"] = to_nanometres(out["wavelength"], units)
-    out["fwhm"] = to_nanometres(out["fwhm"], units) if out["fwhm"] is not None and out["wavelength"] is not None \
-        and (units or "").lower().startswith("micro") else out["fwhm"]
+    wavelengths = out.pop("wavelength")
+    out["wavelengths"] = to_nanometres(wavelengths, units)
+    if out["fwhm"] is not None and wavelengths is not None and out["wavelengths"] is not wavelengths:
+        out["fwhm"] = out["fwhm"] * 1000.0  # given in the wavelengths' micrometres
     return out
 
 
 def open_geotiff(path: Path) -> tuple[GeoTiffCube, dict]:
-    """The cube of a GeoTIFF and its facts: ``georef`` (:class:`GeoRef` or None), ``nodata`` (float or None),
-    ``wavelength``, ``fwhm``, ``bbl`` (see :func:`band_metadata`)."""
+    """The cube of a GeoTIFF and its facts, as :class:`data.scene.Scene` fields: ``georef`` (:class:`GeoRef` or
+    None), ``nodata`` (float or None), ``wavelengths``, ``fwhm``, ``bbl`` (see :func:`band_metadata`)."""
     with _open(path) as ds:
         dtypes = set(ds.dtypes)
         if len(dtypes) != 1:
@@ -190,20 +191,3 @@ def geotiff_mask_path(path: Path) -> Path | None:
             return candidate
     return None
 
-
-def read_geotiff(path: Path):
-    """A GeoTIFF scene: its lazily read cube, georeference, nodata, wavelengths, fwhm and bbl, and its mask
-    (:data:`MASK_NAMES`). Without a mask the scene is unlabelled: an all-False mask stands for "no ground
-    truth" (its AUC is undefined and said so), until scenes without a mask are a notion of their own."""
-    from data.scene import Scene, read_png_mask
-
-    cube, facts = open_geotiff(path)
-    mask_path = geotiff_mask_path(path)
-    if mask_path is None:
-        mask = np.zeros(cube.shape[:2], dtype=bool)
-    elif mask_path.suffix.lower() == ".png":
-        mask = read_png_mask(mask_path)
-    else:
-        mask = read_geotiff_mask(mask_path)
-    return Scene(path.stem, cube, mask, str(path), georef=facts["georef"], wavelengths=facts["wavelength"],
-                 nodata=facts["nodata"], fwhm=facts["fwhm"], bbl=facts["bbl"])

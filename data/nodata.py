@@ -91,3 +91,24 @@ def scan_nodata(raw, start: int, bands: int, nodata: float | None, rows: int, na
     count = h * w - n_valid
     return NodataScan(lo, hi, None if count == 0 else valid, full, count - full, inf, total / n_valid)
 
+
+
+def preprocess_valid(cube, bands: int, start: int, name: str, nodata: float | None = None,
+                     bbl: np.ndarray | None = None) -> tuple["torch.Tensor", np.ndarray | None]:
+    """``data.preprocess.preprocess`` of a cube that may hold nodata: ``(bands, H, W)`` float32 scaled with
+    the valid pixels' min and max, nodata pixels filled with their mean spectrum, and the ``(H, W)`` valid
+    mask (None, and exactly ``preprocess``'s tensor, where every pixel has data). For training patches."""
+    import torch
+
+    from data.bands import check_bbl
+    from data.preprocess import check_layout, check_values, preprocess, scale
+
+    check_layout(cube, name, bands, start)
+    check_bbl(name, bbl, bands, start)
+    scan = scan_nodata(cube, start, bands, nodata, max(1, int(cube.shape[0])), name)
+    if scan.valid is None:
+        return preprocess(cube, bands, start, name), None
+    check_values(name, scan.inf, scan.lo, scan.hi)
+    x = scale(np.asarray(cube[:, :, start: start + bands]), scan.lo, scan.hi)
+    x[~scan.valid] = scale(scan.mean[None, None, :], scan.lo, scan.hi)[0, 0]
+    return torch.from_numpy(np.ascontiguousarray(x.transpose(2, 0, 1))), scan.valid

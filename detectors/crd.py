@@ -184,8 +184,7 @@ def crd_window(window: torch.Tensor, lo: float | torch.Tensor, span: float | tor
     ``max - min`` (CRD is not shift or scale invariant, so a strip must be scaled as the whole scene).
 
     A strip of rows of the scene with its context gives the same scores as those rows of the whole scene.
-    ``chunk``: pixels per batched solve (default: :func:`chunk_pixels`). ``keep`` ``(rows + 2r, cols + 2r)``
-    bool: the pixels with data; the others are left out of every background (:func:`crd_scores`).
+    ``chunk``: pixels per batched solve (default: :func:`chunk_pixels`); ``keep``: the window's valid pixels.
     """
     r = outer // 2
     if window.dim() != 3 or min(window.shape[1:]) <= 2 * r:
@@ -196,10 +195,9 @@ def crd_window(window: torch.Tensor, lo: float | torch.Tensor, span: float | tor
     pixels = window.new_ones(hp, wp, b + 1, dtype=torch.float64)
     pixels[..., :b] = ((window.to(torch.float64) - lo) / span).permute(1, 2, 0)
     pixels = pixels.reshape(hp * wp, b + 1)
-    flat_keep = None
-    if keep is not None:
-        flat_keep = keep.reshape(-1)
-        pixels[~flat_keep] = 0.0
+    flat_keep = None if keep is None else keep.reshape(-1)
+    if flat_keep is not None:  # nodata pixels: zero rows, out of every dictionary (crd_scores)
+        pixels.masked_fill_(~flat_keep[:, None], 0.0)
     offsets = _offsets(inner, outer, wp, window.device)
     chunk = chunk or chunk_pixels(b, inner, outer, window.device)
     scores = pixels.new_empty(rows * cols)

@@ -44,7 +44,8 @@ import numpy as np
 import torch
 
 from detectors.base import CubeReader, Detector, Option, Shape, reader_valid
-from detectors.blocks import DEFAULT_BLOCK_NUM, BlockGrid, from_blocks, resolve_block_size, slrx_memory_bytes, to_blocks
+from detectors.blocks import (DEFAULT_BLOCK_NUM, BlockGrid, combine_maps, drop_nodata, from_blocks, minmax_map,  # noqa: F401
+                              resolve_block_size, slrx_memory_bytes, to_blocks)
 from detectors.rx import PixelReader, RXStatistics, band_major_reader, one_thread, rx_statistics
 from utils.errors import DetectorError
 
@@ -227,29 +228,20 @@ def strip_maps(pixels: torch.Tensor, block_size: int, core: tuple[int, int], eps
     has them (a block's surround is its 8 neighbours: one block row of context is all d_sur needs).
     ``h`` is the height of the core rows. With the whole image as the strip, ``core = (0, R)``.
 
-    ``keep`` ``(strip height, W)`` bool: the pixels with data (data/nodata.py); the others are left out of
-    every block's and surround's statistics as the padding is (a block of fewer than 2 valid pixels gets
-    the ridge-dominated statistics of 2).
+    ``keep`` ``(strip height, W)`` bool: the pixels with data (data/nodata.py), the others left out as padding.
     """
     sh, w, b = pixels.shape
     k0, k1 = core
     blocks, valid = to_blocks(pixels, block_size, torch.float64)                  # (R, C, M, B)
     if keep is not None:
-        kept, _ = to_blocks(keep[..., None].to(torch.float64), block_size)
-        valid = valid & (kept[..., 0] > 0.5)
-        blocks.masked_fill_(~valid[..., None], 0.0)
+        valid = drop_nodata(blocks, valid, keep, block_size)
     n = valid.sum(dim=-1).to(blocks.dtype)                                       # (R, C)
-    if keep is not None:
-        mean = blocks.sum(dim=-2) / n.clamp_min(1)[..., None]
-        n = n.clamp_min(2)  # the ridge keeps a block of 0 or 1 valid pixels finite
-    else:
-        mean = blocks.sum(dim=-2) / n[..., None]                                 # padding is zero
+    mean = blocks.sum(dim=-2) / n.clamp_min(1)[..., None]                        # padding is zero
     centred = blocks - mean[:, :, None, :]
     if not bool(valid.all()):
         centred.masked_fill_(~valid[..., None], 0.0)  # padding must not enter scatters or Gram matrices
-    n_sur, mean_sur, dev = surround_moments(valid.sum(dim=-1).to(blocks.dtype) if keep is not None else n, mean)
-    if keep is not None:
-        n_sur = n_sur.clamp_min(2)
+    n_sur, mean_sur, dev = surround_moments(n, mean)
+    n, n_sur = n.clamp_min(2), n_sur.clamp_min(2)  # no-ops but where nodata leaves a block under 2 pixels
     small_blocks = valid.shape[-1] < b
     d_block = blocks.new_empty((k1 - k0,) + valid.shape[1:])
     if small_blocks:  # fewer pixels than bands: Gram form, all blocks at once
@@ -332,31 +324,6 @@ def slrx_maps(cube: torch.Tensor, block_size: int, ridge: float = RIDGE) -> dict
     pixels = cube.permute(1, 2, 0)
     return slrx_maps_streamed(lambda r0, r1, c0, c1: pixels[r0:r1, c0:c1], band_major_reader(cube), (h, w, b),
                               block_size, ridge=ridge, device=cube.device)
-
-
-def minmax_map(d: torch.Tensor, keep: torch.Tensor | None = None) -> torch.Tensor:
-    """An ``(H, W)`` distance map min-maxed to [0, 1] over the image (over its ``keep`` pixels, the ones with
-    data, where given).
-
-    A map that is the same at every pixel (d_full of a scene made of two spectra in equal numbers, say)
-    tells no pixel apart and has no min-max (0 / 0): it counts as 1, the neutral factor of the product,
-    rather than failing or turning every score into NaN.
-    """
-    seen = d if keep is None else d[keep]
-    if not bool(torch.isfinite(seen).all()):
-        raise DetectorError("SLRX: non-finite distances (non-finite input?)")
-    lo, hi = seen.min(), seen.max()
-    return (d - lo) / (hi - lo) if bool(hi > lo) else torch.ones_like(d)
-
-
-def combine_maps(maps: dict[str, torch.Tensor], keep: torch.Tensor | None = None) -> torch.Tensor:
-    """SLRX score: minmax(d_block) * minmax(d_sur) * minmax(d_full), each min-max over the image (a constant
-    map counts as 1: :func:`minmax_map`); over the ``keep`` pixels where given."""
-    score = None
-    for d in maps.values():
-        m = minmax_map(d, keep)
-        score = m if score is None else score * m
-    return score
 
 
 def slrx(cube: torch.Tensor, block_num: int = DEFAULT_BLOCK_NUM, block_size: int | None = None,

@@ -9,9 +9,11 @@ import sys
 from dataclasses import fields
 from pathlib import Path
 
+import numpy as np
 import torch
 from tqdm import tqdm
 
+from data.bands import wavelength_warning
 from data.had100 import read_had100
 from data.scene import Scene, read_scene
 from data.synthetic import choose_dataset, ensure_synthetic
@@ -28,7 +30,7 @@ from utils.dist import Dist
 from utils.errors import DetectorError
 from utils.io import save_npz
 from utils.memory import memory_budget
-from weights.release import load_fen
+from weights.release import fen_wavelengths, load_fen
 
 
 def dataset_root(args: argparse.Namespace, d: Dist, default: Path) -> tuple[Path | None, str]:
@@ -92,7 +94,7 @@ def check_shard(args: argparse.Namespace, scenes: list[Scene], ids: list[SceneId
     for s in sources:  # fail before any work if one scene cannot be used (large cubes: one streaming pass)
         s.check()
     for scene, src in zip(scenes, sources):  # nodata and wavelengths: one line each where the file has them
-        for line in scene_facts_lines(scene, src, args.input_channel, args.start_channel):
+        for line in scene_facts_lines(scene, src.scan, args.input_channel, args.start_channel):
             print(line, file=sys.stderr)
     check_detectors(scenes, args, device)
     if args.save_envi:
@@ -101,7 +103,20 @@ def check_shard(args: argparse.Namespace, scenes: list[Scene], ids: list[SceneId
     fen = None
     if needs_fen(args.detectors):  # read on every process, even one without scenes: all agree on the weights
         fen = load_fen(args.weights, args.input_channel, args.weights_dir).to(device)
+        warn_wavelengths(scenes, args)
     return sources, fen
+
+
+def warn_wavelengths(scenes: list[Scene], args: argparse.Namespace) -> None:
+    """One line per scene whose bands lie far from those the FEN was trained on (where both are known)."""
+    trained = fen_wavelengths(args.weights)
+    if trained is None:
+        return
+    for s in scenes:
+        used = None if s.wavelengths is None else s.wavelengths[args.start_channel: args.start_channel + args.input_channel]
+        line = wavelength_warning(s.label, used, np.asarray(trained), args.weights)
+        if line:
+            print(line, file=sys.stderr)
 
 
 def evaluate_shard(args: argparse.Namespace, scenes: list[Scene], sources: list[SceneSource],
@@ -116,7 +131,7 @@ def evaluate_shard(args: argparse.Namespace, scenes: list[Scene], sources: list[
         if not scene_run.plan.input_in_memory or (scene_run.plan.fen_tile and not scene_run.plan.enhanced_in_memory):
             print(f"{scene.name}: {scene_run.plan.describe(src.shape)}", file=sys.stderr)
         result = evaluate_scene(scene, scene_run.maps, scene_run.seconds, src.shape[2], src.valid)
-        result.facts = scene_facts(scene, src, args.input_channel, args.start_channel)
+        result.facts = scene_facts(scene, src.scan, args.input_channel, args.start_channel)
         maps = scene_run.maps
         results.append(result)
         if args.save_scores:

@@ -107,7 +107,7 @@ def test_nodata_pixels_are_the_input_nodata_in_geotiff_and_envi_maps(test_cli, t
     assert rc == 0
     header = envi.read_envi_header(str(tmp_path / "out2" / "envi" / "e_GRX.hdr"))
     assert float(header["data ignore value"]) == -5.0
-    img = envi.open(str(tmp_path / "out2" / "envi" / "e_GRX.hdr")).load()[:, :, 0]
+    img = np.asarray(envi.open(str(tmp_path / "out2" / "envi" / "e_GRX.hdr")).load())[:, :, 0]
     assert (img[2:5, 3:7] == -5.0).all() and np.isfinite(img).all()
     scores = np.load(tmp_path / "out2" / "scores" / "e.npz")["GRX"]
     assert np.isnan(scores[2:5, 3:7]).all() and np.isfinite(scores[6:]).all()

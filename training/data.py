@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from data.bands import training_wavelengths
 from data.had100 import had100_train_files, read_had100
 from data.patches import (anomaly_pool, load_patches, make_real_val_scenes_from, make_val_scenes,
                           make_val_scenes_from, scene_patches, split_files)
@@ -56,6 +57,7 @@ class TrainData:
     dropped: int = 0
     val_real: list[EvalCube] = field(default_factory=list)
     val_scene: list[EvalCube] = field(default_factory=list)
+    wavelengths: np.ndarray | None = None  # the training bands' centres (nm), where every scene gives the same
 
     def sets(self) -> dict[str, list[EvalCube]]:
         """Every evaluation set by the name its score goes by (``<name>_mAUC`` in logs and checkpoints)."""
@@ -119,7 +121,8 @@ def scene_data(args: argparse.Namespace, d: Dist) -> TrainData:
     main = d.is_main
     return TrainData(patches, len(scenes), f"{len(scenes)} scenes ({names})",
                      eval_cubes(test_scenes(args, None, d), args), eval_cubes(val, args) if main else [], dropped,
-                     eval_cubes(val_real, args) if main else [], eval_cubes(held_out, args) if main else [])
+                     eval_cubes(val_real, args) if main else [], eval_cubes(held_out, args) if main else [],
+                     training_wavelengths(scenes, args.input_channel, args.start_channel))
 
 
 @torch.no_grad()
