@@ -1,6 +1,7 @@
 """Hyperspectral data: preprocessing (preprocess.py), single-scene files (scene.py: .mat, .npy, ENVI through
-envi.py), the HAD100 layout (had100.py), training patches and validation scenes (patches.py), the synthetic set
-(synthetic.py).
+envi.py, GeoTIFF through geotiff.py, NetCDF4/HDF5 through netcdf.py; where they lie, georef.py), nodata
+(nodata.py) and what files say of their bands (bands.py), the HAD100 layout (had100.py), training patches and
+validation scenes (patches.py), the synthetic set (synthetic.py).
 
 ``data/HAD100Dataset`` (if you place the benchmark there) and ``data/synthetic`` (generated on first
 use) are data folders beside this package; both are git-ignored.

@@ -72,19 +72,20 @@ def scan_nodata(raw, start: int, bands: int, nodata: float | None, rows: int, na
         any_hole, all_hole = hole.any(axis=2), hole.all(axis=2)
         full += int(all_hole.sum())
         valid[r0: r0 + rows] = ~any_hole
-        good = sel[~any_hole]                                          # (n, bands)
-        if good.size:
-            if good.dtype.kind == "f":
-                finite = np.isfinite(good)
+        good = sel[~any_hole] if any_hole.any() else sel.reshape(-1, bands)   # a copy only where there are holes
+        if good.size and good.dtype.kind == "f":
+            finite = np.isfinite(good)
+            if not finite.all():
                 inf += int((~finite).sum())
                 good = good[finite.all(axis=1)]
-            if good.size:
-                lo, hi = min(lo, float(good.min())), max(hi, float(good.max()))
-                total += good.astype(np.float64).sum(axis=0)
+        if good.size:
+            lo, hi = min(lo, float(good.min())), max(hi, float(good.max()))
+            total += good.sum(axis=0, dtype=np.float64)  # buffered casting: no float64 copy of the block
         release_pages(raw, view if isinstance(view, np.ndarray) else None)
     empty = [start + int(i) for i in np.flatnonzero(band_nodata == h * w)]
     if empty:
-        refuse_bands(name, empty, ("holds no data in any pixel", "hold no data in any pixel"), int(raw.shape[2]), bands, start)
+        refuse_bands(name, empty, ("holds no data in any pixel", "hold no data in any pixel"), int(raw.shape[2]),
+                     bands, start)
     n_valid = int(valid.sum())
     if n_valid == 0:
         raise DataError(f"{name}: every pixel is nodata (NaN or the nodata value {nodata}) in the bands used")

@@ -44,8 +44,8 @@ import numpy as np
 import torch
 
 from detectors.base import CubeReader, Detector, Option, Shape, reader_valid
-from detectors.blocks import (DEFAULT_BLOCK_NUM, BlockGrid, combine_maps, drop_nodata, from_blocks, minmax_map,  # noqa: F401
-                              resolve_block_size, slrx_memory_bytes, to_blocks)
+from detectors.blocks import (DEFAULT_BLOCK_NUM, BlockGrid, combine_maps, drop_nodata, from_blocks,  # noqa: F401
+                              minmax_map, resolve_block_size, slrx_memory_bytes, to_blocks)
 from detectors.rx import PixelReader, RXStatistics, band_major_reader, one_thread, rx_statistics
 from utils.errors import DetectorError
 
@@ -220,7 +220,8 @@ class FullStatistics:
 
 
 def strip_maps(pixels: torch.Tensor, block_size: int, core: tuple[int, int], eps: float,
-               full: FullStatistics, keep: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+               full: FullStatistics, keep: torch.Tensor | None = None
+               ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """d_block, d_sur and d_full ``(h, W)`` for the block rows ``core = (k0, k1)`` of a strip of the image.
 
     ``pixels`` ``(strip height, W, B)``, any float dtype: whole block rows of the image, starting on a

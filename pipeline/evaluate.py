@@ -112,8 +112,9 @@ def warn_wavelengths(scenes: list[Scene], args: argparse.Namespace) -> None:
     trained = fen_wavelengths(args.weights)
     if trained is None:
         return
+    bands = slice(args.start_channel, args.start_channel + args.input_channel)
     for s in scenes:
-        used = None if s.wavelengths is None else s.wavelengths[args.start_channel: args.start_channel + args.input_channel]
+        used = None if s.wavelengths is None else s.wavelengths[bands]
         line = wavelength_warning(s.label, used, np.asarray(trained), args.weights)
         if line:
             print(line, file=sys.stderr)
@@ -143,23 +144,32 @@ def evaluate_shard(args: argparse.Namespace, scenes: list[Scene], sources: list[
         if wants_geotiff(getattr(args, "save_geotiff", None), scene):
             write_geotiff_maps(scene, maps, args.save_dir)
         if args.plots:
-            draw_scene(args, scene, maps, result)
-            pictured.append((scene.mask, maps))
+            mask, valid_maps = draw_scene(args, scene, maps, result, src.valid)
+            pictured.append((mask, valid_maps))
     write_exports(records, args.save_dir, args.detectors, envi=args.save_envi)  # each process its own scenes
     return results, records, pictured
 
 
-def draw_scene(args: argparse.Namespace, scene: Scene, maps: dict, result: SceneResult) -> None:
+def draw_scene(args: argparse.Namespace, scene: Scene, maps: dict, result: SceneResult,
+               valid: np.ndarray | None = None) -> tuple[np.ndarray, dict]:
     """``--plots`` of one scene in SAVE_DIR/plots: the cube, mask and maps, the ROC curves, the separability
-    box plot and the 3D-ROC curves (matplotlib is imported only when pictures are asked for)."""
+    box plot and the 3D-ROC curves (matplotlib is imported only when pictures are asked for). Nodata pixels
+    (``valid`` False) are shown at the map's lowest score and left out of the curves and boxes; returns the
+    ``(mask, maps)`` of the valid pixels, for the mean box plot."""
     from evaluation.had_figures import plot_roc3d, plot_separability
-    from evaluation.plots import plot_scene
+    from evaluation.plots import plot_maps, plot_roc
 
     out = args.save_dir / "plots"
     bands = scene.cube[:, :, args.start_channel: args.start_channel + args.input_channel]
-    plot_scene(out, scene.name, bands, scene.mask, maps, result.auc)
-    plot_separability(out / f"{scene.name}_boxes.png", scene.name, scene.mask, maps)
-    plot_roc3d(out / f"{scene.name}_roc3d.png", scene.name, scene.mask, maps, result.roc3d)
+    mask, shown, scored = scene.mask, maps, maps
+    if valid is not None:
+        shown = {k: np.where(valid, v, np.nanmin(v)) for k, v in maps.items()}
+        mask, scored = mask[valid], {k: v[valid] for k, v in maps.items()}
+    plot_maps(out / f"{scene.name}_maps.png", scene.name, bands, scene.mask, shown, result.auc)
+    plot_roc(out / f"{scene.name}_roc.png", scene.name, mask, scored, result.auc)
+    plot_separability(out / f"{scene.name}_boxes.png", scene.name, mask, scored)
+    plot_roc3d(out / f"{scene.name}_roc3d.png", scene.name, mask, scored, result.roc3d)
+    return mask, scored
 
 
 def in_input_order(parts: list[tuple[list[int], list]]) -> list:

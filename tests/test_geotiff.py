@@ -95,8 +95,10 @@ def test_nodata_pixels_are_the_input_nodata_in_geotiff_and_envi_maps(test_cli, t
     err = capsys.readouterr().err
     assert rc == 2 and "e.hdr has no georeference" in err     # --save_geotiff asked for a scene without one
     rc = test_cli.main(["--scenes", str(tmp_path / "s.tif"), "--input_channel", "6", "--detectors", "GRX",
-                        "--save_dir", str(tmp_path / "out")])
+                        "--save_dir", str(tmp_path / "out"), "--plots"])   # nodata left out of the curves too
     assert rc == 0
+    assert sorted(p.name for p in (tmp_path / "out" / "plots").iterdir()) == [
+        "s_boxes.png", "s_maps.png", "s_roc.png", "s_roc3d.png"]
     err = capsys.readouterr().err
     assert "s.tif: 12 of 360 pixels are nodata in the bands used and left out (0 of them" in err
     with rasterio.open(tmp_path / "out" / "geotiff" / "s_GRX.tif") as ds:
