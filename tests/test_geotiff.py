@@ -113,3 +113,40 @@ def test_nodata_pixels_are_the_input_nodata_in_geotiff_and_envi_maps(test_cli, t
     assert (img[2:5, 3:7] == -5.0).all() and np.isfinite(img).all()
     scores = np.load(tmp_path / "out2" / "scores" / "e.npz")["GRX"]
     assert np.isnan(scores[2:5, 3:7]).all() and np.isfinite(scores[6:]).all()
+
+
+def test_a_geotiff_streams_in_windows_and_tiles_as_an_array_does(tmp_path, monkeypatch):
+    """A GeoTIFF with holes read one row per scan block and scored in small strips from temporary files gives
+    the maps of the same cube held in memory."""
+    import rasterio
+    import torch
+    from rasterio.transform import Affine
+
+    import pipeline.sources as sources
+    from detectors.registry import DEFAULT_OPTIONS
+    from pipeline.plan import TilePlan
+    from pipeline.run import Pipeline
+
+    rng = np.random.default_rng(3)
+    cube = rng.normal(size=(40, 36, 6)).astype(np.float32)
+    cube[10:14, 5:30] = -7.0
+    cube[30, 2, 4] = -7.0
+    with rasterio.open(tmp_path / "big.tif", "w", driver="GTiff", height=40, width=36, count=6, dtype="float32",
+                       nodata=-7.0, transform=Affine(30.0, 0.0, 500000.0, 0.0, -30.0, 5800000.0)) as ds:
+        ds.write(np.moveaxis(cube, -1, 0))
+    scene = read_scene(tmp_path / "big.tif")
+    options = DEFAULT_OPTIONS.__class__(**{**DEFAULT_OPTIONS.__dict__, "block_size": 4, "lrx_outer": 9,
+                                           "crd_outer": 7})
+    names = ["GRX", "SLRX", "LRX", "CRD"]
+    whole = sources.SceneSource(cube, 6, 0, "array", -7.0)
+    whole.check()
+    want = next(Pipeline(names, None, options, torch.device("cpu")).run([whole])).maps
+    monkeypatch.setattr(sources, "SCAN_BYTES", 8 * 36 * 6)            # one row per scan block
+    streamed = sources.SceneSource(scene.cube, 6, 0, "tif", scene.nodata)
+    streamed.check()
+    plan = TilePlan(fen_tile=0, slrx_strip=2, lrx_strip=5, input_in_memory=False, enhanced_in_memory=False,
+                    budget=1 << 20, working=0, crd_strip=6)
+    got = next(Pipeline(names, None, options, torch.device("cpu"), plan=plan).run([streamed])).maps
+    np.testing.assert_array_equal(streamed.valid, whole.valid)
+    for name in names:
+        np.testing.assert_allclose(got[name], want[name], rtol=1e-9, atol=1e-12, equal_nan=True, err_msg=name)

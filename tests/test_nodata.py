@@ -185,3 +185,22 @@ def test_a_band_with_no_data_is_refused_with_a_start_that_avoids_it():
     bbl[10] = 0
     with pytest.raises(DataError, match=r"band 10 \(from 0\) is marked bad .*: no 12 contiguous bands"):
         SceneSource(np.ones((4, 4, 12)), 12, 0, "bbl", bbl=bbl).check()
+
+
+def test_training_patches_holding_nodata_are_dropped():
+    from data.patches import scene_patches
+    from data.scene import Scene
+
+    cube = np.random.default_rng(4).random((16, 16, 5)).astype(np.float32) * 100
+    clean = np.array(cube)
+    cube[1, 9, 2] = -1.0                    # partial nodata in the top-right patch
+    cube[12:14, 1:3] = np.nan               # a hole in the bottom-left patch
+    mask = np.zeros((16, 16), bool)
+    mask[10, 12] = True                     # a labelled anomaly in the bottom-right patch
+    patches, dropped = scene_patches([Scene("s", cube, mask, nodata=-1.0)], 5, 0, 8)
+    assert dropped == 3 and patches.shape == (1, 5, 8, 8)
+    valid = np.ones((16, 16), bool)
+    valid[1, 9] = valid[12:14, 1:3] = False
+    lo, hi = float(clean[valid].min()), float(clean[valid].max())   # the valid pixels' range only
+    want = ((clean[:8, :8].astype(np.float64) - lo) / (hi - lo) * 2 - 1) * 0.1
+    np.testing.assert_allclose(patches[0].numpy(), want.transpose(2, 0, 1).astype(np.float32), rtol=0, atol=0)
