@@ -58,29 +58,34 @@ class NodataScan:
 def scan_nodata(raw, start: int, bands: int, nodata: float | None, rows: int, name: str) -> NodataScan:
     """Scan rows ``rows`` at a time of ``raw`` (H x W x B, any lazily indexable cube) for nodata; refuse a band
     that is nodata everywhere (with a ``start_channel`` that avoids it) and a scene without a valid pixel. The
-    caller checks the range (``data.preprocess.check_values``)."""
+    caller checks the range (``data.preprocess.check_values``). A scene without nodata costs one pass with
+    the checks of before (finite values, min, max); one with nodata a second pass for the valid mean."""
     h, w = int(raw.shape[0]), int(raw.shape[1])
     valid = np.ones((h, w), dtype=bool)
     band_nodata = np.zeros(bands, dtype=np.int64)
     lo, hi, inf, full = np.inf, -np.inf, 0, 0
-    total = np.zeros(bands, dtype=np.float64)
+    tagged = nodata is not None and not np.isnan(nodata)
     for r0 in range(0, h, rows):
         view = raw[r0: r0 + rows, :, start: start + bands]
         sel = np.asarray(view)
-        hole = nodata_values(sel, nodata)                              # (r, W, bands)
-        band_nodata += hole.sum(axis=(0, 1))
-        any_hole, all_hole = hole.any(axis=2), hole.all(axis=2)
-        full += int(all_hole.sum())
-        valid[r0: r0 + rows] = ~any_hole
-        good = sel[~any_hole] if any_hole.any() else sel.reshape(-1, bands)   # a copy only where there are holes
-        if good.size and good.dtype.kind == "f":
-            finite = np.isfinite(good)
-            if not finite.all():
-                inf += int((~finite).sum())
-                good = good[finite.all(axis=1)]
+        finite = np.isfinite(sel) if sel.dtype.kind == "f" else None
+        all_finite = finite is None or bool(finite.all())
+        hole = None if all_finite else np.isnan(sel)                   # (r, W, bands)
+        if tagged:
+            hole = sel == nodata if hole is None else hole | (sel == nodata)
+        good, good_finite = sel, finite
+        if hole is not None and hole.any():
+            band_nodata += hole.sum(axis=(0, 1))
+            any_hole = hole.any(axis=2)
+            full += int(hole.all(axis=2).sum())
+            valid[r0: r0 + rows] = ~any_hole
+            good = sel[~any_hole]
+            good_finite = None if finite is None else finite[~any_hole]
+        if not all_finite and good_finite is not None and not good_finite.all():   # Inf: an overflow
+            inf += int((~good_finite).sum())
+            good = good[good_finite.reshape(-1, bands).all(axis=1).reshape(good.shape[:-1])]
         if good.size:
             lo, hi = min(lo, float(good.min())), max(hi, float(good.max()))
-            total += good.sum(axis=0, dtype=np.float64)  # buffered casting: no float64 copy of the block
         release_pages(raw, view if isinstance(view, np.ndarray) else None)
     empty = [start + int(i) for i in np.flatnonzero(band_nodata == h * w)]
     if empty:
@@ -90,9 +95,21 @@ def scan_nodata(raw, start: int, bands: int, nodata: float | None, rows: int, na
     if n_valid == 0:
         raise DataError(f"{name}: every pixel is nodata (NaN or the nodata value {nodata}) in the bands used")
     count = h * w - n_valid
-    return NodataScan(lo, hi, None if count == 0 else valid, full, count - full, inf, total / n_valid)
+    if count == 0:
+        return NodataScan(lo, hi, None, 0, 0, inf, None)
+    return NodataScan(lo, hi, valid, full, count - full, inf, valid_mean(raw, start, bands, valid, rows))
 
 
+def valid_mean(raw, start: int, bands: int, valid: np.ndarray, rows: int) -> np.ndarray:
+    """``(bands,)`` float64 mean spectrum of the ``valid`` pixels of ``raw``, read ``rows`` rows at a time."""
+    total = np.zeros(bands, dtype=np.float64)
+    for r0 in range(0, raw.shape[0], rows):
+        view = raw[r0: r0 + rows, :, start: start + bands]
+        block = np.asarray(view)[valid[r0: r0 + rows]]
+        total += block[np.isfinite(block).all(axis=1)].sum(axis=0, dtype=np.float64) if block.dtype.kind == "f" \
+            else block.sum(axis=0, dtype=np.float64)
+        release_pages(raw, view if isinstance(view, np.ndarray) else None)
+    return total / int(valid.sum())
 
 def preprocess_valid(cube, bands: int, start: int, name: str, nodata: float | None = None,
                      bbl: np.ndarray | None = None) -> tuple["torch.Tensor", np.ndarray | None]:
