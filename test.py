@@ -11,7 +11,8 @@ Prints a per-scene table (AUC and seconds for each detector) with the mean row, 
 (AUC(Pd,Pf), AUC(Pd,tau), AUC(Pf,tau), SNPR, adaptive SNPR; evaluation/roc3d.py) per scene and detector.
 Writes under ``--save_dir`` the per-scene AUCs (``auc.csv``), the 3D-ROC measures (``roc3d.csv``), the score
 maps (``scores/<scene>.npz``) and, with ``--plots``, ``plots/<scene>_maps.png`` and ``plots/<scene>_roc.png``;
-with ``--save_mat`` the authors' MATLAB files, with ``--save_envi`` georeferenced ENVI maps (evaluation/export.py).
+with ``--save_mat`` the authors' MATLAB files, with ``--save_envi`` georeferenced ENVI maps (evaluation/export.py),
+with ``--save_geotiff`` (on for GeoTIFF scenes) georeferenced GeoTIFF maps (evaluation/geotiff_maps.py).
 """
 from __future__ import annotations
 
@@ -39,7 +40,8 @@ def build_parser() -> argparse.ArgumentParser:
     add_data_path(src)
     src.add_argument("--scenes", type=Path, nargs="+", metavar="FILE",
                      help="single scenes instead: .mat (cube + mask), .npy with a .png mask of the same stem, "
-                          "or an ENVI .hdr (+ binary) with a <stem>.png or <stem>_gt.hdr mask")
+                          "an ENVI .hdr (+ binary) with a <stem>.png or <stem>_gt.hdr mask, a GeoTIFF .tif "
+                          "(<stem>.png or <stem>_gt.tif mask, or none), or a NetCDF4/HDF5 .nc/.h5 (EMIT layout)")
     p.add_argument("--data_key", default=DEFAULTS.data_key, help=".mat key of the cube (guessed if omitted)")
     p.add_argument("--gt_key", default=DEFAULTS.gt_key, help=".mat key of the mask (guessed if omitted)")
     p.add_argument("--weights", default=DEFAULTS.weights,
@@ -74,6 +76,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--save_envi", action=argparse.BooleanOptionalAction, default=DEFAULTS.save_envi,
                    help="for ENVI scenes: each score map as a float32 ENVI image with the input's map info, "
                         "in SAVE_DIR/envi/<scene>_<detector>.hdr")
+    p.add_argument("--save_geotiff", action=argparse.BooleanOptionalAction, default=DEFAULTS.save_geotiff,
+                   help="each score map as a one-band float32 GeoTIFF with the input's CRS, transform and nodata, in "
+                        "SAVE_DIR/geotiff/<scene>_<detector>.tif (default: on for GeoTIFF scenes)")
     p.add_argument("--json", type=Path, default=DEFAULTS.json, help="also write the results as JSON here")
     add_run_options(p, DEFAULTS)
     return p

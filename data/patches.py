@@ -22,6 +22,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from data.nodata import preprocess_valid
 from data.preprocess import DataError, check_cube, preprocess
 from data.scene import Scene, load_npy
 
@@ -86,22 +87,23 @@ def load_patches(files: list[Path], bands: int, start: int, size: int, stride: i
 
 def scene_patches(scenes: Sequence[Scene], bands: int, start: int, size: int, stride: int | None = None
                   ) -> tuple[torch.Tensor, int]:
-    """Training patches of whole scenes (each preprocessed as one image) that touch no labelled anomaly:
-    ``(N, bands, size, size)`` float32, and how many patches were dropped for touching one."""
+    """Training patches of whole scenes (each preprocessed as one image) that touch no labelled anomaly and no
+    nodata pixel (data/nodata.py): ``(N, bands, size, size)`` float32, and how many patches were dropped."""
     if not scenes:
         raise DataError("no training scenes")
     out, dropped = [], 0
     for s in scenes:
         name = s.label
         check_patch_fits(s.cube.shape, size, name)
-        patches = cut_patches(preprocess(s.cube, bands, start, name), size, stride)
-        keep = anomaly_free(s.mask, size, stride)
+        x, valid = preprocess_valid(s.cube, bands, start, name, s.nodata, s.bbl)
+        patches = cut_patches(x, size, stride)
+        keep = anomaly_free(s.mask if valid is None else s.mask | ~valid, size, stride)
         dropped += int((~keep).sum())
         out.append(patches[torch.from_numpy(keep)])
     patches = torch.cat(out)
     if not len(patches):
         raise DataError(f"every {size} x {size} patch of the {len(scenes)} training scene(s) touches a labelled "
-                        f"anomaly at img_size={size}: use smaller patches, or a smaller patch_stride=<px>")
+                        f"anomaly or nodata at img_size={size}: use smaller patches, or a smaller patch_stride=<px>")
     return patches, dropped
 
 

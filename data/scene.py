@@ -16,8 +16,13 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from data.bands import envi_band_facts
 from data.envi import MASK_SUFFIXES, envi_mask_path, open_envi, read_envi_mask
+from data.geotiff import SUFFIXES as GEOTIFF_SUFFIXES
+from data.geotiff import geotiff_mask_path, open_geotiff, read_geotiff_mask
 from data.georef import GeoRef
+from data.netcdf import SUFFIXES as NETCDF_SUFFIXES
+from data.netcdf import open_netcdf
 from data.preprocess import DataError, check_mask
 from utils.errors import describe
 
@@ -32,7 +37,8 @@ class Scene:
 
     Optional facts a reader fills where its format gives them: ``georef`` (where the scene lies on the
     Earth), ``wavelengths`` (B centre wavelengths, nanometres) and ``nodata`` (the value that marks a pixel
-    with no data in a band, as the file declares it).
+    with no data in a band, as the file declares it), ``fwhm`` (B band widths, nanometres) and ``bbl`` (B
+    values of the bad band list, 1 = good, 0 = bad, as ENVI and GDAL metadata give it).
     """
 
     name: str
@@ -42,6 +48,8 @@ class Scene:
     georef: GeoRef | None = None
     wavelengths: np.ndarray | None = None
     nodata: float | None = None
+    fwhm: np.ndarray | None = None
+    bbl: np.ndarray | None = None
 
     @property
     def label(self) -> str:
@@ -198,7 +206,35 @@ def read_envi(path: Path) -> Scene:
         names = ", ".join([path.stem + ".png"] + [path.stem + s + ".hdr" for s in MASK_SUFFIXES])
         raise DataError(f"{path}: no ground-truth mask beside it (expected one of {names})")
     mask = read_png_mask(mask_path) if mask_path.suffix.lower() == ".png" else read_envi_mask(mask_path)
-    return Scene(path.stem, cube, mask, str(path))
+    return Scene(path.stem, cube, mask, str(path), **envi_band_facts(path, cube.shape[2]))
+
+
+def unlabelled(shape: tuple[int, ...]) -> np.ndarray:
+    """The mask of a scene without ground truth: all False (its AUC is undefined, and said so), the stand-in
+    until scenes without a mask are a notion of their own."""
+    return np.zeros(shape[:2], dtype=bool)
+
+
+def read_geotiff(path: Path) -> Scene:
+    """A GeoTIFF scene (data/geotiff.py): the cube read window by window, its georeference, nodata and band
+    metadata, and its mask (``<stem>.png`` or ``<stem>_gt.tif`` ...; none: unlabelled)."""
+    cube, facts = open_geotiff(path)
+    mask_path = geotiff_mask_path(path)
+    if mask_path is None:
+        mask = unlabelled(cube.shape)
+    else:
+        mask = read_png_mask(mask_path) if mask_path.suffix.lower() == ".png" else read_geotiff_mask(mask_path)
+    return Scene(path.stem, cube, mask, str(path), **facts)
+
+
+def read_netcdf(path: Path, data_key: str | None = None, gt_key: str | None = None) -> Scene:
+    """A NetCDF4/HDF5 scene (data/netcdf.py); its mask the ``gt_key`` variable, else ``<stem>.png``, else
+    none (unlabelled)."""
+    cube, mask, facts = open_netcdf(path, data_key, gt_key)
+    if mask is None:
+        png = path.with_suffix(".png")
+        mask = read_png_mask(png) if png.is_file() else unlabelled(cube.shape)
+    return Scene(path.stem, cube, mask, str(path), **facts)
 
 
 def check_scene(scene: Scene) -> Scene:
@@ -223,4 +259,9 @@ def read_scene(path: str | Path, data_key: str | None = None, gt_key: str | None
         return check_scene(read_npy(path))
     if suffix == ".hdr":  # ENVI header + binary image (data/envi.py, through the spectral package)
         return check_scene(read_envi(path))
-    raise DataError(f"{path}: unknown scene format '{suffix}' (use .mat, .npy with a .png mask, or an ENVI .hdr)")
+    if suffix in GEOTIFF_SUFFIXES:  # GeoTIFF (data/geotiff.py, through rasterio)
+        return check_scene(read_geotiff(path))
+    if suffix in NETCDF_SUFFIXES:  # NetCDF4 / HDF5 products (data/netcdf.py, through h5py)
+        return check_scene(read_netcdf(path, data_key, gt_key))
+    raise DataError(f"{path}: unknown scene format '{suffix}' (use .mat, .npy with a .png mask, an ENVI .hdr, "
+                    "a GeoTIFF .tif or a NetCDF4/HDF5 .nc/.h5)")

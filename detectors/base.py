@@ -39,6 +39,8 @@ class CubeReader(Protocol):
 
     shape: tuple[int, int, int]
     device: torch.device
+    #: ``(H, W)`` bool numpy mask of the pixels with data (None: all); data/nodata.py
+    valid: np.ndarray | None
 
     def pixels(self, i0: int, i1: int) -> torch.Tensor:
         """Pixels ``[i0, i1)`` in row-major order: ``(n, B)`` float64."""
@@ -49,6 +51,19 @@ class CubeReader(Protocol):
     def window(self, r0: int, r1: int, c0: int, c1: int, halo: int, periodic: bool = False) -> torch.Tensor:
         """Rows ``[r0 - halo, r1 + halo)`` and columns ``[c0 - halo, c1 + halo)``, mirrored at the scene border
         (the edge pixel not repeated), or wrapped around it with ``periodic``: ``(rows, cols, B)`` float32."""
+
+
+def reader_valid(reader: CubeReader) -> np.ndarray | None:
+    """The reader's ``(H, W)`` valid-pixel mask, None when every pixel has data (or the reader has none)."""
+    return getattr(reader, "valid", None)
+
+
+def valid_window(valid: np.ndarray, r0: int, r1: int, c0: int, c1: int, halo: int, periodic: bool,
+                 device: torch.device) -> torch.Tensor:
+    """The ``(rows + 2 halo, cols + 2 halo)`` bool window of ``valid`` matching :meth:`CubeReader.window`."""
+    h, w = valid.shape
+    rows, cols = window_index(r0, r1, halo, h, periodic), window_index(c0, c1, halo, w, periodic)
+    return torch.from_numpy(np.ascontiguousarray(valid[rows][:, cols])).to(device)
 
 
 def check_dual_windows(detector: str, prefix: str, inner: int, outer: int, height: int, width: int) -> None:
@@ -73,16 +88,23 @@ def check_dual_windows(detector: str, prefix: str, inner: int, outer: int, heigh
 
 
 def score_in_strips(reader: CubeReader, strip: int, halo: int, periodic: bool,
-                    score_window: Callable[[torch.Tensor], torch.Tensor]) -> torch.Tensor:
+                    score_window: Callable[..., torch.Tensor]) -> torch.Tensor:
     """Scores ``(H, W)`` float64 of a window detector: rows in strips of ``strip`` (0: all), each read with
     ``halo`` px of context (mirrored, or wrapped with ``periodic``) and scored by ``score_window``, which maps
-    the ``(rows + 2 halo, W + 2 halo, B)`` float32 window to the strip's ``(rows, W)`` scores."""
+    the ``(rows + 2 halo, W + 2 halo, B)`` float32 window to the strip's ``(rows, W)`` scores. Where the
+    reader has nodata pixels, ``score_window`` also gets the window's ``(rows + 2 halo, W + 2 halo)`` bool
+    valid mask (keyword ``keep``) to leave them out of the backgrounds."""
     h, w, _ = reader.shape
     strip = strip or h
+    valid = reader_valid(reader)
     scores = torch.empty(h, w, dtype=torch.float64, device=reader.device)
     for r0 in range(0, h, strip):
         r1 = min(h, r0 + strip)
-        scores[r0:r1] = score_window(reader.window(r0, r1, 0, w, halo, periodic))
+        window = reader.window(r0, r1, 0, w, halo, periodic)
+        if valid is None:
+            scores[r0:r1] = score_window(window)
+        else:
+            scores[r0:r1] = score_window(window, keep=valid_window(valid, r0, r1, 0, w, halo, periodic, reader.device))
     return scores
 
 
@@ -102,10 +124,11 @@ def window_index(start: int, stop: int, halo: int, size: int, periodic: bool) ->
 class TensorReader:
     """:class:`CubeReader` of a ``(B, H, W)`` tensor, on its device."""
 
-    def __init__(self, cube: torch.Tensor) -> None:
+    def __init__(self, cube: torch.Tensor, valid: np.ndarray | None = None) -> None:
         self.cube = cube.permute(1, 2, 0)  # (H, W, B) view
         self.shape = tuple(self.cube.shape)
         self.device = cube.device
+        self.valid = valid
 
     def pixels(self, i0: int, i1: int) -> torch.Tensor:
         return self.cube.reshape(-1, self.shape[2])[i0:i1].to(torch.float64)

@@ -1,6 +1,6 @@
 """SLRX's block grid (detectors/slrx.py): the ``size`` x ``size`` blocks over an image, the block size from
-the options (quirk 6: ``bands // block_num`` px, or ``block_size`` px), its checks and memory estimate, and the
-reshaping of pixels into blocks and back.
+the options (quirk 6: ``bands // block_num`` px, or ``block_size`` px), its checks and memory estimate, the
+reshaping of pixels into blocks and back, and the min-max product of SLRX's three distance maps.
 """
 from __future__ import annotations
 
@@ -132,3 +132,37 @@ def from_blocks(values: torch.Tensor, height: int, width: int) -> torch.Tensor:
     image = values.view(rows, cols, size, size).permute(0, 2, 1, 3).reshape(rows * size, cols * size)
     return image[:height, :width]
 
+
+
+def drop_nodata(blocks: torch.Tensor, valid: torch.Tensor, keep: torch.Tensor, size: int) -> torch.Tensor:
+    """Mark the nodata pixels (``keep`` ``(H, W)`` bool False; data/nodata.py) of :func:`to_blocks`' output as
+    padding: zeroed in ``blocks`` (in place) and False in the returned validity ``(R, C, s*s)``."""
+    kept, _ = to_blocks(keep[..., None].to(blocks.dtype), size)
+    valid = valid & (kept[..., 0] > 0.5)
+    blocks.masked_fill_(~valid[..., None], 0.0)
+    return valid
+
+
+def minmax_map(d: torch.Tensor, keep: torch.Tensor | None = None) -> torch.Tensor:
+    """An ``(H, W)`` distance map min-maxed to [0, 1] over the image (over its ``keep`` pixels, the ones with
+    data, where given).
+
+    A map that is the same at every pixel (d_full of a scene made of two spectra in equal numbers, say)
+    tells no pixel apart and has no min-max (0 / 0): it counts as 1, the neutral factor of the product,
+    rather than failing or turning every score into NaN.
+    """
+    seen = d if keep is None else d[keep]
+    if not bool(torch.isfinite(seen).all()):
+        raise DetectorError("SLRX: non-finite distances (non-finite input?)")
+    lo, hi = seen.min(), seen.max()
+    return (d - lo) / (hi - lo) if bool(hi > lo) else torch.ones_like(d)
+
+
+def combine_maps(maps: dict[str, torch.Tensor], keep: torch.Tensor | None = None) -> torch.Tensor:
+    """SLRX score: minmax(d_block) * minmax(d_sur) * minmax(d_full), each min-max over the image (a constant
+    map counts as 1: :func:`minmax_map`); over the ``keep`` pixels where given."""
+    score = None
+    for d in maps.values():
+        m = minmax_map(d, keep)
+        score = m if score is None else score * m
+    return score

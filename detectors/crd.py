@@ -55,7 +55,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from detectors.base import CubeReader, Detector, Option, Shape, check_dual_windows, score_in_strips
+from detectors.base import CubeReader, Detector, Option, Shape, check_dual_windows, reader_valid, score_in_strips
 from detectors.rx import one_thread, rx_statistics, value_range
 from utils.cube import bands_first
 from utils.errors import DetectorError
@@ -148,11 +148,18 @@ def _residual_gram(xa: torch.Tensor, ya: torch.Tensor, d2: torch.Tensor, lam: fl
     return ya[:, :-1] - (xa[..., :-1] * alpha).sum(dim=1), info
 
 
-def crd_scores(xa: torch.Tensor, ya: torch.Tensor, lam: float = DEFAULT_LAMBDA) -> tuple[torch.Tensor, torch.Tensor]:
+def crd_scores(xa: torch.Tensor, ya: torch.Tensor, lam: float = DEFAULT_LAMBDA, keep: torch.Tensor | None = None
+               ) -> tuple[torch.Tensor, torch.Tensor]:
     """CRD scores ``(P,)`` of pixels ``ya`` ``(P, B + 1)`` with backgrounds ``xa`` ``(P, N, B + 1)`` (min-maxed,
-    float64, augmented with a last value 1), and the largest Cholesky info (0: all positive definite)."""
+    float64, augmented with a last value 1), and the largest Cholesky info (0: all positive definite).
+
+    ``keep`` ``(P, N)`` bool: the background pixels with data. The others' rows of ``xa`` must be all zero
+    (the appended 1 too): they then add nothing to ``X_a W X_a^T`` and get ``alpha = 0`` in the ``N x N``
+    form, i.e. they are left out of the dictionary exactly (their distance is set to 1, so no false copy)."""
     # ||x_i - y||^2 on the B bands: the appended 1s cancel in the difference
     d2 = torch.linalg.vector_norm(xa - ya[:, None, :], dim=-1).square_()   # (P, N)
+    if keep is not None:
+        d2 = torch.where(keep, d2, torch.ones_like(d2))
     copy = (d2 == 0).any(dim=1)                # an exact copy in the background: score 0 (docstring)
     d2 = torch.where(copy[:, None], torch.ones_like(d2), d2)   # any positive value: the result is replaced
     push = xa.shape[-1] < xa.shape[1]                          # B + 1 < N
@@ -171,14 +178,14 @@ def _offsets(inner: int, outer: int, padded_width: int, device: torch.device) ->
 
 def crd_window(window: torch.Tensor, lo: float | torch.Tensor, span: float | torch.Tensor,
                inner: int = DEFAULT_INNER, outer: int = DEFAULT_OUTER, lam: float = DEFAULT_LAMBDA,
-               chunk: int | None = None) -> torch.Tensor:
+               chunk: int | None = None, keep: torch.Tensor | None = None) -> torch.Tensor:
     """CRD scores ``(rows, cols)`` float64 of the interior of ``window`` ``(B, rows + 2r, cols + 2r)``
     (``r = outer // 2``): pixels with ``r`` px of context on every side (periodic at the scene border,
     see :func:`periodic_pad`), raw values, with ``lo`` the whole scene's minimum and ``span`` its
     ``max - min`` (CRD is not shift or scale invariant, so a strip must be scaled as the whole scene).
 
     A strip of rows of the scene with its context gives the same scores as those rows of the whole scene.
-    ``chunk``: pixels per batched solve (default: :func:`chunk_pixels`).
+    ``chunk``: pixels per batched solve (default: :func:`chunk_pixels`); ``keep``: the window's valid pixels.
     """
     r = outer // 2
     if window.dim() != 3 or min(window.shape[1:]) <= 2 * r:
@@ -189,6 +196,9 @@ def crd_window(window: torch.Tensor, lo: float | torch.Tensor, span: float | tor
     pixels = window.new_ones(hp, wp, b + 1, dtype=torch.float64)
     pixels[..., :b] = ((window.to(torch.float64) - lo) / span).permute(1, 2, 0)
     pixels = pixels.reshape(hp * wp, b + 1)
+    flat_keep = None if keep is None else keep.reshape(-1)
+    if flat_keep is not None:  # nodata pixels: zero rows, out of every dictionary (crd_scores)
+        pixels.masked_fill_(~flat_keep[:, None], 0.0)
     offsets = _offsets(inner, outer, wp, window.device)
     chunk = chunk or chunk_pixels(b, inner, outer, window.device)
     scores = pixels.new_empty(rows * cols)
@@ -197,8 +207,10 @@ def crd_window(window: torch.Tensor, lo: float | torch.Tensor, span: float | tor
         """Scores of output pixels ``p0 .. p0 + chunk - 1`` (row-major) into ``scores``; the Cholesky info."""
         p = torch.arange(p0, min(rows * cols, p0 + chunk), device=window.device)
         centre = (p // cols + r) * wp + p % cols + r                       # flat index in the padded window
-        xa = pixels[(centre[:, None] + offsets).flatten()].reshape(len(p), len(offsets), b + 1)
-        scores[p0:p0 + len(p)], info = crd_scores(xa, pixels[centre], lam)
+        index = (centre[:, None] + offsets).flatten()
+        xa = pixels[index].reshape(len(p), len(offsets), b + 1)
+        kept = None if flat_keep is None else flat_keep[index].reshape(len(p), len(offsets))
+        scores[p0:p0 + len(p)], info = crd_scores(xa, pixels[centre], lam, kept)
         return info
 
     starts = range(0, rows * cols, chunk)
@@ -256,10 +268,10 @@ class CRDDetector(Detector):
         h, w, b = reader.shape
         inner, outer, lam = options.crd_inner, options.crd_outer, options.crd_lambda
         check_crd(inner, outer, lam, h, w)
-        stats = rx_statistics(reader.pixels, h * w, b, reader.device)  # the scene's min and span
+        stats = rx_statistics(reader.pixels, h * w, b, reader.device, reader_valid(reader))  # min and span
         lo, span = stats.lo, stats.span()
-        return score_in_strips(reader, strip, outer // 2, True, lambda window: crd_window(
-            window.permute(2, 0, 1), lo, span, inner, outer, lam))
+        return score_in_strips(reader, strip, outer // 2, True, lambda window, keep=None: crd_window(
+            window.permute(2, 0, 1), lo, span, inner, outer, lam, keep=keep))
 
 
 CRD = CRDDetector()

@@ -30,7 +30,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from detectors.base import CubeReader, Detector, Option, Shape, check_dual_windows, score_in_strips
+from detectors.base import CubeReader, Detector, Option, Shape, check_dual_windows, reader_valid, score_in_strips
 from detectors.rx import one_thread, rx_statistics, value_range
 from detectors.slrx import RIDGE  # the authors' SLRX ridge (quirk 3), used here for the same reason
 from utils.cube import bands_first
@@ -121,17 +121,36 @@ def lrx(cube: torch.Tensor | np.ndarray, inner: int = DEFAULT_INNER, outer: int 
     return given.map(lrx_mirrored(pixels, span, inner, outer, ridge, chunk))
 
 
+def background_counts(keep: torch.Tensor, inner: int, outer: int) -> torch.Tensor:
+    """``(h, w)`` float64: valid pixels in each output pixel's background (outer window minus guard window) of
+    the ``(h + 2r, w + 2r)`` bool ``keep`` window (``r = outer // 2``)."""
+    k = keep.to(torch.float64)[None, None]
+    r, ri = outer // 2, inner // 2
+    outer_sum = torch.nn.functional.avg_pool2d(k, outer, stride=1, divisor_override=1)[0, 0]
+    inner_sum = torch.nn.functional.avg_pool2d(k[..., r - ri: k.shape[-2] - r + ri, r - ri: k.shape[-1] - r + ri],
+                                               inner, stride=1, divisor_override=1)[0, 0]
+    return (outer_sum - inner_sum).round_()
+
+
 def lrx_mirrored(pixels: torch.Tensor, span: float, inner: int = DEFAULT_INNER, outer: int = DEFAULT_OUTER,
-                 ridge: float = RIDGE, chunk: int | None = None) -> torch.Tensor:
+                 ridge: float = RIDGE, chunk: int | None = None, keep: torch.Tensor | None = None) -> torch.Tensor:
     """LRX scores ``(h, w)`` from ``(h + 2r, w + 2r, B)`` float64 pixels (``r = outer // 2``) that carry
     ``r`` px of context on every side (mirrored at the scene border), centred on the scene's mean, with
     ``span`` the scene's value range (see :func:`_mirrored_pixels`).
 
     A strip of the scene with its context gives the same scores as the same rows of the whole scene:
     pipeline/ runs LRX that way on scenes larger than memory.
+
+    ``keep`` ``(h + 2r, w + 2r)`` bool: the pixels with data (data/nodata.py). The others are zeroed (after the
+    centring: they then add nothing to the running sums) and each pixel's ``n`` is its count of valid
+    background pixels; a background of fewer than 2 is scored as if it held 2 (finite, ridge-dominated).
     """
     r, ri = outer // 2, inner // 2
     h, w, b = pixels.shape[0] - 2 * r, pixels.shape[1] - 2 * r, pixels.shape[2]
+    if keep is not None:
+        pixels = pixels.masked_fill(~keep[..., None], 0.0)
+        return _lrx_counted(pixels, background_counts(keep, inner, outer).clamp_min_(2), span, inner, outer,
+                            ridge, chunk)
     n = outer * outer - inner * inner
     lam = ridge * span * span * (n - 1)          # ridge on C (raw units) moved onto the scatter
     chunk = chunk or chunk_width(b, w, pixels.device)
@@ -168,6 +187,39 @@ def lrx_mirrored(pixels: torch.Tensor, span: float, inner: int = DEFAULT_INNER, 
     return scores
 
 
+def _lrx_counted(pixels: torch.Tensor, counts: torch.Tensor, span: float, inner: int, outer: int, ridge: float,
+                 chunk: int | None) -> torch.Tensor:
+    """:func:`lrx_mirrored` with a background count per pixel ``counts`` ``(h, w)`` (nodata left out)."""
+    r, ri = outer // 2, inner // 2
+    h, w, b = pixels.shape[0] - 2 * r, pixels.shape[1] - 2 * r, pixels.shape[2]
+    chunk = chunk or chunk_width(b, w, pixels.device)
+    scores = pixels.new_empty(h, w)
+    worst = torch.zeros((), dtype=torch.int32, device=pixels.device)
+    for c0 in range(0, w, chunk):
+        c1 = min(w, c0 + chunk)
+        sum2 = pixels.new_zeros(c1 - c0, b, b)
+        sum1 = pixels.new_zeros(c1 - c0, b)
+        eye = torch.eye(b, dtype=pixels.dtype, device=pixels.device)
+        _update(sum2, sum1, pixels, [(p, 1.0) for p in range(outer)],
+                [(p, 1.0) for p in range(r - ri, r + ri + 1)], c0, c1, r, ri, outer, inner)
+        for i in range(h):
+            if i > 0:
+                _update(sum2, sum1, pixels, [(i + 2 * r, 1.0), (i - 1, -1.0)],
+                        [(i + r + ri, 1.0), (i + r - ri - 1, -1.0)], c0, c1, r, ri, outer, inner)
+            n = counts[i, c0:c1]                                                         # (w,)
+            mean = sum1 / n[:, None]
+            cov = sum2 - mean[:, :, None] * sum1[:, None, :] + (ridge * span * span * (n - 1))[:, None, None] * eye
+            centred = pixels[i + r, c0 + r: c1 + r] - mean
+            with one_thread(pixels.device):
+                factor, info = torch.linalg.cholesky_ex(cov)
+                y = torch.linalg.solve_triangular(factor, centred[:, :, None], upper=False)
+            worst = torch.maximum(worst, info.max())
+            scores[i, c0:c1] = y.square().sum(dim=(1, 2)) * (n - 1)
+    if int(worst) > 0:
+        raise DetectorError("LRX: a background covariance is not positive definite (non-finite input?)")
+    return scores
+
+
 class LRXDetector(Detector):
     """LRX as the pipeline runs it: the scene's span and centre, then strips of rows, each with half the
     outer window of mirrored context (:func:`lrx_mirrored`)."""
@@ -194,10 +246,10 @@ class LRXDetector(Detector):
         h, w, b = reader.shape
         inner, outer = options.lrx_inner, options.lrx_outer
         check_windows(inner, outer, h, w)
-        stats = rx_statistics(reader.pixels, h * w, b, reader.device)  # span and centre of the scene
+        stats = rx_statistics(reader.pixels, h * w, b, reader.device, reader_valid(reader))  # span and centre
         span = stats.span()
-        return score_in_strips(reader, strip, outer // 2, False, lambda window: lrx_mirrored(
-            window.to(torch.float64).sub_(stats.mean), span, inner, outer))
+        return score_in_strips(reader, strip, outer // 2, False, lambda window, keep=None: lrx_mirrored(
+            window.to(torch.float64).sub_(stats.mean), span, inner, outer, keep=keep))
 
 
 LRX = LRXDetector()

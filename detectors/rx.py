@@ -35,7 +35,7 @@ from typing import Callable, Iterator
 import numpy as np
 import torch
 
-from detectors.base import CubeReader, Detector, Shape
+from detectors.base import CubeReader, Detector, Shape, reader_valid
 from utils.cube import bands_first
 from utils.device import torch_threads
 from utils.errors import DetectorError
@@ -227,18 +227,24 @@ PixelReader = Callable[[int, int], torch.Tensor]
 
 
 def rx_statistics(read: PixelReader, n_pixels: int, bands: int,
-                  device: torch.device | str = "cpu") -> RXStatistics:
-    """Mean, scatter and value range of ``n_pixels`` pixels, read in chunks of :func:`chunk_pixels`."""
+                  device: torch.device | str = "cpu", valid: np.ndarray | None = None) -> RXStatistics:
+    """Mean, scatter and value range of ``n_pixels`` pixels, read in chunks of :func:`chunk_pixels`; with
+    ``valid`` (``(H, W)`` or flat bool, None: all), of the valid pixels only (nodata: data/nodata.py)."""
     size = chunk_pixels(bands, device)
     stats = RXStatistics(bands, device)
+    keep = None if valid is None else torch.from_numpy(np.ascontiguousarray(valid).reshape(-1)).to(device)
     for start in range(0, n_pixels, size):
-        stats.add(read(start, min(n_pixels, start + size)))
+        stop = min(n_pixels, start + size)
+        chunk = read(start, stop)
+        stats.add(chunk if keep is None else chunk[keep[start:stop]])
     return stats
 
 
-def grx_scores(read: PixelReader, n_pixels: int, bands: int, device: torch.device | str = "cpu") -> torch.Tensor:
-    """GRX scores ``(n_pixels,)`` float64 of the pixels ``read`` gives (two passes: statistics, scores)."""
-    stats = rx_statistics(read, n_pixels, bands, device)
+def grx_scores(read: PixelReader, n_pixels: int, bands: int, device: torch.device | str = "cpu",
+               valid: np.ndarray | None = None) -> torch.Tensor:
+    """GRX scores ``(n_pixels,)`` float64 of the pixels ``read`` gives (two passes: statistics, scores); the
+    statistics of the ``valid`` pixels only where given (the others' scores are the caller's to mask)."""
+    stats = rx_statistics(read, n_pixels, bands, device, valid)
     folded = folded_precision(stats.precision())
     size = chunk_pixels(bands, device)
     scores = torch.empty(n_pixels, dtype=torch.float64, device=device)
@@ -283,7 +289,7 @@ class GRXDetector(Detector):
 
     def score_reader(self, reader: CubeReader, strip: int, options: object) -> torch.Tensor:
         h, w, b = reader.shape
-        return grx_scores(reader.pixels, h * w, b, reader.device).reshape(h, w)
+        return grx_scores(reader.pixels, h * w, b, reader.device, reader_valid(reader)).reshape(h, w)
 
 
 GRX = GRXDetector()

@@ -43,8 +43,9 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
-from detectors.base import CubeReader, Detector, Option, Shape
-from detectors.blocks import DEFAULT_BLOCK_NUM, BlockGrid, from_blocks, resolve_block_size, slrx_memory_bytes, to_blocks
+from detectors.base import CubeReader, Detector, Option, Shape, reader_valid
+from detectors.blocks import (DEFAULT_BLOCK_NUM, BlockGrid, combine_maps, drop_nodata, from_blocks,  # noqa: F401
+                              minmax_map, resolve_block_size, slrx_memory_bytes, to_blocks)
 from detectors.rx import PixelReader, RXStatistics, band_major_reader, one_thread, rx_statistics
 from utils.cube import bands_first
 from utils.errors import DetectorError
@@ -220,23 +221,29 @@ class FullStatistics:
 
 
 def strip_maps(pixels: torch.Tensor, block_size: int, core: tuple[int, int], eps: float,
-               full: FullStatistics) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+               full: FullStatistics, keep: torch.Tensor | None = None
+               ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """d_block, d_sur and d_full ``(h, W)`` for the block rows ``core = (k0, k1)`` of a strip of the image.
 
     ``pixels`` ``(strip height, W, B)``, any float dtype: whole block rows of the image, starting on a
     block boundary, with the block row above ``k0`` and the one below ``k1 - 1`` included where the image
     has them (a block's surround is its 8 neighbours: one block row of context is all d_sur needs).
     ``h`` is the height of the core rows. With the whole image as the strip, ``core = (0, R)``.
+
+    ``keep`` ``(strip height, W)`` bool: the pixels with data (data/nodata.py), the others left out as padding.
     """
     sh, w, b = pixels.shape
     k0, k1 = core
     blocks, valid = to_blocks(pixels, block_size, torch.float64)                  # (R, C, M, B)
+    if keep is not None:
+        valid = drop_nodata(blocks, valid, keep, block_size)
     n = valid.sum(dim=-1).to(blocks.dtype)                                       # (R, C)
-    mean = blocks.sum(dim=-2) / n[..., None]                                     # padding is zero
+    mean = blocks.sum(dim=-2) / n.clamp_min(1)[..., None]                        # padding is zero
     centred = blocks - mean[:, :, None, :]
     if not bool(valid.all()):
         centred.masked_fill_(~valid[..., None], 0.0)  # padding must not enter scatters or Gram matrices
     n_sur, mean_sur, dev = surround_moments(n, mean)
+    n, n_sur = n.clamp_min(2), n_sur.clamp_min(2)  # no-ops but where nodata leaves a block under 2 pixels
     small_blocks = valid.shape[-1] < b
     d_block = blocks.new_empty((k1 - k0,) + valid.shape[1:])
     if small_blocks:  # fewer pixels than bands: Gram form, all blocks at once
@@ -265,22 +272,23 @@ TILE_COLUMNS = 32
 
 def slrx_maps_streamed(read_block: BlockReader, read_pixels: PixelReader, shape: tuple[int, int, int],
                        block_size: int, strip_blocks: int | None = None, ridge: float = RIDGE,
-                       device: torch.device | str = "cpu", tile_columns: int = TILE_COLUMNS
-                       ) -> dict[str, torch.Tensor]:
+                       device: torch.device | str = "cpu", tile_columns: int = TILE_COLUMNS,
+                       valid: np.ndarray | None = None) -> dict[str, torch.Tensor]:
     """The three SLRX distance maps ``(H, W)`` of an ``(H, W, B)`` image read in tiles of ``strip_blocks``
     block rows (all of them by default) by ``tile_columns`` block columns, each with one block of context
     on every side (a block's surround is its 8 neighbours).
 
     Two passes: the whole image's mean, scatter and value range (:func:`detectors.rx.rx_statistics`), then
     the tiles. A tile's maps are those of the same pixels computed on
-    the whole image: only the summation order of the statistics can differ.
+    the whole image: only the summation order of the statistics can differ. ``valid`` ``(H, W)`` bool: the
+    pixels with data (None: all); the others enter no statistic.
     """
     h, w, b = shape
     grid = BlockGrid(block_size, h, w)
     why = grid.problem()
     if why:
         raise DetectorError(f"SLRX: block size {block_size} px on a {h} x {w} scene gives {why}")
-    stats = rx_statistics(read_pixels, h * w, b, device)
+    stats = rx_statistics(read_pixels, h * w, b, device, valid)
     full, eps = FullStatistics.from_rx(stats, ridge)
     maps = {k: torch.empty(h, w, dtype=torch.float64, device=device) for k in ("block", "sur", "full")}
     step, s = strip_blocks or grid.rows, block_size
@@ -291,7 +299,9 @@ def slrx_maps_streamed(read_block: BlockReader, read_pixels: PixelReader, shape:
             j1 = min(grid.cols, j0 + tile_columns)
             left, right = max(0, j0 - 1), min(grid.cols, j1 + 1)
             pixels = read_block(top * s, min(h, bottom * s), left * s, min(w, right * s))
-            parts = strip_maps(pixels, s, (k0 - top, k1 - top), eps, full)
+            keep = None if valid is None else torch.from_numpy(np.ascontiguousarray(
+                valid[top * s: min(h, bottom * s), left * s: min(w, right * s)])).to(pixels.device)
+            parts = strip_maps(pixels, s, (k0 - top, k1 - top), eps, full, keep)
             c0, width = (j0 - left) * s, min(w, j1 * s) - j0 * s       # the context columns are cropped
             for key, part in zip(("block", "sur", "full"), parts):
                 maps[key][k0 * s: k0 * s + part.shape[0], j0 * s: j0 * s + width] = part[:, c0: c0 + width]
@@ -320,29 +330,6 @@ def slrx_maps(cube: torch.Tensor | np.ndarray, block_size: int, ridge: float = R
     maps = slrx_maps_streamed(lambda r0, r1, c0, c1: pixels[r0:r1, c0:c1], band_major_reader(given.tensor),
                               (h, w, b), block_size, ridge=ridge, device=given.tensor.device)
     return {key: given.map(d) for key, d in maps.items()}
-
-
-def minmax_map(d: torch.Tensor) -> torch.Tensor:
-    """An ``(H, W)`` distance map min-maxed to [0, 1] over the image.
-
-    A map that is the same at every pixel (d_full of a scene made of two spectra in equal numbers, say)
-    tells no pixel apart and has no min-max (0 / 0): it counts as 1, the neutral factor of the product,
-    rather than failing or turning every score into NaN.
-    """
-    if not bool(torch.isfinite(d).all()):
-        raise DetectorError("SLRX: non-finite distances (non-finite input?)")
-    lo, hi = d.min(), d.max()
-    return (d - lo) / (hi - lo) if bool(hi > lo) else torch.ones_like(d)
-
-
-def combine_maps(maps: dict[str, torch.Tensor]) -> torch.Tensor:
-    """SLRX score: minmax(d_block) * minmax(d_sur) * minmax(d_full), each min-max over the image (a constant
-    map counts as 1: :func:`minmax_map`)."""
-    score = None
-    for d in maps.values():
-        m = minmax_map(d)
-        score = m if score is None else score * m
-    return score
 
 
 def slrx(cube: torch.Tensor | np.ndarray, block_num: int = DEFAULT_BLOCK_NUM, block_size: int | None = None,
@@ -391,9 +378,10 @@ class SLRXDetector(Detector):
 
     def score_reader(self, reader: CubeReader, strip: int, options: Any) -> torch.Tensor:
         h, w, b = reader.shape
+        valid = reader_valid(reader)
         maps = slrx_maps_streamed(reader.block, reader.pixels, (h, w, b), self.size((b, h, w), options),
-                                  strip or None, device=reader.device)
-        return combine_maps(maps)
+                                  strip or None, device=reader.device, valid=valid)
+        return combine_maps(maps, None if valid is None else torch.from_numpy(valid).to(reader.device))
 
 
 SLRX = SLRXDetector()

@@ -59,6 +59,7 @@ class SceneRecord:
     maps: dict[str, np.ndarray]
     auc: dict[str, float | None]
     fen_out: np.ndarray | None = None
+    nodata: float | None = None  # the input's nodata value: NaN scores (nodata pixels) are written as it
 
 
 def detector_tag(name: str) -> str:
@@ -211,7 +212,12 @@ def write_envi(records: list[SceneRecord], save_dir: Path, detectors: list[str])
             path = save_dir / "envi" / f"{r.name}_{detector_tag(d)}.hdr"
             meta = {**georef, "band names": [d], "description":
                     f"{d} anomaly scores of {r.name} (FERD test.py; georeferencing of {Path(r.source).name})"}
-            write_envi_map(path, r.maps[d], meta)
+            scores = r.maps[d]
+            if np.isnan(scores).any():  # nodata pixels (data/nodata.py): the input's nodata value, declared
+                fill = float("nan") if r.nodata is None else r.nodata
+                scores = np.where(np.isnan(scores), fill, scores)
+                meta["data ignore value"] = str(fill)
+            write_envi_map(path, scores, meta)
             written.append(path)
     return written
 

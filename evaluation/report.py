@@ -24,6 +24,7 @@ class SceneResult:
     roc3d: dict[str, Roc3D] = field(default_factory=dict)
     warning: str | None = None  # why its AUCs mean nothing although defined (degenerate_warning)
     scores_file: Path | None = None
+    facts: dict = field(default_factory=dict)  # what the file told of the scene: nodata counts, wavelengths
 
 
 #: A score map whose spread is at most this fraction of its magnitude is constant to within rounding (float32
@@ -134,6 +135,7 @@ def to_json(results: list[SceneResult], detectors: list[str], **extra) -> dict:
             item["note"] = r.note
         if r.warning:
             item["warning"] = r.warning
+        item.update(r.facts)
         scenes.append(item)
     out = {"scenes": scenes, "mean_auc": mean_auc(results, detectors)}
     if any(r.roc3d for r in results):

@@ -72,13 +72,18 @@ def drop_temporaries(settings: OutputSettings) -> None:
         drop_stale_temporaries(settings.json.parent, (settings.json.name,))
 
 
-def evaluate_scene(scene: Scene, maps: dict[str, np.ndarray], seconds: dict[str, float], bands: int) -> SceneResult:
+def evaluate_scene(scene: Scene, maps: dict[str, np.ndarray], seconds: dict[str, float], bands: int,
+                   valid: np.ndarray | None = None) -> SceneResult:
     """AUC, the 3D-ROC measures and seconds of every detector on one scene, from its ``(H, W)`` score maps;
-    a warning where they mean nothing (evaluation.report.degenerate_warning)."""
-    result = SceneResult(scene.name, note=auc_undefined_reason(scene.mask), warning=degenerate_warning(maps, bands))
+    a warning where they mean nothing (evaluation.report.degenerate_warning). ``valid`` ``(H, W)`` bool: the
+    pixels with data (None: all); the nodata pixels are left out of every measure (data/nodata.py)."""
+    mask = scene.mask
+    if valid is not None:
+        maps, mask = {k: v[valid] for k, v in maps.items()}, mask[valid]
+    result = SceneResult(scene.name, note=auc_undefined_reason(mask), warning=degenerate_warning(maps, bands))
     for name, scores in maps.items():
         result.seconds[name] = seconds[name]
-        result.roc3d[name] = roc3d(scores, scene.mask)
+        result.roc3d[name] = roc3d(scores, mask)
         result.auc[name] = result.roc3d[name].auc_pd_pf
     return result
 

@@ -13,15 +13,19 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+import numpy as np
 import torch
 from tqdm import tqdm
 
 from data import had100
+from data.bands import wavelength_warning
 from data.had100 import read_had100
 from data.scene import Scene, read_scene
 from data.synthetic import choose_dataset, ensure_synthetic
 from detectors.registry import check_detector, needs_fen
 from evaluation.export import SceneRecord, check_envi_sources, write_exports
+from evaluation.geotiff_maps import check_geotiff_option, wants_geotiff, write_geotiff_maps
+from evaluation.scene_facts import scene_facts, scene_facts_lines
 from evaluation.report import SceneResult
 from evaluation.results import SceneId, check_outputs, drop_temporaries, evaluate_scene, write_results
 from pipeline.plan import check_memory, check_temp_space, plan_scene
@@ -33,7 +37,7 @@ from utils.dist import Dist
 from utils.errors import DetectorError
 from utils.io import save_npz
 from utils.memory import memory_budget
-from weights.release import load_fen
+from weights.release import fen_wavelengths, load_fen
 
 
 def evaluate(settings: EvalSettings, d: Dist | None = None) -> list[SceneResult]:
@@ -132,16 +136,34 @@ def check_shard(settings: EvalSettings, scenes: list[Scene], ids: list[SceneId],
     """Every check before any work: result paths (of all scenes, ``ids``), then this process's scenes, detectors
     and exports; returns the scenes' sources and the FEN (None if no detector needs it)."""
     check_outputs(settings, ids)
-    sources = [SceneSource(s.cube, settings.input_channel, settings.start_channel, s.label) for s in scenes]
+    sources = [SceneSource(s.cube, settings.input_channel, settings.start_channel, s.label, s.nodata, s.bbl) for s in scenes]
     for s in sources:  # fail before any work if one scene cannot be used (large cubes: one streaming pass)
         s.check()
+    for scene, src in zip(scenes, sources):  # nodata and wavelengths: one line each where the file has them
+        for line in scene_facts_lines(scene, src.scan, settings.input_channel, settings.start_channel):
+            print(line, file=sys.stderr)
     check_detectors(scenes, settings, device)
     if settings.save_envi:
         check_envi_sources([s.label for s in scenes])
+    check_geotiff_option(settings.save_geotiff, scenes)
     fen = None
     if needs_fen(settings.detectors):  # read on every process, even one without scenes: all agree on the weights
         fen = load_fen(settings.weights, settings.input_channel, settings.weights_dir).to(device)
+        warn_wavelengths(scenes, settings)
     return sources, fen
+
+
+def warn_wavelengths(scenes: list[Scene], settings: EvalSettings) -> None:
+    """One line per scene whose bands lie far from those the FEN was trained on (where both are known)."""
+    trained = fen_wavelengths(settings.weights)
+    if trained is None:
+        return
+    bands = slice(settings.start_channel, settings.start_channel + settings.input_channel)
+    for s in scenes:
+        used = None if s.wavelengths is None else s.wavelengths[bands]
+        line = wavelength_warning(s.label, used, np.asarray(trained), settings.weights)
+        if line:
+            print(line, file=sys.stderr)
 
 
 def evaluate_shard(settings: EvalSettings, scenes: list[Scene], sources: list[SceneSource],
@@ -155,7 +177,8 @@ def evaluate_shard(settings: EvalSettings, scenes: list[Scene], sources: list[Sc
                                       disable=not (settings.progress and d.is_main), file=sys.stderr):
         if not scene_run.plan.input_in_memory or (scene_run.plan.fen_tile and not scene_run.plan.enhanced_in_memory):
             print(f"{scene.name}: {scene_run.plan.describe(src.shape)}", file=sys.stderr)
-        result = evaluate_scene(scene, scene_run.maps, scene_run.seconds, src.shape[2])
+        result = evaluate_scene(scene, scene_run.maps, scene_run.seconds, src.shape[2], src.valid)
+        result.facts = scene_facts(scene, src.scan, settings.input_channel, settings.start_channel)
         maps = scene_run.maps
         results.append(result)
         if settings.save_scores:
@@ -163,25 +186,37 @@ def evaluate_shard(settings: EvalSettings, scenes: list[Scene], sources: list[Sc
             save_npz(result.scores_file, mask=scene.mask, **maps)
         if settings.save_mat or settings.save_envi:
             fen_out = pipeline.fen_output(src) if settings.save_mat and pipeline.fen is not None else None  # mixfs.mat
-            records.append(SceneRecord(scene.name, scene.source, scene.mask, maps, result.auc, fen_out))
+            records.append(SceneRecord(scene.name, scene.source, scene.mask, maps, result.auc, fen_out,
+                                       nodata=scene.nodata))
+        if wants_geotiff(settings.save_geotiff, scene):
+            write_geotiff_maps(scene, maps, settings.save_dir)
         if settings.plots:
-            draw_scene(settings, scene, maps, result)
-            pictured.append((scene.mask, maps))
+            mask, valid_maps = draw_scene(settings, scene, maps, result, src.valid)
+            pictured.append((mask, valid_maps))
     write_exports(records, settings.save_dir, settings.detectors, envi=settings.save_envi)  # each process its own scenes
     return results, records, pictured
 
 
-def draw_scene(settings: EvalSettings, scene: Scene, maps: dict, result: SceneResult) -> None:
+def draw_scene(settings: EvalSettings, scene: Scene, maps: dict, result: SceneResult,
+               valid: np.ndarray | None = None) -> tuple[np.ndarray, dict]:
     """``--plots`` of one scene in SAVE_DIR/plots: the cube, mask and maps, the ROC curves, the separability
-    box plot and the 3D-ROC curves (matplotlib is imported only when pictures are asked for)."""
+    box plot and the 3D-ROC curves (matplotlib is imported only when pictures are asked for). Nodata pixels
+    (``valid`` False) are shown at the map's lowest score and left out of the curves and boxes; returns the
+    ``(mask, maps)`` of the valid pixels, for the mean box plot."""
     from evaluation.had_figures import plot_roc3d, plot_separability
-    from evaluation.plots import plot_scene
+    from evaluation.plots import plot_maps, plot_roc
 
     out = settings.save_dir / "plots"
     bands = scene.cube[:, :, settings.start_channel: settings.start_channel + settings.input_channel]
-    plot_scene(out, scene.name, bands, scene.mask, maps, result.auc)
-    plot_separability(out / f"{scene.name}_boxes.png", scene.name, scene.mask, maps)
-    plot_roc3d(out / f"{scene.name}_roc3d.png", scene.name, scene.mask, maps, result.roc3d)
+    mask, shown, scored = scene.mask, maps, maps
+    if valid is not None:
+        shown = {k: np.where(valid, v, np.nanmin(v)) for k, v in maps.items()}
+        mask, scored = mask[valid], {k: v[valid] for k, v in maps.items()}
+    plot_maps(out / f"{scene.name}_maps.png", scene.name, bands, scene.mask, shown, result.auc)
+    plot_roc(out / f"{scene.name}_roc.png", scene.name, mask, scored, result.auc)
+    plot_separability(out / f"{scene.name}_boxes.png", scene.name, mask, scored)
+    plot_roc3d(out / f"{scene.name}_roc3d.png", scene.name, mask, scored, result.roc3d)
+    return mask, scored
 
 
 def in_input_order(parts: list[tuple[list[int], list]]) -> list:

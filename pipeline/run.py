@@ -46,11 +46,15 @@ FEN_BATCH = 16
 
 
 def run_detector(name: str, cube: Cube, plan: TilePlan, options: DetectorOptions,
-                 device: torch.device) -> torch.Tensor:
+                 device: torch.device, valid: np.ndarray | None = None) -> torch.Tensor:
     """Scores ``(H, W)`` float64 of detector ``name`` (its base: ``FEN+`` is the caller's) on ``cube``, in the
-    plan's strips for it: the detector object reads the cube through :class:`CubeAccess`."""
+    plan's strips for it: the detector object reads the cube through :class:`CubeAccess`. ``valid``: the
+    ``(H, W)`` pixels with data (None: all); the others enter no statistic and score NaN."""
     det = detector(name)
-    return det.score_reader(CubeAccess(cube, device), plan.strip(det), options)
+    scores = det.score_reader(CubeAccess(cube, device, valid), plan.strip(det), options)
+    if valid is not None:
+        scores[torch.from_numpy(~valid).to(scores.device)] = float("nan")
+    return scores
 
 
 @dataclass
@@ -145,17 +149,18 @@ class Pipeline:
                     _, fen_seconds = self._timed(
                         lambda: enhance_tiles(self.fen, inputs[0], store, plan.fen_tile, self.device))
                     enhanced = [store]
-            for cube, stored in zip(inputs, enhanced):
-                yield self._detect(cube, stored, plan, fen_seconds)
+            for cube, stored, source in zip(inputs, enhanced, group):
+                yield self._detect(cube, stored, plan, fen_seconds, getattr(source, "valid", None))
             inputs = enhanced = store = cube = stored = None  # their temporary files go before the next scene's
             i += len(group)
 
-    def _detect(self, cube: Cube, enhanced: StoredCube | None, plan: TilePlan, fen_seconds: float) -> SceneRun:
+    def _detect(self, cube: Cube, enhanced: StoredCube | None, plan: TilePlan, fen_seconds: float,
+                valid: np.ndarray | None = None) -> SceneRun:
         run = SceneRun(fen_seconds=fen_seconds, plan=plan)
         for name in self.detectors:
             fen_used = name.startswith(FEN_PREFIX)
             target = enhanced if fen_used else cube
-            scores, t = self._timed(lambda: run_detector(name, target, plan, self.options, self.device))
+            scores, t = self._timed(lambda: run_detector(name, target, plan, self.options, self.device, valid))
             run.maps[name] = scores.cpu().numpy()
             run.seconds[name] = t + (fen_seconds if fen_used else 0.0)
         return run

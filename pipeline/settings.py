@@ -47,6 +47,7 @@ class EvalSettings:
     save_scores: bool = True
     save_mat: bool = False
     save_envi: bool = False
+    save_geotiff: bool | None = None  # None: on for GeoTIFF scenes
     json: Path | None = None
     device: str | None = None
     progress: bool = True

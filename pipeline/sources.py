@@ -10,6 +10,8 @@ import tempfile
 import numpy as np
 import torch
 
+from data.bands import check_bbl
+from data.nodata import NodataScan, scan_nodata
 from data.preprocess import check_cube, check_layout, check_values, scale
 from detectors.base import reflect_index, window_index  # noqa: F401  (reflect_index: also imported from here)
 from detectors.rx import PixelReader
@@ -29,13 +31,21 @@ class SceneSource:
     """The preprocessed cube of a scene, ``(H, W, bands)`` float32, read block by block from the raw cube.
 
     ``raw``: anything indexable as ``raw[r0:r1, c0:c1, b0:b1]`` -> numpy array with ``shape``, ``ndim``
-    and ``dtype`` (a numpy array or memmap, a spectral ENVI memmap, data.scene's MATLAB v7.3 reader).
+    and ``dtype`` (a numpy array or memmap, a spectral ENVI memmap, data.scene's MATLAB v7.3 reader, a
+    GeoTIFF or NetCDF reader). ``nodata``: the file's nodata value (NaN is nodata in any case) and ``bbl``
+    its bad band list (data/nodata.py, data/bands.py). After :meth:`check`, ``valid`` is the ``(H, W)`` bool
+    mask of pixels with data (None: all of them) and ``scan`` what the pass found.
     """
 
-    def __init__(self, raw: object, bands: int, start: int = 0, name: str = "scene") -> None:
+    def __init__(self, raw: object, bands: int, start: int = 0, name: str = "scene", nodata: float | None = None,
+                 bbl: np.ndarray | None = None) -> None:
         self.raw, self.bands, self.start, self.name = raw, bands, start, name
+        self.nodata, self.bbl = nodata, bbl
         self.lo: float | None = None
         self.hi: float | None = None
+        self.valid: np.ndarray | None = None
+        self.scan: NodataScan | None = None
+        self._fill: np.ndarray | None = None
 
     @property
     def shape(self) -> tuple[int, int, int]:
@@ -48,35 +58,35 @@ class SceneSource:
     def check(self) -> None:
         """Refuse (:class:`DataError`) a cube that preprocessing cannot use, and keep its min and max.
 
-        A cube that fits in one scan block is checked by ``data.preprocess.check_cube`` as it is; a larger
-        one in a streaming pass (shape, bands, NaN/Inf, constant, range), with the same messages.
+        One streaming pass finds the nodata pixels (data/nodata.py); the min and max are those of the valid
+        pixels. A cube without nodata that fits in one scan block is checked by ``data.preprocess.check_cube``
+        as it is, as before; a larger one with the same messages.
         """
         raw = self.raw
-        if raw.ndim != 3 or raw.shape[0] <= self._rows_per_scan():
-            self.lo, self.hi = check_cube(np.asarray(raw), self.name, self.bands, self.start)
-            return
+        if raw.ndim != 3:
+            check_cube(np.asarray(raw), self.name, self.bands, self.start)  # its one-line shape message
         check_layout(raw, self.name, self.bands, self.start)
-        lo, hi, bad = np.inf, -np.inf, 0
-        step = self._rows_per_scan()
-        for r0 in range(0, raw.shape[0], step):
-            view = raw[r0: r0 + step, :, self.start: self.start + self.bands]
-            sel = np.asarray(view)
-            finite = np.isfinite(sel) if sel.dtype.kind == "f" else None
-            if finite is not None and not finite.all():
-                bad += int((~finite).sum())
-            else:
-                lo, hi = min(lo, float(sel.min())), max(hi, float(sel.max()))
-            release_pages(raw, view if isinstance(view, np.ndarray) else None)
-        check_values(self.name, bad, lo, hi)
-        self.lo, self.hi = lo, hi
+        check_bbl(self.name, self.bbl, self.bands, self.start)
+        scan = scan_nodata(raw, self.start, self.bands, self.nodata, self._rows_per_scan(), self.name)
+        if scan.valid is None and raw.shape[0] <= self._rows_per_scan():
+            self.lo, self.hi = check_cube(np.asarray(raw), self.name, self.bands, self.start)
+        else:
+            check_values(self.name, scan.inf, scan.lo, scan.hi)
+            self.lo, self.hi = scan.lo, scan.hi
+        self.scan, self.valid = scan, scan.valid
+        if scan.valid is not None:  # the FEN's fill: the valid pixels' mean spectrum, preprocessed
+            self._fill = scale(scan.mean[None, None, :], self.lo, self.hi)[0, 0]
 
     def block(self, r0: int, r1: int, c0: int = 0, c1: int | None = None) -> np.ndarray:
-        """Preprocessed rows ``[r0, r1)`` and columns ``[c0, c1)``: ``(r1 - r0, c1 - c0, bands)`` float32."""
+        """Preprocessed rows ``[r0, r1)`` and columns ``[c0, c1)``: ``(r1 - r0, c1 - c0, bands)`` float32;
+        nodata pixels hold the fill (the valid pixels' mean spectrum)."""
         if self.lo is None:
             self.check()
         view = self.raw[r0:r1, c0:c1, self.start: self.start + self.bands]
         block = scale(view, self.lo, self.hi)  # data.preprocess's arithmetic: the whole cube's values
         release_pages(self.raw, view if isinstance(view, np.ndarray) else None)
+        if self.valid is not None:
+            block[~self.valid[r0:r1, c0:c1]] = self._fill
         return block
 
     def tensor(self) -> torch.Tensor:
@@ -203,10 +213,11 @@ def reflected_window(cube: Cube, r0: int, r1: int, c0: int, c1: int, halo: int, 
 
 
 class CubeAccess:
-    """:class:`detectors.base.CubeReader` of a :data:`Cube` (a scene source or a stored cube) on ``device``."""
+    """:class:`detectors.base.CubeReader` of a :data:`Cube` (a scene source or a stored cube) on ``device``;
+    ``valid``: the scene's ``(H, W)`` bool mask of pixels with data (None: all)."""
 
-    def __init__(self, cube: Cube, device: torch.device) -> None:
-        self.cube, self.device, self.shape = cube, device, cube.shape
+    def __init__(self, cube: Cube, device: torch.device, valid: np.ndarray | None = None) -> None:
+        self.cube, self.device, self.shape, self.valid = cube, device, cube.shape, valid
         self.pixels = pixel_reader(cube, device)
         self.block = block_reader(cube, device)
 

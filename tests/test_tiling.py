@@ -156,9 +156,9 @@ def test_streaming_check_refuses_like_check_cube(monkeypatch):
     cube = np.ones((6, 5, 4), np.float32)
     with pytest.raises(DataError, match="the cube is constant in the bands used"):
         SceneSource(cube, 4, 0, "flat").check()
-    cube[2, 3, 1] = np.nan
-    cube[4, 0, 0] = np.inf
-    with pytest.raises(DataError, match="flat: 2 NaN/Inf values in the bands used"):
+    cube[2, 3, 1] = np.nan   # nodata (data/nodata.py): left out, not refused
+    cube[4, 0, 0] = np.inf   # an overflow: refused
+    with pytest.raises(DataError, match="flat: 1 NaN/Inf values in the bands used"):
         SceneSource(cube, 4, 0, "flat").check()
     with pytest.raises(DataError, match="has 4 bands, fewer than start=1 \\+ bands=4"):
         SceneSource(cube, 4, 1, "flat").check()

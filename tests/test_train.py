@@ -436,7 +436,7 @@ def test_train_scenes_patches_mask_exclusion_and_val(train_cli, tmp_path, capsys
     n = 25 * len(kept) - dropped  # 5 x 5 patch positions per 24 x 24 scene
     names = ", ".join(p.stem for p in kept)
     assert f"{n} training patches 8x8 every 4 px from {len(kept)} scenes ({names}), {dropped} patches " \
-           "touching a labelled anomaly dropped, bands [0, 8)" in err
+           "touching a labelled anomaly or nodata dropped, bands [0, 8)" in err
     n_val = 9 - touched(masks[held[0]], 8, 8)  # the held-out scene's clean non-overlapping patches
     assert f"1 test scenes, {n_val} val scenes" in err
     lines = [line for line in out.splitlines() if line.startswith("epoch ")]

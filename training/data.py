@@ -13,6 +13,7 @@ import numpy as np
 import torch
 
 from data import had100
+from data.bands import training_wavelengths
 from data.had100 import had100_train_files, read_had100
 from data.patches import (anomaly_pool, load_patches, make_real_val_scenes_from, make_val_scenes,
                           make_val_scenes_from, scene_patches, split_files)
@@ -52,6 +53,7 @@ class TrainData:
     dropped: int = 0
     val_real: list[EvalCube] = field(default_factory=list)
     val_scene: list[EvalCube] = field(default_factory=list)
+    wavelengths: np.ndarray | None = None  # the training bands' centres (nm), where every scene gives the same
 
     def sets(self) -> dict[str, list[EvalCube]]:
         """Every evaluation set by the name its score goes by (``<name>_mAUC`` in logs and checkpoints)."""
@@ -117,7 +119,8 @@ def scene_data(settings: TrainSettings, d: Dist) -> TrainData:
     cubes = partial(eval_cubes, bands=settings.input_channel, start=settings.start_channel)
     return TrainData(patches, len(scenes), f"{len(scenes)} scenes ({names})",
                      cubes(test_scenes(settings, None, d)), cubes(val) if main else [], dropped,
-                     cubes(val_real) if main else [], cubes(held_out) if main else [])
+                     cubes(val_real) if main else [], cubes(held_out) if main else [],
+                     training_wavelengths(scenes, settings.input_channel, settings.start_channel))
 
 
 @torch.no_grad()

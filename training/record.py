@@ -71,6 +71,11 @@ def check_room(tr: Trainer) -> None:
                             f"old ({format_bytes(need, 1)} in all); free space or choose another save_dir=...")
 
 
+def wavelength_list(wavelengths) -> list[float] | None:
+    """The training bands' wavelengths (nm) as the checkpoint keeps them (None where unknown)."""
+    return None if wavelengths is None else [float(v) for v in wavelengths]
+
+
 def defined(v: float | None) -> bool:
     return v is not None and not math.isnan(v)
 
@@ -107,7 +112,7 @@ def end_epoch(tr: Trainer, epoch: int, means: dict[str, float], t0: float, train
                  **maucs, teacher=settings.teacher, teacher_note=tr.teacher_msg,
                  input_channel=settings.input_channel, start_channel=settings.start_channel,
                  img_size=settings.img_size, sensor=settings.sensor, seed=settings.seed,
-                 data=tr.data.description)
+                 data=tr.data.description, wavelengths=wavelength_list(tr.data.wavelengths))
     progress.history.append({"epoch": epoch, "step": progress.step, **means, **maucs, "seconds": time.perf_counter() - t0,
                              "selected": selected, "test_aucs": scores["test"][1]})
     save_torch({"format": STATE_FORMAT, "config": tr.cfg, "epoch": epoch, "step": progress.step,
@@ -154,7 +159,7 @@ def auc_table(history: list[dict], scene_names: list[str]) -> str:
 def describe(tr: Trainer) -> str:
     """The run's first log line: data, evaluation sets, teacher, device, selection."""
     a, data, d = tr.settings, tr.data, tr.d
-    dropped = f", {data.dropped} patches touching a labelled anomaly dropped" if a.train_scenes else ""
+    dropped = f", {data.dropped} patches touching a labelled anomaly or nodata dropped" if a.train_scenes else ""
     stride = f" every {a.patch_stride} px" if a.patch_stride else ""
     return (f"{len(data.patches)} training patches {a.img_size}x{a.img_size}{stride} from {data.description}"
             f"{dropped}, bands [{a.start_channel}, {a.start_channel + a.input_channel}); {len(data.test)} test "

@@ -262,6 +262,18 @@ def shipped_file(name: str, bands: int) -> Path:
     return path
 
 
+def fen_wavelengths(spec: str) -> list[float] | None:
+    """The centre wavelengths (nm) of the bands a train.py checkpoint ``spec`` was trained on, where train.py
+    knew them (its scenes gave them); None for the released weights (HAD100's AVIRIS-NG bands, whose
+    wavelengths the data set does not give) and for checkpoints without them."""
+    path = Path(spec)
+    if spec in RELEASES or not path.is_file():
+        return None
+    ckpt = load_tensors(path, WeightsError, ACCEPTS)
+    meta = ckpt.get("meta") if isinstance(ckpt, dict) else None
+    return meta.get("wavelengths") if isinstance(meta, dict) else None
+
+
 def load_fen(spec: str, bands: int, weights_dir: str | os.PathLike | None = None) -> FEN:
     """The FEN named by ``spec`` (release name, shipped name, checkpoint path, or a folder of the authors'
     three files), checked to take ``bands`` bands; in eval mode."""
