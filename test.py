@@ -6,7 +6,8 @@
 
 Detectors (detectors/registry.py): GRX (global RX), SLRX (the authors' simplified local RX: --block_num,
 --block_size), LRX (dual-window local RX: --lrx_inner, --lrx_outer), CRD (collaborative representation:
---crd_inner, --crd_outer, --crd_lambda), each also as FEN+X on the enhanced cube x + FEN(x).
+--crd_inner, --crd_outer, --crd_lambda, --crd_border, --crd_sum_to_one), each also as FEN+X on the enhanced
+cube x + FEN(x).
 
 Prints a per-scene table (AUC and seconds for each detector) with the mean row, then the 3D-ROC measures
 (AUC(Pd,Pf), AUC(Pd,tau), AUC(Pf,tau), SNPR, adaptive SNPR; evaluation/roc3d.py) per scene and detector.
@@ -54,7 +55,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--detectors", nargs="+", default=DEFAULT_DETECTORS, choices=detector_names(),
                    metavar="NAME", help=f"any of {' '.join(detector_names())}")
     for option in (o for det in DETECTORS.values() for o in det.options):  # each detector's own options
-        p.add_argument(f"--{option.name}", type=option.type, default=option.default, help=option.help)
+        kind = ({"action": argparse.BooleanOptionalAction} if option.type is bool
+                else {"type": option.type, "choices": option.choices})
+        p.add_argument(f"--{option.name}", default=option.default, help=option.help, **kind)
     p.add_argument("--plots", action=argparse.BooleanOptionalAction, default=False,
                    help="save per scene a PNG of the cube, mask and maps, and one of the ROC curves, in SAVE_DIR/plots")
     p.add_argument("--roc3d_scenes", action=argparse.BooleanOptionalAction, default=False,

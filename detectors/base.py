@@ -23,12 +23,14 @@ Shape = tuple[int, int, int]  # (B, H, W), as the detectors see a cube
 
 @dataclass(frozen=True)
 class Option:
-    """One option of a detector: ``test.py --<name>`` and the field ``<name>`` of ``DetectorOptions``."""
+    """One option of a detector: ``test.py --<name>`` and the field ``<name>`` of ``DetectorOptions``; a
+    ``bool`` one is the flag pair ``--<name>`` / ``--no-<name>``, ``choices`` the values allowed (None: any)."""
 
     name: str
     type: type
     default: Any
     help: str
+    choices: tuple[Any, ...] | None = None
 
 
 class CubeReader(Protocol):
