@@ -40,16 +40,16 @@ strips of a scene take the whole scene's ``lo`` and ``span`` (:func:`crd_window`
 Without the row of ones the scores scale exactly with the values, but a shift still changes them.
 Any affine change of the raw cube (``a x + b``, ``a > 0``) leaves the scores unchanged.
 
-Vectorised: the background windows of a block of pixels are gathered at once (``unfold`` views of the
-padded cube, then the background mask), and their systems are solved together, one batched Cholesky per
-block (blocks sized by :data:`CPU_CHUNK_BYTES` / :data:`GPU_CHUNK_BYTES`), float64 throughout. The pixels
-are stored pixel-major with the 1 of ``X_a`` appended (``K = B + 1`` values; ``K = B`` without the row of
-ones), so one gather of flat offsets gives a block's ``X_a`` ``(P, N, K)``. On the CPU every torch call runs on one thread and the blocks run side by side
-on ``torch.get_num_threads()`` worker threads: the calls are small, and splitting each of them over two
-threads on the 2 shared cores made every parallel section wait for a descheduled thread (measured,
-100 x 100 x 50: 0.8 s with one thread, 3.4 to 7.3 s with two), while whole blocks need no barrier
-(abu-airport-1, 200 bands: 7.8 s with one worker, 4.1 s with two). Blocks are independent, so the scores
-do not depend on the number of workers.
+Vectorised: the background windows of a block of pixels are gathered at once (``unfold`` views of the padded
+cube, then the background mask), and their systems are solved together, one batched Cholesky per block (blocks
+sized by :data:`CPU_CHUNK_BYTES` / :data:`GPU_CHUNK_BYTES`), float64 throughout. The pixels are stored
+pixel-major with the 1 of ``X_a`` appended (``K = B + 1`` values; ``K = B`` without the row of ones), so one
+gather of flat offsets gives a block's ``X_a`` ``(P, N, K)``. On the CPU every torch call runs on one thread
+and the blocks run side by side on ``torch.get_num_threads()`` worker threads: the calls are small, and
+splitting each of them over two threads on the 2 shared cores made every parallel section wait for a
+descheduled thread (measured, 100 x 100 x 50: 0.8 s with one thread, 3.4 to 7.3 s with two), while whole
+blocks need no barrier (abu-airport-1, 200 bands: 7.8 s with one worker, 4.1 s with two). Blocks are
+independent, so the scores do not depend on the number of workers.
 
 * when ``K < N`` (more background pixels than bands), the ``K x K`` push-through form.
   With ``W = diag(1 / ||x_i - y||^2)``, ``A = X_a W X_a^T``, the identity

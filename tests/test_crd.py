@@ -159,8 +159,13 @@ def test_blocks_and_memory_estimate():
 def test_cuda_equals_cpu():
     cube = torch.from_numpy(random_cube(40, 30, 30, seed=7))
     for inner, outer in [(3, 11), (1, 5)]:          # push-through (N = 112 > 41) and N x N (N = 24 < 41)
-        np.testing.assert_allclose(crd(cube.cuda(), inner, outer).cpu().numpy(), crd(cube, inner, outer).numpy(),
-                                   rtol=1e-9)
+        for border, sum_to_one in CODES:
+            np.testing.assert_allclose(crd(cube.cuda(), inner, outer, border=border, sum_to_one=sum_to_one).cpu(),
+                                       crd(cube, inner, outer, border=border, sum_to_one=sum_to_one), rtol=1e-9)
+    # the pseudo-inverse of the singular systems (lam = 0, repeated spectra in mirrored backgrounds) on the GPU
+    small = cube[:30, :10, :11]
+    np.testing.assert_allclose(crd(small.cuda(), 1, 5, 0.0, border="mirror", sum_to_one=False).cpu(),
+                               crd(small, 1, 5, 0.0, border="mirror", sum_to_one=False), rtol=1e-9, atol=1e-12)
 
 
 def test_airport_1_auc_and_oracle_on_a_crop(abu_dir):

@@ -57,17 +57,18 @@ def test_the_object_test_py_runs_gives_the_module_function(name):
     torch.testing.assert_close(got, FUNCTIONS[name](cube), rtol=1e-12, atol=0)
 
 
-def test_crd_in_strips_equals_crd_whole(abu_dir):
-    """CRD through the pipeline in strips of 7 rows with periodic context, from a file-backed cube, against
-    the whole cube at once."""
+@pytest.mark.parametrize("border,sum_to_one", [("periodic", True), ("mirror", False)])
+def test_crd_in_strips_equals_crd_whole(abu_dir, border, sum_to_one):
+    """CRD through the pipeline in strips of 7 rows with periodic or mirrored context, from a file-backed cube,
+    against the whole cube at once."""
     scene = read_scene(abu_dir / "abu-airport-2.mat")
     cube = np.ascontiguousarray(scene.cube[20:60, 10:46, :12])
     source = SceneSource(cube, 12, 0, "crop")
     source.check()
-    options = DetectorOptions(crd_inner=3, crd_outer=7)
+    options = DetectorOptions(crd_inner=3, crd_outer=7, crd_border=border, crd_sum_to_one=sum_to_one)
     plan = TilePlan(0, 0, 0, False, False, 0, 0, crd_strip=7)
     strips = next(Pipeline(["CRD"], None, options, torch.device("cpu"), plan=plan).run([source])).maps["CRD"]
-    whole = crd(preprocess(cube, 12), 3, 7).numpy()
+    whole = crd(preprocess(cube, 12), 3, 7, border=border, sum_to_one=sum_to_one).numpy()
     np.testing.assert_allclose(strips, whole, rtol=1e-12, atol=0)
 
 
