@@ -23,8 +23,8 @@ Shape = tuple[int, int, int]  # (B, H, W), as the detectors see a cube
 
 @dataclass(frozen=True)
 class Option:
-    """One option of a detector: ``test.py --<name>`` and the field ``<name>`` of ``DetectorOptions``; a bool
-    option is a ``--<name>/--no-<name>`` flag."""
+    """One option of a detector: ``test.py --<name>`` and the field ``<name>`` of ``DetectorOptions``; a
+    ``bool`` one is the flag pair ``--<name>`` / ``--no-<name>``, ``choices`` the values allowed (None: any)."""
 
     name: str
     type: type

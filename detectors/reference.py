@@ -112,28 +112,41 @@ def lrx_per_pixel(cube: np.ndarray, inner: int = DEFAULT_INNER, outer: int = DEF
 
 
 def crd_per_pixel(cube: np.ndarray, inner: int = 3, outer: int = 11, lam: float = 1e-6,
-                  rows: int | None = None) -> np.ndarray:
+                  rows: int | None = None, border: str = "periodic", sum_to_one: bool = True) -> np.ndarray:
     """CRD (Li & Du, IEEE TGRS 53(3), 2015), one pixel at a time: a deliberately slow oracle for
     :func:`detectors.crd.crd`. Only the first ``rows`` rows if given (the rest NaN).
 
-    Min-max the cube; borders periodic (the original MATLAB code takes its windows from a 3 x 3 tiling
-    of the image): the background of pixel (i, j) is the outer window minus the inner one, at rows
-    ``(i + di) % H`` and columns ``(j + dj) % W``. With ``X`` its ``(B, N)`` pixels, ``y`` the pixel,
-    ``X_a = [X; 1]``, ``y_a = [y; 1]`` and ``Gamma = diag(||x_i - y||)``: solve the ``N x N`` system
-    ``(X_a^T X_a + lam Gamma^T Gamma) alpha = X_a^T y_a`` and score ``||y - X alpha||``.
+    Min-max the cube; the background of pixel (i, j) is the outer window minus the inner one, beyond the
+    scene border ``periodic`` (Li and Du's MATLAB code takes its windows from a 3 x 3 tiling of the image:
+    rows ``(i + di) % H``, columns ``(j + dj) % W``) or ``mirror`` (Hou's func_CRD.m: a 3 x 3 tiling of
+    flipped copies, ``numpy.pad(mode="symmetric")``, row -1 is row 0). With ``X`` its ``(B, N)`` pixels, ``y``
+    the pixel, ``Gamma = diag(||x_i - y||)``, and with ``sum_to_one`` ``X_a = [X; 1]``, ``y_a = [y; 1]`` (else
+    ``X_a = X``, ``y_a = y``): ``alpha = M^-1 X_a^T y_a`` with ``M = X_a^T X_a + lam Gamma^T Gamma``, and score
+    ``||y - X alpha||``. With periodic borders the ``N x N`` system is solved (Li and Du's ``inv``); with
+    mirrored ones ``alpha = pinv(M) X_a^T y_a`` as func_CRD.m (a pixel's dictionary can hold the same spectrum
+    twice, and near the border a copy of the pixel itself (1 and 2 px from it with windows 3 / 11), so ``M``
+    can be singular), computed
+    as the minimum-norm least-squares solution (``lstsq``, singular values below MATLAB's ``pinv`` tolerance,
+    ``N eps`` times the largest, dropped): the same vector, but forming ``pinv(M)`` first and multiplying, at
+    ``M``'s condition of about 1e13 at lam 1e-6, is off by up to 21x on some pixels of abu-airport-1 (50
+    bands; ``lstsq`` equals a 40-digit solution to 1e-8 at the pixels checked).
     """
     b, h, w = cube.shape
     x = minmax(cube).transpose(1, 2, 0)                    # (H, W, B)
     r, ri = outer // 2, inner // 2
+    padded = np.pad(x, ((r, r), (r, r), (0, 0)), mode="wrap" if border == "periodic" else "symmetric")
     offsets = [(di, dj) for di in range(-r, r + 1) for dj in range(-r, r + 1) if max(abs(di), abs(dj)) > ri]
-    ones = np.ones((1, len(offsets)))
     scores = np.full((h, w), np.nan)
     for i in range(h if rows is None else rows):
         for j in range(w):
             y = x[i, j]
-            bg = np.stack([x[(i + di) % h, (j + dj) % w] for di, dj in offsets], axis=1)   # (B, N)
+            bg = np.stack([padded[r + i + di, r + j + dj] for di, dj in offsets], axis=1)   # (B, N)
             gamma = np.diag(np.linalg.norm(bg - y[:, None], axis=0))
-            xa, ya = np.vstack([bg, ones]), np.append(y, 1.0)
-            alpha = np.linalg.solve(xa.T @ xa + lam * gamma.T @ gamma, xa.T @ ya)
+            xa, ya = (np.vstack([bg, np.ones((1, len(offsets)))]), np.append(y, 1.0)) if sum_to_one else (bg, y)
+            m = xa.T @ xa + lam * gamma.T @ gamma
+            if border == "periodic":
+                alpha = np.linalg.solve(m, xa.T @ ya)
+            else:
+                alpha = np.linalg.lstsq(m, xa.T @ ya, rcond=None)[0]      # pinv(m) @ xa.T @ ya, accurately
             scores[i, j] = np.linalg.norm(y - bg @ alpha)
     return scores

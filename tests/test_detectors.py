@@ -57,17 +57,18 @@ def test_the_object_test_py_runs_gives_the_module_function(name):
     torch.testing.assert_close(got, FUNCTIONS[name](cube), rtol=1e-12, atol=0)
 
 
-def test_crd_in_strips_equals_crd_whole(abu_dir):
-    """CRD through the pipeline in strips of 7 rows with periodic context, from a file-backed cube, against
-    the whole cube at once."""
+@pytest.mark.parametrize("border,sum_to_one", [("periodic", True), ("mirror", False)])
+def test_crd_in_strips_equals_crd_whole(abu_dir, border, sum_to_one):
+    """CRD through the pipeline in strips of 7 rows with periodic or mirrored context, from a file-backed cube,
+    against the whole cube at once."""
     scene = read_scene(abu_dir / "abu-airport-2.mat")
     cube = np.ascontiguousarray(scene.cube[20:60, 10:46, :12])
     source = SceneSource(cube, 12, 0, "crop")
     source.check()
-    options = DetectorOptions(crd_inner=3, crd_outer=7)
+    options = DetectorOptions(crd_inner=3, crd_outer=7, crd_border=border, crd_sum_to_one=sum_to_one)
     plan = TilePlan(0, False, False, 0, 0, strips={"CRD": 7})
     strips = next(Pipeline(["CRD"], None, options, torch.device("cpu"), plan=plan).run([source])).maps["CRD"]
-    whole = crd(preprocess(cube, 12), 3, 7, layout="bhw").numpy()
+    whole = crd(preprocess(cube, 12), 3, 7, border=border, sum_to_one=sum_to_one, layout="bhw").numpy()
     np.testing.assert_allclose(strips, whole, rtol=1e-12, atol=0)
 
 
@@ -91,7 +92,40 @@ def test_crd_through_test_py_matches_the_per_pixel_definition(test_cli, abu_dir,
     assert auc_crd == round(roc_auc(oracle, scene.mask), 4) and auc_fen_crd > auc_crd
 
 
+def test_func_crd_through_test_py(test_cli, abu_dir, release_dir, tmp_path, capsys):
+    """Issue 34's command, mirrored borders and no row of ones (func_CRD.m), FEN+CRD with the same options: the
+    AUC (tests/test_crd.py), and the saved map against the per-pixel oracle on its first 12 rows (those with
+    mirrored context, the copies of a pixel in its own background included)."""
+    from test_crd import AIRPORT_1_FUNC_CRD_AUC
+
+    scene_path = abu_dir / "abu-airport-1.mat"
+    assert test_cli.main(["--scenes", str(scene_path), "--input_channel", "50", "--detectors", "CRD", "FEN+CRD",
+                          "--crd_border", "mirror", "--no-crd_sum_to_one", "--no-progress",
+                          "--weights_dir", str(release_dir), "--save_dir", str(tmp_path)]) == 0
+    row = next(line for line in capsys.readouterr().out.splitlines() if line.startswith("abu-airport-1"))
+    auc_crd, auc_fen_crd = map(float, row.split()[1:3])
+    saved = np.load(tmp_path / "scores" / "abu-airport-1.npz")
+    scene = read_scene(scene_path)
+    x = preprocess(scene.cube, 50)
+    oracle = crd_per_pixel(x.numpy().astype(np.float64), rows=12, border="mirror", sum_to_one=False)[:12]
+    # the detector is 1e-5 off at worst here, the oracle 1e-8 (tests/test_crd.py, the crop test)
+    np.testing.assert_allclose(saved["CRD"][:12], oracle, rtol=1e-4, atol=1e-5 * np.abs(oracle).max())
+    assert auc_crd == AIRPORT_1_FUNC_CRD_AUC
+    # FEN+CRD took the same options: func_CRD.m's CRD of x + FEN(x), not the periodic one
+    from weights.release import load_fen
+
+    with torch.no_grad():
+        enhanced = load_fen("had100", 50, release_dir).enhance(x, normalize=False)
+    mirror, periodic = crd(enhanced, border="mirror", sum_to_one=False).numpy(), crd(enhanced).numpy()
+    peak = saved["FEN+CRD"].max()
+    # the pipeline's FEN runs apart from this one (float32 rounding), which CRD's ill-conditioned systems amplify
+    np.testing.assert_allclose(saved["FEN+CRD"], mirror, rtol=0, atol=1e-3 * peak)
+    assert auc_fen_crd == round(roc_auc(mirror, scene.mask), 4)
+    assert np.abs(saved["FEN+CRD"] - periodic).max() > 1e-2 * peak
+
+
 @pytest.mark.parametrize("flags, says", [
+    (["--crd_border", "wrap"], "argument --crd_border: invalid choice: 'wrap'"),
     (["--crd_inner", "4"], "--crd_inner 4: windows must be odd"),
     (["--crd_outer", "101"], "--crd_outer 101 is larger than the 100 x 100 scene: use --crd_outer 99 or less"),
     (["--crd_inner", "11", "--crd_outer", "11"], "--crd_inner 11 must be smaller than --crd_outer 11"),

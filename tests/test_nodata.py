@@ -168,8 +168,8 @@ def test_crd_leaves_nodata_out_of_the_dictionary():
         keep = torch.ones(3, n, dtype=torch.bool)
         keep[:, : n // 3] = False
         holed = xa.masked_fill(~keep[..., None], 0.0)
-        got, _ = crd_scores(holed, ya, 1e-2, keep)
-        want = torch.stack([crd_scores(xa[p: p + 1, keep[p]], ya[p: p + 1], 1e-2)[0][0] for p in range(3)])
+        got = crd_scores(holed, ya, 1e-2, keep=keep)
+        want = torch.stack([crd_scores(xa[p: p + 1, keep[p]], ya[p: p + 1], 1e-2)[0] for p in range(3)])
         torch.testing.assert_close(got, want, rtol=1e-9, atol=0)
 
 
