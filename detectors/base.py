@@ -10,7 +10,7 @@ test.py runs. Adding a detector is one file defining its object, and one line in
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from dataclasses import dataclass
+from dataclasses import KW_ONLY, dataclass
 from typing import Any, Callable, ClassVar, Protocol
 
 import numpy as np
@@ -21,7 +21,7 @@ from utils.errors import DetectorError
 Shape = tuple[int, int, int]  # (B, H, W), as the detectors see a cube
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=False)
 class Option:
     """One option of a detector: ``test.py --<name>`` and the field ``<name>`` of ``DetectorOptions``; a
     ``bool`` one is the flag pair ``--<name>`` / ``--no-<name>``, ``choices`` the values allowed (None: any)."""
@@ -30,6 +30,7 @@ class Option:
     type: type
     default: Any
     help: str
+    _: KW_ONLY
     least: float | None = None  # the smallest value it takes (the detector's check says more where it needs)
     choices: tuple | None = None  # the values it takes, where they are few
 

@@ -346,7 +346,7 @@ class CRDDetector(Detector):
                Option("crd_outer", int, DEFAULT_OUTER, "CRD outer window side, odd: its ring is the dictionary"),
                Option("crd_lambda", float, DEFAULT_LAMBDA, "CRD regularisation weight lambda, 0 or more"),
                Option("crd_border", str, DEFAULT_BORDER, "CRD context beyond the scene border: periodic (Li and "
-                      "Du's code) or mirror (flipped copies, Hou's func_CRD.m)", BORDERS),
+                      "Du's code) or mirror (flipped copies, Hou's func_CRD.m)", choices=BORDERS),
                Option("crd_sum_to_one", bool, DEFAULT_SUM_TO_ONE, "CRD dictionary with the row of ones (soft "
                       "sum-to-one, Li and Du's code); --no-crd_sum_to_one solves without it (func_CRD.m)"))
     in_strips = True
