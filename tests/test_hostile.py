@@ -12,7 +12,7 @@ the generators reach both: ``pytest --hypothesis-show-statistics tests/test_host
 ``event`` calls). Under ``ci`` (25 examples each; 2026-12-05, this file as committed): the detectors on raw
 cubes score GRX in 21, LRX in 12, SLRX in 10 (7, 1 and 0 of 25 before the plain half of :func:`cubes`);
 valid files are read and preprocessed in 16 (4 before); the .npy and ENVI header properties in 8 and 7 (none
-of 25 before); test.py exits 0 in 16 of 26 and 2 in 9 (0 in 3 of 32 before). Hypothesis favours the ends of a range
+of 25 before); test.py exits 0 in 16 of 26 and 2 in 9 (exit 0 in 3 of 32 before). Hypothesis favours the ends of a range
 or a list, so the choices that lead to a refusal sit away from the ends.
 """
 from __future__ import annotations
