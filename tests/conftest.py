@@ -148,6 +148,15 @@ from hypothesis import HealthCheck, settings  # noqa: E402
 
 _HYPOTHESIS_COMMON = dict(deadline=None, database=None, print_blob=True,
                           suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
-settings.register_profile("ci", max_examples=25, derandomize=True, **_HYPOTHESIS_COMMON)
+#: Examples per property under the "ci" profile; tests.conftest.examples scales other counts by the profile.
+CI_EXAMPLES = 25
+settings.register_profile("ci", max_examples=CI_EXAMPLES, derandomize=True, **_HYPOTHESIS_COMMON)
 settings.register_profile("thorough", max_examples=400, **_HYPOTHESIS_COMMON)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
+
+
+def examples(n: int) -> settings:
+    """``settings(max_examples=...)`` for a test that wants ``n`` examples under the ``ci`` profile (25 each by
+    default), scaled by the loaded profile: ``thorough`` gives it 16 times as many. A bare ``max_examples=n``
+    would pin it whatever the profile."""
+    return settings(max_examples=max(1, round(n * settings.default.max_examples / CI_EXAMPLES)))

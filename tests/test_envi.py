@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from hypothesis import given, settings
+from hypothesis import given
 from hypothesis import strategies as st
+from conftest import examples
 from spectral.io import envi
 
 from data.preprocess import DataError
@@ -137,7 +138,7 @@ def test_byte_order_2_stops_test_py_with_one_line(test_cli, tmp_path, capsys):
     assert not (tmp_path / "r").exists()
 
 
-@settings(max_examples=20)
+@examples(20)
 @given(order=st.sampled_from(["0", "1", "2", "-1", "big"]), dtype=st.sampled_from(["1", "2", "4", "7", "12", "0"]),
        interleave=st.sampled_from(["bsq", "bil", "bip", "BIP", "Bsq", "x"]), offset=st.integers(0, 12))
 def test_header_either_reads_what_it_says_or_names_a_field(tmp_path_factory, order, dtype, interleave, offset):

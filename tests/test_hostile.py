@@ -6,10 +6,19 @@ such error into exit code 2 and one line ``test.py: error: ...`` on stderr, befo
 
 Examples per test come from the hypothesis profile (tests/conftest.py): ``ci`` by default (few, the same
 every run), ``HYPOTHESIS_PROFILE=thorough`` for many fresh ones.
+
+Each property has a valid half (a scene read, a score computed, test.py's exit 0) as well as its refusals, and
+the generators reach both: ``pytest --hypothesis-show-statistics tests/test_hostile.py`` counts them (the
+``event`` calls). Under ``ci`` (25 examples each; 2026-12-05, this file as committed): the detectors on raw
+cubes score GRX in 21, LRX in 12, SLRX in 10 (7, 1 and 0 of 25 before the plain half of :func:`cubes`);
+valid files are read and preprocessed in 16 (4 before); the .npy and ENVI header properties in 8 and 7 (none
+of 25 before); test.py exits 0 in 16 of 26 and 2 in 9 (exit 0 in 3 of 32 before). Hypothesis favours the ends of a range
+or a list, so the choices that lead to a refusal sit away from the ends.
 """
 from __future__ import annotations
 
 import io
+import re
 import tempfile
 import warnings
 import zipfile
@@ -19,7 +28,8 @@ import numpy as np
 import pytest
 import scipy.io
 import torch
-from hypothesis import assume, given
+from hypothesis import assume, event, given
+from hypothesis.control import currently_in_test_context
 from hypothesis import strategies as st
 from PIL import Image
 from conftest import raiser
@@ -65,13 +75,20 @@ def fresh_dir(root: Path) -> Path:
 @st.composite
 def cubes(draw, max_side: int = 6, max_bands: int = 6, dtypes: list = DTYPES) -> np.ndarray:
     """An H x W x B array of any dtype in ``dtypes``, sides from 1, values laid out as one of :data:`LAYOUTS`,
-    with NaN/Inf sometimes placed in it (floating dtypes)."""
-    h, w = draw(st.integers(1, max_side)), draw(st.integers(1, max_side))
-    b = draw(st.integers(1, max_bands))
-    dtype = np.dtype(draw(st.sampled_from(dtypes)))
-    layout = draw(st.sampled_from(LAYOUTS))
+    with NaN/Inf sometimes placed in it (floating dtypes).
+
+    Half of them are plain instead: sides from 5, 2 bands or more, noise in a numeric dtype of ``dtypes``, no
+    NaN/Inf, so that the properties reach their valid half (a scene read, a score computed) about as often as
+    their refusals; the hostile half alone scored SLRX in none of 25."""
+    plain = not draw(st.booleans())  # hypothesis starts from False: the plain ones first
+    least = min(5, max_side) if plain else 1  # 5 x 5: the least scene the FEN takes
+    h, w = draw(st.integers(least, max_side)), draw(st.integers(least, max_side))
+    b = draw(st.integers(min(2, max_bands) if plain else 1, max_bands))
+    numeric = [d for d in dtypes if np.dtype(d).kind in "iuf" and np.dtype(d) != np.float16]
+    dtype = np.dtype(draw(st.sampled_from(numeric if plain and numeric else dtypes)))
+    layout = "noise" if plain else draw(st.sampled_from(LAYOUTS))
     rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
-    x = rng.normal(size=(h, w, b)) * 100 + 500
+    x = rng.normal(size=(h, w, b)) * (30 if plain else 100) + (120 if plain else 500)  # plain: within uint8
     if layout == "constant":
         x[:] = 7.0
     elif layout == "constant_band":
@@ -101,7 +118,7 @@ def cubes(draw, max_side: int = 6, max_bands: int = 6, dtypes: list = DTYPES) ->
             cube = (x + 1j * x[::-1]).astype(dtype)
         else:
             cube = x.astype(dtype)  # float16 turns 'huge' into Inf
-    if dtype.kind in "fc" and draw(st.booleans()):
+    if not plain and dtype.kind in "fc" and draw(st.booleans()):
         bad = draw(st.sampled_from([np.nan, np.inf, -np.inf]))
         where = tuple(draw(st.integers(0, n - 1)) for n in cube.shape)
         cube[where] = bad
@@ -168,7 +185,9 @@ def _check_read(path: Path) -> None:
         x = preprocess(scene.cube, b, 0, str(path))
     except Exception as err:  # noqa: BLE001 - the property: nothing but a FerdError
         assert_one_line(err)
+        event(f"refused: {type(err).__name__}")
         return
+    event("read and preprocessed")
     h, w = scene.mask.shape
     assert x.shape == (b, h, w) and x.dtype == torch.float32
     assert torch.isfinite(x).all() and float(x.min()) == pytest.approx(-INPUT_SCALE)
@@ -186,19 +205,29 @@ def test_random_bytes_in_place_of_a_scene(tmp_path, data, suffix):
 
 @st.composite
 def npy_headers(draw) -> bytes:
-    """A .npy file with a well-formed but hostile header (any dtype, shape, order) and random data."""
-    descr = draw(st.sampled_from(["<f4", ">f8", "<f2", "|b1", "<i8", "|u1", "<c8", "|O", "<U3", "|V4", "<M8[s]"]))
-    shape = tuple(draw(st.lists(st.integers(-1, 7), max_size=4)))
+    """A .npy file with a well-formed but hostile header (any dtype, shape, order) and random data; half of them
+    a numeric H x W x B header with exactly the bytes it announces (random values: NaN, Inf, constant or fine),
+    so that the reader gets past the header as often as not."""
+    if draw(st.booleans()):
+        descr = draw(st.sampled_from(["<f4", ">f8", "<i2", ">u2", "|u1", "<i8"]))
+        shape = (draw(st.integers(1, 5)), draw(st.integers(1, 5)), draw(st.integers(1, 4)))
+        size = int(np.prod(shape)) * np.dtype(descr).itemsize
+        data = draw(st.binary(min_size=size, max_size=size))
+    else:
+        descr = draw(st.sampled_from(["<f4", ">f8", "<f2", "|b1", "<i8", "|u1", "<c8", "|O", "<U3", "|V4", "<M8[s]"]))
+        shape = tuple(draw(st.lists(st.integers(-1, 7), max_size=4)))
+        data = draw(st.binary(max_size=800))
     header = f"{{'descr': '{descr}', 'fortran_order': {draw(st.booleans())}, 'shape': {shape}, }}"
     header = header.ljust(118) + "\n"
-    return b"\x93NUMPY\x01\x00" + len(header).to_bytes(2, "little") + header.encode() + draw(st.binary(max_size=800))
+    return b"\x93NUMPY\x01\x00" + len(header).to_bytes(2, "little") + header.encode() + data
 
 
 @given(content=npy_headers())
 def test_npy_with_hostile_header(tmp_path, content):
     d = fresh_dir(tmp_path)
     (d / "s.npy").write_bytes(content)
-    mask_png(np.zeros((2, 2), bool)).save(d / "s.png")
+    shape = re.search(rb"'shape': \((\d+), (\d+), \d+\)", content)  # an H x W x B header: the mask fits it
+    mask_png(np.zeros((int(shape[1]), int(shape[2])) if shape else (2, 2), bool)).save(d / "s.png")
     _check_read(d / "s.npy")
 
 
@@ -227,7 +256,8 @@ def write_scene(d: Path, cube: np.ndarray, mask: np.ndarray, fmt: str, encoding:
 
 
 @given(data=st.data(), encoding=st.sampled_from(MASK_ENCODINGS), fmt=st.sampled_from(["npy", "mat", "envi"]),
-       band_first=st.booleans())
+       band_first=st.integers(0, 3).map(lambda k: k == 2))  # refused: not too often (hypothesis favours the
+                                                             # ends of a range and of a list)
 def test_valid_files_with_hostile_contents(tmp_path, data, encoding, fmt, band_first):
     """Well-formed files holding any cube: odd dtypes and shapes, NaN/Inf, constant bands, band-first."""
     cube = data.draw(cubes())
@@ -240,6 +270,26 @@ def test_valid_files_with_hostile_contents(tmp_path, data, encoding, fmt, band_f
     if fmt == "npy" and band_first and not b == h == w:  # B x H x W whose last two axes match the mask
         with pytest.raises(DataError, match="looks band-first"):
             read_scene(path)
+
+
+#: ENVI data type code -> numpy dtype, for the headers whose image holds exactly the bytes they announce.
+ENVI_DTYPES = {1: "u1", 2: "i2", 4: "f4", 5: "f8", 12: "u2"}
+
+
+@st.composite
+def envi_scenes(draw) -> tuple[str, bytes]:
+    """An ENVI header and its image: half of them a consistent header (every field the reader needs, a dtype
+    it reads) with exactly the bytes it announces (random values), the rest :func:`envi_headers` with random
+    bytes, so that the reader gets past the header as often as not."""
+    if not draw(st.booleans()):
+        return draw(envi_headers()), draw(st.binary(max_size=700))
+    samples, lines, bands = draw(st.integers(1, 5)), draw(st.integers(1, 5)), draw(st.integers(1, 4))
+    code, offset = draw(st.sampled_from(sorted(ENVI_DTYPES))), draw(st.sampled_from([0, 0, 16]))
+    header = (f"ENVI\nsamples = {samples}\nlines = {lines}\nbands = {bands}\ndata type = {code}\n"
+              f"interleave = {draw(st.sampled_from(['bsq', 'bil', 'bip']))}\nbyte order = {draw(st.sampled_from([0, 1]))}\n"
+              f"header offset = {offset}\nfile type = ENVI Standard\n")
+    size = offset + samples * lines * bands * np.dtype(ENVI_DTYPES[code]).itemsize
+    return header, draw(st.binary(min_size=size, max_size=size))
 
 
 @st.composite
@@ -258,13 +308,16 @@ def envi_headers(draw) -> str:
     return "\n".join(lines) + "\n"
 
 
-@given(header=envi_headers(), payload=st.binary(max_size=700), with_image=st.booleans())
-def test_envi_with_hostile_header(tmp_path, header, payload, with_image):
+@given(scene=envi_scenes(), with_image=st.sampled_from([True, True, True, False]))
+def test_envi_with_hostile_header(tmp_path, scene, with_image):
     d = fresh_dir(tmp_path)
+    header, payload = scene
     (d / "s.hdr").write_text(header)
     if with_image:
         (d / "s.img").write_bytes(payload)
-    mask_png(np.zeros((3, 3), bool)).save(d / "s.png")
+    lines, samples = (int(re.search(rf"^{k} = (-?\d+)$", header, re.M).group(1))
+                      if re.search(rf"^{k} = (-?\d+)$", header, re.M) else 3 for k in ("lines", "samples"))
+    mask_png(np.zeros((max(lines, 1), max(samples, 1)), bool)).save(d / "s.png")  # the mask fits the header
     _check_read(d / "s.hdr")
 
 
@@ -301,9 +354,10 @@ def test_weights_that_are_not_checkpoints_say_so_in_one_line(tmp_path):
 # ---- detectors ---------------------------------------------------------------------------------------
 @st.composite
 def options(draw) -> DetectorOptions:
-    inner = draw(st.sampled_from([1, 3]))
-    return DetectorOptions(block_num=draw(st.integers(1, 8)), block_size=draw(st.none() | st.integers(1, 4)),
-                           lrx_inner=inner, lrx_outer=draw(st.sampled_from([3, 5, 7])))
+    inner = draw(st.sampled_from([1, 3]))  # block sizes of 2 and 3 px and a 5 px LRX window, which small scenes
+    # can take, more often
+    return DetectorOptions(block_num=draw(st.integers(1, 8)), block_size=draw(st.sampled_from([2, 3, None, 1, 2, 3, 4])),
+                           lrx_inner=inner, lrx_outer=draw(st.sampled_from([5, 3, 5, 7])))
 
 
 @given(cube=cubes(max_side=7, dtypes=[np.uint8, np.int16, np.int64, np.float16, np.float32, np.float64]),
@@ -326,6 +380,7 @@ def test_detectors_on_raw_cubes(cube, opts):
         except Exception as err:  # noqa: BLE001
             assert_one_line(err)
             continue
+        event(f"{name} scored")
         assert scores.shape == (h, w) and torch.isfinite(scores).all(), name
 
 
@@ -377,6 +432,8 @@ def _main_outcome(test_cli, capsys, args: list[str], out: Path) -> int:
     # ResourceWarning (numpy leaves a file open when a "zip" is no zip) is hidden by Python's default filters
     shown = [f"{w.category.__name__}: {w.message}" for w in caught if not issubclass(w.category, ResourceWarning)]
     assert not shown, shown
+    if currently_in_test_context():  # the statistics of a property (--hypothesis-show-statistics)
+        event(f"test.py exit {rc}")
     if rc == 0:
         assert (out / "auc.csv").is_file()
     else:
@@ -392,8 +449,9 @@ def _main_outcome(test_cli, capsys, args: list[str], out: Path) -> int:
 def test_cli_on_hostile_scenes(test_cli, tmp_path, capsys, data, encoding, detectors):
     d = fresh_dir(tmp_path)
     cube = data.draw(cubes(max_side=7))
-    bands = data.draw(st.integers(1, cube.shape[2] + 1))
-    fmt = data.draw(st.sampled_from(["npy", "mat", "envi", "random"]))
+    b = cube.shape[2]  # all the bands more often than not; one too many sometimes
+    bands = data.draw(st.sampled_from([b, b, b] + list(range(1, b + 2))))
+    fmt = data.draw(st.sampled_from(["npy", "mat", "envi"] * 2 + ["random"]))
     if fmt == "random":
         path = d / f"s{data.draw(st.sampled_from(['.npy', '.mat']))}"
         path.write_bytes(random_file(data.draw, path.suffix))
@@ -403,7 +461,7 @@ def test_cli_on_hostile_scenes(test_cli, tmp_path, capsys, data, encoding, detec
         assume(path is not None)
     save_fen(random_fen(bands), d / "fen.pt")
     args = ["--scenes", str(path), "--input_channel", str(bands), "--detectors", *detectors,
-            "--weights", str(d / "fen.pt"), "--block_size", str(data.draw(st.integers(1, 3))),
+            "--weights", str(d / "fen.pt"), "--block_size", str(data.draw(st.sampled_from([2, 3, 1]))),
             "--lrx_inner", "1", "--lrx_outer", str(data.draw(st.sampled_from([3, 5])))]
     _main_outcome(test_cli, capsys, args, d / "out")
 

@@ -14,9 +14,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from hypothesis import given, settings
+from hypothesis import given
 from hypothesis import strategies as st
-from conftest import REPO, interrupt_after_open
+from conftest import REPO, examples, interrupt_after_open
 
 import pipeline.plan
 import pipeline.sources
@@ -121,7 +121,7 @@ def test_a_scene_held_in_memory_needs_no_disk(test_cli, tmp_path, tmpdir_, monke
     assert json.loads((out / "r.json").read_text())["scenes"][0]["auc"]["GRX"] == 1.0
 
 
-@settings(max_examples=12)
+@examples(12)
 @given(h=st.integers(8, 40), w=st.integers(8, 40), b=st.integers(2, 12),
        in_memory=st.booleans(), enhanced_in_memory=st.booleans(), tile=st.sampled_from([8, 16, 64]),
        n=st.integers(1, 3))

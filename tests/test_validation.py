@@ -4,8 +4,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from hypothesis import given, settings
+from hypothesis import given
 from hypothesis import strategies as st
+from conftest import examples
 from test_train import write_scene
 
 from data.patches import (REAL_FILL, REAL_MAX_PIXELS, REAL_TARGETS, anomaly_pool, implant_real_anomalies,
@@ -35,7 +36,7 @@ def test_pool_is_standard_scores_against_the_scenes_own_background():
     assert anomaly_pool([_scene(rng, {})], 4, 1).shape == (0, 4)
 
 
-@settings(max_examples=25, deadline=None)
+@examples(25)
 @given(seed=st.integers(0, 2**31), start=st.integers(0, 2), h=st.integers(3, 20), w=st.integers(3, 20))
 def test_implants_touch_only_the_mask_and_the_bands_used(seed, start, h, w):
     rng = np.random.default_rng(seed)
