@@ -53,6 +53,7 @@ class SceneSource:
         raw = self.raw
         if raw.ndim != 3 or raw.shape[0] <= self._rows_per_scan():
             self.lo, self.hi = check_cube(np.asarray(raw), self.name, self.bands, self.start)
+            release_pages(raw)  # a memory-mapped cube: its pages leave this process until it is scored
             return
         check_layout(raw, self.name, self.bands, self.start)
         lo, hi, bad = np.inf, -np.inf, 0
