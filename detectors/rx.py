@@ -408,7 +408,7 @@ def grx_scores(read: PixelReader, n_pixels: int, bands: int, device: torch.devic
     chunks = chunk_starts(n_pixels, bands, device)
     if torch.device(device).type == "cpu":
         cov, span = stats.covariance()
-        with torch_threads(1):  # a chain of short LAPACK calls (see one_thread)
+        with _blas().limit(limits=1):  # a chain of short LAPACK calls (see one_thread)
             whitening = Whitening(cov.numpy(), span)
         mean = stats.mean.numpy()
         scores = torch.empty(n_pixels, dtype=torch.float64)
