@@ -32,7 +32,10 @@ def _npy_files(folder: Path, what: str) -> list[Path]:
 
 
 def read_had100(root: str | Path, sensor: str = TEST_SENSOR) -> list[Scene]:
-    """All test scenes of a HAD100-layout folder, each paired with its mask by file stem."""
+    """All test scenes of a HAD100-layout folder, each paired with its mask by file stem.
+
+    The cubes are memory-mapped: read when a scene is checked or scored, never all held at once (a folder of
+    thousands of scenes takes the memory of one; benchmarks/bench_many_scenes.py)."""
     root = Path(root)
     if not root.is_dir():
         raise DataError(f"{root}: dataset folder not found")
@@ -49,7 +52,8 @@ def read_had100(root: str | Path, sensor: str = TEST_SENSOR) -> list[Scene]:
     for path in cubes:
         if path.stem not in masks:
             raise DataError(f"{path}: no ground-truth mask {gt_dir / (path.stem + '.png')}")
-        scenes.append(check_scene(Scene(path.stem, load_npy(path), read_png_mask(masks[path.stem]), str(path))))
+        cube = load_npy(path, mmap=True)
+        scenes.append(check_scene(Scene(path.stem, cube, read_png_mask(masks[path.stem]), str(path))))
     return scenes
 
 

@@ -10,18 +10,27 @@ is returned, no square root). Reference: I. S. Reed and X. Yu, "Adaptive multipl
 of an optical pattern with unknown spectral distribution", IEEE TASSP 38(10), 1990.
 
 How it is computed (float64 throughout, whatever the input dtype: the covariance of a few hundred bands
-is ill-conditioned and float32 loses whole digits of the score):
+is ill-conditioned, up to 3e10 on real scenes, and float32 loses whole digits of the score):
 
-* pixels go through in chunks of a fixed number of pixels (a few MB: they stay in cache, and memory
-  stays bounded whatever the scene size); :class:`RXStatistics` merges each chunk's mean and scatter
-  (the scatter of the chunk centred on its own mean, one ``X^T X`` product) with the pairwise update of
-  Chan, Golub & LeVeque (1979), as exact as a two-pass computation and read in a single pass;
+* pixels go through in chunks of a fixed number of pixels (a few MB: memory stays bounded whatever the
+  scene size); :class:`RXStatistics` merges each chunk's mean and scatter (the scatter of the chunk
+  centred on its own mean) with the pairwise update of Chan, Golub & LeVeque (1979), as exact as a
+  two-pass computation and read in a single pass;
 * the min-max of quirk 2 only shifts the pixels (which the centring removes) and divides them by the
-  cube's span, so it is applied to the ``B x B`` matrices rather than to the ``N x B`` pixels:
-  ``S+`` is the pseudo-inverse of the covariance of the min-maxed pixels, exactly as specified;
-* ``S`` is symmetric positive semi-definite, so its pseudo-inverse comes from ``eigh`` (its singular
-  values are its eigenvalues; numpy's cut-off ``rcond * largest``), several times faster than an SVD;
-* scores are ``((X - mu) S+) * (X - mu)`` summed over bands, chunk by chunk.
+  cube's span, so it is applied to the ``B x B`` matrices rather than to the ``N x B`` pixels;
+* on the CPU, the two products that cost all the time go to the BLAS scipy ships (OpenBLAS) as the
+  products made for them, each half a matrix product's work: the scatter ``X^T X`` as ``dsyrk`` (one
+  triangle), and the scores as ``||(x - mu)^T L^-T||^2`` with ``L`` the Cholesky factor of the covariance:
+  one triangular product ``dtrmm`` and a sum of squares, instead of ``(x - mu)^T S+ (x - mu)`` with the
+  full ``S+``. Chunks go side by side on the cores (one Python thread and one BLAS thread each; each
+  thread keeps its own statistics, merged in a fixed order, so the result does not depend on timing).
+  The factor is more accurate than the pseudo-inverse it replaces (Cholesky is backward stable; ``S+``
+  from ``eigh`` carries an error of about ``eps * cond``); where the covariance is singular by the pinv's
+  cut-off (``rcond * largest`` eigenvalue, numpy's default), or too close to it for Cholesky, the scores
+  use the eigenvectors of the kept eigenvalues, exactly ``S+``;
+* on a GPU, torch's products: the scatter over the band blocks on and below the diagonal, the scores
+  ``((X - mu) S+) * (X - mu)`` summed over the block triangle of ``S+`` (see :func:`scores_`), with ``S+``
+  from ``eigh`` (symmetric positive semi-definite: its singular values are its eigenvalues).
 
 The same :class:`RXStatistics` and :func:`scores_` serve scenes larger than memory
 (pipeline/ feeds them chunks read from a memory-mapped file), so a scene gives the same scores
@@ -29,11 +38,16 @@ whether it is held whole or streamed.
 """
 from __future__ import annotations
 
+import functools
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from typing import Callable, Iterator
 
 import numpy as np
+import scipy.linalg
 import torch
+from scipy.linalg import blas
+from threadpoolctl import ThreadpoolController
 
 from detectors.base import CubeReader, Detector, Shape, reader_valid
 from utils.cube import bands_first
@@ -97,12 +111,9 @@ def add_gram_lower_(out: torch.Tensor, pixels: torch.Tensor, block: int = GRAM_B
         out[r0:r1, :r1].addmm_(pixels[:, r0:r1].T, pixels[:, :r1])
 
 
-def symmetrised(lower: torch.Tensor, block: int = GRAM_BLOCK) -> torch.Tensor:
-    """The symmetric matrix whose lower block triangle (as :func:`add_gram_lower_` fills it) is ``lower``."""
-    full = lower.clone()
-    for r0, r1 in band_blocks(lower.shape[0], block):
-        full[:r0, r0:r1] = lower[r0:r1, :r0].T
-    return full
+def symmetrised(lower: torch.Tensor) -> torch.Tensor:
+    """The symmetric matrix whose lower triangle is that of ``lower`` (what lies above it is ignored)."""
+    return lower.tril() + lower.tril(-1).T
 
 
 class RXStatistics:
@@ -113,12 +124,17 @@ class RXStatistics:
     own scatter ``C`` into ``n`` pixels with mean ``mu`` (Chan, Golub & LeVeque 1979):
 
         d = m - mu,    scatter += C + d d^T n k / (n + k),    mu += d k / (n + k).
+
+    Only the lower triangle of the scatter is accumulated (``_lower``; :attr:`scatter` is the whole
+    matrix). On the CPU the arithmetic is numpy's and scipy's BLAS on views of the same tensors, so that
+    chunks can be added on several threads (:func:`rx_statistics`).
     """
 
     def __init__(self, bands: int, device: torch.device | str = "cpu") -> None:
         self.n = 0
+        self.cpu = torch.device(device).type == "cpu"
         self.mean = torch.zeros(bands, dtype=torch.float64, device=device)
-        self._lower = torch.zeros(bands, bands, dtype=torch.float64, device=device)  # see add_gram_lower_
+        self._lower = torch.zeros(bands, bands, dtype=torch.float64, device=device)
         self.lo = torch.tensor(float("inf"), dtype=torch.float64, device=device)
         self.hi = torch.tensor(float("-inf"), dtype=torch.float64, device=device)
 
@@ -127,18 +143,51 @@ class RXStatistics:
         k = pixels.shape[0]
         if k == 0:
             return
+        if self.cpu:
+            self._add_cpu(pixels.numpy())
+            return
         # a full reduction: any order of the elements will do, and the memory order is much faster
         lo, hi = torch.aminmax(pixels.T if pixels.T.is_contiguous() else pixels)
         torch.minimum(self.lo, lo, out=self.lo)
         torch.maximum(self.hi, hi, out=self.hi)
         m = pixels.mean(dim=0)
         pixels -= m
+        add_gram_lower_(self._lower, pixels)
+        self._merge(k, m, None)
+
+    def _add_cpu(self, pixels: np.ndarray) -> None:
+        """:meth:`add` on the CPU: numpy for the passes over the chunk, ``dsyrk`` for its scatter."""
+        lo, hi = self.lo.numpy(), self.hi.numpy()
+        np.minimum(lo, pixels.min(), out=lo)
+        np.maximum(hi, pixels.max(), out=hi)
+        m = pixels.mean(axis=0)
+        pixels -= m
+        # the lower triangle of the C-ordered tensor is the upper one of its Fortran-ordered numpy view
+        syrk_upper_(self._lower.numpy().T, pixels)
+        self._merge(pixels.shape[0], torch.from_numpy(m), None)
+
+    def _merge(self, k: int, m: torch.Tensor, lower: torch.Tensor | None) -> None:
+        """Chan's update with ``k`` pixels of mean ``m``; ``lower``: their scatter (lower triangle), if it is
+        not already in ``_lower``."""
         d = m - self.mean
         total = self.n + k
-        add_gram_lower_(self._lower, pixels)
-        self._lower.addr_(d, d, alpha=self.n * k / total)
-        self.mean.add_(d, alpha=k / total)
+        if lower is not None:
+            self._lower += lower
+        if self.cpu:  # numpy on views: no torch operation (and its thread pool) on the worker threads
+            self._lower.numpy()[...] += np.outer(d.numpy(), d.numpy() * (self.n * k / total))
+            self.mean.numpy()[...] += d.numpy() * (k / total)
+        else:
+            self._lower.addr_(d, d, alpha=self.n * k / total)
+            self.mean.add_(d, alpha=k / total)
         self.n = total
+
+    def merge(self, other: "RXStatistics") -> None:
+        """Add the pixels ``other`` has seen (the two sets' statistics combined, as if read in one pass)."""
+        if other.n == 0:
+            return
+        torch.minimum(self.lo, other.lo, out=self.lo)
+        torch.maximum(self.hi, other.hi, out=self.hi)
+        self._merge(other.n, other.mean, other._lower)
 
     @property
     def scatter(self) -> torch.Tensor:
@@ -151,14 +200,68 @@ class RXStatistics:
         check_span(span)
         return float(span)
 
-    def precision(self) -> torch.Tensor:
-        """``(B, B)``: the ``S+`` of the min-maxed pixels, divided by ``span^2`` so that it applies to the
-        raw centred pixels: ``(x - mu)^T P (x - mu)`` is the score of the spec."""
+    def covariance(self) -> tuple[torch.Tensor, float]:
+        """``(B, B)`` covariance of the min-maxed pixels (as the spec computes it) and the span."""
         if self.n < 2:
             raise DetectorError("GRX needs at least 2 pixels")
         span = self.span()
-        cov = self.scatter / ((self.n - 1) * span * span)   # covariance of the min-maxed pixels
+        return self.scatter / ((self.n - 1) * span * span), span
+
+    def precision(self) -> torch.Tensor:
+        """``(B, B)``: the ``S+`` of the min-maxed pixels, divided by ``span^2`` so that it applies to the
+        raw centred pixels: ``(x - mu)^T P (x - mu)`` is the score of the spec."""
+        cov, span = self.covariance()
         return pinv_psd(cov) / (span * span)
+
+
+def syrk_upper_(gram: np.ndarray, pixels: np.ndarray) -> None:
+    """Add ``pixels^T pixels`` to the upper triangle of the Fortran-ordered ``(B, B)`` ``gram``, in place;
+    ``pixels`` ``(n, B)`` float64, row-major or column-major (BLAS ``dsyrk``: half the work of a product)."""
+    if pixels.flags.f_contiguous:  # BLAS sees the (n, B) matrix Z: Z^T Z
+        out = blas.dsyrk(1.0, pixels, beta=1.0, c=gram, trans=1, lower=0, overwrite_c=1)
+    else:  # BLAS sees the (B, n) matrix Z^T of the row-major array: Z^T (Z^T)^T
+        out = blas.dsyrk(1.0, np.ascontiguousarray(pixels).T, beta=1.0, c=gram, trans=0, lower=0, overwrite_c=1)
+    if out is not gram:  # the wrapper copies only a matrix it cannot use as it is: not ours
+        gram[...] = out
+
+
+class Whitening:
+    """The scores of centred pixels under the pseudo-inverse of a covariance, on the CPU.
+
+    Full rank (by the pinv's cut-off): ``score = ||z^T U||^2`` with ``U = L^-T`` upper triangular, ``L`` the
+    Cholesky factor of the covariance (``dtrmm``: half a product's work). Otherwise (or if Cholesky fails
+    so near the cut-off): ``score = sum_k (z . v_k)^2 / lambda_k`` over the kept eigenpairs.
+    """
+
+    def __init__(self, cov: np.ndarray, scale: float, rcond: float = PINV_RCOND) -> None:
+        """``cov`` ``(B, B)`` symmetric; the scores are those of ``pinv(cov) / scale^2``."""
+        self.upper: np.ndarray | None = None
+        self.vectors = self.weights = None
+        vals = scipy.linalg.eigvalsh(cov, check_finite=False)
+        if (np.abs(vals) > rcond * np.abs(vals).max()).all():
+            try:
+                chol = scipy.linalg.cholesky(cov, lower=True, check_finite=False)
+                inv = scipy.linalg.solve_triangular(chol, np.eye(len(cov)), lower=True, check_finite=False)
+                self.upper = np.asfortranarray(inv.T / scale)
+                return
+            except np.linalg.LinAlgError:
+                pass  # positive by eigvalsh's rounding, not by Cholesky's: the eigenvectors serve
+        vals, vecs = scipy.linalg.eigh(cov, check_finite=False)
+        keep = np.abs(vals) > rcond * np.abs(vals).max()
+        self.vectors = np.asfortranarray(vecs[:, keep])
+        self.weights = 1.0 / (vals[keep] * scale * scale)
+
+    def scores(self, z: np.ndarray) -> np.ndarray:
+        """``(n,)`` scores of ``(n, B)`` float64 centred pixels ``z`` (overwritten with the full-rank product)."""
+        if self.upper is None:
+            y = z @ self.vectors
+            return (y * y) @ self.weights
+        if z.flags.f_contiguous:  # Z U in place
+            y = blas.dtrmm(1.0, self.upper, z, side=1, lower=0, overwrite_b=1)
+        else:  # (Z U)^T = U^T Z^T, on the Fortran view of the row-major array, in place
+            y = blas.dtrmm(1.0, self.upper, np.ascontiguousarray(z).T, side=0, lower=0, trans_a=1, overwrite_b=1).T
+        np.square(y, out=y)
+        return y.sum(axis=1)
 
 
 @contextmanager
@@ -226,18 +329,84 @@ def scores_(pixels: torch.Tensor, mu: torch.Tensor, folded: torch.Tensor, block:
 PixelReader = Callable[[int, int], torch.Tensor]
 
 
+#: One BLAS thread per worker thread: the chunks, not each product, are split over the cores.
+@functools.cache
+def _blas() -> ThreadpoolController:
+    return ThreadpoolController().select(user_api="blas")
+
+
+@functools.cache
+def _pool(workers: int) -> ThreadPoolExecutor:
+    """Worker threads kept for the process (each sets itself to one torch thread on its first chunk)."""
+    return ThreadPoolExecutor(workers, thread_name_prefix="rx-chunks")
+
+
+def chunk_starts(n_pixels: int, bands: int, device: torch.device | str = "cpu") -> list[tuple[int, int]]:
+    """``[(start, stop), ...]``: the chunks of :func:`chunk_pixels` pixels a scene is read in."""
+    size = chunk_pixels(bands, device)
+    return [(start, min(n_pixels, start + size)) for start in range(0, n_pixels, size)]
+
+
+def cpu_workers(chunks: int) -> int:
+    """Threads that read chunks side by side on the CPU: one per torch thread, at most one per chunk."""
+    return max(1, min(torch.get_num_threads(), chunks))
+
+
+def on_workers(job: Callable[[int, int], None], chunks: int) -> None:
+    """Run ``job(worker, workers)`` on :func:`cpu_workers` threads, each with one torch and one BLAS thread.
+
+    Side by side rather than each product split over the cores: on a shared machine every split product
+    waits at its end for a descheduled thread (as the FEN tiles, pipeline/fen_tiles.py). A job takes the
+    chunks ``worker, worker + workers, ...``: a fixed share, so sums do not depend on timing.
+    """
+    workers = cpu_workers(chunks)
+    with _blas().limit(limits=1):
+        if workers == 1:
+            with torch_threads(1):
+                job(0, 1)
+            return
+        before = torch.get_num_threads()
+        try:
+            futures = [_pool(workers).submit(_one_thread_job, job, t, workers) for t in range(workers)]
+            for f in futures:
+                f.result()
+        finally:
+            torch.set_num_threads(before)  # the count new threads start with is global: put it back
+
+
+def _one_thread_job(job: Callable[[int, int], None], worker: int, workers: int) -> None:
+    if torch.get_num_threads() != 1:
+        torch.set_num_threads(1)
+    job(worker, workers)
+
+
 def rx_statistics(read: PixelReader, n_pixels: int, bands: int,
                   device: torch.device | str = "cpu", valid: np.ndarray | None = None) -> RXStatistics:
-    """Mean, scatter and value range of ``n_pixels`` pixels, read in chunks of :func:`chunk_pixels`; with
-    ``valid`` (``(H, W)`` or flat bool, None: all), of the valid pixels only (nodata: data/nodata.py)."""
-    size = chunk_pixels(bands, device)
-    stats = RXStatistics(bands, device)
+    """Mean, scatter and value range of ``n_pixels`` pixels, read in chunks of :func:`chunk_pixels` (on the
+    CPU, on :func:`cpu_workers` threads: each its own statistics, merged in worker order); with ``valid``
+    (``(H, W)`` or flat bool, None: all), of the valid pixels only (nodata: data/nodata.py)."""
+    chunks = chunk_starts(n_pixels, bands, device)
     keep = None if valid is None else torch.from_numpy(np.ascontiguousarray(valid).reshape(-1)).to(device)
-    for start in range(0, n_pixels, size):
-        stop = min(n_pixels, start + size)
+
+    def add(stats: RXStatistics, start: int, stop: int) -> None:
         chunk = read(start, stop)
         stats.add(chunk if keep is None else chunk[keep[start:stop]])
-    return stats
+
+    if torch.device(device).type != "cpu":
+        stats = RXStatistics(bands, device)
+        for start, stop in chunks:
+            add(stats, start, stop)
+        return stats
+    parts = [RXStatistics(bands, device) for _ in range(cpu_workers(len(chunks)))]
+
+    def job(worker: int, workers: int) -> None:
+        for start, stop in chunks[worker::workers]:
+            add(parts[worker], start, stop)
+
+    on_workers(job, len(chunks))
+    for part in parts[1:]:
+        parts[0].merge(part)
+    return parts[0]
 
 
 def grx_scores(read: PixelReader, n_pixels: int, bands: int, device: torch.device | str = "cpu",
@@ -245,11 +414,26 @@ def grx_scores(read: PixelReader, n_pixels: int, bands: int, device: torch.devic
     """GRX scores ``(n_pixels,)`` float64 of the pixels ``read`` gives (two passes: statistics, scores); the
     statistics of the ``valid`` pixels only where given (the others' scores are the caller's to mask)."""
     stats = rx_statistics(read, n_pixels, bands, device, valid)
+    chunks = chunk_starts(n_pixels, bands, device)
+    if torch.device(device).type == "cpu":
+        cov, span = stats.covariance()
+        with _blas().limit(limits=1):  # a chain of short LAPACK calls (see one_thread)
+            whitening = Whitening(cov.numpy(), span)
+        mean = stats.mean.numpy()
+        scores = torch.empty(n_pixels, dtype=torch.float64)
+        out = scores.numpy()
+
+        def job(worker: int, workers: int) -> None:
+            for start, stop in chunks[worker::workers]:
+                z = read(start, stop).numpy()
+                z -= mean
+                out[start:stop] = whitening.scores(z)
+
+        on_workers(job, len(chunks))
+        return scores
     folded = folded_precision(stats.precision())
-    size = chunk_pixels(bands, device)
     scores = torch.empty(n_pixels, dtype=torch.float64, device=device)
-    for start in range(0, n_pixels, size):
-        stop = min(n_pixels, start + size)
+    for start, stop in chunks:
         scores[start:stop] = scores_(read(start, stop), stats.mean, folded)
     return scores
 
@@ -276,7 +460,8 @@ def grx(cube: torch.Tensor | np.ndarray, *, layout: str = "hwb") -> torch.Tensor
 
 class GRXDetector(Detector):
     """GRX as the pipeline runs it: the scene's statistics over chunks of pixels, then the scores (two
-    passes of :func:`grx_scores`); no strips, its working set is fixed by the band count."""
+    passes of :func:`grx_scores`); no strips, its working set is fixed by the band count (and the number of
+    chunks read side by side)."""
 
     name = "GRX"
 
@@ -285,7 +470,8 @@ class GRXDetector(Detector):
         return 8 * (4 * h * w * b + 8 * b * b)
 
     def strip_bytes(self, shape: Shape, strip: int, options: object) -> int:
-        return 3 * 8 * chunk_pixels(shape[0]) * shape[0]
+        # float64 chunks (the read, its product in place) on each worker thread side by side
+        return 3 * 8 * chunk_pixels(shape[0]) * shape[0] * max(1, torch.get_num_threads())
 
     def score_reader(self, reader: CubeReader, strip: int, options: object) -> torch.Tensor:
         h, w, b = reader.shape

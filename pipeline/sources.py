@@ -76,6 +76,7 @@ class SceneSource:
         self.scan, self.valid = scan, scan.valid
         if scan.valid is not None:  # the FEN's fill: the valid pixels' mean spectrum, preprocessed
             self._fill = scale(scan.mean[None, None, :], self.lo, self.hi)[0, 0]
+        release_pages(raw)  # a memory-mapped cube: its pages leave this process until it is scored
 
     def block(self, r0: int, r1: int, c0: int = 0, c1: int | None = None) -> np.ndarray:
         """Preprocessed rows ``[r0, r1)`` and columns ``[c0, c1)``: ``(r1 - r0, c1 - c0, bands)`` float32;
