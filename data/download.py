@@ -77,7 +77,7 @@ def fetch_abu(dest: str | os.PathLike | None = None, base_url: str = ABU_BASE_UR
         if not (path.is_file() and sha256(path) == expected):  # missing, or damaged since: fetch it again
             download(f"{base_url.rstrip('/')}/{name}", path, expected, DataDownloadError,
                      f"offline? copy the scenes into {folder} by hand (their SHA-256 are in data/download.py), "
-                     "or give --base_url a local mirror (file:///...)")
+                     "or give base_url=... a local mirror (file:///...)")
             fetched += 1
         paths.append(path)
     return paths, fetched
@@ -85,7 +85,7 @@ def fetch_abu(dest: str | os.PathLike | None = None, base_url: str = ABU_BASE_UR
 
 def main(argv: list[str] | None = None) -> int:
     """``python -m data.download abu [--dest DIR] [--base_url URL]``."""
-    from utils.cli import OneLineParser, fail
+    from utils.cli import OneLineParser, fail, flag_text
 
     p = OneLineParser(prog="python -m data.download", description=__doc__.split("\n\n")[0])
     p.add_argument("what", choices=["abu"], help="abu: the 14 ABU-folder scenes (about 40 MB)")
@@ -96,7 +96,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         paths, fetched = fetch_abu(args.dest, args.base_url)
     except DataDownloadError as err:
-        return fail(p.prog, str(err))
+        return fail(p.prog, flag_text(str(err), p))
     print(f"{len(paths)} ABU scenes verified in {paths[0].parent} ({fetched} downloaded, "
           f"{len(paths) - fetched} already there); point the tests at them: {ENV_DATA_DIR}={data_dir(args.dest)}")
     return 0

@@ -138,10 +138,7 @@ def lrx_mirrored(pixels: torch.Tensor, span: float, inner: int = DEFAULT_INNER, 
     ``r`` px of context on every side (mirrored at the scene border), centred on the scene's mean, with
     ``span`` the scene's value range (see :func:`_mirrored_pixels`).
 
-    A strip of the scene with its context gives the same scores as the same rows of the whole scene:
-    pipeline/ runs LRX that way on scenes larger than memory.
-
-    ``keep`` ``(h + 2r, w + 2r)`` bool: the pixels with data (data/nodata.py). The others are zeroed (after the
+    A strip with its context scores as the same rows of the whole scene (pipeline/'s strips). ``keep`` ``(h + 2r, w + 2r)`` bool: the pixels with data (data/nodata.py). The others are zeroed (after the
     centring: they then add nothing to the running sums) and each pixel's ``n`` is its count of valid
     background pixels; a background of fewer than 2 is scored as if it held 2 (finite, ridge-dominated).
     """
@@ -158,8 +155,7 @@ def lrx_mirrored(pixels: torch.Tensor, span: float, inner: int = DEFAULT_INNER, 
     worst = torch.zeros((), dtype=torch.int32, device=pixels.device)   # checked once: no per-row GPU sync
     first_outer, first_inner = [(p, 1.0) for p in range(outer)], [(p, 1.0) for p in range(r - ri, r + ri + 1)]
     first_signs = _signs(first_outer, first_inner, outer, inner, pixels)
-    # sliding down one row: the entering row added, the leaving one taken off (the same pattern every row)
-    slide = [(0, 1.0), (0, -1.0)]
+    slide = [(0, 1.0), (0, -1.0)]  # down one row: the entering row added, the leaving one taken off
     slide_signs = _signs(slide, slide, outer, inner, pixels)
     for c0 in range(0, w, chunk):
         c1 = min(w, c0 + chunk)

@@ -115,8 +115,9 @@ def test_func_crd_through_test_py(test_cli, abu_dir, release_dir, tmp_path, caps
     from weights.release import load_fen
 
     with torch.no_grad():
-        enhanced = load_fen("had100", 50, release_dir).enhance(x, normalize=False)
-    mirror, periodic = crd(enhanced, border="mirror", sum_to_one=False).numpy(), crd(enhanced).numpy()
+        enhanced = load_fen("had100", 50, release_dir).enhance(x, normalize=False, layout="bhw")
+    mirror = crd(enhanced, border="mirror", sum_to_one=False, layout="bhw").numpy()
+    periodic = crd(enhanced, layout="bhw").numpy()
     peak = saved["FEN+CRD"].max()
     # the pipeline's FEN runs apart from this one (float32 rounding), which CRD's ill-conditioned systems amplify
     np.testing.assert_allclose(saved["FEN+CRD"], mirror, rtol=0, atol=1e-3 * peak)

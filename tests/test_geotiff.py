@@ -123,7 +123,7 @@ def test_a_geotiff_streams_in_windows_and_tiles_as_an_array_does(tmp_path, monke
     from rasterio.transform import Affine
 
     import pipeline.sources as sources
-    from detectors.registry import DEFAULT_OPTIONS
+    from detectors.registry import DEFAULT_OPTIONS, DetectorOptions
     from pipeline.plan import TilePlan
     from pipeline.run import Pipeline
 
@@ -135,7 +135,7 @@ def test_a_geotiff_streams_in_windows_and_tiles_as_an_array_does(tmp_path, monke
                        nodata=-7.0, transform=Affine(30.0, 0.0, 500000.0, 0.0, -30.0, 5800000.0)) as ds:
         ds.write(np.moveaxis(cube, -1, 0))
     scene = read_scene(tmp_path / "big.tif")
-    options = DEFAULT_OPTIONS.__class__(**{**DEFAULT_OPTIONS.__dict__, "block_size": 4, "lrx_outer": 9,
+    options = DetectorOptions(**{**DEFAULT_OPTIONS.asdict(), "block_size": 4, "lrx_outer": 9,
                                            "crd_outer": 7})
     names = ["GRX", "SLRX", "LRX", "CRD"]
     whole = sources.SceneSource(cube, 6, 0, "array", -7.0)

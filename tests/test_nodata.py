@@ -15,7 +15,7 @@ from data.scene import read_scene
 from data.synthetic import mask_png
 from detectors.base import TensorReader
 from detectors.crd import crd_scores
-from detectors.registry import DEFAULT_OPTIONS, detector
+from detectors.registry import DEFAULT_OPTIONS, DetectorOptions, detector
 from evaluation.results import evaluate_scene
 from pipeline.run import Pipeline
 from pipeline.sources import SceneSource
@@ -129,7 +129,7 @@ def test_holes_give_finite_scores_on_valid_pixels_and_nan_elsewhere(name):
     cube = holed_cube()
     src = SceneSource(cube, 6, 0, "holed", -1.0)
     src.check()
-    options = DEFAULT_OPTIONS.__class__(**{**DEFAULT_OPTIONS.__dict__, "block_size": 4, "lrx_inner": 3,
+    options = DetectorOptions(**{**DEFAULT_OPTIONS.asdict(), "block_size": 4, "lrx_inner": 3,
                                            "lrx_outer": 7, "crd_outer": 7})
     fen = FEN(bands=6) if name.startswith("FEN+") else None
     out = next(Pipeline([name], fen, options, torch.device("cpu")).run([src]))
@@ -145,7 +145,7 @@ def test_lrx_background_leaves_nodata_out():
     x = np.nan_to_num(cube.astype(np.float64))
     inner, outer, (i, j) = 3, 7, (10, 8)      # its window overlaps the hole
     det = detector("LRX")
-    options = DEFAULT_OPTIONS.__class__(**{**DEFAULT_OPTIONS.__dict__, "lrx_inner": inner, "lrx_outer": outer})
+    options = DetectorOptions(**{**DEFAULT_OPTIONS.asdict(), "lrx_inner": inner, "lrx_outer": outer})
     t = torch.from_numpy(np.where(valid[..., None], x, 0.0)).permute(2, 0, 1)
     scores = det.score_reader(TensorReader(t, valid), 0, options)
     bg = [(r, c) for r in range(i - 3, i + 4) for c in range(j - 3, j + 4)

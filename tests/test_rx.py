@@ -96,12 +96,12 @@ def test_grx_accuracy_against_the_condition_number(cond):
     the pseudo-inverse from eigh, the method before, up to 0.03): 7e-7 at 3e10, the worst real scene
     (docs/results.md), far inside the golden tests' 1e-3."""
     cube, exact = whitened_cube(30, 40, cond)
-    ours = grx(torch.from_numpy(cube)).numpy()
+    ours = grx(torch.from_numpy(cube), layout="bhw").numpy()
     assert np.abs(ours - exact).max() <= max(1e-13, 0.1 * np.finfo(np.float64).eps * cond) * exact.max()
 
 
 def test_whitening_uses_cholesky_at_full_rank_and_eigenvectors_below_the_cut_off():
-    from detectors.rx import Whitening
+    from detectors.rx_cpu import Whitening
 
     rng = np.random.default_rng(4)
     x = rng.normal(size=(200, 6))
@@ -133,10 +133,10 @@ def test_grx_same_scores_for_pixel_major_and_band_major_reads_and_any_thread_cou
     before = rx.CPU_CHUNK_BYTES
     rx.CPU_CHUNK_BYTES = 8 * b * 1000  # 1000-pixel chunks: 15 of them
     try:
-        band_major = grx(cube).reshape(-1)
+        band_major = grx(cube, layout="bhw").reshape(-1)
         pixel_major = grx_scores(lambda i0, i1: hwb[i0:i1].clone(), h * w, b)
         with torch_threads(1):
-            one = grx(cube).reshape(-1)
+            one = grx(cube, layout="bhw").reshape(-1)
     finally:
         rx.CPU_CHUNK_BYTES = before
     assert CPU_CHUNK_BYTES == before
