@@ -55,29 +55,33 @@ def test_sigint_to_test_py_ends_with_one_line_and_exit_130(tmp_path):
     assert not (out / "auc.csv").exists() and not list(out.rglob(".*.tmp"))
 
 
-def train(data: Path, save_dir: Path, seed: int) -> subprocess.CompletedProcess:
-    """train.py, 1 epoch of 2 steps on the tiny set, in a process of its own."""
-    return subprocess.run([sys.executable, "train.py", "--data_path", str(data), "--input_channel", "8",
-                           "--img_size", "16", "--batch_size", "2", "--teacher", "random", "--no-progress",
-                           "--device", "cpu", "--epochs", "1", "--max_steps", "2", "--select", "last",
-                           "--no-eval_test", "--seed", str(seed), "--save_dir", str(save_dir)],
-                          cwd=REPO, env=ENV, capture_output=True, text=True, timeout=300)
+def train(data: Path, save_dir: Path, seed: int) -> subprocess.Popen:
+    """train.py, 1 epoch of 2 steps on the tiny set, started in a process of its own."""
+    return subprocess.Popen([sys.executable, "train.py", "--data_path", str(data), "--input_channel", "8",
+                             "--img_size", "16", "--batch_size", "2", "--teacher", "random", "--no-progress",
+                             "--device", "cpu", "--epochs", "1", "--max_steps", "2", "--select", "last",
+                             "--no-eval_test", "--seed", str(seed), "--save_dir", str(save_dir)],
+                            cwd=REPO, env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
 
 
 def test_cpu_training_is_bit_reproducible_with_the_same_seed(tmp_path):
-    """README: "A CPU run is bit-reproducible with the same --seed". Two processes, the same seed: the saved FEN
-    equal bit for bit, tensor by tensor; and the seed matters: another seed gives another FEN."""
+    """README: "A CPU run is bit-reproducible with the same --seed". Two processes at once, the same seed: the
+    saved FEN equal bit for bit, tensor by tensor."""
     data = generate(tmp_path / "had", n_train=4, n_test=1, size=16, bands=10)
+    runs = {run: train(data, tmp_path / run, 7) for run in ("a", "b")}
     fens = {}
-    for run, seed in (("a", 7), ("b", 7), ("c", 8)):
-        done = train(data, tmp_path / run, seed)
-        assert done.returncode == 0, done.stderr[-3000:]
+    for run, proc in runs.items():
+        try:
+            err = proc.communicate(timeout=300)[1]
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+        assert proc.returncode == 0, err[-3000:]
         fens[run] = load_fen(str(tmp_path / run / "fen_8bands.pt"), 8).state_dict()
-    a, b, c = fens["a"], fens["b"], fens["c"]
+    a, b = fens["a"], fens["b"]
     assert a.keys() == b.keys() and len(a) > 10
     different = [k for k in a if not (a[k].dtype == b[k].dtype and torch.equal(a[k], b[k]))]
     assert not different, f"{len(different)} tensors differ between two runs of --seed 7: {different[:5]}"
-    assert any(not torch.equal(a[k], c[k]) for k in a if a[k].is_floating_point())
 
 
 def test_torchrun_adds_its_report_to_the_one_line(tmp_path, release_dir):
