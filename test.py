@@ -13,6 +13,10 @@ Prints a per-scene table (AUC and seconds for each detector) with the mean row, 
 Writes under ``--save_dir`` the per-scene AUCs (``auc.csv``), the 3D-ROC measures (``roc3d.csv``), the score
 maps (``scores/<scene>.npz``) and, with ``--plots``, ``plots/<scene>_maps.png`` and ``plots/<scene>_roc.png``;
 with ``--save_mat`` the authors' MATLAB files, with ``--save_envi`` georeferenced ENVI maps (evaluation/export.py).
+
+Scenes without ground truth (no mask beside the file) are scored and mapped, not measured: the tables cover the
+labelled scenes and name the others, which get ``detections/<scene>_<detector>.csv`` (and ``.geojson`` where
+the scene is georeferenced; evaluation/detections.py) and a table of their pixels and detections.
 """
 from __future__ import annotations
 
@@ -22,6 +26,7 @@ from dataclasses import asdict
 from pathlib import Path
 
 from detectors.registry import DEFAULT_DETECTORS, DETECTORS, detector_names
+from evaluation.detections import DEFAULT_TOP_FRACTION
 from evaluation.report import SceneResult
 from evaluation.results import SceneId, drop_temporaries, write_results
 from pipeline.evaluate import check_shard, dataset_root, detector_options, evaluate_shard, in_input_order, load_shard
@@ -43,7 +48,8 @@ def build_parser() -> argparse.ArgumentParser:
     add_data_path(src)
     src.add_argument("--scenes", type=Path, nargs="+", metavar="FILE",
                      help="single scenes instead: .mat (cube + mask), .npy with a .png mask of the same stem, "
-                          "or an ENVI .hdr (+ binary) with a <stem>.png or <stem>_gt.hdr mask")
+                          "or an ENVI .hdr (+ binary) with a <stem>.png or <stem>_gt.hdr mask; a scene without a "
+                          "mask is scored and its detections written (no AUC)")
     p.add_argument("--data_key", default=None, help=".mat key of the cube (guessed if omitted)")
     p.add_argument("--gt_key", default=None, help=".mat key of the mask (guessed if omitted)")
     p.add_argument("--weights", default="had100",
@@ -78,6 +84,14 @@ def build_parser() -> argparse.ArgumentParser:
                    help="for ENVI scenes: each score map as a float32 ENVI image with the input's map info, "
                         "in SAVE_DIR/envi/<scene>_<detector>.hdr")
     p.add_argument("--json", type=Path, default=None, help="also write the results as JSON here")
+    p.add_argument("--detect_fraction", type=float, default=DEFAULT_TOP_FRACTION,
+                   help="detections: flag the top fraction of each map's pixels (the empirical quantile of the "
+                        "scene's own scores), grouped into connected objects")
+    p.add_argument("--detect_pfa", type=float, default=None,
+                   help="detections of GRX only: threshold at this chi-square false-alarm rate on its Mahalanobis "
+                        "distances (B degrees of freedom) instead of --detect_fraction")
+    p.add_argument("--detect_labelled", action=argparse.BooleanOptionalAction, default=False,
+                   help="write SAVE_DIR/detections/ for labelled scenes too (unlabelled scenes always get them)")
     add_run_options(p)
     return p
 
@@ -88,6 +102,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args = p.parse_args(argv)
     check_least(p, args)
     check_positive(p, args, "max_memory_gb")
+    if not 0 < args.detect_fraction <= 1:
+        p.error(f"--detect_fraction {args.detect_fraction}: must lie in (0, 1]")
+    if args.detect_pfa is not None and not 0 < args.detect_pfa < 1:
+        p.error(f"--detect_pfa {args.detect_pfa}: must lie between 0 and 1 (both excluded)")
     return args
 
 

@@ -19,6 +19,9 @@ class SceneResult:
     note: str | None = None  # why the AUC is undefined, if it is
     roc3d: dict[str, Roc3D] = field(default_factory=dict)
     warning: str | None = None  # why its AUCs mean nothing although defined (degenerate_warning)
+    labelled: bool = True  # False: no ground truth, so no AUC or 3D-ROC (its maps and detections only)
+    pixels: int = 0  # pixels scored
+    detections: dict[str, int] = field(default_factory=dict)  # detections per detector, where they were written
 
 
 #: A score map whose spread is at most this fraction of its magnitude is constant to within rounding (float32

@@ -16,6 +16,7 @@ from data.had100 import read_had100
 from data.scene import Scene, read_scene
 from data.synthetic import choose_dataset, ensure_synthetic
 from detectors.registry import DetectorOptions, check_detector, needs_fen
+from evaluation.detections import DetectionRule, write_detections
 from evaluation.export import SceneRecord, check_envi_sources, write_exports
 from evaluation.report import SceneResult
 from evaluation.results import SceneId, check_outputs, evaluate_scene
@@ -55,6 +56,11 @@ def load_shard(args: argparse.Namespace, root: Path | None, d: Dist) -> tuple[li
 
 def detector_options(args: argparse.Namespace) -> DetectorOptions:
     return DetectorOptions(**{f.name: getattr(args, f.name) for f in fields(DetectorOptions)})
+
+
+def detection_rule(args: argparse.Namespace) -> DetectionRule:
+    """test.py's threshold rule for the detections (--detect_fraction, --detect_pfa)."""
+    return DetectionRule(args.detect_fraction, args.detect_pfa)
 
 
 def check_detectors(scenes: list[Scene], args: argparse.Namespace, device: torch.device) -> None:
@@ -112,14 +118,19 @@ def evaluate_shard(args: argparse.Namespace, scenes: list[Scene], sources: list[
         result = evaluate_scene(scene, scene_run.maps, scene_run.seconds, src.shape[2])
         maps = scene_run.maps
         results.append(result)
-        if args.save_scores:
-            save_npz(args.save_dir / "scores" / f"{scene.name}.npz", mask=scene.mask, **maps)
+        if args.save_scores:  # an unlabelled scene's .npz has its maps only
+            masks = {"mask": scene.mask} if scene.labelled else {}
+            save_npz(args.save_dir / "scores" / f"{scene.name}.npz", **masks, **maps)
+        if not scene.labelled or args.detect_labelled:
+            result.detections = write_detections(args.save_dir / "detections", scene.name, maps, detection_rule(args),
+                                                 src.shape[2], scene.georef)
         if args.save_mat or args.save_envi:
             fen_out = pipeline.fen_output(src) if args.save_mat and pipeline.fen is not None else None  # mixfs.mat
             records.append(SceneRecord(scene.name, scene.source, scene.mask, maps, result.auc, fen_out))
         if args.plots:
             draw_scene(args, scene, maps, result)
-            pictured.append((scene.mask, maps))
+            if scene.labelled:
+                pictured.append((scene.mask, maps))
     write_exports(records, args.save_dir, args.detectors, envi=args.save_envi)  # each process its own scenes
     return results, records, pictured
 
@@ -133,6 +144,8 @@ def draw_scene(args: argparse.Namespace, scene: Scene, maps: dict, result: Scene
     out = args.save_dir / "plots"
     bands = scene.cube[:, :, args.start_channel: args.start_channel + args.input_channel]
     plot_scene(out, scene.name, bands, scene.mask, maps, result.auc)
+    if not scene.labelled:  # the maps only: no ROC, separability or 3D-ROC without ground truth
+        return
     plot_separability(out / f"{scene.name}_boxes.png", scene.name, scene.mask, maps)
     plot_roc3d(out / f"{scene.name}_roc3d.png", scene.name, scene.mask, maps, result.roc3d)
 
