@@ -97,7 +97,7 @@ def top_fraction_threshold(scores: np.ndarray, fraction: float) -> float:
     lo, hi = float(finite.min()), float(finite.max())
     if hi - lo <= 1e-6 * max(abs(lo), abs(hi)):  # a flat map (evaluation.report.FLAT_RTOL): nothing stands out
         return math.inf
-    k = max(1, math.ceil(fraction * finite.size))
+    k = max(1, math.ceil(fraction * finite.size - 1e-9))  # 0.001 * 3000 is 3.0000000000000004
     return float(np.partition(finite, finite.size - k)[finite.size - k])
 
 
