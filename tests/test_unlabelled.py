@@ -165,3 +165,55 @@ def test_unlabelled_only_under_torchrun(scenes, tmp_path, release_dir):
     assert [line.split()[:2] for line in lines[3:]] == [["plain", "324"], ["bare", "320"]]
     assert sorted(p.name for p in (out / "detections").iterdir()) == [
         "bare_FEN_GRX.csv", "bare_GRX.csv", "plain_FEN_GRX.csv", "plain_GRX.csv"]
+
+
+def test_train_on_unlabelled_scenes_with_the_defaults(train_cli, tmp_path, capsys, monkeypatch):
+    """Two scenes of one's own, no mask, no test set, no ImageNet file and no network: the defaults make a run
+    that works (last epoch, random teacher, each said in one line), every patch kept, no resume state."""
+    import training.own_scenes as own
+
+    monkeypatch.setattr(own, "imagenet_cache_path", lambda: tmp_path / "no-cache" / "wide_resnet101_2.pth")
+    monkeypatch.setattr(own, "_reachable", lambda host, timeout=5.0: False)
+    rng = np.random.default_rng(5)
+    paths = []
+    for k in range(2):
+        np.save(tmp_path / f"own{k}.npy", rng.normal(10, 1, size=(24, 16, 8)).astype(np.float32))
+        paths.append(str(tmp_path / f"own{k}.npy"))
+    save = tmp_path / "ck"
+    argv = ["--train_scenes", *paths, "--input_channel", "8", "--img_size", "8", "--batch_size", "2",
+            "--epochs", "1", "--max_steps", "1", "--no-progress", "--device", "cpu", "--no-save_last",
+            "--save_dir", str(save)]
+    assert train_cli.main(argv) == 0
+    err = capsys.readouterr().err
+    assert "teacher: random (seeded): the ImageNet file is not cached and download.pytorch.org is unreachable" in err
+    assert "select: the last epoch (no test set and no --val_scenes" in err
+    assert ("12 training patches 8x8 from 2 scenes (own0, own1) (0 of 12 patches dropped for touching a labelled "
+            "anomaly, 2 of 2 scenes unlabelled, taken as all background)") in err
+    assert "(no resume state: --no-save_last)" in err
+    assert sorted(p.name for p in save.iterdir()) == ["auc_8bands.csv", "fen_8bands.pt", "loss_8bands.png"]
+    # explicit validation scenes (unlabelled too: implanted anomalies), none held out of --train_scenes
+    np.save(tmp_path / "v.npy", rng.normal(10, 1, size=(16, 16, 8)).astype(np.float32))
+    argv2 = [a for a in argv if a != "--no-save_last"] + ["--val_scenes", str(tmp_path / "v.npy"),
+                                                           "--val_fraction", "0", "--teacher", "random"]
+    assert train_cli.main(argv2) == 0
+    err = capsys.readouterr().err
+    assert "from 2 scenes (own0, own1)" in err and "0 test scenes, 4 val scenes" in err
+    assert "select: best mAUC on the --val_scenes with implanted anomalies" in err
+    assert (save / "last_8bands.pt").is_file()
+    (save / "last_8bands.pt").unlink()  # large: not left in pytest's tmp
+    bad = argv + ["--select", "val", "--val_fraction", "0"]
+    assert train_cli.main(bad) == 2
+    assert "--select val with --val_fraction 0 holds no scene out: give --val_scenes" in capsys.readouterr().err
+
+
+def test_a_train_py_file_that_is_not_a_fen_names_the_fen(tmp_path, test_cli, capsys):
+    from weights.release import WeightsError, load_fen
+
+    (tmp_path / "last_50bands.pt").write_bytes(b"state")
+    with pytest.raises(WeightsError, match=r"last_50bands.pt': train.py's training state \(for --resume\), not a "
+                                           r"FEN; the FEN of that run is .*fen_50bands.pt \(not there"):
+        load_fen(str(tmp_path / "last_50bands.pt"), 50)
+    np.save(tmp_path / "s.npy", _cube(8, 8))
+    assert test_cli.main(["--scenes", str(tmp_path / "s.npy"), "--weights", str(tmp_path / "last_50bands.pt"),
+                          "--save_dir", str(tmp_path / "r"), "--no-progress"]) == 2
+    assert f"the FEN of that run is {tmp_path / 'fen_50bands.pt'}" in capsys.readouterr().err

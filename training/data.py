@@ -15,7 +15,7 @@ import torch
 from data.had100 import had100_train_files, read_had100
 from data.patches import (anomaly_pool, load_patches, make_real_val_scenes_from, make_val_scenes,
                           make_val_scenes_from, scene_patches, split_files)
-from data.preprocess import preprocess
+from data.preprocess import DataError, preprocess
 from data.scene import Scene, read_scene
 from data.synthetic import choose_dataset, ensure_synthetic
 from detectors.rx import grx
@@ -56,6 +56,7 @@ class TrainData:
     dropped: int = 0
     val_real: list[EvalCube] = field(default_factory=list)
     val_scene: list[EvalCube] = field(default_factory=list)
+    unlabelled: int = 0  # training scenes without a mask, taken as all background
 
     def sets(self) -> dict[str, list[EvalCube]]:
         """Every evaluation set by the name its score goes by (``<name>_mAUC`` in logs and checkpoints)."""
@@ -102,14 +103,23 @@ def had100_data(args: argparse.Namespace, d: Dist) -> TrainData:
 
 
 def scene_data(args: argparse.Namespace, d: Dist) -> TrainData:
-    """Patches of --train_scenes that touch no labelled anomaly; val scenes from held-out scenes' patches, and
-    the held-out scenes themselves with their labels (val_scene)."""
+    """Patches of --train_scenes that touch no labelled anomaly (an unlabelled scene: all of them); val scenes
+    from the patches of held-out scenes (--val_scenes, else a --val_fraction of --train_scenes), and the
+    held-out labelled scenes themselves with their labels (val_scene)."""
     every = [read_scene(p) for p in args.train_scenes]
+    given = [read_scene(p) for p in (getattr(args, "val_scenes", None) or [])]
     scenes, val, val_real, held_out = every, [], [], []
-    if args.select in VAL_SELECTIONS:
-        scenes, held_out = split_files(every, args.val_fraction, args.seed)
+    if args.select in VAL_SELECTIONS or given:  # --val_scenes are logged whatever the selection
+        if given:
+            held_out = given
+        else:
+            scenes, held_out = split_files(every, args.val_fraction, args.seed)
+        if args.select == "val_scene" and not any(s.labelled for s in held_out):
+            raise DataError("select='val_scene' scores the held-out scenes on their own labels, and none of "
+                            f"{', '.join(s.label for s in held_out)} has a mask: use select='val' (implanted "
+                            "anomalies) or 'last'")
         val = make_val_scenes_from(held_out, args.input_channel, args.start_channel, args.img_size, args.seed)
-        pool = anomaly_pool(every, args.input_channel, args.start_channel)
+        pool = anomaly_pool(every + given, args.input_channel, args.start_channel)
         if len(pool) or args.select == "val_real":  # both signals logged whenever there are spectra to implant
             val_real = make_real_val_scenes_from(held_out, pool, args.input_channel, args.start_channel,
                                                  args.img_size, args.seed)
@@ -117,9 +127,11 @@ def scene_data(args: argparse.Namespace, d: Dist) -> TrainData:
                                      args.patch_stride)
     names = ", ".join(s.name for s in scenes)
     main = d.is_main
+    labelled_out = [s for s in held_out if s.labelled]  # val_scene scores the held-out scenes' own labels
     return TrainData(patches, len(scenes), f"{len(scenes)} scenes ({names})",
                      eval_cubes(test_scenes(args, None, d), args), eval_cubes(val, args) if main else [], dropped,
-                     eval_cubes(val_real, args) if main else [], eval_cubes(held_out, args) if main else [])
+                     eval_cubes(val_real, args) if main else [], eval_cubes(labelled_out, args) if main else [],
+                     unlabelled=sum(not s.labelled for s in scenes))
 
 
 @torch.no_grad()
