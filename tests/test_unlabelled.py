@@ -217,3 +217,33 @@ def test_a_train_py_file_that_is_not_a_fen_names_the_fen(tmp_path, test_cli, cap
     assert test_cli.main(["--scenes", str(tmp_path / "s.npy"), "--weights", str(tmp_path / "last_50bands.pt"),
                           "--save_dir", str(tmp_path / "r"), "--no-progress"]) == 2
     assert f"the FEN of that run is {tmp_path / 'fen_50bands.pt'}" in capsys.readouterr().err
+
+
+def test_demo_runs_offline_with_the_shipped_fen(tmp_path, capsys, monkeypatch, release_dir):
+    """``make demo`` (demo.py) on a fresh clone without network or FERD_WEIGHTS_DIR: abu10, said in one line;
+    with the release at hand: had100, nothing said."""
+    import urllib.error
+    import urllib.request
+
+    import demo
+    import weights.release as release
+    from data.synthetic import generate
+
+    monkeypatch.setenv("FERD_WEIGHTS_DIR", str(release_dir))
+    assert demo.demo_weights() == ("had100", None)
+    monkeypatch.delenv("FERD_WEIGHTS_DIR")
+    monkeypatch.setattr(release, "CACHE_DIR", tmp_path / "empty-cache")  # a fresh clone's cache
+
+    def offline(*args, **kwargs):
+        raise urllib.error.URLError("[Errno -3] Temporary failure in name resolution")
+
+    monkeypatch.setattr(urllib.request, "urlopen", offline)
+    data = generate(tmp_path / "had", n_train=0, n_test=2, size=16, bands=50)
+    rc = demo.main(["--data_path", str(data), "--detectors", "GRX", "FEN+GRX", "--save_dir", str(tmp_path / "r"),
+                    "--no-progress", "--device", "cpu"])
+    out, err = capsys.readouterr()
+    assert rc == 0 and "mean (2 scenes)" in out
+    note = [line for line in err.splitlines() if line.startswith("demo: ")]
+    assert len(note) == 1 and "cannot download" in note[0] and note[0].endswith(
+        "running this project's shipped 50-band FEN instead: --weights abu10 (docs/model_card_abu10.md)")
+    assert "weights abu10" in err
