@@ -23,7 +23,7 @@ from pathlib import Path
 
 from model.losses import W_REC, W_SIM, W_ZC
 from training.data import LABELLED_SELECTIONS, VAL_SELECTIONS, log
-from training.own_scenes import default_selection, default_teacher
+from training.own_scenes import default_selection, default_teacher, validation_gap
 from training.loop import build_trainer, check_finite, restore, run_epoch
 from training.record import check_outputs, check_room, describe, end_epoch, log_baseline, log_selected
 from training.state import Progress, TrainingError, open_resume
@@ -43,13 +43,10 @@ def build_parser() -> argparse.ArgumentParser:
     d = p.add_argument_group("data")
     add_data_path(d)
     d.add_argument("--train_scenes", type=Path, nargs="+", default=None, metavar="FILE",
-                   help="train on these scenes instead of a HAD100 folder (.mat, .npy [+ .png mask], ENVI .hdr, as "
-                        "test.py --scenes); patches touching a labelled anomaly are dropped, a scene without a "
-                        "mask is taken as all background (so it should be one: its anomalies are learned as "
-                        "background)")
-    d.add_argument("--val_scenes", type=Path, nargs="+", default=None, metavar="FILE",
-                   help="validation scenes for --select val/val_real/val_scene (with --train_scenes), held out of "
-                        "training instead of a --val_fraction of --train_scenes; default --select is then val")
+                   help="train on these scenes instead of a HAD100 folder (as test.py --scenes); patches touching "
+                        "a labelled anomaly are dropped; a scene without a mask is all background (so it must be)")
+    d.add_argument("--val_scenes", type=Path, nargs="+", default=None, metavar="FILE", help="validation scenes "
+                   "(with --train_scenes) instead of a --val_fraction of them; the default --select is then val")
     d.add_argument("--test_scenes", type=Path, nargs="+", default=None, metavar="FILE",
                    help="scenes of the per-epoch FEN+GRX evaluation (default: the HAD100 folder's test set)")
     d.add_argument("--sensor", choices=["aviris_ng", "aviris", "all"], default="aviris_ng", help="training patches")
@@ -60,9 +57,8 @@ def build_parser() -> argparse.ArgumentParser:
     m = p.add_argument_group("model and loss")
     m.add_argument("--teacher", default=None,
                    help="'imagenet' (torchvision IMAGENET1K_V1), 'random' (seeded), or a state-dict file "
-                        "(full torchvision wide_resnet101_2, or the authors' layer1-only enc.pt); default "
-                        "'imagenet', and with --train_scenes 'imagenet' where it is cached or downloadable, else "
-                        "'random' (said in one line)")
+                        "(full torchvision wide_resnet101_2, or the authors' layer1-only enc.pt); default imagenet "
+                        "(with --train_scenes: random where imagenet is neither cached nor downloadable)")
     m.add_argument("--init_fen", default=None, metavar="WEIGHTS",
                    help="start the CWL, teacher layer1 and FPL from this FEN (a release name such as had100, a "
                         "checkpoint or a folder of the authors' files, as test.py --weights): fine-tuning; the "
@@ -100,8 +96,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "the labelled anomaly spectra of --train_scenes (val_real), or the held-out scenes' own "
                         "labelled anomalies (val_scene); all are logged when possible")
     s.add_argument("--val_fraction", type=float, default=0.1,
-                   help="training files (scenes) held out by --select val/val_real/val_scene (0: none; validation "
-                        "then needs --val_scenes)")
+                   help="training files (scenes) held out by --select val/val_real/val_scene (0: none)")
     s.add_argument("--eval_test", action=argparse.BooleanOptionalAction, default=True,
                    help="FEN+GRX on the test set each epoch (required by --select test)")
     s.add_argument("--eval_scenes", type=int, default=0, help="evaluate only the first N test scenes (0: all)")
@@ -109,8 +104,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--resume", nargs="?", const="auto", default=None, metavar="PATH",
                    help="continue from PATH (default SAVE_DIR/last_{N}bands.pt)")
     s.add_argument("--save_last", action=argparse.BooleanOptionalAction, default=True,
-                   help="write the resume state SAVE_DIR/last_{N}bands.pt each epoch (about 1 GB at 50 bands); "
-                        "--no-save_last: the FEN, AUC table and loss plot only")
+                   help="write the resume state SAVE_DIR/last_{N}bands.pt each epoch (about 1 GB at 50 bands)")
     add_run_options(s)
     return p
 
@@ -140,11 +134,10 @@ def check_args(p: argparse.ArgumentParser, args: argparse.Namespace) -> None:
     if args.val_scenes and not args.train_scenes:
         p.error("--val_scenes goes with --train_scenes (a HAD100 folder holds out a --val_fraction of its files)")
     has_test = args.test_scenes or not args.train_scenes
-    if args.select is None:  # the defaults make a run that works: training/own_scenes.py
-        args.select, args.select_note = default_selection(bool(has_test and args.eval_test), bool(args.val_scenes))
-    if args.select in VAL_SELECTIONS and args.val_fraction == 0 and not args.val_scenes:
-        p.error(f"--select {args.select} with --val_fraction 0 holds no scene out: give --val_scenes, a "
-                "--val_fraction above 0, or --select last")
+    args.select, args.select_note = default_selection(args.select, bool(has_test and args.eval_test),
+                                                      bool(args.val_scenes), bool(args.train_scenes))
+    if why := validation_gap(args.select, args.val_fraction, bool(args.val_scenes)):
+        p.error(why)
     if args.select == "test" and not (args.eval_test and has_test):
         p.error("--select test needs a test set to evaluate each epoch: "
                 + ("give --test_scenes, " if not has_test else "drop --no-eval_test, ") + "or pick --select val/last")
@@ -159,12 +152,9 @@ def train(args: argparse.Namespace, d: Dist) -> dict:
         raise TrainingError("--amp needs a CUDA device (this run is on the CPU)")
     if args.batch_size % d.world:
         raise TrainingError(f"--batch_size {args.batch_size} does not split over {d.world} processes")
-    if args.teacher is None:  # the paper's teacher; with --train_scenes the one this machine can have
-        args.teacher, note = default_teacher(args.download_teacher) if args.train_scenes else ("imagenet", None)
-        if note:
-            log(note, d)
-    if getattr(args, "select_note", None) and args.train_scenes:
-        log(args.select_note, d)
+    args.teacher, note = default_teacher(args.teacher, bool(args.train_scenes), args.download_teacher)
+    for line in filter(None, (note, args.select_note)):  # what the defaults chose, one line each
+        log(line, d)
     check_outputs(args)
     state, resume_path = open_resume(args, args.save_dir / f"last_{args.input_channel}bands.pt")
     tr = build_trainer(args, d)
@@ -190,10 +180,9 @@ def train(args: argparse.Namespace, d: Dist) -> dict:
             d.barrier()
             progress.epoch = progress.saved_epoch = epoch
     except KeyboardInterrupt:
-        kept = (f"{tr.path('last')} holds epoch {progress.saved_epoch}: continue with --resume"
-                if progress.saved_epoch and args.save_last else
-                f"{tr.path('fen')} holds the selected FEN (no resume state: --no-save_last)" if progress.saved_epoch
-                else "nothing was saved yet")
+        kept = ("nothing was saved yet" if not progress.saved_epoch else f"{tr.path('last')} holds epoch "
+                f"{progress.saved_epoch}: continue with --resume" if args.save_last else f"{tr.path('fen')} holds "
+                "the selected FEN (no resume state: --no-save_last)")
         raise Interrupted(f"interrupted in epoch {progress.epoch + 1} (step {progress.step}); {kept}") from None
     if d.is_main:
         log_selected(tr, progress)

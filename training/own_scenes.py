@@ -13,11 +13,16 @@ from __future__ import annotations
 from weights.imagenet import IMAGENET_HOST, _reachable, imagenet_cache_path
 
 
-def default_selection(has_test: bool, has_val_scenes: bool) -> tuple[str, str]:
-    """``--select`` when none is given, and the line that says why: ``test`` with a test set, ``val`` with
+def default_selection(select: str | None, has_test: bool, has_val_scenes: bool, own: bool
+                      ) -> tuple[str, str | None]:
+    """``select``, or when None the default and the line that says why (for a run on ``own`` scenes only: a
+    HAD100 run keeps the paper's test selection unsaid): ``test`` with a test set, ``val`` with
     ``--val_scenes``, else ``last``."""
+    if select is not None:
+        return select, None
     if has_test:
-        return "test", "select: best test mAUC (the paper's; --select val/last to leave the test set out)"
+        return "test", ("select: best test mAUC (the paper's; --select val/last to leave the test set out)"
+                        if own else None)
     if has_val_scenes:
         return "val", ("select: best mAUC on the --val_scenes with implanted anomalies (no test set; --select "
                        "val_scene to score their own labels)")
@@ -25,9 +30,20 @@ def default_selection(has_test: bool, has_val_scenes: bool) -> tuple[str, str]:
                     "to select by mAUC)")
 
 
-def default_teacher(download: bool) -> tuple[str, str | None]:
-    """``--teacher`` when none is given with ``--train_scenes``: ``imagenet`` where its file is cached, or can
-    be downloaded (``download`` and its host reachable), else ``random``, with the line that says so."""
+def validation_gap(select: str, val_fraction: float, has_val_scenes: bool) -> str | None:
+    """Why a validation selection has nothing to validate on (``val_fraction`` 0 and no ``--val_scenes``)."""
+    if select in ("val", "val_real", "val_scene") and val_fraction == 0 and not has_val_scenes:
+        return (f"--select {select} with --val_fraction 0 holds no scene out: give --val_scenes, a --val_fraction "
+                "above 0, or --select last")
+    return None
+
+
+def default_teacher(teacher: str | None, own: bool, download: bool) -> tuple[str, str | None]:
+    """``teacher``, or when None: ``imagenet`` (the paper's) for a HAD100 run; for a run on ``own`` scenes
+    ``imagenet`` where its file is cached, or can be downloaded (``download`` and its host reachable), else
+    ``random``, with the line that says so."""
+    if teacher is not None or not own:
+        return teacher or "imagenet", None
     if imagenet_cache_path().is_file():
         return "imagenet", None
     if download and _reachable(IMAGENET_HOST):
