@@ -121,7 +121,7 @@ def write_results(args: argparse.Namespace, results: list[SceneResult], records:
         if labelled:
             print(f"left out of the AUC and 3D-ROC tables (no ground truth): {', '.join(r.name for r in unlabelled)}")
             if args.save_mat:
-                print("left out of the --save_mat files (gts.mat needs a mask): the same scenes", file=sys.stderr)
+                print("left out of the MATLAB files (gts.mat needs a mask): the same scenes", file=sys.stderr)
             print()
         print(f"unlabelled scenes: detections ({detection_rule_text(args)}) in {args.save_dir / 'detections'}")
         print(format_detection_table([(r.name, r.pixels, r.detections) for r in unlabelled], args.detectors))

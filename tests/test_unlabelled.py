@@ -210,7 +210,7 @@ def test_a_train_py_file_that_is_not_a_fen_names_the_fen(tmp_path, test_cli, cap
     from weights.release import WeightsError, load_fen
 
     (tmp_path / "last_50bands.pt").write_bytes(b"state")
-    with pytest.raises(WeightsError, match=r"last_50bands.pt': train.py's training state \(for --resume\), not a "
+    with pytest.raises(WeightsError, match=r"last_50bands.pt': train.py's training state \(to resume from\), not a "
                                            r"FEN; the FEN of that run is .*fen_50bands.pt \(not there"):
         load_fen(str(tmp_path / "last_50bands.pt"), 50)
     np.save(tmp_path / "s.npy", _cube(8, 8))

@@ -259,7 +259,7 @@ def not_a_fen(path: Path) -> None:
     if m is None:
         return
     fen = path.with_name(f"fen_{m.group(2)}bands.pt")
-    what = {"last": "train.py's training state (for --resume)", "auc": "train.py's AUC table",
+    what = {"last": "train.py's training state (to resume from)", "auc": "train.py's AUC table",
             "loss": "train.py's loss plot"}[m.group(1)]
     there = "" if fen.is_file() else " (not there: the run wrote none yet, or elsewhere)"
     raise WeightsError(f"weights='{path}': {what}, not a FEN; the FEN of that run is {fen}{there}")
