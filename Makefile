@@ -13,9 +13,10 @@ $(STAMP): requirements.txt
 	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements.txt
 	rm -f $(VENV)/.installed-* && touch $@
 
-# The main job: FEN+GRX against GRX at the first 50 bands, on HAD100 if present, else the synthetic set.
+# The main job: FEN+GRX against GRX at the first 50 bands, on HAD100 if present, else the synthetic set; with
+# the released had100 weights where they are found or fetched, else the shipped abu10 FEN (demo.py says so).
 demo: setup
-	$(PY) test.py --input_channel 50
+	$(PY) demo.py
 
 test: setup
 	$(PY) -m pytest -q tests

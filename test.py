@@ -13,6 +13,10 @@ Writes under ``--save_dir`` the per-scene AUCs (``auc.csv``), the 3D-ROC measure
 maps (``scores/<scene>.npz``) and, with ``--plots``, ``plots/<scene>_maps.png`` and ``plots/<scene>_roc.png``;
 with ``--save_mat`` the authors' MATLAB files, with ``--save_envi`` georeferenced ENVI maps (evaluation/export.py),
 with ``--save_geotiff`` (on for GeoTIFF scenes) georeferenced GeoTIFF maps (evaluation/geotiff_maps.py).
+
+Scenes without ground truth (no mask beside the file) are scored and mapped, not measured: the tables cover the
+labelled scenes and name the others, which get ``detections/<scene>_<detector>.csv`` (and ``.geojson`` where
+the scene is georeferenced; evaluation/detections.py) and a table of their pixels and detections.
 """
 from __future__ import annotations
 
@@ -41,7 +45,8 @@ def build_parser() -> argparse.ArgumentParser:
     src.add_argument("--scenes", type=Path, nargs="+", metavar="FILE",
                      help="single scenes instead: .mat (cube + mask), .npy with a .png mask of the same stem, "
                           "an ENVI .hdr (+ binary) with a <stem>.png or <stem>_gt.hdr mask, a GeoTIFF .tif "
-                          "(<stem>.png or <stem>_gt.tif mask, or none), or a NetCDF4/HDF5 .nc/.h5 (EMIT layout)")
+                          "(<stem>.png or <stem>_gt.tif mask), or a NetCDF4/HDF5 .nc/.h5 (EMIT layout); a scene "
+                          "without a mask is scored and its detections written (no AUC)")
     p.add_argument("--data_key", default=DEFAULTS.data_key, help=".mat key of the cube (guessed if omitted)")
     p.add_argument("--gt_key", default=DEFAULTS.gt_key, help=".mat key of the mask (guessed if omitted)")
     p.add_argument("--weights", default=DEFAULTS.weights,
@@ -80,6 +85,14 @@ def build_parser() -> argparse.ArgumentParser:
                    help="each score map as a one-band float32 GeoTIFF with the input's CRS, transform and nodata, in "
                         "SAVE_DIR/geotiff/<scene>_<detector>.tif (default: on for GeoTIFF scenes)")
     p.add_argument("--json", type=Path, default=DEFAULTS.json, help="also write the results as JSON here")
+    p.add_argument("--detect_fraction", type=float, default=DEFAULTS.detect_fraction,
+                   help="detections: flag the top fraction of each map's pixels (the empirical quantile of the "
+                        "scene's own scores), grouped into connected objects")
+    p.add_argument("--detect_pfa", type=float, default=DEFAULTS.detect_pfa,
+                   help="detections of GRX only: threshold at this chi-square false-alarm rate on its Mahalanobis "
+                        "distances (B degrees of freedom) instead of --detect_fraction")
+    p.add_argument("--detect_labelled", action=argparse.BooleanOptionalAction, default=DEFAULTS.detect_labelled,
+                   help="write SAVE_DIR/detections/ for labelled scenes too (unlabelled scenes always get them)")
     add_run_options(p, DEFAULTS)
     return p
 

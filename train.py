@@ -3,6 +3,7 @@
     python train.py --input_channel 50                          # the paper's setting (HAD100 AVIRIS-NG)
     python train.py --teacher random --epochs 5 --eval_scenes 4 # a short run on the synthetic set
     python train.py --train_scenes a.mat b.mat --test_scenes c.mat --select val --img_size 32 --patch_stride 16
+    python train.py --train_scenes a.npy b.hdr --input_channel 50 --no-save_last  # your own (unlabelled) scenes
     torchrun --nproc_per_node=4 train.py --input_channel 100    # DistributedDataParallel (NCCL / gloo)
     python train.py --input_channel 50 --resume                 # continue SAVE_DIR/last_50bands.pt
 
@@ -35,8 +36,11 @@ def build_parser() -> argparse.ArgumentParser:
     d = p.add_argument_group("data")
     add_data_path(d)
     d.add_argument("--train_scenes", type=Path, nargs="+", default=DEFAULTS.train_scenes, metavar="FILE",
-                   help="train on these scenes instead of a HAD100 folder (.mat, .npy + .png mask, ENVI .hdr, as "
-                        "test.py --scenes); patches touching a labelled anomaly are dropped")
+                   help="train on these scenes instead of a HAD100 folder (as test.py --scenes); patches touching "
+                        "a labelled anomaly are dropped; a scene without a mask is all background (so it must be)")
+    d.add_argument("--val_scenes", type=Path, nargs="+", default=DEFAULTS.val_scenes, metavar="FILE",
+                   help="validation scenes (with --train_scenes) instead of a --val_fraction of them; the default "
+                        "--select is then val")
     d.add_argument("--test_scenes", type=Path, nargs="+", default=DEFAULTS.test_scenes, metavar="FILE",
                    help="scenes of the per-epoch FEN+GRX evaluation (default: the HAD100 folder's test set)")
     d.add_argument("--sensor", choices=SENSORS, default=DEFAULTS.sensor, help="training patches")
@@ -48,7 +52,8 @@ def build_parser() -> argparse.ArgumentParser:
     m = p.add_argument_group("model and loss")
     m.add_argument("--teacher", default=DEFAULTS.teacher,
                    help="'imagenet' (torchvision IMAGENET1K_V1), 'random' (seeded), or a state-dict file "
-                        "(full torchvision wide_resnet101_2, or the authors' layer1-only enc.pt)")
+                        "(full torchvision wide_resnet101_2, or the authors' layer1-only enc.pt); default imagenet "
+                        "(with --train_scenes: random where imagenet is neither cached nor downloadable)")
     m.add_argument("--init_fen", default=DEFAULTS.init_fen, metavar="WEIGHTS",
                    help="start the CWL, teacher layer1 and FPL from this FEN (a release name such as had100, a "
                         "checkpoint or a folder of the authors' files, as test.py --weights): fine-tuning; the "
@@ -82,12 +87,13 @@ def build_parser() -> argparse.ArgumentParser:
                    help="DataLoader workers (patches are in memory)")
     s = p.add_argument_group("selection, evaluation, checkpoints")
     s.add_argument("--select", choices=SELECTIONS, default=DEFAULTS.select,
-                   help="which epoch's FEN is saved: best test mAUC (quirk 4, the paper's), the last, or best mAUC "
+                   help="which epoch's FEN is saved (default: test where there is a test set, else val with "
+                        "--val_scenes, else last): best test mAUC (quirk 4, the paper's), the last, or best mAUC "
                         "on held-out training backgrounds with implanted anomalies: synthetic materials (val) or "
                         "the labelled anomaly spectra of --train_scenes (val_real), or the held-out scenes' own "
                         "labelled anomalies (val_scene); all are logged when possible")
     s.add_argument("--val_fraction", type=float, default=DEFAULTS.val_fraction,
-                   help="training files (scenes) held out by --select val/val_real/val_scene")
+                   help="training files (scenes) held out by --select val/val_real/val_scene (0: none)")
     s.add_argument("--eval_test", action=argparse.BooleanOptionalAction, default=DEFAULTS.eval_test,
                    help="FEN+GRX on the test set each epoch (required by --select test)")
     s.add_argument("--eval_scenes", type=int, default=DEFAULTS.eval_scenes,
@@ -95,6 +101,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--save_dir", type=Path, default=DEFAULTS.save_dir)
     s.add_argument("--resume", nargs="?", const="auto", default=DEFAULTS.resume, metavar="PATH",
                    help="continue from PATH (default SAVE_DIR/last_{N}bands.pt)")
+    s.add_argument("--save_last", action=argparse.BooleanOptionalAction, default=DEFAULTS.save_last,
+                   help="write the resume state SAVE_DIR/last_{N}bands.pt each epoch (about 1 GB at 50 bands)")
     add_run_options(s, DEFAULTS)
     return p
 

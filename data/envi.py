@@ -122,3 +122,31 @@ def read_envi_mask(path: Path) -> np.ndarray:
     if m.shape[2] != 1:
         raise DataError(f"{path}: a mask must have one band, this one has {m.shape[2]}")
     return m[:, :, 0] != 0
+
+
+def envi_georef(path: Path) -> "GeoRef | None":
+    """The georeference of ENVI header ``path`` from its ``map info`` (and ``coordinate system string``), or
+    None where it has none.
+
+    Read through GDAL's ENVI driver (rasterio), so that the pixel origin, the UTM zones, the datums and the
+    ``rotation=`` of ``map info`` mean here what they mean in QGIS and every GDAL tool. A header that GDAL
+    cannot read gives None (the scene is scored all the same, its detections in pixels only).
+    """
+    from data.georef import GeoRef
+
+    if "map info" not in path.read_text(errors="replace"):  # most scenes: no GDAL needed
+        return None
+    try:
+        import rasterio
+        from spectral.io import envi
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            image_file = envi.open(str(path)).filename
+            with rasterio.Env(GDAL_PAM_ENABLED="NO"), rasterio.open(image_file) as ds:  # no .aux.xml beside it
+                transform, crs = ds.transform, ds.crs
+    except Exception:  # rasterio's many errors (driver, header): no georeference rather than no scene
+        return None
+    if transform.is_identity and crs is None:
+        return None
+    return GeoRef(crs.to_string() if crs is not None else None, tuple(float(v) for v in transform.to_gdal()))

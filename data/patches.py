@@ -6,7 +6,8 @@ patches on a grid from the top-left corner with step ``stride`` (default ``size`
 leftover rows/columns dropped). With HAD100 and ``size`` 64 that is exactly one patch per file, as in the
 authors' code. Quirk 9, *not* reproduced: the authors ignore their ``--img_size`` and train on whole files;
 here files are cut into ``--img_size`` patches (the same at the default 64). A scene with a ground-truth mask loses every patch that touches a labelled anomaly, so that
-training sees background only, as HAD100's training set does.
+training sees background only, as HAD100's training set does; a scene without one (``mask=None``) is taken as
+all background, as HAD100's anomaly-free training images are (anomalies in it are learned as background).
 
 Validation (the clean alternative to quirk 4, method sec. 7): a seeded fraction of the training
 *files* is held out of training; into each held-out background a few small blobs of a synthetic
@@ -58,6 +59,15 @@ def anomaly_free(mask: np.ndarray, size: int, stride: int | None = None) -> np.n
     return (touched == 0).flatten().numpy()
 
 
+def kept_patches(scene: Scene, size: int, stride: int | None = None) -> np.ndarray:
+    """:func:`anomaly_free` of ``scene``'s mask; every patch of an unlabelled scene (all background)."""
+    if scene.mask is not None:
+        return anomaly_free(scene.mask, size, stride)
+    stride = size if stride is None else stride
+    h, w = scene.cube.shape[:2]
+    return np.ones(((h - size) // stride + 1) * ((w - size) // stride + 1), dtype=bool)
+
+
 def check_patch_fits(shape: tuple[int, ...], size: int, name: str) -> None:
     if len(shape) == 3 and min(shape[:2]) < size:
         raise DataError(f"{name}: is {shape[0]} x {shape[1]} px, smaller than img_size={size}")
@@ -97,7 +107,8 @@ def scene_patches(scenes: Sequence[Scene], bands: int, start: int, size: int, st
         check_patch_fits(s.cube.shape, size, name)
         x, valid = preprocess_valid(s.cube, bands, start, name, s.nodata, s.bbl)
         patches = cut_patches(x, size, stride)
-        keep = anomaly_free(s.mask if valid is None else s.mask | ~valid, size, stride)
+        mask = s.mask if s.mask is not None else np.zeros(s.cube.shape[:2], dtype=bool)  # unlabelled: background
+        keep = anomaly_free(mask if valid is None else mask | ~valid, size, stride)
         dropped += int((~keep).sum())
         out.append(patches[torch.from_numpy(keep)])
     patches = torch.cat(out)
@@ -208,7 +219,7 @@ def clean_tiles(scenes: Sequence[Scene], size: int) -> list[tuple[str, np.ndarra
     backgrounds = []
     for s in scenes:
         check_patch_fits(s.cube.shape, size, s.label)
-        keep = anomaly_free(s.mask, size)
+        keep = kept_patches(s, size)
         cols = s.cube.shape[1] // size
         for k in np.flatnonzero(keep):
             r, c = divmod(int(k), cols)
@@ -234,7 +245,7 @@ def anomaly_pool(scenes: Sequence[Scene], bands: int, start: int) -> np.ndarray:
     """
     pool = []
     for s in scenes:
-        if not s.mask.any() or s.mask.all():
+        if s.mask is None or not s.mask.any() or s.mask.all():
             continue
         check_cube(s.cube, s.label, bands, start)
         px = np.asarray(s.cube[..., start:start + bands], dtype=np.float64).reshape(-1, bands)

@@ -1,7 +1,8 @@
-"""Single scenes with ground truth: MATLAB ``.mat`` (v5 via scipy, v7.3 via h5py), ``.npy`` + PNG mask, or
-ENVI (data/envi.py).
+"""Single scenes, with or without ground truth: MATLAB ``.mat`` (v5 via scipy, v7.3 via h5py), ``.npy`` (+ a PNG
+mask of the same stem), or ENVI (data/envi.py).
 
-Every reader returns a :class:`Scene` with the raw H x W x B cube and a boolean H x W mask; any problem
+Every reader returns a :class:`Scene` with the raw H x W x B cube and a boolean H x W mask, or ``mask=None``
+where the file comes without one (an unlabelled scene: scored and mapped, not measured); any problem
 raises :class:`data.DataError` with the file name and what is wrong. Cubes are not read into memory where
 the format allows it: a ``.npy`` cube is memory-mapped (``np.load(mmap_mode="r")``), an ENVI cube too
 (spectral's ``open_memmap``), and a MATLAB v7.3 cube is a :class:`MatlabCube` that h5py reads block by
@@ -17,7 +18,7 @@ import numpy as np
 from PIL import Image
 
 from data.bands import envi_band_facts
-from data.envi import MASK_SUFFIXES, envi_mask_path, open_envi, read_envi_mask
+from data.envi import envi_georef, envi_mask_path, open_envi, read_envi_mask
 from data.geotiff import SUFFIXES as GEOTIFF_SUFFIXES
 from data.geotiff import geotiff_mask_path, open_geotiff, read_geotiff_mask
 from data.georef import GeoRef
@@ -33,7 +34,8 @@ MASK_KEYS = ("map", "gt", "mask", "groundtruth", "ground_truth", "label", "label
 
 @dataclass
 class Scene:
-    """A hyperspectral scene: ``cube`` H x W x B (raw values), ``mask`` H x W bool (True = anomaly).
+    """A hyperspectral scene: ``cube`` H x W x B (raw values), ``mask`` H x W bool (True = anomaly), or None
+    for a scene nobody labelled.
 
     Optional facts a reader fills where its format gives them: ``georef`` (where the scene lies on the
     Earth), ``wavelengths`` (B centre wavelengths, nanometres) and ``nodata`` (the value that marks a pixel
@@ -43,7 +45,7 @@ class Scene:
 
     name: str
     cube: np.ndarray
-    mask: np.ndarray
+    mask: np.ndarray | None
     source: str = ""
     georef: GeoRef | None = None
     wavelengths: np.ndarray | None = None
@@ -55,6 +57,11 @@ class Scene:
     def label(self) -> str:
         """What messages call the scene: its file (``source``) when it has one, else its name."""
         return self.source or self.name
+
+    @property
+    def labelled(self) -> bool:
+        """Whether the scene has a ground-truth mask (AUCs and ROC curves need one)."""
+        return self.mask is not None
 
 
 def read_png_mask(path: Path) -> np.ndarray:
@@ -167,11 +174,45 @@ def _pick(arrays: dict[str, np.ndarray], key: str | None, preferred: tuple[str, 
                     f"name it with {flag}=<key>")
 
 
+def _mask_key(arrays: dict[str, np.ndarray], gt_key: str | None, cube_key: str, path: Path) -> str | None:
+    """The key of the mask in a .mat file, or None where it has none.
+
+    A candidate is 2-D and H x W like the cube (B x H x W's H x W too, so that check_mask can tell a band-first
+    cube): a ``wavelengths`` vector (B x 1) or any other small array is never taken for a mask. A 2-D array
+    under a usual mask name (:data:`MASK_KEYS`) is taken whatever its shape, so that a mask of the wrong size
+    is reported rather than ignored.
+    """
+    if gt_key is not None:
+        return _pick(arrays, gt_key, MASK_KEYS, 2, path, "H x W mask", "gt_key")
+    shape = arrays[cube_key].shape
+    fits = {k: v for k, v in arrays.items() if k != cube_key and v.ndim == 2
+            and (tuple(v.shape) == tuple(shape[:2]) or tuple(v.shape) == tuple(shape[1:]))}
+    named = {k: v for k, v in arrays.items() if k in MASK_KEYS and v.ndim == 2}
+    if not fits and not named:
+        return None
+    return _pick(fits or named, None, MASK_KEYS, 2, path, "H x W mask", "gt_key")
+
+
+def _keys_found(arrays: dict[str, np.ndarray]) -> str:
+    return ", ".join(f"{k} {' x '.join(map(str, v.shape))}" for k, v in arrays.items()) or "none"
+
+
 def read_mat(path: Path, data_key: str | None = None, gt_key: str | None = None) -> Scene:
+    """A .mat scene: the cube (``data_key``, else guessed) and its mask (``gt_key``, else an H x W array beside
+    the cube, else none: an unlabelled scene)."""
     arrays = _load_mat(path, lazy=True)
     ck = _pick(arrays, data_key, CUBE_KEYS, 3, path, "H x W x B cube", "data_key")
-    mk = _pick(arrays, gt_key, MASK_KEYS, 2, path, "H x W mask", "gt_key")
-    return Scene(path.stem, arrays[ck], arrays[mk] != 0, str(path))
+    mk = _mask_key(arrays, gt_key, ck, path)
+    if mk is None:
+        return Scene(path.stem, arrays[ck], None, str(path))
+    mask = np.asarray(arrays[mk])
+    if mask.ndim != 2 or mask.shape != tuple(arrays[ck].shape[:2]):
+        try:
+            check_mask(arrays[ck], mask, str(path))
+        except DataError as err:
+            raise DataError(f"{err} ({'gt_key' if gt_key else 'mask'}='{mk}', cube '{ck}'; keys found: "
+                            f"{_keys_found(arrays)})") from None
+    return Scene(path.stem, arrays[ck], mask != 0, str(path))
 
 
 def load_npy(path: Path, mmap: bool = False) -> np.ndarray:
@@ -191,49 +232,42 @@ def load_npy(path: Path, mmap: bool = False) -> np.ndarray:
 
 
 def read_npy(path: Path) -> Scene:
+    """A ``.npy`` cube (memory-mapped) and the ``<stem>.png`` mask beside it, if there is one."""
     cube = load_npy(path, mmap=True)
     mask_path = path.with_suffix(".png")
-    if not mask_path.is_file():
-        raise DataError(f"{path}: no ground-truth mask beside it (expected {mask_path.name})")
-    return Scene(path.stem, cube, read_png_mask(mask_path), str(path))
+    mask = read_png_mask(mask_path) if mask_path.is_file() else None
+    return Scene(path.stem, cube, mask, str(path))
 
 
 def read_envi(path: Path) -> Scene:
-    """An ENVI scene (header ``path``, memory-mapped image) and its mask (see data/envi.py)."""
+    """An ENVI scene (header ``path``, memory-mapped image), its mask if one lies beside it (see data/envi.py),
+    and its georeference from the header's ``map info`` (:func:`data.envi.envi_georef`)."""
     cube = open_envi(path)
     mask_path = envi_mask_path(path)
-    if mask_path is None:
-        names = ", ".join([path.stem + ".png"] + [path.stem + s + ".hdr" for s in MASK_SUFFIXES])
-        raise DataError(f"{path}: no ground-truth mask beside it (expected one of {names})")
-    mask = read_png_mask(mask_path) if mask_path.suffix.lower() == ".png" else read_envi_mask(mask_path)
-    return Scene(path.stem, cube, mask, str(path), **envi_band_facts(path, cube.shape[2]))
-
-
-def unlabelled(shape: tuple[int, ...]) -> np.ndarray:
-    """The mask of a scene without ground truth: all False (its AUC is undefined, and said so), the stand-in
-    until scenes without a mask are a notion of their own."""
-    return np.zeros(shape[:2], dtype=bool)
+    mask = None
+    if mask_path is not None:
+        mask = read_png_mask(mask_path) if mask_path.suffix.lower() == ".png" else read_envi_mask(mask_path)
+    return Scene(path.stem, cube, mask, str(path), georef=envi_georef(path), **envi_band_facts(path, cube.shape[2]))
 
 
 def read_geotiff(path: Path) -> Scene:
     """A GeoTIFF scene (data/geotiff.py): the cube read window by window, its georeference, nodata and band
-    metadata, and its mask (``<stem>.png`` or ``<stem>_gt.tif`` ...; none: unlabelled)."""
+    metadata, and its mask (``<stem>.png`` or ``<stem>_gt.tif`` ...; none: unlabelled, ``mask=None``)."""
     cube, facts = open_geotiff(path)
     mask_path = geotiff_mask_path(path)
-    if mask_path is None:
-        mask = unlabelled(cube.shape)
-    else:
+    mask = None
+    if mask_path is not None:
         mask = read_png_mask(mask_path) if mask_path.suffix.lower() == ".png" else read_geotiff_mask(mask_path)
     return Scene(path.stem, cube, mask, str(path), **facts)
 
 
 def read_netcdf(path: Path, data_key: str | None = None, gt_key: str | None = None) -> Scene:
     """A NetCDF4/HDF5 scene (data/netcdf.py); its mask the ``gt_key`` variable, else ``<stem>.png``, else
-    none (unlabelled)."""
+    none (unlabelled, ``mask=None``)."""
     cube, mask, facts = open_netcdf(path, data_key, gt_key)
     if mask is None:
         png = path.with_suffix(".png")
-        mask = read_png_mask(png) if png.is_file() else unlabelled(cube.shape)
+        mask = read_png_mask(png) if png.is_file() else None
     return Scene(path.stem, cube, mask, str(path), **facts)
 
 
@@ -241,12 +275,14 @@ def check_scene(scene: Scene) -> Scene:
     """Shape checks that every reader shares."""
     if scene.cube.ndim != 3:
         raise DataError(f"{scene.source}: expected an H x W x B cube, got shape {scene.cube.shape}")
-    check_mask(scene.cube, scene.mask, scene.source)
+    if scene.mask is not None:
+        check_mask(scene.cube, scene.mask, scene.source)
     return scene
 
 
 def read_scene(path: str | Path, data_key: str | None = None, gt_key: str | None = None) -> Scene:
-    """Read a ``.mat``, ``.npy`` (+ ``.png`` mask of the same stem) or ENVI ``.hdr`` scene."""
+    """Read a ``.mat``, ``.npy`` (+ ``.png`` mask of the same stem, if any) or ENVI ``.hdr`` scene; a scene
+    without a mask has ``mask=None``."""
     path = Path(path)
     if path.is_dir():
         raise DataError(f"{path}: a folder, not a scene file (a HAD100-layout folder is read as a dataset: data_path=<folder>)")
@@ -263,5 +299,5 @@ def read_scene(path: str | Path, data_key: str | None = None, gt_key: str | None
         return check_scene(read_geotiff(path))
     if suffix in NETCDF_SUFFIXES:  # NetCDF4 / HDF5 products (data/netcdf.py, through h5py)
         return check_scene(read_netcdf(path, data_key, gt_key))
-    raise DataError(f"{path}: unknown scene format '{suffix}' (use .mat, .npy with a .png mask, an ENVI .hdr, "
+    raise DataError(f"{path}: unknown scene format '{suffix}' (use .mat, .npy (with a .png mask if labelled), an ENVI .hdr, "
                     "a GeoTIFF .tif or a NetCDF4/HDF5 .nc/.h5)")

@@ -98,27 +98,34 @@ def display_scale(scores: np.ndarray, upper: float = DISPLAY_PERCENTILE) -> np.n
     return np.clip((s - lo) / (hi - lo), 0, 1) if hi > lo else np.zeros_like(s)
 
 
-def plot_maps(path: Path, scene: str, cube: np.ndarray, mask: np.ndarray, maps: dict[str, np.ndarray],
+def plot_maps(path: Path, scene: str, cube: np.ndarray, mask: np.ndarray | None, maps: dict[str, np.ndarray],
               aucs: dict[str, float | None]) -> Path:
-    """Panels of false colour, ground truth, then each detector's map (up to 4 per row)."""
-    panels = 2 + len(maps)
+    """Panels of false colour, ground truth (none for an unlabelled scene, ``mask=None``), then each detector's
+    map (up to 4 per row)."""
+    first = 2 if mask is not None else 1
+    panels = first + len(maps)
     cols = min(4, panels)
     rows = -(-panels // cols)
     fig = Figure(figsize=(3.0 * cols, 3.2 * rows))
     axes = fig.subplots(rows, cols, squeeze=False).ravel()
-    f = reduction(*mask.shape)
+    f = reduction(*cube.shape[:2])
     shown = f" (drawn 1:{f})" if f > 1 else ""
     axes[0].imshow(false_colour(cube, step=f), interpolation="nearest")
     axes[0].set_title(f"false colour\n{cube.shape[0]} x {cube.shape[1]} x {cube.shape[2]}{shown}", fontsize=9)
-    axes[1].imshow(block_max(np.asarray(mask, dtype=bool), f), cmap="gray", interpolation="nearest", vmin=0, vmax=1)
-    axes[1].set_title(f"ground truth\n{int(mask.sum())} anomaly px", fontsize=9)
+    if mask is not None:
+        axes[1].imshow(block_max(np.asarray(mask, dtype=bool), f), cmap="gray", interpolation="nearest", vmin=0,
+                       vmax=1)
+        axes[1].set_title(f"ground truth\n{int(mask.sum())} anomaly px", fontsize=9)
     image = None
-    for ax, (name, scores) in zip(axes[2:], maps.items()):
+    for ax, (name, scores) in zip(axes[first:], maps.items()):
         # scaled after the reduction: the colours spread over the block maxima actually shown
         image = ax.imshow(display_scale(block_max(np.asarray(scores), f)), cmap="inferno", interpolation="nearest",
                           vmin=0, vmax=1)
         auc = aucs.get(name)
-        ax.set_title(f"{name}\nAUC {auc:.4f}" if auc is not None else f"{name}\nAUC n/a", fontsize=9)
+        if mask is None:
+            ax.set_title(name, fontsize=9)
+        else:
+            ax.set_title(f"{name}\nAUC {auc:.4f}" if auc is not None else f"{name}\nAUC n/a", fontsize=9)
     for ax in axes:
         ax.set_xticks([])
         ax.set_yticks([])
@@ -170,8 +177,11 @@ def plot_roc(path: Path, scene: str, mask: np.ndarray, maps: dict[str, np.ndarra
 
 def plot_scene(out_dir: Path, scene: str, cube: np.ndarray, mask: np.ndarray, maps: dict[str, np.ndarray],
                aucs: dict[str, float | None]) -> list[Path]:
-    """Both figures of one scene: ``<out_dir>/<scene>_maps.png`` and ``<out_dir>/<scene>_roc.png``."""
+    """Both figures of one scene: ``<out_dir>/<scene>_maps.png`` and ``<out_dir>/<scene>_roc.png`` (the maps
+    alone for an unlabelled scene, ``mask=None``)."""
     out_dir = Path(out_dir)
+    if mask is None:
+        return [plot_maps(out_dir / f"{scene}_maps.png", scene, cube, mask, maps, aucs)]
     return [plot_maps(out_dir / f"{scene}_maps.png", scene, cube, mask, maps, aucs),
             plot_roc(out_dir / f"{scene}_roc.png", scene, mask, maps, aucs)]
 

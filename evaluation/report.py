@@ -25,6 +25,9 @@ class SceneResult:
     warning: str | None = None  # why its AUCs mean nothing although defined (degenerate_warning)
     scores_file: Path | None = None
     facts: dict = field(default_factory=dict)  # what the file told of the scene: nodata counts, wavelengths
+    labelled: bool = True  # False: no ground truth, so no AUC or 3D-ROC (its maps and detections only)
+    pixels: int = 0  # pixels scored
+    detections: dict[str, int] = field(default_factory=dict)  # detections per detector, where they were written
 
 
 #: A score map whose spread is at most this fraction of its magnitude is constant to within rounding (float32

@@ -10,6 +10,7 @@ from typing import NamedTuple, Protocol
 import numpy as np
 
 from data.scene import Scene
+from evaluation.detections import format_detection_table
 from evaluation.export import SceneRecord, write_exports
 from evaluation.metrics import auc_undefined_reason
 from evaluation.report import (SceneResult, degenerate_warning, format_roc3d_table, format_table, roc3d_csv, to_csv,
@@ -30,6 +31,8 @@ class OutputSettings(Protocol):
     roc3d_scenes: bool
     json: Path | None
     detectors: tuple[str, ...]
+    detect_fraction: float
+    detect_pfa: float | None
 
     def recorded(self) -> dict[str, object]:
         """The settings the --json file records."""
@@ -47,7 +50,7 @@ class SceneId(NamedTuple):
 def check_outputs(settings: OutputSettings, scenes: list[SceneId]) -> None:
     """Before any work: every result path can be written, and no two scenes would write the same file."""
     check_writable(settings.save_dir, "save_dir", folder=True)
-    for sub, wanted in (("scores", settings.save_scores), ("plots", settings.plots)):
+    for sub, wanted in (("scores", settings.save_scores), ("plots", settings.plots), ("detections", True)):
         if wanted:
             check_writable(settings.save_dir / sub, "save_dir", folder=True)
     for name in ("auc.csv", "roc3d.csv"):
@@ -63,6 +66,14 @@ def check_outputs(settings: OutputSettings, scenes: list[SceneId]) -> None:
             seen[s.name] = s.label
 
 
+def detection_rule_text(settings: OutputSettings) -> str:
+    """test.py's threshold rule in words, for the printed table."""
+    text = f"top {100 * settings.detect_fraction:g}% of each map's pixels"
+    if settings.detect_pfa is not None:
+        text += f"; GRX: chi-square false-alarm rate {settings.detect_pfa:g}"
+    return text
+
+
 def drop_temporaries(settings: OutputSettings) -> None:
     """Remove what an earlier run killed while writing left (utils.io.atomic_path's ``.<file>.<random>.tmp``)
     in --save_dir, its subfolders (scores/, plots/, envi/, mat_*/) and beside --json."""
@@ -76,11 +87,17 @@ def evaluate_scene(scene: Scene, maps: dict[str, np.ndarray], seconds: dict[str,
                    valid: np.ndarray | None = None) -> SceneResult:
     """AUC, the 3D-ROC measures and seconds of every detector on one scene, from its ``(H, W)`` score maps;
     a warning where they mean nothing (evaluation.report.degenerate_warning). ``valid`` ``(H, W)`` bool: the
-    pixels with data (None: all); the nodata pixels are left out of every measure (data/nodata.py)."""
+    pixels with data (None: all); the nodata pixels are left out of every measure (data/nodata.py). An
+    unlabelled scene gets its seconds and pixel count only."""
+    pixels = int(scene.cube.shape[0]) * int(scene.cube.shape[1]) if valid is None else int(valid.sum())
+    if not scene.labelled:
+        return SceneResult(scene.name, seconds={n: seconds[n] for n in maps}, note="no ground truth",
+                           labelled=False, pixels=pixels)
     mask = scene.mask
     if valid is not None:
         maps, mask = {k: v[valid] for k, v in maps.items()}, mask[valid]
-    result = SceneResult(scene.name, note=auc_undefined_reason(mask), warning=degenerate_warning(maps, bands))
+    result = SceneResult(scene.name, note=auc_undefined_reason(mask), warning=degenerate_warning(maps, bands),
+                         pixels=pixels)
     for name, scores in maps.items():
         result.seconds[name] = seconds[name]
         result.roc3d[name] = roc3d(scores, mask)
@@ -91,21 +108,45 @@ def evaluate_scene(scene: Scene, maps: dict[str, np.ndarray], seconds: dict[str,
 def write_results(settings: OutputSettings, results: list[SceneResult], records: list[SceneRecord], device: str,
                   pictured: list[tuple] = ()) -> None:
     """auc.csv, the --save_mat files, roc3d.csv and --json (its config: the settings' ``recorded()``), each
-    atomically; with --plots and several scenes (``pictured``: each scene's ``(mask,
-    maps)``) the mean box plot; then the tables on stdout."""
-    save_text(to_csv(results, settings.detectors), settings.save_dir / "auc.csv")
-    write_exports(records, settings.save_dir, settings.detectors, mat=settings.save_mat)
-    save_text(roc3d_csv(results, settings.detectors), settings.save_dir / "roc3d.csv")
+    atomically; with --plots and several scenes (``pictured``: each scene's ``(mask, maps)``) the mean box
+    plot; then the tables on stdout.
+
+    The AUC and 3D-ROC tables and files cover the labelled scenes and name the unlabelled ones left out;
+    the unlabelled scenes get a table of their pixels and detections (--save_mat leaves them out: its
+    gts.mat needs a mask). A run of unlabelled scenes only prints that table alone."""
+    labelled = [r for r in results if r.labelled]
+    unlabelled = [r for r in results if not r.labelled]
+    save_text(to_csv(labelled, settings.detectors), settings.save_dir / "auc.csv")
+    write_exports([r for r in records if r.mask is not None], settings.save_dir, settings.detectors,
+                  mat=settings.save_mat)
+    save_text(roc3d_csv(labelled, settings.detectors), settings.save_dir / "roc3d.csv")
     if settings.json is not None:
-        config = settings.recorded()
-        save_json(to_json(results, settings.detectors, config=config, device=str(device)), settings.json)
+        out = to_json(labelled, settings.detectors, config=settings.recorded(), device=str(device))
+        if unlabelled:
+            out["unlabelled"] = [{"name": r.name, "pixels": r.pixels, "detections": r.detections,
+                                  "seconds": {d: r.seconds.get(d) for d in settings.detectors}} for r in unlabelled]
+        save_json(out, settings.json)
     if settings.plots and len(pictured) > 1:
         from evaluation.had_figures import plot_separability_mean  # matplotlib only when pictures are asked for
 
         plot_separability_mean(settings.save_dir / "plots" / "mean_boxes.png", list(pictured))
-    print(format_table(results, settings.detectors))
-    print()
-    print("3D-ROC (Chang 2021; scores min-max normalised; aSNPR: clipped at the median anomaly score)")
-    print(format_roc3d_table(results, settings.detectors, per_scene=settings.roc3d_scenes))
+    print_tables(settings, labelled, unlabelled)
+
+
+def print_tables(settings: OutputSettings, labelled: list[SceneResult], unlabelled: list[SceneResult]) -> None:
+    """The AUC and 3D-ROC tables of the labelled scenes; the pixels and detections of the unlabelled ones."""
+    if labelled:
+        print(format_table(labelled, settings.detectors))
+        print()
+        print("3D-ROC (Chang 2021; scores min-max normalised; aSNPR: clipped at the median anomaly score)")
+        print(format_roc3d_table(labelled, settings.detectors, per_scene=settings.roc3d_scenes))
+    if unlabelled:
+        if labelled:
+            print(f"left out of the AUC and 3D-ROC tables (no ground truth): {', '.join(r.name for r in unlabelled)}")
+            if settings.save_mat:
+                print("left out of the MATLAB files (gts.mat needs a mask): the same scenes", file=sys.stderr)
+            print()
+        print(f"unlabelled scenes: detections ({detection_rule_text(settings)}) in {settings.save_dir / 'detections'}")
+        print(format_detection_table([(r.name, r.pixels, r.detections) for r in unlabelled], settings.detectors))
     if settings.plots:
         print(f"plots: {settings.save_dir / 'plots'}", file=sys.stderr)

@@ -23,6 +23,7 @@ from data.had100 import read_had100
 from data.scene import Scene, read_scene
 from data.synthetic import choose_dataset, ensure_synthetic
 from detectors.registry import check_detector, needs_fen
+from evaluation.detections import DetectionRule, write_detections
 from evaluation.export import SceneRecord, check_envi_sources, write_exports
 from evaluation.geotiff_maps import check_geotiff_option, wants_geotiff, write_geotiff_maps
 from evaluation.scene_facts import scene_facts, scene_facts_lines
@@ -181,9 +182,13 @@ def evaluate_shard(settings: EvalSettings, scenes: list[Scene], sources: list[Sc
         result.facts = scene_facts(scene, src.scan, settings.input_channel, settings.start_channel)
         maps = scene_run.maps
         results.append(result)
-        if settings.save_scores:
+        if settings.save_scores:  # an unlabelled scene's .npz has its maps only
             result.scores_file = settings.save_dir / "scores" / f"{scene.name}.npz"
-            save_npz(result.scores_file, mask=scene.mask, **maps)
+            save_npz(result.scores_file, **({"mask": scene.mask} if scene.labelled else {}), **maps)
+        if not scene.labelled or settings.detect_labelled:
+            rule = DetectionRule(settings.detect_fraction, settings.detect_pfa)
+            result.detections = write_detections(settings.save_dir / "detections", scene.name, maps, rule,
+                                                 src.shape[2], scene.georef)
         if settings.save_mat or settings.save_envi:
             fen_out = pipeline.fen_output(src) if settings.save_mat and pipeline.fen is not None else None  # mixfs.mat
             records.append(SceneRecord(scene.name, scene.source, scene.mask, maps, result.auc, fen_out,
@@ -191,14 +196,15 @@ def evaluate_shard(settings: EvalSettings, scenes: list[Scene], sources: list[Sc
         if wants_geotiff(settings.save_geotiff, scene):
             write_geotiff_maps(scene, maps, settings.save_dir)
         if settings.plots:
-            mask, valid_maps = draw_scene(settings, scene, maps, result, src.valid)
-            pictured.append((mask, valid_maps))
+            drawn = draw_scene(settings, scene, maps, result, src.valid)
+            if drawn is not None:
+                pictured.append(drawn)
     write_exports(records, settings.save_dir, settings.detectors, envi=settings.save_envi)  # each process its own scenes
     return results, records, pictured
 
 
 def draw_scene(settings: EvalSettings, scene: Scene, maps: dict, result: SceneResult,
-               valid: np.ndarray | None = None) -> tuple[np.ndarray, dict]:
+               valid: np.ndarray | None = None) -> tuple[np.ndarray, dict] | None:
     """``--plots`` of one scene in SAVE_DIR/plots: the cube, mask and maps, the ROC curves, the separability
     box plot and the 3D-ROC curves (matplotlib is imported only when pictures are asked for). Nodata pixels
     (``valid`` False) are shown at the map's lowest score and left out of the curves and boxes; returns the
@@ -208,11 +214,13 @@ def draw_scene(settings: EvalSettings, scene: Scene, maps: dict, result: SceneRe
 
     out = settings.save_dir / "plots"
     bands = scene.cube[:, :, settings.start_channel: settings.start_channel + settings.input_channel]
-    mask, shown, scored = scene.mask, maps, maps
-    if valid is not None:
-        shown = {k: np.where(valid, v, np.nanmin(v)) for k, v in maps.items()}
-        mask, scored = mask[valid], {k: v[valid] for k, v in maps.items()}
+    shown = maps if valid is None else {k: np.where(valid, v, np.nanmin(v)) for k, v in maps.items()}
     plot_maps(out / f"{scene.name}_maps.png", scene.name, bands, scene.mask, shown, result.auc)
+    if not scene.labelled:  # the maps only: no ROC, separability or 3D-ROC without ground truth
+        return None
+    mask, scored = scene.mask, maps
+    if valid is not None:
+        mask, scored = mask[valid], {k: v[valid] for k, v in maps.items()}
     plot_roc(out / f"{scene.name}_roc.png", scene.name, mask, scored, result.auc)
     plot_separability(out / f"{scene.name}_boxes.png", scene.name, mask, scored)
     plot_roc3d(out / f"{scene.name}_roc3d.png", scene.name, mask, scored, result.roc3d)

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from detectors.registry import DEFAULT_DETECTORS, DetectorOptions, detector_names
+from evaluation.detections import DEFAULT_TOP_FRACTION
 from utils.settings import SettingsError, as_path, as_paths, at_least, from_options, normalise, positive
 
 REPO = Path(__file__).resolve().parents[1]
@@ -49,6 +50,9 @@ class EvalSettings:
     save_envi: bool = False
     save_geotiff: bool | None = None  # None: on for GeoTIFF scenes
     json: Path | None = None
+    detect_fraction: float = DEFAULT_TOP_FRACTION  # detections: the top fraction of each map's pixels
+    detect_pfa: float | None = None  # detections of GRX: a chi-square false-alarm rate instead
+    detect_labelled: bool = False  # detections for labelled scenes too
     device: str | None = None
     progress: bool = True
 
@@ -65,6 +69,10 @@ class EvalSettings:
         at_least("start_channel", self.start_channel, 0)
         at_least("fen_batch", self.fen_batch, 1)
         positive("max_memory_gb", self.max_memory_gb)
+        if not (isinstance(self.detect_fraction, (int, float)) and 0 < self.detect_fraction <= 1):
+            raise SettingsError(f"detect_fraction={self.detect_fraction}: must lie in (0, 1]")
+        if self.detect_pfa is not None and not (isinstance(self.detect_pfa, (int, float)) and 0 < self.detect_pfa < 1):
+            raise SettingsError(f"detect_pfa={self.detect_pfa}: must lie between 0 and 1 (both excluded)")
         if self.scenes is not None and self.data_path is not None:
             raise SettingsError("scenes=... and data_path=...: give one source of scenes")
         if not self.detectors:

@@ -42,10 +42,11 @@ def test_png_mask(tmp_path):
     np.testing.assert_array_equal(read_scene(hdr).mask, mask)
 
 
-def test_missing_mask_names_the_expected_files(tmp_path):
-    hdr, _, _ = _write(tmp_path, mask_kind=None)
-    with pytest.raises(DataError, match=r"no ground-truth mask beside it \(expected one of scene.png, scene_gt.hdr"):
-        read_scene(hdr)
+def test_no_mask_is_an_unlabelled_scene(tmp_path):
+    hdr, cube, _ = _write(tmp_path, mask_kind=None)
+    scene = read_scene(hdr)
+    assert scene.mask is None and scene.georef is None  # no mask, no map info
+    np.testing.assert_array_equal(scene.cube, cube)
 
 
 def test_broken_header_and_missing_binary(tmp_path):

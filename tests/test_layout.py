@@ -16,12 +16,12 @@ import pytest
 from conftest import REPO as ROOT
 
 FLOORS = {"utils": 0, "data": 1, "model": 1, "detectors": 2, "evaluation": 2, "weights": 2, "pipeline": 3,
-          "training": 3, "test": 4, "train": 4, "hubconf": 4}
+          "training": 3, "test": 4, "train": 4, "hubconf": 4, "demo": 4}
 
 
 def modules() -> dict[str, Path]:
     """Every module of the project's packages and scripts, by dotted name."""
-    found = {name: ROOT / f"{name}.py" for name in ("test", "train", "hubconf")}
+    found = {name: ROOT / f"{name}.py" for name in ("test", "train", "hubconf", "demo")}
     for package in (p for p in FLOORS if (ROOT / p).is_dir()):
         for path in sorted((ROOT / package).glob("*.py")):
             found[package if path.stem == "__init__" else f"{package}.{path.stem}"] = path

@@ -435,8 +435,8 @@ def test_train_scenes_patches_mask_exclusion_and_val(train_cli, tmp_path, capsys
     assert dropped > 0
     n = 25 * len(kept) - dropped  # 5 x 5 patch positions per 24 x 24 scene
     names = ", ".join(p.stem for p in kept)
-    assert f"{n} training patches 8x8 every 4 px from {len(kept)} scenes ({names}), {dropped} patches " \
-           "touching a labelled anomaly or nodata dropped, bands [0, 8)" in err
+    assert f"{n} training patches 8x8 every 4 px from {len(kept)} scenes ({names}) ({dropped} of {n + dropped} " \
+           "patches dropped for touching a labelled anomaly or nodata), bands [0, 8)" in err
     n_val = 9 - touched(masks[held[0]], 8, 8)  # the held-out scene's clean non-overlapping patches
     assert f"1 test scenes, {n_val} val scenes" in err
     lines = [line for line in out.splitlines() if line.startswith("epoch ")]
@@ -453,7 +453,7 @@ def test_train_scenes_without_a_defined_score_says_so(train_cli, tmp_path, capsy
     base = ["--train_scenes", str(train_scene), "--input_channel", "8", "--img_size", "8", "--batch_size", "4",
             "--teacher", "random", "--no-progress", "--epochs", "2",
             "--save_dir", str(tmp_path / "ck")]
-    assert train_cli.main(base) == 2  # --select test without a test set
+    assert train_cli.main(base + ["--select", "test"]) == 2  # --select test without a test set
     assert "--select test needs a test set to evaluate each epoch: give --test_scenes" in capsys.readouterr().err
     assert train_cli.main(base + ["--test_scenes", str(blank)]) == 0
     out, err = capsys.readouterr()

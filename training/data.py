@@ -17,7 +17,7 @@ from data.bands import training_wavelengths
 from data.had100 import had100_train_files, read_had100
 from data.patches import (anomaly_pool, load_patches, make_real_val_scenes_from, make_val_scenes,
                           make_val_scenes_from, scene_patches, split_files)
-from data.preprocess import preprocess
+from data.preprocess import DataError, preprocess
 from data.scene import Scene, read_scene
 from data.synthetic import choose_dataset, ensure_synthetic
 from detectors.rx import grx
@@ -54,6 +54,7 @@ class TrainData:
     val_real: list[EvalCube] = field(default_factory=list)
     val_scene: list[EvalCube] = field(default_factory=list)
     wavelengths: np.ndarray | None = None  # the training bands' centres (nm), where every scene gives the same
+    unlabelled: int = 0  # training scenes without a mask, taken as all background
 
     def sets(self) -> dict[str, list[EvalCube]]:
         """Every evaluation set by the name its score goes by (``<name>_mAUC`` in logs and checkpoints)."""
@@ -101,26 +102,36 @@ def had100_data(settings: TrainSettings, d: Dist) -> TrainData:
 
 
 def scene_data(settings: TrainSettings, d: Dist) -> TrainData:
-    """Patches of --train_scenes that touch no labelled anomaly; val scenes from held-out scenes' patches, and
-    the held-out scenes themselves with their labels (val_scene)."""
+    """Patches of ``train_scenes`` that touch no labelled anomaly (an unlabelled scene: all of them); val scenes
+    from the patches of held-out scenes (``val_scenes``, else a ``val_fraction`` of ``train_scenes``), and the
+    held-out labelled scenes themselves with their labels (val_scene)."""
     every = [read_scene(p) for p in settings.train_scenes]
+    given = [read_scene(p) for p in (settings.val_scenes or [])]
     scenes, val, val_real, held_out = every, [], [], []
-    if settings.select in VAL_SELECTIONS:
-        scenes, held_out = split_files(every, settings.val_fraction, settings.seed)
-        val = make_val_scenes_from(held_out, settings.input_channel, settings.start_channel, settings.img_size, settings.seed)
-        pool = anomaly_pool(every, settings.input_channel, settings.start_channel)
+    bands, start, size, seed = settings.input_channel, settings.start_channel, settings.img_size, settings.seed
+    if settings.select in VAL_SELECTIONS or given:  # val_scenes are logged whatever the selection
+        if given:
+            held_out = given
+        else:
+            scenes, held_out = split_files(every, settings.val_fraction, seed)
+        if settings.select == "val_scene" and not any(s.labelled for s in held_out):
+            raise DataError("select='val_scene' scores the held-out scenes on their own labels, and none of "
+                            f"{', '.join(s.label for s in held_out)} has a mask: use select='val' (implanted "
+                            "anomalies) or 'last'")
+        val = make_val_scenes_from(held_out, bands, start, size, seed)
+        pool = anomaly_pool(every + given, bands, start)
         if len(pool) or settings.select == "val_real":  # both signals logged whenever there are spectra to implant
-            val_real = make_real_val_scenes_from(held_out, pool, settings.input_channel, settings.start_channel,
-                                                 settings.img_size, settings.seed)
-    patches, dropped = scene_patches(scenes, settings.input_channel, settings.start_channel, settings.img_size,
-                                     settings.patch_stride)
+            val_real = make_real_val_scenes_from(held_out, pool, bands, start, size, seed)
+    patches, dropped = scene_patches(scenes, bands, start, size, settings.patch_stride)
     names = ", ".join(s.name for s in scenes)
     main = d.is_main
-    cubes = partial(eval_cubes, bands=settings.input_channel, start=settings.start_channel)
+    cubes = partial(eval_cubes, bands=bands, start=start)
+    labelled_out = [s for s in held_out if s.labelled]  # val_scene scores the held-out scenes' own labels
     return TrainData(patches, len(scenes), f"{len(scenes)} scenes ({names})",
                      cubes(test_scenes(settings, None, d)), cubes(val) if main else [], dropped,
-                     cubes(val_real) if main else [], cubes(held_out) if main else [],
-                     training_wavelengths(scenes, settings.input_channel, settings.start_channel))
+                     cubes(val_real) if main else [], cubes(labelled_out) if main else [],
+                     wavelengths=training_wavelengths(scenes, bands, start),
+                     unlabelled=sum(not s.labelled for s in scenes))
 
 
 @torch.no_grad()

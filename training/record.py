@@ -14,6 +14,7 @@ from evaluation.report import fmt
 from training.settings import TrainSettings
 from training.data import EVAL_SETS, evaluate, log
 from training.loop import Trainer, diverged
+from training.own_scenes import patch_note
 from training.state import STATE_FORMAT, Diverged, Progress, TrainingError, rng_states
 from utils.cli import check_writable
 from utils.io import save_text, save_torch
@@ -56,7 +57,7 @@ def check_room(tr: Trainer) -> None:
     """Before any epoch: the save folder can take the checkpoints (:class:`TrainingError` otherwise), so
     that a run never trains for an hour only to stop at its first save. Each save writes the new
     ``last_{N}bands.pt`` beside the old one before it replaces it: twice its size in all, once it exists."""
-    last = state_bytes(tr)
+    last = state_bytes(tr) if tr.settings.save_last else 0
     state = last + tensor_bytes([*tr.ferd.fen().state_dict().values(), *tr.ferd.sfam.zcl.state_dict().values()])
     copies = 1 if tr.path("last").exists() else 2  # an existing one already holds its share
     need = copies * state + ROOM_MARGIN
@@ -115,10 +116,12 @@ def end_epoch(tr: Trainer, epoch: int, means: dict[str, float], t0: float, train
                  data=tr.data.description, wavelengths=wavelength_list(tr.data.wavelengths))
     progress.history.append({"epoch": epoch, "step": progress.step, **means, **maucs, "seconds": time.perf_counter() - t0,
                              "selected": selected, "test_aucs": scores["test"][1]})
-    save_torch({"format": STATE_FORMAT, "config": tr.cfg, "epoch": epoch, "step": progress.step,
-                "model": {k: v.detach().cpu() for k, v in tr.ferd.student_state().items()},
-                "optimizer": tr.optimizer.state_dict(), "scaler": tr.scaler.state_dict(),
-                "rng": rng_states(tr.d.device), "best": progress.best, "history": progress.history}, tr.path("last"))
+    if settings.save_last:  # save_last=False: no resume state (about 1 GB at 50 bands), the FEN and tables only
+        save_torch({"format": STATE_FORMAT, "config": tr.cfg, "epoch": epoch, "step": progress.step,
+                    "model": {k: v.detach().cpu() for k, v in tr.ferd.student_state().items()},
+                    "optimizer": tr.optimizer.state_dict(), "scaler": tr.scaler.state_dict(),
+                    "rng": rng_states(tr.d.device), "best": progress.best, "history": progress.history},
+                   tr.path("last"))
     progress.saved_epoch = epoch  # on disk now: a Ctrl-C from here on (plot, barrier) must say so
     save_text(auc_table(progress.history, [n for n, _, _ in tr.data.test]), tr.path("auc", "csv"))
     from evaluation.plots import plot_training  # matplotlib only once there is something to draw
@@ -159,7 +162,8 @@ def auc_table(history: list[dict], scene_names: list[str]) -> str:
 def describe(tr: Trainer) -> str:
     """The run's first log line: data, evaluation sets, teacher, device, selection."""
     a, data, d = tr.settings, tr.data, tr.d
-    dropped = f", {data.dropped} patches touching a labelled anomaly or nodata dropped" if a.train_scenes else ""
+    dropped = (f" ({patch_note(data.dropped, len(data.patches), data.unlabelled, data.sources)})"
+               if a.train_scenes else "")
     stride = f" every {a.patch_stride} px" if a.patch_stride else ""
     return (f"{len(data.patches)} training patches {a.img_size}x{a.img_size}{stride} from {data.description}"
             f"{dropped}, bands [{a.start_channel}, {a.start_channel + a.input_channel}); {len(data.test)} test "
@@ -182,5 +186,5 @@ def log_selected(tr: Trainer, progress: Progress) -> None:
     if not defined(progress.best["score"]) and tr.settings.select != "last":
         log(f"no epoch had a defined {tr.settings.select} mAUC (no scene with both anomaly and background pixels): "
             f"{tr.path('fen')} holds the latest epoch, {progress.best['epoch']}", tr.d)
-    log(f"wrote {tr.path('fen')} (epoch {progress.best['epoch']}, {SELECTION[tr.settings.select]}) and "
-        f"{tr.path('last')}", tr.d)
+    also = f" and {tr.path('last')}" if tr.settings.save_last else " (no resume state: save_last=False)"
+    log(f"wrote {tr.path('fen')} (epoch {progress.best['epoch']}, {SELECTION[tr.settings.select]}){also}", tr.d)

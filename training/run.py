@@ -9,11 +9,12 @@ keep. Every file is written under ``settings.save_dir`` as train.py writes it.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from training.data import log
 from training.loop import Trainer, build_trainer, check_finite, restore, run_epoch
+from training.own_scenes import default_teacher
 from training.record import check_outputs, check_room, describe, end_epoch, log_baseline, log_selected
 from training.settings import TrainSettings
 from training.state import Progress, TrainingError, open_resume
@@ -41,6 +42,10 @@ def train(settings: TrainSettings, d: Dist | None = None) -> TrainResult:
         raise TrainingError("amp=True needs a CUDA device (this run is on the CPU)")
     if settings.batch_size % d.world:
         raise TrainingError(f"batch_size={settings.batch_size} does not split over {d.world} processes")
+    teacher, note = default_teacher(settings.teacher, bool(settings.train_scenes), settings.download_teacher)
+    for line in filter(None, (note, settings.select_note)):  # what the defaults chose, one line each
+        log(line, d)
+    settings = replace(settings, teacher=teacher)
     check_outputs(settings)
     state, resume_path = open_resume(settings, settings.path("last"))
     tr = build_trainer(settings, d)
@@ -77,6 +82,7 @@ def run_epochs(tr: Trainer, progress: Progress) -> None:
             d.barrier()
             progress.epoch = progress.saved_epoch = epoch
     except KeyboardInterrupt:
-        kept = (f"{tr.path('last')} holds epoch {progress.saved_epoch}: continue with resume=True"
-                if progress.saved_epoch else "nothing was saved yet")
+        kept = ("nothing was saved yet" if not progress.saved_epoch else f"{tr.path('last')} holds epoch "
+                f"{progress.saved_epoch}: continue with resume=True" if settings.save_last else f"{tr.path('fen')} "
+                "holds the selected FEN (no resume state: save_last=False)")
         raise Interrupted(f"interrupted in epoch {progress.epoch + 1} (step {progress.step}); {kept}") from None

@@ -7,11 +7,12 @@ is made, before any file is read.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Mapping
 
 from model.losses import W_REC, W_SIM, W_ZC
+from training.own_scenes import default_selection, validation_gap
 from utils.settings import (SettingsError, as_path, as_paths, at_least, from_options, non_negative, normalise, one_of,
                             positive)
 
@@ -32,6 +33,7 @@ class TrainSettings:
     # data
     data_path: Path | None = None
     train_scenes: tuple[Path, ...] | None = None
+    val_scenes: tuple[Path, ...] | None = None  # with train_scenes: validation scenes instead of a val_fraction
     test_scenes: tuple[Path, ...] | None = None
     sensor: str = "aviris_ng"
     input_channel: int = 50
@@ -39,7 +41,7 @@ class TrainSettings:
     img_size: int = 64
     patch_stride: int | None = None
     # model and loss
-    teacher: str = "imagenet"
+    teacher: str | None = None  # imagenet; with train_scenes, random where imagenet cannot be had (run.py)
     init_fen: str | None = None
     download_teacher: bool = True
     w_sim: float = W_SIM
@@ -59,18 +61,22 @@ class TrainSettings:
     amp_dtype: str = "bf16"
     num_workers: int = 0
     # selection, evaluation, checkpoints
-    select: str = "test"
+    select: str | None = None  # test with a test set, else val with val_scenes, else last (own_scenes.py)
     val_fraction: float = 0.1
     eval_test: bool = True
     eval_scenes: int = 0
     save_dir: Path = REPO / "checkpoints"
     resume: str | bool | None = None  # a last_<N>bands.pt, or True ("auto"): SAVE_DIR/last_<N>bands.pt
+    save_last: bool = True  # the resume state each epoch (about 1 GB at 50 bands)
     device: str | None = None
     progress: bool = True
+    #: what the default selection chose and why (None where it was given): one log line
+    select_note: str | None = field(default=None, init=False, compare=False)
 
     def __post_init__(self) -> None:
         normalise(self, data_path=as_path(self.data_path), train_scenes=as_paths(self.train_scenes) or None,
-                  test_scenes=as_paths(self.test_scenes) or None, save_dir=Path(self.save_dir),
+                  val_scenes=as_paths(self.val_scenes) or None, test_scenes=as_paths(self.test_scenes) or None,
+                  save_dir=Path(self.save_dir),
                   betas=tuple(float(b) for b in self.betas),
                   resume={None: None, False: None, True: "auto"}.get(self.resume, str(self.resume)))
         self.check_values()
@@ -87,9 +93,10 @@ class TrainSettings:
             non_negative(name, getattr(self, name))
         if len(self.betas) != 2 or not all(0 <= b < 1 for b in self.betas):
             raise SettingsError(f"betas=<{' '.join(map(str, self.betas))}>: each must lie in [0, 1)")
-        if not (isinstance(self.val_fraction, (int, float)) and 0 < self.val_fraction < 1):
-            raise SettingsError(f"val_fraction={self.val_fraction}: must lie between 0 and 1 (both excluded)")
-        one_of("select", self.select, SELECTIONS)
+        if not (isinstance(self.val_fraction, (int, float)) and 0 <= self.val_fraction < 1):
+            raise SettingsError(f"val_fraction={self.val_fraction}: must lie in [0, 1)")
+        if self.select is not None:
+            one_of("select", self.select, SELECTIONS)
         one_of("sensor", self.sensor, SENSORS)
         one_of("amp_dtype", self.amp_dtype, AMP_NAMES)
 
@@ -97,7 +104,15 @@ class TrainSettings:
         """Settings that only work together."""
         if self.train_scenes and self.data_path is not None:
             raise SettingsError("train_scenes=... and data_path=...: give one source of training data")
+        if self.val_scenes and not self.train_scenes:
+            raise SettingsError("val_scenes=... goes with train_scenes=... (a HAD100 folder holds out a "
+                                "val_fraction=... of its files)")
         has_test = self.test_scenes or not self.train_scenes
+        select, note = default_selection(self.select, bool(has_test and self.eval_test), bool(self.val_scenes),
+                                         bool(self.train_scenes))
+        normalise(self, select=select, select_note=note)
+        if why := validation_gap(self.select, self.val_fraction, bool(self.val_scenes)):
+            raise SettingsError(why)
         if self.select == "test" and not (self.eval_test and has_test):
             raise SettingsError("select='test' needs a test set to evaluate each epoch: "
                                 + ("give test_scenes=..., " if not has_test else "drop eval_test=False, ")
@@ -114,7 +129,7 @@ class TrainSettings:
 
     def flat(self) -> dict[str, Any]:
         """Every setting by its flag's name."""
-        return {f.name: getattr(self, f.name) for f in fields(self)}
+        return {f.name: getattr(self, f.name) for f in fields(self) if f.init}
 
     def path(self, kind: str, suffix: str = "pt") -> Path:
         """A file of the run in ``save_dir``: ``<kind>_<N>bands.<suffix>`` (fen, last, auc, loss)."""

@@ -17,6 +17,7 @@ Every file is checked against its SHA-256 before ``torch.load`` sees it.
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -274,6 +275,23 @@ def fen_wavelengths(spec: str) -> list[float] | None:
     return meta.get("wavelengths") if isinstance(meta, dict) else None
 
 
+#: train.py's other outputs (training state, AUC table, loss plot), by name: ``<kind>_<N>bands.<suffix>``.
+TRAIN_OUTPUT = re.compile(r"(last|auc|loss)_(\d+)bands\.(pt|csv|png)")
+
+
+def not_a_fen(path: Path) -> None:
+    """Refuse one of train.py's files that is not the FEN (``last_50bands.pt``, the resume state, say) with
+    the name of the one that is, ``fen_<N>bands.pt`` beside it."""
+    m = TRAIN_OUTPUT.fullmatch(path.name)
+    if m is None:
+        return
+    fen = path.with_name(f"fen_{m.group(2)}bands.pt")
+    what = {"last": "train.py's training state (to resume from)", "auc": "train.py's AUC table",
+            "loss": "train.py's loss plot"}[m.group(1)]
+    there = "" if fen.is_file() else " (not there: the run wrote none yet, or elsewhere)"
+    raise WeightsError(f"weights='{path}': {what}, not a FEN; the FEN of that run is {fen}{there}")
+
+
 def load_fen(spec: str, bands: int, weights_dir: str | os.PathLike | None = None) -> FEN:
     """The FEN named by ``spec`` (release name, shipped name, checkpoint path, or a folder of the authors'
     three files), checked to take ``bands`` bands; in eval mode."""
@@ -283,6 +301,7 @@ def load_fen(spec: str, bands: int, weights_dir: str | os.PathLike | None = None
     elif spec in SHIPPED:
         fen = fen_from_checkpoint(shipped_file(spec, bands))
     elif path.is_file():
+        not_a_fen(path)
         fen = fen_from_checkpoint(path)
     elif path.is_dir():
         fen = fen_from_release(authors_folder(path))
