@@ -28,12 +28,12 @@ from detectors.registry import all_options, detector_names
 from pipeline.evaluate import evaluate
 from pipeline.settings import EvalSettings
 from utils.cli import OneLineParser, add_band_options, add_data_path, add_run_options, flag_text, script_main
-from utils.settings import SettingsError
+from utils.settings import SettingsError, field_defaults
 from weights.release import ENV_WEIGHTS_DIR
 
 
 #: Every default of the flags: the settings' own (one place).
-DEFAULTS = EvalSettings()
+DEFAULTS = field_defaults(EvalSettings)
 
 
 def build_parser() -> argparse.ArgumentParser:

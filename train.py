@@ -23,11 +23,11 @@ from model.losses import W_REC, W_SIM, W_ZC
 from training.run import train
 from training.settings import AMP_NAMES, SELECTIONS, SENSORS, TrainSettings
 from utils.cli import OneLineParser, add_band_options, add_data_path, add_run_options, flag_text, script_main
-from utils.settings import SettingsError
+from utils.settings import SettingsError, field_defaults
 
 
 #: Every default of the flags: the settings' own (one place).
-DEFAULTS = TrainSettings()
+DEFAULTS = field_defaults(TrainSettings)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -58,7 +58,7 @@ def test_chi2_rule_on_gaussian_grx_flags_about_pfa():
     """GRX scores of Gaussian pixels are chi-square with B degrees of freedom: the rule's rate is kept."""
     rng = np.random.default_rng(0)
     cube = torch.from_numpy(rng.normal(size=(6, 200, 200)))
-    scores = grx(cube).numpy()
+    scores = grx(cube, layout="bhw").numpy()
     rule = DetectionRule(pfa=0.01)
     t = rule.threshold(scores, "GRX", 6)
     assert t == pytest.approx(chi2.isf(0.01, 6))

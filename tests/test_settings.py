@@ -13,7 +13,7 @@ from conftest import REPO, load_script
 from detectors.registry import DetectorOptions
 from pipeline.settings import EvalSettings
 from training.settings import TrainSettings
-from utils.settings import SettingsError
+from utils.settings import SettingsError, field_defaults
 
 LIBRARY = ("data", "model", "detectors", "evaluation", "weights", "pipeline", "training")
 
@@ -40,7 +40,9 @@ def test_no_argparse_or_namespace_in_the_library(path):
 @pytest.mark.parametrize("script, settings_cls", [("test", EvalSettings), ("train", TrainSettings)])
 def test_every_flag_is_a_setting_with_the_same_default(script, settings_cls):
     parser = load_script(script).build_parser()
-    defaults = settings_cls().flat()
+    defaults = vars(field_defaults(settings_cls))
+    defaults.update(DetectorOptions().asdict() if settings_cls is EvalSettings else {})
+    defaults.pop("options", None)
     dests = {a.dest: a.default for a in parser._actions if a.option_strings and a.dest != "help"}
     assert set(dests) == set(defaults), set(dests) ^ set(defaults)
     for name, default in dests.items():
@@ -62,7 +64,9 @@ def test_every_flag_is_a_setting_with_the_same_default(script, settings_cls):
     (lambda: TrainSettings(betas=(0.5, 1.0)), "betas=<0.5 1.0>: each must lie in [0, 1)"),
     (lambda: TrainSettings(val_fraction=1), "val_fraction=1: must lie between 0 and 1"),
     (lambda: TrainSettings(select="best"), "select='best': must be one of test, last, val"),
-    (lambda: TrainSettings(train_scenes=["a.mat"]), "select='test' needs a test set"),
+    (lambda: TrainSettings(train_scenes=["a.mat"], select="test"), "select='test' needs a test set"),
+    (lambda: TrainSettings(train_scenes=["a.mat"], select="val", val_fraction=0), "holds no scene out"),
+    (lambda: TrainSettings(val_scenes=["v.mat"]), "val_scenes=... goes with train_scenes=..."),
     (lambda: TrainSettings(select="val_real"), "select=val_real needs train_scenes=... with"),
 ])
 def test_a_bad_setting_is_one_name_value_error(make, message):
@@ -75,8 +79,10 @@ def test_settings_normalise_their_types():
     s = EvalSettings(scenes="a.mat", detectors="GRX", save_dir="out", options=DetectorOptions(crd_lambda=1))
     assert s.scenes == (Path("a.mat"),) and s.detectors == ("GRX",) and s.save_dir == Path("out")
     assert s.options.crd_lambda == 1.0 and isinstance(s.options.crd_lambda, float)
-    t = TrainSettings(resume=True, betas=[0.9, 0.99], train_scenes=["a.mat"], select="last")
+    t = TrainSettings(resume=True, betas=[0.9, 0.99], train_scenes=["a.mat"])
     assert t.resume == "auto" and t.betas == (0.9, 0.99) and t.train_scenes == (Path("a.mat"),)
+    assert t.select == "last" and "select: the last epoch" in t.select_note  # no test set, no val_scenes
+    assert TrainSettings().select == "test" and TrainSettings().select_note is None  # HAD100: the paper's
     with pytest.raises(dataclasses.FrozenInstanceError):
         s.input_channel = 7
 
@@ -90,6 +96,6 @@ def test_the_scripts_print_a_bad_setting_as_their_flag(capsys):
     train = load_script("train")
     assert train.main(["--betas", "0.5", "1.0"]) == 2
     assert capsys.readouterr().err.strip() == "train.py: error: --betas 0.5 1.0: each must lie in [0, 1)"
-    assert train.main(["--train_scenes", "a.mat", "--no-eval_test"]) == 2
+    assert train.main(["--train_scenes", "a.mat", "--select", "test"]) == 2
     assert capsys.readouterr().err.strip() == ("train.py: error: --select test needs a test set to evaluate each "
                                                "epoch: give --test_scenes, or pick --select val/last")

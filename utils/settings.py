@@ -9,8 +9,9 @@ utils.cli.flag_text).
 from __future__ import annotations
 
 import math
-from dataclasses import fields
+from dataclasses import MISSING, fields
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any, Mapping, TypeVar
 
 from utils.errors import FerdError
@@ -64,6 +65,17 @@ def normalise(settings: object, **values: Any) -> None:
     """Set fields of a frozen dataclass in its ``__post_init__`` (paths as Path, lists as tuples)."""
     for name, value in values.items():
         object.__setattr__(settings, name, value)
+
+
+def field_defaults(cls: type) -> SimpleNamespace:
+    """The declared default of every init field of the dataclass ``cls`` (what a parser shows as its flags'
+    defaults: a default that the settings resolve from other fields, such as train.py's ``select``, stays
+    None here)."""
+    out = {}
+    for f in fields(cls):
+        if f.init:
+            out[f.name] = f.default_factory() if f.default is MISSING else f.default
+    return SimpleNamespace(**out)
 
 
 def from_options(cls: type[T], values: Mapping[str, Any], /, **extra: Any) -> T:
