@@ -77,8 +77,7 @@ def paired(ours: list[float], theirs: list[float]) -> dict:
 
 def spread(args: argparse.Namespace) -> dict:
     cpu = torch.device("cpu")
-    cubes = eval_cubes([read_scene(args.abu / f"{n}.mat") for n in TEST],
-                       argparse.Namespace(input_channel=BANDS, start_channel=0))
+    cubes = eval_cubes([read_scene(args.abu / f"{n}.mat") for n in TEST], BANDS)
     out = {"scenes": TEST, "GRX": evaluate(None, cubes, cpu)[1],
            "release": evaluate(load_fen("had100", BANDS, args.weights_dir), cubes, cpu)[1], "seeds": {}}
     for path in args.runs:
@@ -114,8 +113,7 @@ def ship_seed(gains: dict[int, float]) -> int:
 def all_scenes(out: dict, args: argparse.Namespace) -> str:
     """Every seed's FEN+GRX AUC on all 14 scenes, ``T`` trained on, ``V`` held out for validation, ``-`` unused."""
     names = [*TEST, *abu_transfer.TRAIN]
-    cubes = eval_cubes([read_scene(args.abu / f"{n}.mat") for n in names],
-                       argparse.Namespace(input_channel=BANDS, start_channel=0))
+    cubes = eval_cubes([read_scene(args.abu / f"{n}.mat") for n in names], BANDS)
     cpu, seeds = torch.device("cpu"), sorted(out["seeds"])
     cols = {"release": evaluate(load_fen("had100", BANDS, args.weights_dir), cubes, cpu)[1]}
     cols |= {s: evaluate(load_fen(out["seeds"][s]["file"], BANDS), cubes, cpu)[1] for s in seeds}

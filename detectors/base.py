@@ -160,6 +160,9 @@ class Detector(ABC):
     in_strips: ClassVar[bool] = False
     strip_unit: ClassVar[str] = "rows"
     extra_maps: ClassVar[int] = 0
+    #: its scores are squared Mahalanobis distances of the pixels (chi-square with B degrees of freedom under
+    #: a Gaussian background): the detections' false-alarm rule applies
+    chi_square: ClassVar[bool] = False
 
     def check(self, shape: Shape, options: Any) -> None:
         """Raise ``DetectorError`` (naming a value that works) if the options do not fit a ``(B, H, W)`` cube."""
@@ -177,8 +180,9 @@ class Detector(ABC):
         return 1
 
     @abstractmethod
-    def strip_bytes(self, shape: Shape, strip: int, options: Any) -> int:
-        """Working bytes of one strip of ``strip`` :attr:`strip_unit` (a chunk, without strips)."""
+    def strip_bytes(self, shape: Shape, strip: int, options: Any, device: torch.device | str = "cpu") -> int:
+        """Working bytes of one strip of ``strip`` :attr:`strip_unit` (a chunk, without strips), on ``device``
+        (what runs side by side differs between the CPU and a GPU)."""
 
     @abstractmethod
     def score_reader(self, reader: CubeReader, strip: int, options: Any) -> torch.Tensor:

@@ -360,7 +360,7 @@ class CRDDetector(Detector):
     def least_strip(self, shape: Shape, options: Any) -> int:
         return min(shape[1], options.crd_outer // 2 + 1)
 
-    def strip_bytes(self, shape: Shape, strip: int, options: Any) -> int:
+    def strip_bytes(self, shape: Shape, strip: int, options: Any, device: torch.device | str = "cpu") -> int:
         b, h, w = shape
         return crd_memory_bytes(b, min(h, strip), w, options.crd_inner, options.crd_outer)
 

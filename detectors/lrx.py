@@ -191,17 +191,20 @@ def _lrx_counted(pixels: torch.Tensor, counts: torch.Tensor, span: float, inner:
     chunk = chunk or chunk_width(b, w, pixels.device)
     scores = pixels.new_empty(h, w)
     worst = torch.zeros((), dtype=torch.int32, device=pixels.device)
+    first_outer, first_inner = [(p, 1.0) for p in range(outer)], [(p, 1.0) for p in range(r - ri, r + ri + 1)]
+    first_signs = _signs(first_outer, first_inner, outer, inner, pixels)
+    slide = [(0, 1.0), (0, -1.0)]  # down one row: the entering row added, the leaving one taken off
+    slide_signs = _signs(slide, slide, outer, inner, pixels)
     for c0 in range(0, w, chunk):
         c1 = min(w, c0 + chunk)
         sum2 = pixels.new_zeros(c1 - c0, b, b)
         sum1 = pixels.new_zeros(c1 - c0, b)
         eye = torch.eye(b, dtype=pixels.dtype, device=pixels.device)
-        _update(sum2, sum1, pixels, [(p, 1.0) for p in range(outer)],
-                [(p, 1.0) for p in range(r - ri, r + ri + 1)], c0, c1, r, ri, outer, inner)
+        _update(sum2, sum1, pixels, first_outer, first_inner, c0, c1, r, ri, outer, inner, first_signs)
         for i in range(h):
             if i > 0:
                 _update(sum2, sum1, pixels, [(i + 2 * r, 1.0), (i - 1, -1.0)],
-                        [(i + r + ri, 1.0), (i + r - ri - 1, -1.0)], c0, c1, r, ri, outer, inner)
+                        [(i + r + ri, 1.0), (i + r - ri - 1, -1.0)], c0, c1, r, ri, outer, inner, slide_signs)
             n = counts[i, c0:c1]                                                         # (w,)
             mean = sum1 / n[:, None]
             cov = sum2 - mean[:, :, None] * sum1[:, None, :] + (ridge * span * span * (n - 1))[:, None, None] * eye
@@ -234,7 +237,7 @@ class LRXDetector(Detector):
     def least_strip(self, shape: Shape, options: Any) -> int:
         return min(shape[1], options.lrx_outer // 2 + 1)
 
-    def strip_bytes(self, shape: Shape, strip: int, options: Any) -> int:
+    def strip_bytes(self, shape: Shape, strip: int, options: Any, device: torch.device | str = "cpu") -> int:
         b, h, w = shape
         return lrx_memory_bytes(b, min(h, strip), w, options.lrx_inner, options.lrx_outer)
 

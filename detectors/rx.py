@@ -363,14 +363,17 @@ class GRXDetector(Detector):
     chunks read side by side)."""
 
     name = "GRX"
+    chi_square = True
 
     def memory_bytes(self, shape: Shape, options: object, device: torch.device | str = "cpu") -> int:
         b, h, w = shape  # float64 copies of the pixels, the covariance and its eigh-based pseudo-inverse
         return 8 * (4 * h * w * b + 8 * b * b)
 
-    def strip_bytes(self, shape: Shape, strip: int, options: object) -> int:
-        # float64 chunks (the read, its product in place) on each worker thread side by side
-        return 3 * 8 * chunk_pixels(shape[0]) * shape[0] * max(1, torch.get_num_threads())
+    def strip_bytes(self, shape: Shape, strip: int, options: object, device: torch.device | str = "cpu") -> int:
+        # float64 chunks (the read, its product in place): on the CPU one per worker thread side by side, on
+        # a GPU one at a time
+        workers = max(1, torch.get_num_threads()) if torch.device(device).type == "cpu" else 1
+        return 3 * 8 * chunk_pixels(shape[0]) * shape[0] * workers
 
     def score_reader(self, reader: CubeReader, strip: int, options: object) -> torch.Tensor:
         h, w, b = reader.shape

@@ -370,7 +370,7 @@ class SLRXDetector(Detector):
     def strip_units(self, shape: Shape, options: Any) -> int:
         return -(-shape[1] // self.size(shape, options))
 
-    def strip_bytes(self, shape: Shape, strip: int, options: Any) -> int:
+    def strip_bytes(self, shape: Shape, strip: int, options: Any, device: torch.device | str = "cpu") -> int:
         b, h, w = shape
         size = self.size(shape, options)
         tile_w = min(w, (TILE_COLUMNS + 2) * size)  # a tile: 32 block columns and their context

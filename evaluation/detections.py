@@ -43,8 +43,6 @@ from utils.io import save_json, save_text
 
 #: The default rule: flag the top 0.1 % of a scene's scores (see the module docstring for why).
 DEFAULT_TOP_FRACTION = 0.001
-#: Detectors whose scores are squared Mahalanobis distances (the chi-square rule applies to them).
-CHI2_DETECTORS = ("GRX",)
 #: Decimals of longitude/latitude in the GeoJSON (1e-7 degrees: about 1 cm).
 LONLAT_DECIMALS = 7
 #: 8-connectivity: diagonal neighbours belong to one object (a target rarely aligns with the pixel grid).
@@ -62,6 +60,9 @@ class DetectionRule:
 
     top_fraction: float = DEFAULT_TOP_FRACTION
     pfa: float | None = None
+    #: the detectors whose scores are squared Mahalanobis distances (``Detector.chi_square``): the chi-square
+    #: rule applies to them alone
+    chi2_detectors: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if not (isinstance(self.top_fraction, (int, float)) and 0 < self.top_fraction <= 1):
@@ -70,7 +71,7 @@ class DetectionRule:
             raise DetectionError(f"detect_pfa={self.pfa}: must lie between 0 and 1 (both excluded)")
 
     def uses_chi2(self, detector: str) -> bool:
-        return self.pfa is not None and detector in CHI2_DETECTORS
+        return self.pfa is not None and detector in self.chi2_detectors
 
     def threshold(self, scores: np.ndarray, detector: str, bands: int) -> float:
         """The score at and above which pixels of ``scores`` (any shape) are flagged."""

@@ -124,7 +124,8 @@ def write_results(settings: OutputSettings, results: list[SceneResult], records:
         out = to_json(labelled, settings.detectors, config=settings.recorded(), device=str(device))
         if unlabelled:
             out["unlabelled"] = [{"name": r.name, "pixels": r.pixels, "detections": r.detections,
-                                  "seconds": {d: r.seconds.get(d) for d in settings.detectors}} for r in unlabelled]
+                                  "seconds": {d: r.seconds.get(d) for d in settings.detectors}, **r.facts}
+                                 for r in unlabelled]
         save_json(out, settings.json)
     if settings.plots and len(pictured) > 1:
         from evaluation.had_figures import plot_separability_mean  # matplotlib only when pictures are asked for

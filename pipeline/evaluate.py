@@ -22,7 +22,7 @@ from data.bands import wavelength_warning
 from data.had100 import read_had100
 from data.scene import Scene, read_scene
 from data.synthetic import choose_dataset, ensure_synthetic
-from detectors.registry import check_detector, needs_fen
+from detectors.registry import base_name, check_detector, detector, needs_fen
 from evaluation.detections import DetectionRule, write_detections
 from evaluation.export import SceneRecord, check_envi_sources, write_exports
 from evaluation.geotiff_maps import check_geotiff_option, wants_geotiff, write_geotiff_maps
@@ -81,6 +81,11 @@ def evaluate(settings: EvalSettings, d: Dist | None = None) -> list[SceneResult]
     pictured = in_input_order([(part[0], part[3]) for part in parts])  # empty unless --plots
     write_results(settings, results, records, str(device) if d.world == 1 else device.type, pictured)
     return results
+
+
+def chi2_detectors(names: tuple[str, ...]) -> tuple[str, ...]:
+    """The detectors of ``names`` whose scores the chi-square detection rule applies to (plain, not ``FEN+``)."""
+    return tuple(n for n in names if n == base_name(n) and detector(n).chi_square)
 
 
 def dataset_root(settings: EvalSettings, d: Dist) -> tuple[Path | None, str]:
@@ -186,7 +191,7 @@ def evaluate_shard(settings: EvalSettings, scenes: list[Scene], sources: list[Sc
             result.scores_file = settings.save_dir / "scores" / f"{scene.name}.npz"
             save_npz(result.scores_file, **({"mask": scene.mask} if scene.labelled else {}), **maps)
         if not scene.labelled or settings.detect_labelled:
-            rule = DetectionRule(settings.detect_fraction, settings.detect_pfa)
+            rule = DetectionRule(settings.detect_fraction, settings.detect_pfa, chi2_detectors(settings.detectors))
             result.detections = write_detections(settings.save_dir / "detections", scene.name, maps, rule,
                                                  src.shape[2], scene.georef)
         if settings.save_mat or settings.save_envi:

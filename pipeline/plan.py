@@ -128,9 +128,9 @@ def working_sets(shape: tuple[int, int, int], detectors: list[str], options: Det
     for det in bases(detectors):
         cube = (b, h, w)
         if not det.in_strips:
-            needs[det.name] = det.strip_bytes(cube, 0, options)
+            needs[det.name] = det.strip_bytes(cube, 0, options, device)
             continue
-        strip_bytes = lambda k: det.strip_bytes(cube, k, options)
+        strip_bytes = lambda k: det.strip_bytes(cube, k, options, device)
         k = _largest(lambda k: strip_bytes(k) <= limit, det.strip_units(cube, options))
         sizes[det.name] = max(k, det.least_strip(cube, options))
         needs[det.name] = strip_bytes(sizes[det.name])

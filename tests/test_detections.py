@@ -59,7 +59,7 @@ def test_chi2_rule_on_gaussian_grx_flags_about_pfa():
     rng = np.random.default_rng(0)
     cube = torch.from_numpy(rng.normal(size=(6, 200, 200)))
     scores = grx(cube, layout="bhw").numpy()
-    rule = DetectionRule(pfa=0.01)
+    rule = DetectionRule(pfa=0.01, chi2_detectors=("GRX",))
     t = rule.threshold(scores, "GRX", 6)
     assert t == pytest.approx(chi2.isf(0.01, 6))
     assert 0.008 < (scores >= t).mean() < 0.012  # 40 000 pixels: 0.01 +- 2 standard errors

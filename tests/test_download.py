@@ -100,7 +100,9 @@ def test_weights_fetch_lays_out_the_release_for_ferd_weights_dir(release_dir, tm
                                                                   capsys):
     monkeypatch.setattr(release, "FERD_REPO_RAW", release_mirror(release_dir, tmp_path / "m"))
     monkeypatch.setattr(release, "FERD_COMMIT", "c")
-    assert release.main(["fetch", str(tmp_path / "w")]) == 0
+    from weights.__main__ import main
+
+    assert main(["fetch", str(tmp_path / "w")]) == 0
     assert "12 released files verified" in capsys.readouterr().out
     assert release.fetch_releases(tmp_path / "w")[1] == 0   # cached
     assert release.load_fen("had100", 50, tmp_path / "w").bands == 50

@@ -30,7 +30,7 @@ def test_reads_an_enmap_tile_with_its_metadata(tile):
     assert scene.wavelengths[0] == pytest.approx(418.24) and len(scene.wavelengths) == 224
     assert scene.fwhm[0] == pytest.approx(6.99561)
     assert list(np.flatnonzero(scene.bbl == 0)) == list(range(129, 135))
-    assert not scene.mask.any()                       # no mask beside it: unlabelled
+    assert scene.mask is None and not scene.labelled   # no mask beside it: unlabelled
     with rasterio.open(tile) as ds:
         whole = np.moveaxis(ds.read(), 0, -1)
     np.testing.assert_array_equal(np.asarray(scene.cube), whole)
@@ -56,9 +56,19 @@ def test_test_py_on_a_tile_without_mask_writes_georeferenced_maps(test_cli, tile
             assert (ds.crs, ds.transform, ds.nodata, ds.count, ds.shape) == (crs, transform, -32768.0, 1, (32, 32))
             maps = np.load(tmp_path / "scores" / f"{tile.stem}.npz")
             np.testing.assert_array_equal(ds.read(1), maps[name.replace("_", "+")].astype(np.float32))
-    scene = json.loads((tmp_path / "r.json").read_text())["scenes"][0]
-    assert scene["wavelength_range_nm"] == [418.24, 679.485]
-    assert scene["auc"]["GRX"] is None
+    result = json.loads((tmp_path / "r.json").read_text())
+    assert result["scenes"] == []  # unlabelled: no AUC row; its pixels and detections instead
+    [scene] = result["unlabelled"]
+    assert scene["wavelength_range_nm"] == [418.24, 679.485] and scene["pixels"] == 32 * 32
+    assert set(scene["detections"]) == {"GRX", "FEN+GRX"}
+    # detections carry map coordinates inside the tile (its CRS: UTM 33N)
+    import csv
+
+    rows = list(csv.DictReader(open(tmp_path / "detections" / f"{tile.stem}_GRX.csv")))
+    assert rows, "no detection written"
+    x0, y0 = transform.c, transform.f
+    for row in rows:
+        assert x0 <= float(row["x"]) <= x0 + 32 * 30 and y0 - 32 * 30 <= float(row["y"]) <= y0
 
 
 def test_the_enmap_gap_is_refused_in_one_line(test_cli, tile, tmp_path, capsys):
@@ -93,7 +103,15 @@ def test_nodata_pixels_are_the_input_nodata_in_geotiff_and_envi_maps(test_cli, t
     rc = test_cli.main(["--scenes", str(tmp_path / "s.tif"), str(tmp_path / "e.hdr"), "--input_channel", "6",
                         "--detectors", "GRX", "--save_dir", str(tmp_path / "out"), "--save_geotiff"])
     err = capsys.readouterr().err
-    assert rc == 2 and "e.hdr has no georeference" in err     # --save_geotiff asked for a scene without one
+    assert rc == 0, err  # the ENVI scene's map info is a georeference too: its GeoTIFF maps are written
+    with rasterio.open(tmp_path / "out" / "geotiff" / "e_GRX.tif") as ds:
+        assert ds.crs.to_epsg() == 32633 and ds.transform.c == 500000 and ds.nodata == -5.0
+    np.save(tmp_path / "n.npy", cube)
+    mask_png(mask).save(tmp_path / "n.png")
+    rc = test_cli.main(["--scenes", str(tmp_path / "n.npy"), "--input_channel", "6", "--detectors", "GRX",
+                        "--save_dir", str(tmp_path / "out"), "--save_geotiff"])
+    err = capsys.readouterr().err
+    assert rc == 2 and "n.npy has no georeference" in err     # --save_geotiff asked for a scene without one
     rc = test_cli.main(["--scenes", str(tmp_path / "s.tif"), "--input_channel", "6", "--detectors", "GRX",
                         "--save_dir", str(tmp_path / "out"), "--plots"])   # nodata left out of the curves too
     assert rc == 0
@@ -144,8 +162,8 @@ def test_a_geotiff_streams_in_windows_and_tiles_as_an_array_does(tmp_path, monke
     monkeypatch.setattr(sources, "SCAN_BYTES", 8 * 36 * 6)            # one row per scan block
     streamed = sources.SceneSource(scene.cube, 6, 0, "tif", scene.nodata)
     streamed.check()
-    plan = TilePlan(fen_tile=0, slrx_strip=2, lrx_strip=5, input_in_memory=False, enhanced_in_memory=False,
-                    budget=1 << 20, working=0, crd_strip=6)
+    plan = TilePlan(fen_tile=0, input_in_memory=False, enhanced_in_memory=False, budget=1 << 20, working=0,
+                    strips={"SLRX": 2, "LRX": 5, "CRD": 6})
     got = next(Pipeline(names, None, options, torch.device("cpu"), plan=plan).run([streamed])).maps
     np.testing.assert_array_equal(streamed.valid, whole.valid)
     for name in names:

@@ -90,7 +90,7 @@ def test_torchrun_adds_its_report_to_the_one_line(tmp_path, release_dir):
     data = generate(tmp_path / "had", n_train=0, n_test=2, size=12, bands=8)
     bad = tmp_path / "bad.npy"
     cube = np.load(sorted((data / "test" / "aviris_ng").glob("*.npy"))[0])
-    cube[1, 2, 3] = np.nan
+    cube[1, 2, 3] = np.inf  # NaN would be nodata (left out); Inf is refused
     np.save(bad, cube)
     mask_png(np.eye(12, dtype=bool)).save(tmp_path / "bad.png")
     env = {**ENV, "GLOO_SOCKET_IFNAME": "lo"}

@@ -37,7 +37,7 @@ class ToyDetector(Detector):
     def memory_bytes(self, shape: Shape, options, device="cpu") -> int:
         return 8 * shape[0] * shape[1] * shape[2]
 
-    def strip_bytes(self, shape: Shape, strip: int, options) -> int:
+    def strip_bytes(self, shape: Shape, strip: int, options, device="cpu") -> int:
         return 10**7 * max(strip, 1)  # dear rows: the planner must cut a small scene into strips
 
     def score_reader(self, reader: CubeReader, strip: int, options) -> torch.Tensor:

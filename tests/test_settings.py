@@ -62,7 +62,7 @@ def test_every_flag_is_a_setting_with_the_same_default(script, settings_cls):
     (lambda: DetectorOptions(lrx_outer="21"), "lrx_outer='21': must be a whole number"),
     (lambda: TrainSettings(lr=0), "lr=0: must be a positive number"),
     (lambda: TrainSettings(betas=(0.5, 1.0)), "betas=<0.5 1.0>: each must lie in [0, 1)"),
-    (lambda: TrainSettings(val_fraction=1), "val_fraction=1: must lie between 0 and 1"),
+    (lambda: TrainSettings(val_fraction=1), "val_fraction=1: must lie in [0, 1)"),
     (lambda: TrainSettings(select="best"), "select='best': must be one of test, last, val"),
     (lambda: TrainSettings(train_scenes=["a.mat"], select="test"), "select='test' needs a test set"),
     (lambda: TrainSettings(train_scenes=["a.mat"], select="val", val_fraction=0), "holds no scene out"),

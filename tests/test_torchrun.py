@@ -102,7 +102,7 @@ def test_a_bad_scene_on_one_process_stops_both(tmp_path, release_dir):
     for k, cube_path in enumerate(sorted((data / "test" / "aviris_ng").glob("*.npy"))):
         cube = np.load(cube_path)
         if k == 1:  # the second scene: rank 1's, under the every-other-scene rule
-            cube[3, 4, 5] = np.nan
+            cube[3, 4, 5] = np.inf  # NaN would be nodata (left out); Inf is refused
         np.save(tmp_path / cube_path.name, cube)
         png = data / "ground_truth" / "aviris_ng" / f"{cube_path.stem}.png"
         (tmp_path / png.name).write_bytes(png.read_bytes())

@@ -79,7 +79,7 @@ def test_infinite_buffer_stops_naming_epoch_and_step_and_keeps_checkpoints(train
 def test_non_finite_fen_output_is_divergence_not_bad_data(train_cli, data, tmp_path, monkeypatch, capsys):
     """Finite but huge weights (--lr 1e12) make the FEN's output Inf: the line says the training diverged,
     not that the cube has NaN or Inf; nothing is written."""
-    monkeypatch.setattr(FEN, "enhance", lambda self, x, normalize=True: torch.full_like(x, float("inf")))
+    monkeypatch.setattr(FEN, "enhance", lambda self, x, normalize=True, **_: torch.full_like(x, float("inf")))
     assert train_cli.main(args(data, tmp_path, "--epochs", "1")) == 2
     err = capsys.readouterr().err.strip().splitlines()[-1]
     assert err.startswith("train.py: error: training diverged: the FEN's output on test scene ")

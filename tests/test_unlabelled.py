@@ -188,7 +188,7 @@ def test_train_on_unlabelled_scenes_with_the_defaults(train_cli, tmp_path, capsy
     assert "teacher: random (seeded): the ImageNet file is not cached and download.pytorch.org is unreachable" in err
     assert "select: the last epoch (no test set and no --val_scenes" in err
     assert ("12 training patches 8x8 from 2 scenes (own0, own1) (0 of 12 patches dropped for touching a labelled "
-            "anomaly, 2 of 2 scenes unlabelled, taken as all background)") in err
+            "anomaly or nodata, 2 of 2 scenes unlabelled, taken as all background)") in err
     assert "(no resume state: --no-save_last)" in err
     assert sorted(p.name for p in save.iterdir()) == ["auc_8bands.csv", "fen_8bands.pt", "loss_8bands.png"]
     # explicit validation scenes (unlabelled too: implanted anomalies), none held out of --train_scenes

@@ -12,6 +12,7 @@ from conftest import raiser
 
 from model.fen import FEN
 from weights import release as W
+from weights.__main__ import main as weights_cli
 from weights.release import WeightsError, load_fen, save_fen
 
 
@@ -161,7 +162,7 @@ def test_authors_files_round_trip_through_a_checkpoint(name, bands, release_dir,
     paths = W.release_files(W.get_release(name, bands), release_dir)
     fen, zcl = W.read_authors_files(paths)
     save_fen(fen, tmp_path / "fen.pt", zcl=zcl, epoch=1)
-    assert W.main(["export", str(tmp_path / "fen.pt"), str(tmp_path / "out")]) == 0
+    assert weights_cli(["export", str(tmp_path / "fen.pt"), str(tmp_path / "out")]) == 0
     for f in W.RELEASE_FILES:
         ref = torch.load(paths[f], map_location="cpu", weights_only=True)
         got = torch.load(tmp_path / "out" / f, map_location="cpu", weights_only=True)
@@ -172,11 +173,11 @@ def test_authors_files_round_trip_through_a_checkpoint(name, bands, release_dir,
 
 def test_export_refuses_a_checkpoint_without_zcl_and_a_folder_missing_a_file(tmp_path, capsys):
     save_fen(FEN(8), tmp_path / "old.pt")  # as written before the ZCL was kept
-    assert W.main(["export", str(tmp_path / "old.pt"), str(tmp_path / "out")]) == 2
+    assert weights_cli(["export", str(tmp_path / "old.pt"), str(tmp_path / "out")]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("python -m weights: error: ") and "written before checkpoints kept the ZCL" in err
     assert "\n" not in err and not (tmp_path / "out").exists()
-    assert W.main(["export", str(tmp_path / "nope.pt"), str(tmp_path / "out")]) == 2
+    assert weights_cli(["export", str(tmp_path / "nope.pt"), str(tmp_path / "out")]) == 2
     assert "nope.pt: no such file" in capsys.readouterr().err
     (tmp_path / "half").mkdir()
     torch.save({"state_dict": {}}, tmp_path / "half" / "convh.pt")

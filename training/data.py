@@ -25,6 +25,7 @@ from evaluation.metrics import roc_auc
 from model.fen import FEN
 from training.settings import VAL_SELECTIONS, TrainSettings
 from training.state import Diverged
+from utils.cli import say
 from utils.dist import Dist
 
 #: The evaluation sets of a run (:meth:`TrainData.sets`), by the name their score goes by (``<name>_mAUC``
@@ -33,9 +34,10 @@ EVAL_SETS = ("test", *VAL_SELECTIONS)
 
 
 def log(msg: str, d: Dist) -> None:
-    """A progress line on stderr, from the main process only."""
+    """A progress line on stderr, from the main process only (parameters named as the caller names them:
+    utils.cli.say)."""
     if d.is_main:
-        print(msg, file=sys.stderr, flush=True)
+        print(say(msg), file=sys.stderr, flush=True)
 
 
 EvalCube = tuple[str, torch.Tensor, np.ndarray]

@@ -24,9 +24,9 @@ def default_selection(select: str | None, has_test: bool, has_val_scenes: bool, 
         return "test", ("select: best test mAUC (the paper's; select=val/last to leave the test set out)"
                         if own else None)
     if has_val_scenes:
-        return "val", ("select: best mAUC on the validation scenes (val_scenes=...) with implanted anomalies (no "
+        return "val", ("select: best mAUC on the val_scenes=... with implanted anomalies (no "
                        "test set; select=val_scene to score their own labels)")
-    return "last", ("select: the last epoch (no test set and no validation scenes: give test_scenes=... or "
+    return "last", ("select: the last epoch (no test set and no val_scenes=...: give test_scenes=... or "
                     "val_scenes=... to select by mAUC)")
 
 
@@ -56,7 +56,7 @@ def default_teacher(teacher: str | None, own: bool, download: bool) -> tuple[str
 def patch_note(dropped: int, kept: int, unlabelled: int, scenes: int) -> str:
     """The log's phrase on the training patches of ``--train_scenes``: how many were dropped and why (a
     labelled anomaly), and how many scenes were taken as all background (no mask)."""
-    parts = [f"{dropped} of {dropped + kept} patches dropped for touching a labelled anomaly"]
+    parts = [f"{dropped} of {dropped + kept} patches dropped for touching a labelled anomaly or nodata"]
     if unlabelled:
         parts.append(f"{unlabelled} of {scenes} scenes unlabelled, taken as all background")
     return ", ".join(parts)

@@ -74,6 +74,17 @@ def flag_text(message: str, parser: argparse.ArgumentParser) -> str:
     return _MENTION.sub(swap, message)
 
 
+#: How the library's progress lines name parameters: as given (``name=value``, Python) until a script
+#: sets its flags (:func:`script_main`).
+_say: Callable[[str], str] = str
+
+
+def say(message: str) -> str:
+    """A progress line of the library, in the caller's terms: ``name=value`` from Python, the flag from a
+    script (:func:`flag_text` with the script's parser)."""
+    return _say(message)
+
+
 def script_main(parser: argparse.ArgumentParser, parse: Callable[[list[str] | None], argparse.Namespace],
                 body: Callable[[argparse.Namespace, Dist], object], argv: list[str] | None,
                 interrupted: str) -> int:
@@ -81,7 +92,9 @@ def script_main(parser: argparse.ArgumentParser, parse: Callable[[list[str] | No
     ``<prog>: error: <message>`` with library parameters written as flags (:func:`flag_text`); 130: Ctrl-C,
     with :class:`utils.errors.Interrupted`'s message or ``interrupted``. Under torchrun only rank 0 prints
     the errors every process finds alike; a :class:`PeerError` makes every process leave together."""
+    global _say
     restore_ctrl_c()
+    _say = lambda message: flag_text(message, parser)  # noqa: E731 (progress lines name the script's flags)
     quiet = launched_rank() != 0
     try:
         with contextlib.redirect_stderr(io.StringIO()) if quiet else contextlib.nullcontext():
