@@ -27,7 +27,8 @@ from pathlib import Path
 from detectors.registry import all_options, detector_names
 from pipeline.evaluate import evaluate
 from pipeline.settings import EvalSettings
-from utils.cli import OneLineParser, add_band_options, add_data_path, add_run_options, flag_text, script_main
+from utils.cli import (DefaultsHelpFormatter, OneLineParser, add_band_options, add_data_path, add_run_options,
+                       flag_text, script_main)
 from utils.settings import SettingsError, field_defaults
 from weights.release import ENV_WEIGHTS_DIR
 
@@ -37,63 +38,73 @@ DEFAULTS = field_defaults(EvalSettings)
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = OneLineParser(prog="test.py", description=__doc__.split("\n\n")[0],
-                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    add_band_options(p, DEFAULTS)
-    src = p.add_mutually_exclusive_group()
+    p = OneLineParser(prog="test.py", description=__doc__.split("\n\n")[0], formatter_class=DefaultsHelpFormatter)
+    data = p.add_argument_group("scenes and bands")
+    add_band_options(data, DEFAULTS)
+    src = data.add_mutually_exclusive_group()
     add_data_path(src)
     src.add_argument("--scenes", type=Path, nargs="+", metavar="FILE",
                      help="single scenes instead: .mat (cube + mask), .npy with a .png mask of the same stem, "
                           "an ENVI .hdr (+ binary) with a <stem>.png or <stem>_gt.hdr mask, a GeoTIFF .tif "
                           "(<stem>.png or <stem>_gt.tif mask), or a NetCDF4/HDF5 .nc/.h5 (EMIT layout); a scene "
                           "without a mask is scored and its detections written (no AUC)")
-    p.add_argument("--data_key", default=DEFAULTS.data_key, help=".mat key of the cube (guessed if omitted)")
-    p.add_argument("--gt_key", default=DEFAULTS.gt_key, help=".mat key of the mask (guessed if omitted)")
-    p.add_argument("--weights", default=DEFAULTS.weights,
+    data.add_argument("--data_key", default=DEFAULTS.data_key, help=".mat key (NetCDF variable) of the cube "
+                      "(guessed if omitted)")
+    data.add_argument("--gt_key", default=DEFAULTS.gt_key, help=".mat key (NetCDF variable) of the mask (guessed "
+                      "if omitted)")
+    w = p.add_argument_group("weights (for the FEN+ detectors)")
+    w.add_argument("--weights", default=DEFAULTS.weights,
                    help="released weights 'had100' (50/100/200 bands) or 'aviris' (200), this project's 'abu10' (50; "
-                        "docs/model_card_abu10.md), or a train.py checkpoint")
-    p.add_argument("--weights_dir", default=DEFAULTS.weights_dir,
+                        "docs/model_card_abu10.md), a train.py checkpoint, or a folder of the authors' files")
+    w.add_argument("--weights_dir", default=DEFAULTS.weights_dir,
                    help=f"local copy of the released weights (overrides ${ENV_WEIGHTS_DIR}); no download")
-    p.add_argument("--detectors", nargs="+", default=DEFAULTS.detectors, choices=detector_names(),
-                   metavar="NAME", help=f"any of {' '.join(detector_names())}")
+    det = p.add_argument_group("detectors and their options")
+    det.add_argument("--detectors", nargs="+", default=DEFAULTS.detectors, choices=detector_names(),
+                     metavar="NAME", help=f"any of {' '.join(detector_names())}")
     for o in all_options().values():  # each detector's own options, as its object declares them
         kind = {"action": argparse.BooleanOptionalAction} if o.type is bool else {"type": o.type, "choices": o.choices}
-        p.add_argument(f"--{o.name}", default=o.default, help=o.help, **kind)
-    p.add_argument("--plots", action=argparse.BooleanOptionalAction, default=DEFAULTS.plots,
-                   help="save per scene a PNG of the cube, mask and maps, and one of the ROC curves, in SAVE_DIR/plots")
-    p.add_argument("--roc3d_scenes", action=argparse.BooleanOptionalAction, default=DEFAULTS.roc3d_scenes,
-                   help="print the 3D-ROC measures of every scene, not only their means (roc3d.csv has them all)")
-    p.add_argument("--max_memory_gb", type=float, default=DEFAULTS.max_memory_gb,
-                   help="memory for one scene's cubes, tiles and maps; larger scenes are read memory-mapped and "
-                        "cut into tiles (default: a quarter of the available memory, at most 4 GiB)")
-    p.add_argument("--fen_batch", type=int, default=DEFAULTS.fen_batch,
-                   help="same-size scenes small enough for one FEN tile (HAD100's 64 x 64) go through the FEN this "
-                        "many at a time")
-    p.add_argument("--fold_bn", action=argparse.BooleanOptionalAction, default=DEFAULTS.fold_bn,
-                   help="fold the FEN's BatchNorms into its convolutions (about 10%% faster on CPU; float32 rounding "
-                        "moves, and one reference AUC sits on a rounding edge: see README, Speed)")
-    p.add_argument("--save_dir", type=Path, default=DEFAULTS.save_dir, help="where auc.csv and scores/ go")
-    p.add_argument("--save_scores", action=argparse.BooleanOptionalAction, default=DEFAULTS.save_scores,
-                   help="write each scene's score maps to SAVE_DIR/scores/<scene>.npz")
-    p.add_argument("--save_mat", action=argparse.BooleanOptionalAction, default=DEFAULTS.save_mat,
-                   help="also write the authors' files to SAVE_DIR: scores[_<detector>].mat, gts.mat, mixfs.mat, "
-                        "each_auc[_<detector>].txt, test_list.txt (one set per scene size in mat_<H>x<W>/)")
-    p.add_argument("--save_envi", action=argparse.BooleanOptionalAction, default=DEFAULTS.save_envi,
-                   help="for ENVI scenes: each score map as a float32 ENVI image with the input's map info, "
-                        "in SAVE_DIR/envi/<scene>_<detector>.hdr")
-    p.add_argument("--save_geotiff", action=argparse.BooleanOptionalAction, default=DEFAULTS.save_geotiff,
-                   help="each score map as a one-band float32 GeoTIFF with the input's CRS, transform and nodata, in "
-                        "SAVE_DIR/geotiff/<scene>_<detector>.tif (default: on for GeoTIFF scenes)")
-    p.add_argument("--json", type=Path, default=DEFAULTS.json, help="also write the results as JSON here")
-    p.add_argument("--detect_fraction", type=float, default=DEFAULTS.detect_fraction,
-                   help="detections: flag the top fraction of each map's pixels (the empirical quantile of the "
-                        "scene's own scores), grouped into connected objects")
-    p.add_argument("--detect_pfa", type=float, default=DEFAULTS.detect_pfa,
-                   help="detections of GRX only: threshold at this chi-square false-alarm rate on its Mahalanobis "
-                        "distances (B degrees of freedom) instead of --detect_fraction")
-    p.add_argument("--detect_labelled", action=argparse.BooleanOptionalAction, default=DEFAULTS.detect_labelled,
-                   help="write SAVE_DIR/detections/ for labelled scenes too (unlabelled scenes always get them)")
-    add_run_options(p, DEFAULTS)
+        det.add_argument(f"--{o.name}", default=o.default, help=o.help, **kind)
+    out = p.add_argument_group("outputs")
+    out.add_argument("--save_dir", type=Path, default=DEFAULTS.save_dir,
+                     help="where auc.csv, roc3d.csv and the folders below go")
+    out.add_argument("--save_scores", action=argparse.BooleanOptionalAction, default=DEFAULTS.save_scores,
+                     help="write each scene's score maps to SAVE_DIR/scores/<scene>.npz")
+    out.add_argument("--plots", action=argparse.BooleanOptionalAction, default=DEFAULTS.plots,
+                     help="PNGs in SAVE_DIR/plots: per scene the cube, mask and maps (_maps), and for a labelled "
+                          "scene the ROC curves (_roc), the separability box plot (_boxes) and the 3D-ROC curve "
+                          "(_roc3d); with several labelled scenes, mean_boxes.png")
+    out.add_argument("--roc3d_scenes", action=argparse.BooleanOptionalAction, default=DEFAULTS.roc3d_scenes,
+                     help="print the 3D-ROC measures of every scene, not only their means (roc3d.csv has them all)")
+    out.add_argument("--save_mat", action=argparse.BooleanOptionalAction, default=DEFAULTS.save_mat,
+                     help="also write the authors' files to SAVE_DIR: scores[_<detector>].mat, gts.mat, mixfs.mat, "
+                          "each_auc[_<detector>].txt, test_list.txt (one set per scene size in mat_<H>x<W>/)")
+    out.add_argument("--save_envi", action=argparse.BooleanOptionalAction, default=DEFAULTS.save_envi,
+                     help="for ENVI scenes: each score map as a float32 ENVI image with the input's map info, "
+                          "in SAVE_DIR/envi/<scene>_<detector>.hdr (FEN+X written FEN_X)")
+    out.add_argument("--save_geotiff", action=argparse.BooleanOptionalAction, default=DEFAULTS.save_geotiff,
+                     help="each score map as a one-band float32 GeoTIFF with the input's CRS, transform and nodata, "
+                          "in SAVE_DIR/geotiff/<scene>_<detector>.tif (default: on for GeoTIFF scenes)")
+    out.add_argument("--json", type=Path, default=DEFAULTS.json, help="also write the results as JSON here")
+    found = p.add_argument_group("detections (always for unlabelled scenes)")
+    found.add_argument("--detect_fraction", type=float, default=DEFAULTS.detect_fraction,
+                       help="flag the top fraction of each map's pixels (the empirical quantile of the scene's "
+                            "own scores), grouped into connected objects")
+    found.add_argument("--detect_pfa", type=float, default=DEFAULTS.detect_pfa,
+                       help="GRX only: threshold at this chi-square false-alarm rate on its Mahalanobis distances "
+                            "(B degrees of freedom) instead of --detect_fraction")
+    found.add_argument("--detect_labelled", action=argparse.BooleanOptionalAction, default=DEFAULTS.detect_labelled,
+                       help="write SAVE_DIR/detections/ for labelled scenes too")
+    run_ = p.add_argument_group("speed, memory and device")
+    run_.add_argument("--max_memory_gb", type=float, default=DEFAULTS.max_memory_gb,
+                      help="memory for one scene's cubes, tiles and maps; larger scenes are read memory-mapped and "
+                           "cut into tiles (default: a quarter of the available memory, at most 4 GiB)")
+    run_.add_argument("--fen_batch", type=int, default=DEFAULTS.fen_batch,
+                      help="same-size scenes small enough for one FEN tile (HAD100's 64 x 64) go through the FEN "
+                           "this many at a time")
+    run_.add_argument("--fold_bn", action=argparse.BooleanOptionalAction, default=DEFAULTS.fold_bn,
+                      help="fold the FEN's BatchNorms into its convolutions (about 10%% faster on CPU; float32 "
+                           "rounding moves, and one reference AUC sits on a rounding edge: docs/speed.md)")
+    add_run_options(run_, DEFAULTS)
     return p
 
 

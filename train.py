@@ -22,7 +22,8 @@ from pathlib import Path
 from model.losses import W_REC, W_SIM, W_ZC
 from training.run import train
 from training.settings import AMP_NAMES, SELECTIONS, SENSORS, TrainSettings
-from utils.cli import OneLineParser, add_band_options, add_data_path, add_run_options, flag_text, script_main
+from utils.cli import (DefaultsHelpFormatter, OneLineParser, add_band_options, add_data_path, add_run_options,
+                       flag_text, script_main)
 from utils.settings import SettingsError, field_defaults
 
 
@@ -32,7 +33,7 @@ DEFAULTS = field_defaults(TrainSettings)
 
 def build_parser() -> argparse.ArgumentParser:
     p = OneLineParser(prog="train.py", description=__doc__.split("\n\n")[0],
-                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                      formatter_class=DefaultsHelpFormatter)
     d = p.add_argument_group("data")
     add_data_path(d)
     d.add_argument("--train_scenes", type=Path, nargs="+", default=DEFAULTS.train_scenes, metavar="FILE",
@@ -66,7 +67,7 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--double_sigmoid", action=argparse.BooleanOptionalAction, default=DEFAULTS.double_sigmoid,
                    help="quirk 1: BCE-with-logits on the ZCL's sigmoid output, as the authors (--no-: plain BCE)")
     o = p.add_argument_group("optimisation")
-    o.add_argument("--epochs", type=int, default=DEFAULTS.epochs)
+    o.add_argument("--epochs", type=int, default=DEFAULTS.epochs, help="passes over the training patches")
     o.add_argument("--max_steps", type=int, default=DEFAULTS.max_steps,
                    help="stop after this many optimiser steps in all (0: no limit); the last epoch may be partial")
     o.add_argument("--batch_size", type=int, default=DEFAULTS.batch_size,
@@ -98,7 +99,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="FEN+GRX on the test set each epoch (required by --select test)")
     s.add_argument("--eval_scenes", type=int, default=DEFAULTS.eval_scenes,
                    help="evaluate only the first N test scenes (0: all)")
-    s.add_argument("--save_dir", type=Path, default=DEFAULTS.save_dir)
+    s.add_argument("--save_dir", type=Path, default=DEFAULTS.save_dir,
+                   help="where fen_{N}bands.pt, last_{N}bands.pt, auc_{N}bands.csv and loss_{N}bands.png go")
     s.add_argument("--resume", nargs="?", const="auto", default=DEFAULTS.resume, metavar="PATH",
                    help="continue from PATH (default SAVE_DIR/last_{N}bands.pt)")
     s.add_argument("--save_last", action=argparse.BooleanOptionalAction, default=DEFAULTS.save_last,

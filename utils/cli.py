@@ -31,6 +31,15 @@ ALIASES = {"bands": "input_channel", "start": "start_channel", "download": "down
 _MENTION = re.compile(r"\b([a-z][a-z0-9_]*)=('[^']*'|<[^>]*>|[^\s:;,()]+)")
 
 
+class DefaultsHelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """``--help`` with each option's default where it has one (no "(default: None)")."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        if action.default is None:
+            return action.help
+        return super()._get_help_string(action)
+
+
 class OneLineParser(argparse.ArgumentParser):
     """An ArgumentParser whose errors are one line, ``<prog>: error: <message>`` (exit code 2), like every
     other input error of the scripts; ``--help`` still shows the full usage."""
