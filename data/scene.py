@@ -12,7 +12,9 @@ MATLAB v5 files (at most 2 GB a variable) are read whole, as scipy does.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 from PIL import Image
@@ -23,7 +25,7 @@ from data.geotiff import SUFFIXES as GEOTIFF_SUFFIXES
 from data.geotiff import geotiff_mask_path, open_geotiff, read_geotiff_mask
 from data.georef import GeoRef
 from data.netcdf import SUFFIXES as NETCDF_SUFFIXES
-from data.netcdf import open_netcdf
+from data.netcdf import open_netcdf, pixel_latlon
 from data.preprocess import DataError, check_mask
 from utils.errors import describe
 
@@ -50,6 +52,8 @@ class Scene:
     georef: GeoRef | None = None
     wavelengths: np.ndarray | None = None
     nodata: float | None = None
+    #: ``(rows, cols) -> (lat, lon)`` or None: per-pixel locations of a scene without a map grid (NetCDF)
+    pixel_latlon: Callable[[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray] | None] | None = None
     fwhm: np.ndarray | None = None
     bbl: np.ndarray | None = None
 
@@ -268,7 +272,8 @@ def read_netcdf(path: Path, data_key: str | None = None, gt_key: str | None = No
     if mask is None:
         png = path.with_suffix(".png")
         mask = read_png_mask(png) if png.is_file() else None
-    return Scene(path.stem, cube, mask, str(path), **facts)
+    # sensor geometry (EMIT L1B/L2A): no map grid, but per-pixel locations where the file has them
+    return Scene(path.stem, cube, mask, str(path), pixel_latlon=partial(pixel_latlon, path), **facts)
 
 
 def check_scene(scene: Scene) -> Scene:

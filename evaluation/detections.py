@@ -33,6 +33,7 @@ import io
 import math
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 from scipy import ndimage
@@ -140,9 +141,15 @@ def find_objects(scores: np.ndarray, threshold: float) -> list[Detection]:
             for rank, i in enumerate(order, start=1)]
 
 
-def locate(detections: list[Detection], georef: GeoRef | None) -> list[Detection]:
+def locate(detections: list[Detection], georef: GeoRef | None, latlon: PixelLatLon | None = None
+           ) -> list[Detection]:
     """Fill each detection's map ``x, y`` (pixel centre: ``+ 0.5``) and, where the CRS is known, its WGS 84
-    ``lon, lat``; in place, returned for chaining."""
+    ``lon, lat``; a scene without a map grid but with per-pixel locations (``latlon``) gets the ``lat, lon`` of
+    the pixel under each centroid. In place, returned for chaining."""
+    if georef is None and latlon is not None and detections:
+        found = latlon(np.array([int(d.row) for d in detections]), np.array([int(d.col) for d in detections]))
+        for d, lat, lon in zip(detections, *(found or ((), ()))):
+            d.lat, d.lon = float(lat), float(lon)
     if georef is None or not detections:
         return detections
     rows = np.array([d.row for d in detections]) + 0.5
@@ -164,7 +171,11 @@ def to_wgs84(crs: str, xs: np.ndarray, ys: np.ndarray) -> tuple[list[float], lis
     return [float(v) for v in lon], [float(v) for v in lat]
 
 
-CSV_FIELDS = ("rank", "row", "col", "pixels", "peak_score", "mean_score", "x", "y", "crs", "threshold", "rule")
+CSV_FIELDS = ("rank", "row", "col", "pixels", "peak_score", "mean_score", "x", "y", "crs", "threshold", "rule", "lon",
+              "lat")
+#: Latitude and longitude of pixels ``(rows, cols)`` (integer arrays), or None: a scene in sensor geometry
+#: whose file gives a per-pixel location (EMIT's ``location`` group, data.netcdf.pixel_latlon).
+PixelLatLon = Callable[[np.ndarray, np.ndarray], "tuple[np.ndarray, np.ndarray] | None"]
 
 
 def _cell(v: float | None, digits: int = 6) -> str:
@@ -182,7 +193,8 @@ def detections_csv(detections: list[Detection], georef: GeoRef | None, threshold
     for d in detections:
         digits = 9 if geographic else 3
         out.writerow([d.rank, _cell(d.row, 3), _cell(d.col, 3), d.pixels, _cell(d.peak_score), _cell(d.mean_score),
-                      _cell(d.x, digits), _cell(d.y, digits), crs, _cell(threshold), rule])
+                      _cell(d.x, digits), _cell(d.y, digits), crs, _cell(threshold), rule,
+                      _cell(d.lon, LONLAT_DECIMALS), _cell(d.lat, LONLAT_DECIMALS)])
     return buf.getvalue()
 
 
@@ -215,25 +227,26 @@ def detector_tag(name: str) -> str:
     return name.replace("+", "_")
 
 
-def scene_detections(maps: dict[str, np.ndarray], rule: DetectionRule, bands: int, georef: GeoRef | None
-                     ) -> dict[str, tuple[float, list[Detection]]]:
+def scene_detections(maps: dict[str, np.ndarray], rule: DetectionRule, bands: int, georef: GeoRef | None,
+                     latlon: PixelLatLon | None = None) -> dict[str, tuple[float, list[Detection]]]:
     """Every detector's threshold and located detections of one scene's ``(H, W)`` maps."""
     out = {}
     for name, scores in maps.items():
         t = rule.threshold(scores, name, bands)
-        out[name] = (t, locate(find_objects(scores, t), georef))
+        out[name] = (t, locate(find_objects(scores, t), georef, latlon))
     return out
 
 
 def write_detections(save_dir: Path, scene: str, maps: dict[str, np.ndarray], rule: DetectionRule, bands: int,
-                     georef: GeoRef | None) -> dict[str, int]:
-    """Write ``save_dir/<scene>_<detector>.csv`` (and ``.geojson`` where the scene's CRS is known) for every
-    detector's map; returns the number of detections per detector."""
+                     georef: GeoRef | None, latlon: PixelLatLon | None = None) -> dict[str, int]:
+    """Write ``save_dir/<scene>_<detector>.csv`` (and ``.geojson`` where the detections have WGS 84
+    coordinates: the scene's CRS is known, or its file gives per-pixel locations) for every detector's map;
+    returns the number of detections per detector."""
     counts = {}
-    for name, (t, found) in scene_detections(maps, rule, bands, georef).items():
+    for name, (t, found) in scene_detections(maps, rule, bands, georef, latlon).items():
         stem = f"{scene}_{detector_tag(name)}"
         save_text(detections_csv(found, georef, t, rule.describe(name, bands)), save_dir / f"{stem}.csv")
-        if georef is not None and georef.crs:
+        if (georef is not None and georef.crs) or (latlon is not None and any(d.lon is not None for d in found)):
             save_json(detections_geojson(found, scene, name), save_dir / f"{stem}.geojson")
         counts[name] = len(found)
     return counts

@@ -193,7 +193,7 @@ def evaluate_shard(settings: EvalSettings, scenes: list[Scene], sources: list[Sc
         if not scene.labelled or settings.detect_labelled:
             rule = DetectionRule(settings.detect_fraction, settings.detect_pfa, chi2_detectors(settings.detectors))
             result.detections = write_detections(settings.save_dir / "detections", scene.name, maps, rule,
-                                                 src.shape[2], scene.georef)
+                                                 src.shape[2], scene.georef, scene.pixel_latlon)
         if settings.save_mat or settings.save_envi:
             fen_out = pipeline.fen_output(src) if settings.save_mat and pipeline.fen is not None else None  # mixfs.mat
             records.append(SceneRecord(scene.name, scene.source, scene.mask, maps, result.auc, fen_out,

@@ -85,3 +85,27 @@ def test_test_py_on_an_emit_file(test_cli, tmp_path, capsys, labelled):
         assert float(first) > 0.99  # its AUC
     else:  # unlabelled: the detections table, with the pixels scored (the valid ones)
         assert "unlabelled scenes: detections" in out and first == str(168 - 9)
+
+
+def test_unlabelled_emit_detections_carry_each_objects_latitude_longitude(test_cli, tmp_path, capsys):
+    """Sensor geometry has no map grid: the detections give row/col and, from the file's location group, the
+    latitude/longitude of the pixel under each centroid (CSV columns and an RFC 7946 GeoJSON)."""
+    import csv
+    import json
+
+    emit_file(tmp_path / "g.nc", gt=False)
+    rc = test_cli.main(["--scenes", str(tmp_path / "g.nc"), "--input_channel", str(B), "--detectors", "GRX",
+                        "--detect_fraction", "0.05", "--save_dir", str(tmp_path / "out"), "--no-progress"])
+    assert rc == 0, capsys.readouterr().err
+    rows = list(csv.DictReader(open(tmp_path / "out" / "detections" / "g_GRX.csv")))
+    assert rows and rows[0]["x"] == "" and rows[0]["crs"] == ""  # no map grid
+    lat = np.linspace(34.0, 34.1, H * W).reshape(H, W)
+    lon = np.linspace(-118.0, -117.9, H * W).reshape(H, W)
+    for row in rows:
+        r, c = int(float(row["row"])), int(float(row["col"]))
+        assert float(row["lat"]) == pytest.approx(lat[r, c], abs=1e-7)
+        assert float(row["lon"]) == pytest.approx(lon[r, c], abs=1e-7)
+    top = rows[0]  # the implanted block at rows 9-11, columns 7-9 is the strongest object
+    assert 9 <= float(top["row"]) <= 12 and 7 <= float(top["col"]) <= 10
+    features = json.loads((tmp_path / "out" / "detections" / "g_GRX.geojson").read_text())["features"]
+    assert [f["geometry"]["coordinates"] for f in features] == [[float(r["lon"]), float(r["lat"])] for r in rows]
