@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from data.georef import GeoRef
-from data.lazy import normalise_key
+from data.lazy import LazyCube, normalise_key
 from data.preprocess import DataError
 from utils.errors import describe
 from utils.io import atomic_path
@@ -37,7 +37,7 @@ def _open(path: Path):
         raise DataError(f"{path}: not a readable GeoTIFF ({describe(err)})") from None
 
 
-class GeoTiffCube:
+class GeoTiffCube(LazyCube):
     """The bands of a GeoTIFF as an ``(H, W, B)`` array read on demand (rasterio windows).
 
     ``cube[rows, cols, bands]`` (integers and slices of step 1 or more) reads that window; ``np.asarray(cube)``
@@ -46,17 +46,6 @@ class GeoTiffCube:
 
     def __init__(self, path: Path, shape: tuple[int, int, int], dtype: np.dtype) -> None:
         self.path, self.shape, self.dtype = Path(path), shape, np.dtype(dtype)
-
-    @property
-    def ndim(self) -> int:
-        return 3
-
-    @property
-    def nbytes(self) -> int:
-        return int(np.prod(self.shape)) * self.dtype.itemsize
-
-    def __len__(self) -> int:
-        return self.shape[0]
 
     def __getitem__(self, key: object) -> np.ndarray:
         from rasterio.windows import Window

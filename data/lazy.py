@@ -1,6 +1,28 @@
-"""Index normalisation shared by the lazily read cubes (GeoTIFF, NetCDF/HDF5): ``cube[rows, cols, bands]``
-with integers and slices of positive step, as numpy and data.scene's MATLAB v7.3 reader take them."""
+"""What the lazily read cubes share (GeoTIFF, NetCDF/HDF5, data.scene's MATLAB v7.3 reader): the array-like
+surface the pipeline reads them through (:class:`LazyCube`), and index normalisation: ``cube[rows, cols,
+bands]`` with integers and slices of positive step, as numpy takes them."""
 from __future__ import annotations
+
+import numpy as np
+
+
+class LazyCube:
+    """The numpy-like attributes of a cube read from its file on each index: ``shape`` and ``dtype`` set by
+    the subclass, which reads in ``__getitem__``."""
+
+    shape: tuple[int, ...]
+    dtype: np.dtype
+
+    @property
+    def ndim(self) -> int:
+        return len(self.shape)
+
+    @property
+    def nbytes(self) -> int:
+        return int(np.prod(self.shape)) * self.dtype.itemsize
+
+    def __len__(self) -> int:
+        return self.shape[0]
 
 
 def normalise_key(key: object, shape: tuple[int, ...], name: str) -> list[slice | int]:

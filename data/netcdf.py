@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from data.lazy import normalise_key
+from data.lazy import LazyCube, normalise_key
 from data.preprocess import DataError
 from utils.errors import describe
 
@@ -74,7 +74,7 @@ def axis_order(names: list[str], path: Path, key: str) -> tuple[int, int, int]:
     return others[0], others[1], bands[0]
 
 
-class H5Cube:
+class H5Cube(LazyCube):
     """A 3-D variable of an HDF5/NetCDF4 file as an ``(H, W, B)`` array read on demand, whatever its stored
     axis order (``order``: the stored axes of rows, columns and bands). The file is opened for each read."""
 
@@ -82,17 +82,6 @@ class H5Cube:
                  order: tuple[int, int, int]) -> None:
         self.path, self.key, self.dtype, self.order = Path(path), key, np.dtype(dtype), order
         self.shape = tuple(int(stored_shape[a]) for a in order)
-
-    @property
-    def ndim(self) -> int:
-        return 3
-
-    @property
-    def nbytes(self) -> int:
-        return int(np.prod(self.shape)) * self.dtype.itemsize
-
-    def __len__(self) -> int:
-        return self.shape[0]
 
     def __getitem__(self, key: object) -> np.ndarray:
         norm = normalise_key(key, self.shape, str(self.path))

@@ -24,6 +24,7 @@ from data.envi import envi_georef, envi_mask_path, open_envi, read_envi_mask
 from data.geotiff import SUFFIXES as GEOTIFF_SUFFIXES
 from data.geotiff import geotiff_mask_path, open_geotiff, read_geotiff_mask
 from data.georef import GeoRef
+from data.lazy import LazyCube
 from data.netcdf import SUFFIXES as NETCDF_SUFFIXES
 from data.netcdf import open_netcdf, pixel_latlon
 from data.preprocess import DataError, check_mask
@@ -89,7 +90,7 @@ def read_png_mask(path: Path) -> np.ndarray:
     return img == 255 if img.dtype == np.uint8 else img > 0
 
 
-class MatlabCube:
+class MatlabCube(LazyCube):
     """A 3-D array of a MATLAB v7.3 (HDF5) file, read on demand through h5py, with MATLAB's axes
     (``(H, W, B)``; HDF5 holds MATLAB's column-major arrays with the axes reversed).
 
@@ -100,17 +101,6 @@ class MatlabCube:
     def __init__(self, path: Path, key: str, stored_shape: tuple[int, ...], dtype: np.dtype) -> None:
         self.path, self.key, self.dtype = Path(path), key, np.dtype(dtype)
         self.shape = tuple(int(n) for n in reversed(stored_shape))
-
-    @property
-    def ndim(self) -> int:
-        return len(self.shape)
-
-    @property
-    def nbytes(self) -> int:
-        return int(np.prod(self.shape)) * self.dtype.itemsize
-
-    def __len__(self) -> int:
-        return self.shape[0]
 
     def __getitem__(self, key: object) -> np.ndarray:
         import h5py

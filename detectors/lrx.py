@@ -153,10 +153,7 @@ def lrx_mirrored(pixels: torch.Tensor, span: float, inner: int = DEFAULT_INNER, 
     chunk = chunk or chunk_width(b, w, pixels.device)
     scores = pixels.new_empty(h, w)
     worst = torch.zeros((), dtype=torch.int32, device=pixels.device)   # checked once: no per-row GPU sync
-    first_outer, first_inner = [(p, 1.0) for p in range(outer)], [(p, 1.0) for p in range(r - ri, r + ri + 1)]
-    first_signs = _signs(first_outer, first_inner, outer, inner, pixels)
-    slide = [(0, 1.0), (0, -1.0)]  # down one row: the entering row added, the leaving one taken off
-    slide_signs = _signs(slide, slide, outer, inner, pixels)
+    first_outer, first_inner, first_signs, slide_signs = _row_patterns(outer, inner, pixels)
     for c0 in range(0, w, chunk):
         c1 = min(w, c0 + chunk)
         sum2 = pixels.new_zeros(c1 - c0, b, b)      # running sum over the background of x x^T
@@ -183,6 +180,16 @@ def lrx_mirrored(pixels: torch.Tensor, span: float, inner: int = DEFAULT_INNER, 
     return scores
 
 
+def _row_patterns(outer: int, inner: int, pixels: torch.Tensor) -> tuple[list, list, torch.Tensor, torch.Tensor]:
+    """The first row's outer and inner windows and their sign tensors, and those of sliding down one row (the
+    entering row added, the leaving one taken off: the same every row), built once per call."""
+    r, ri = outer // 2, inner // 2
+    first_outer, first_inner = [(p, 1.0) for p in range(outer)], [(p, 1.0) for p in range(r - ri, r + ri + 1)]
+    slide = [(0, 1.0), (0, -1.0)]
+    return (first_outer, first_inner, _signs(first_outer, first_inner, outer, inner, pixels),
+            _signs(slide, slide, outer, inner, pixels))
+
+
 def _lrx_counted(pixels: torch.Tensor, counts: torch.Tensor, span: float, inner: int, outer: int, ridge: float,
                  chunk: int | None) -> torch.Tensor:
     """:func:`lrx_mirrored` with a background count per pixel ``counts`` ``(h, w)`` (nodata left out)."""
@@ -191,10 +198,7 @@ def _lrx_counted(pixels: torch.Tensor, counts: torch.Tensor, span: float, inner:
     chunk = chunk or chunk_width(b, w, pixels.device)
     scores = pixels.new_empty(h, w)
     worst = torch.zeros((), dtype=torch.int32, device=pixels.device)
-    first_outer, first_inner = [(p, 1.0) for p in range(outer)], [(p, 1.0) for p in range(r - ri, r + ri + 1)]
-    first_signs = _signs(first_outer, first_inner, outer, inner, pixels)
-    slide = [(0, 1.0), (0, -1.0)]  # down one row: the entering row added, the leaving one taken off
-    slide_signs = _signs(slide, slide, outer, inner, pixels)
+    first_outer, first_inner, first_signs, slide_signs = _row_patterns(outer, inner, pixels)
     for c0 in range(0, w, chunk):
         c1 = min(w, c0 + chunk)
         sum2 = pixels.new_zeros(c1 - c0, b, b)
