@@ -138,7 +138,8 @@ def lrx_mirrored(pixels: torch.Tensor, span: float, inner: int = DEFAULT_INNER, 
     ``r`` px of context on every side (mirrored at the scene border), centred on the scene's mean, with
     ``span`` the scene's value range (see :func:`_mirrored_pixels`).
 
-    A strip with its context scores as the same rows of the whole scene (pipeline/'s strips). ``keep`` ``(h + 2r, w + 2r)`` bool: the pixels with data (data/nodata.py). The others are zeroed (after the
+    A strip with its context scores as the same rows of the whole scene (pipeline/'s strips). ``keep``
+    ``(h + 2r, w + 2r)`` bool: the pixels with data (data/nodata.py). The others are zeroed (after the
     centring: they then add nothing to the running sums) and each pixel's ``n`` is its count of valid
     background pixels; a background of fewer than 2 is scored as if it held 2 (finite, ridge-dominated).
     """
