@@ -19,7 +19,6 @@ import argparse
 import sys
 from pathlib import Path
 
-from model.losses import W_REC, W_SIM, W_ZC
 from training.run import train
 from training.settings import AMP_NAMES, SELECTIONS, SENSORS, TrainSettings
 from utils.cli import (DefaultsHelpFormatter, OneLineParser, add_band_options, add_data_path, add_run_options,

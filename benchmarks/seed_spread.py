@@ -16,7 +16,6 @@ arithmetic of another thread count moves it in the 4th decimal).
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import tempfile
 from pathlib import Path

@@ -13,11 +13,15 @@ from __future__ import annotations
 import os
 import warnings
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from data.preprocess import DataError
 from utils.errors import describe
+
+if TYPE_CHECKING:
+    from data.georef import GeoRef
 
 MASK_SUFFIXES = ("_gt", "_mask", "_map")
 

@@ -19,6 +19,7 @@ not a nodata convention.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -26,13 +27,8 @@ from data.bands import refuse_bands
 from data.preprocess import DataError
 from utils.memory import release_pages
 
-
-def nodata_values(block: np.ndarray, nodata: float | None) -> np.ndarray:
-    """``(..., B)`` bool: where ``block`` holds NaN or the ``nodata`` value."""
-    out = np.isnan(block) if block.dtype.kind == "f" else np.zeros(block.shape, dtype=bool)
-    if nodata is not None and not np.isnan(nodata):
-        out |= block == nodata
-    return out
+if TYPE_CHECKING:  # annotations only: torch is imported where the tensor is made
+    import torch
 
 
 @dataclass

@@ -15,7 +15,6 @@ from test_torchrun import files, launch, without_seconds
 
 from data.preprocess import DataError
 from data.scene import read_scene
-from data.synthetic import mask_png
 
 MAP_INFO = "map info = {UTM, 1.000, 1.000, 512345.500, 4123456.250, 3.5, 3.5, 11, North, WGS-84, units=Meters}"
 
