@@ -145,9 +145,10 @@ def read_geotiff_mask(path: Path) -> np.ndarray:
 
 
 def write_geotiff_map(path: Path, scores: np.ndarray, georef: GeoRef | None, nodata: float,
-                      description: str = "") -> None:
+                      description: str = "", tags: dict[str, str] | None = None) -> None:
     """One ``(H, W)`` map as a one-band float32 GeoTIFF with ``georef``'s CRS and transform; NaN pixels
-    (no data) are written as ``nodata`` and tagged so. Atomic (written beside ``path``, then renamed)."""
+    (no data) are written as ``nodata`` and tagged so; ``tags``: the dataset's key=value metadata. Atomic
+    (written beside ``path``, then renamed)."""
     import rasterio
     from rasterio.transform import Affine
 
@@ -166,6 +167,8 @@ def write_geotiff_map(path: Path, scores: np.ndarray, georef: GeoRef | None, nod
             ds.write(values, 1)
             if description:
                 ds.set_band_description(1, description)
+            if tags:
+                ds.update_tags(**tags)
 
 
 #: Ground-truth files looked for beside a GeoTIFF scene ``<stem>.tif``, in this order.

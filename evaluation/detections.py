@@ -207,9 +207,10 @@ def _is_geographic(crs: str) -> bool:
         return False
 
 
-def detections_geojson(detections: list[Detection], scene: str, detector: str) -> dict:
+def detections_geojson(detections: list[Detection], scene: str, detector: str, provenance: dict | None = None) -> dict:
     """An RFC 7946 FeatureCollection of the detections as WGS 84 points ``[lon, lat]`` (no ``crs`` member:
-    RFC 7946 fixes WGS 84); each feature's properties hold the CSV's columns."""
+    RFC 7946 fixes WGS 84); each feature's properties hold the CSV's columns; ``provenance`` (what produced
+    them: evaluation/provenance.py) a foreign member, which GIS tools ignore."""
     features = []
     for d in detections:
         if d.lon is None:
@@ -219,7 +220,8 @@ def detections_geojson(detections: list[Detection], scene: str, detector: str) -
                          "geometry": {"type": "Point", "coordinates": [round(d.lon, LONLAT_DECIMALS),
                                                                        round(d.lat, LONLAT_DECIMALS)]},
                          "properties": {"scene": scene, "detector": detector, **props}})
-    return {"type": "FeatureCollection", "name": f"{scene}_{detector}", "features": features}
+    out = {"type": "FeatureCollection", "name": f"{scene}_{detector}", "features": features}
+    return out if provenance is None else {**out, "provenance": provenance}
 
 
 def detector_tag(name: str) -> str:
@@ -238,7 +240,8 @@ def scene_detections(maps: dict[str, np.ndarray], rule: DetectionRule, bands: in
 
 
 def write_detections(save_dir: Path, scene: str, maps: dict[str, np.ndarray], rule: DetectionRule, bands: int,
-                     georef: GeoRef | None, latlon: PixelLatLon | None = None) -> dict[str, int]:
+                     georef: GeoRef | None, latlon: PixelLatLon | None = None,
+                     provenance: dict | None = None) -> dict[str, int]:
     """Write ``save_dir/<scene>_<detector>.csv`` (and ``.geojson`` where the detections have WGS 84
     coordinates: the scene's CRS is known, or its file gives per-pixel locations) for every detector's map;
     returns the number of detections per detector."""
@@ -247,7 +250,7 @@ def write_detections(save_dir: Path, scene: str, maps: dict[str, np.ndarray], ru
         stem = f"{scene}_{detector_tag(name)}"
         save_text(detections_csv(found, georef, t, rule.describe(name, bands)), save_dir / f"{stem}.csv")
         if (georef is not None and georef.crs) or (latlon is not None and any(d.lon is not None for d in found)):
-            save_json(detections_geojson(found, scene, name), save_dir / f"{stem}.geojson")
+            save_json(detections_geojson(found, scene, name, provenance), save_dir / f"{stem}.geojson")
         counts[name] = len(found)
     return counts
 

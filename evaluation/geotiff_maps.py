@@ -5,6 +5,7 @@ The twin of ``--save_envi``. rasterio is imported only when a map is written (da
 """
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -32,14 +33,17 @@ def check_geotiff_option(option: bool | None, scenes: list[Scene]) -> None:
                                   "give its maps; give GeoTIFF scenes or save_geotiff=False")
 
 
-def write_geotiff_maps(scene: Scene, maps: dict[str, np.ndarray], save_dir: Path) -> list[Path]:
-    """Every map of ``scene`` as ``save_dir/geotiff/<scene>_<detector>.tif``; returns the paths written."""
+def write_geotiff_maps(scene: Scene, maps: dict[str, np.ndarray], save_dir: Path,
+                       provenance: dict | None = None) -> list[Path]:
+    """Every map of ``scene`` as ``save_dir/geotiff/<scene>_<detector>.tif``, ``provenance`` (what produced
+    it: evaluation/provenance.py) as JSON in its ``ferd_provenance`` tag; returns the paths written."""
     from data.geotiff import write_geotiff_map
 
     nodata = float("nan") if scene.nodata is None else float(scene.nodata)
     written = []
     for name, scores in maps.items():
         path = save_dir / "geotiff" / f"{scene.name}_{detector_tag(name)}.tif"
-        write_geotiff_map(path, scores, scene.georef, nodata, f"{name} anomaly scores of {scene.name}")
+        tags = {} if provenance is None else {"ferd_provenance": json.dumps(provenance)}
+        write_geotiff_map(path, scores, scene.georef, nodata, f"{name} anomaly scores of {scene.name}", tags)
         written.append(path)
     return written

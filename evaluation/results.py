@@ -13,11 +13,12 @@ from data.scene import Scene
 from evaluation.detections import format_detection_table
 from evaluation.export import SceneRecord, write_exports
 from evaluation.metrics import auc_undefined_reason
+from evaluation.provenance import Provenance, write_manifest
 from evaluation.report import (SceneResult, degenerate_warning, format_roc3d_table, format_table, roc3d_csv, to_csv,
                                to_json)
 from evaluation.roc3d import roc3d
 from utils.cli import OutputError, check_writable
-from utils.io import drop_stale_temporaries, save_json, save_text
+from utils.io import drop_stale_temporaries, recording_writes, save_json, save_text
 
 
 class OutputSettings(Protocol):
@@ -106,32 +107,48 @@ def evaluate_scene(scene: Scene, maps: dict[str, np.ndarray], seconds: dict[str,
 
 
 def write_results(settings: OutputSettings, results: list[SceneResult], records: list[SceneRecord], device: str,
-                  pictured: list[tuple] = ()) -> None:
+                  pictured: list[tuple] = (), provenance: Provenance | None = None,
+                  written: list[Path] = ()) -> None:
     """auc.csv, the --save_mat files, roc3d.csv and --json (its config: the settings' ``recorded()``), each
-    atomically; with --plots and several scenes (``pictured``: each scene's ``(mask, maps)``) the mean box
-    plot; then the tables on stdout.
+    atomically, each recording ``provenance``; with --plots and several scenes (``pictured``: each scene's
+    ``(mask, maps)``) the mean box plot; then ``run.json``, the manifest of these files and the per-scene ones
+    (``written``), saying what an earlier run's manifest listed that was replaced or removed; then the tables.
 
     The AUC and 3D-ROC tables and files cover the labelled scenes and name the unlabelled ones left out;
     the unlabelled scenes get a table of their pixels and detections (--save_mat leaves them out: its
     gts.mat needs a mask). A run of unlabelled scenes only prints that table alone."""
     labelled = [r for r in results if r.labelled]
     unlabelled = [r for r in results if not r.labelled]
-    save_text(to_csv(labelled, settings.detectors), settings.save_dir / "auc.csv")
-    write_exports([r for r in records if r.mask is not None], settings.save_dir, settings.detectors,
-                  mat=settings.save_mat)
-    save_text(roc3d_csv(labelled, settings.detectors), settings.save_dir / "roc3d.csv")
+    head = "" if provenance is None else provenance.csv_lines()
+    with recording_writes() as mine:
+        save_text(head + to_csv(labelled, settings.detectors), settings.save_dir / "auc.csv")
+        write_exports([r for r in records if r.mask is not None], settings.save_dir, settings.detectors,
+                      mat=settings.save_mat)
+        save_text(head + roc3d_csv(labelled, settings.detectors), settings.save_dir / "roc3d.csv")
+        write_json(settings, labelled, unlabelled, device, provenance)
+        if settings.plots and len(pictured) > 1:
+            from evaluation.had_figures import plot_separability_mean  # matplotlib only when pictures are asked for
+
+            plot_separability_mean(settings.save_dir / "plots" / "mean_boxes.png", list(pictured))
+    if provenance is not None:
+        for line in write_manifest(settings.save_dir, provenance, [*written, *mine]):
+            print(line, file=sys.stderr)
+    print_tables(settings, labelled, unlabelled)
+
+
+def write_json(settings: OutputSettings, labelled: list[SceneResult], unlabelled: list[SceneResult], device: str,
+               provenance: Provenance | None) -> None:
+    """The --json file (if asked for): the labelled scenes' results, the unlabelled ones' detections, the
+    settings and the provenance."""
     if settings.json is not None:
         out = to_json(labelled, settings.detectors, config=settings.recorded(), device=str(device))
+        if provenance is not None:
+            out["provenance"] = provenance.as_dict()
         if unlabelled:
             out["unlabelled"] = [{"name": r.name, "pixels": r.pixels, "detections": r.detections,
                                   "seconds": {d: r.seconds.get(d) for d in settings.detectors}, **r.facts}
                                  for r in unlabelled]
         save_json(out, settings.json)
-    if settings.plots and len(pictured) > 1:
-        from evaluation.had_figures import plot_separability_mean  # matplotlib only when pictures are asked for
-
-        plot_separability_mean(settings.save_dir / "plots" / "mean_boxes.png", list(pictured))
-    print_tables(settings, labelled, unlabelled)
 
 
 def print_tables(settings: OutputSettings, labelled: list[SceneResult], unlabelled: list[SceneResult]) -> None:

@@ -53,6 +53,8 @@ class FEN(nn.Module):
         self.fpl = FPL(bands, hidden=hidden if hidden is not None else fpl_hidden(bands))
         self.layer1.requires_grad_(False)
         self.layer1.eval()  # frozen ImageNet layer: its BN uses the stored statistics from construction on
+        #: ``{path: sha256}`` of the files the weights were read from (weights.release.load_fen; {} if built)
+        self.files: dict[str, str] = {}
 
     @property
     def bands(self) -> int:

@@ -10,6 +10,7 @@ its share of the scenes.
 """
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
@@ -25,6 +26,7 @@ from data.synthetic import choose_dataset, ensure_synthetic
 from detectors.registry import base_name, check_detector, detector, needs_fen
 from evaluation.detections import DetectionRule, write_detections
 from evaluation.export import SceneRecord, check_envi_sources, write_exports
+from evaluation.provenance import Provenance, now, software
 from evaluation.geotiff_maps import check_geotiff_option, wants_geotiff, write_geotiff_maps
 from evaluation.scene_facts import scene_facts, scene_facts_lines
 from evaluation.report import SceneResult
@@ -34,53 +36,68 @@ from pipeline.run import Pipeline
 from pipeline.settings import EvalSettings
 from pipeline.sources import SceneSource
 from utils.device import full_fp32
-from utils.dist import Dist
+from utils.dist import Dist, Share
 from utils.errors import DetectorError
-from utils.io import save_npz
+from utils.io import recording_writes, save_npz
 from utils.memory import memory_budget
 from weights.release import fen_wavelengths, load_fen
 
 
 def evaluate(settings: EvalSettings, d: Dist | None = None) -> list[SceneResult]:
     """Evaluate every scene of ``settings``: the scores of each detector, their ROC AUC and 3D-ROC measures and
-    seconds, written under ``settings.save_dir`` as test.py writes them (auc.csv, roc3d.csv, scores/, and what
-    the settings ask for); returns one :class:`SceneResult` per scene, in input order, its ``scores_file`` the
-    ``.npz`` of its maps (None with ``save_scores=False``). Prints the tables on stdout.
+    seconds, written under ``settings.save_dir`` as test.py writes them (auc.csv, roc3d.csv, scores/, run.json
+    and what the settings ask for; each file records its provenance: evaluation/provenance.py); returns one
+    :class:`SceneResult` per scene, in input order, its ``scores_file`` the ``.npz`` of its maps (None with
+    ``save_scores=False``). Prints the tables on stdout.
 
-    Under torchrun (``d``: the process group; one process without it) each process takes its own scenes and
-    writes their maps; rank 0 gathers the results, writes the result files and returns them ([] on the other
-    ranks). An input error on any process stops all of them at the next :meth:`Dist.settle`, before any
-    gathered result file is written.
+    Under torchrun (``d``: the process group; one process without it) each process takes its share of the
+    scenes (utils.dist.Share) and writes their maps; rank 0 writes the result files and returns the results
+    ([] on the other ranks). An input error on any process stops all of them at the next ``settle``, before
+    any result file is written.
     """
-    d = d if d is not None else Dist(settings.device)
-    device = d.device
+    share = Share(d if d is not None else Dist(settings.device))
+    device = share.d.device
     full_fp32(device)  # the reference AUCs are float32 figures: no TF32 convolutions on CUDA
-    root, source = dataset_root(settings, d)
-    indices, scenes, total = d.settle(lambda: load_shard(settings, root, d))
-    ids = in_input_order(d.gather((indices, [SceneId(i, s.name, s.source, s.label)
-                                             for i, s in zip(indices, scenes)])))
-    sources, fen = d.settle(lambda: check_shard(settings, scenes, ids, device))
-    d.settle(lambda: drop_temporaries(settings) if d.is_main else None)  # before any process writes a result
+    root, source = dataset_root(settings, share)
+    scenes, total = share.settle(lambda: load_shard(settings, root, share))
+    ids = share.everyone([SceneId(i, s.name, s.source, s.label) for i, s in zip(share.indices, scenes)])
+    sources, fen = share.settle(lambda: check_shard(settings, scenes, ids, device))
+    share.settle(lambda: drop_temporaries(settings) if share.is_main else None)  # before any process writes
     # the FEN in tiles, the detectors over chunks and strips, memory-mapped input: pipeline/
     pipeline = Pipeline(list(settings.detectors), fen, settings.options, device, settings.max_memory_gb,
                         settings.fen_batch, fold_bn=settings.fold_bn)
     if sources:
         pipeline.warm_up(sources[0])
-    if d.is_main:
+    provenance = run_provenance(settings, fen, ids)
+    if share.is_main:
         print(f"{total} scenes from {source}, bands [{settings.start_channel}, "
               f"{settings.start_channel + settings.input_channel}), detectors {' '.join(settings.detectors)}, "
               f"weights {settings.weights if fen is not None else '-'}, device {device}"
-              + (f" x {d.world} processes" if d.world > 1 else ""), file=sys.stderr)
-    results, records, pictured = d.settle(lambda: evaluate_shard(settings, scenes, sources, pipeline, d))
-    # rank 0 writes what needs every scene: the tables, --save_mat's stacks, --plots' mean box plot
-    parts = d.gather_to_main((indices, results, records if settings.save_mat else [], pictured))
-    if not d.is_main:
+              + (f" x {share.d.world} processes" if share.d.world > 1 else ""), file=sys.stderr)
+    with recording_writes() as written:  # this process's files, for the run's manifest
+        results, records, pictured = share.settle(
+            lambda: evaluate_shard(settings, scenes, sources, pipeline, provenance, share.is_main))
+    # rank 0 writes what needs every scene: the tables, --save_mat's stacks, --plots' mean box plot, run.json
+    gathered, files = share.to_main(results, records if settings.save_mat else [], pictured), share.pooled(written)
+    if gathered is None:
         return []
-    results = in_input_order([(part[0], part[1]) for part in parts])
-    records = in_input_order([(part[0], part[2]) for part in parts])  # empty unless --save_mat
-    pictured = in_input_order([(part[0], part[3]) for part in parts])  # empty unless --plots
-    write_results(settings, results, records, str(device) if d.world == 1 else device.type, pictured)
+    results, records, pictured = gathered
+    write_results(settings, results, records, str(device) if share.d.world == 1 else device.type, pictured,
+                  provenance, files)
     return results
+
+
+def run_provenance(settings: EvalSettings, fen: torch.nn.Module | None, ids: list[SceneId]) -> Provenance:
+    """What every output of the run records: bands, weights and their files, each detector's options, the
+    scenes' files, the software."""
+    start = settings.start_channel
+    options = settings.options.asdict()
+    return Provenance(bands=(start, start + settings.input_channel),
+                      weights=settings.weights if fen is not None else None,
+                      weights_files=dict(getattr(fen, "files", {})) if fen is not None else {},
+                      detectors={n: {o.name: options[o.name] for o in detector(n).options}
+                                 for n in settings.detectors},
+                      scenes={i.name: os.path.abspath(i.source) for i in ids}, software=software(), created=now())
 
 
 def chi2_detectors(names: tuple[str, ...]) -> tuple[str, ...]:
@@ -88,29 +105,27 @@ def chi2_detectors(names: tuple[str, ...]) -> tuple[str, ...]:
     return tuple(n for n in names if n == base_name(n) and detector(n).chi_square)
 
 
-def dataset_root(settings: EvalSettings, d: Dist) -> tuple[Path | None, str]:
+def dataset_root(settings: EvalSettings, share: Share) -> tuple[Path | None, str]:
     """The HAD100-layout folder (None for ``--scenes``) and its description; the synthetic set is generated
     by one process while the others wait."""
     if settings.scenes:
         return None, f"{len(settings.scenes)} scene file(s)"
     root, description, note = choose_dataset(settings.data_path, had100.DEFAULT_DATA)
     if note:
-        if d.is_main:
+        if share.is_main:
             print(note, file=sys.stderr)
-        d.settle(lambda: ensure_synthetic(root) if d.is_main else None)
+        share.settle(lambda: ensure_synthetic(root) if share.is_main else None)
     return root, description
 
 
-def load_shard(settings: EvalSettings, root: Path | None, d: Dist) -> tuple[list[int], list[Scene], int]:
-    """This process's scenes (all of them without torchrun), their indices in input order, and the total.
+def load_shard(settings: EvalSettings, root: Path | None, share: Share) -> tuple[list[Scene], int]:
+    """This process's scenes (all of them without torchrun; their indices: ``share.indices``) and the total.
     ``--scenes`` files are read only by the process that takes them; a HAD100 folder is memory-mapped."""
     if settings.scenes:
-        indices = d.shard(len(settings.scenes))
         files = settings.scenes
-        return indices, [read_scene(files[i], settings.data_key, settings.gt_key) for i in indices], len(files)
+        return [read_scene(files[i], settings.data_key, settings.gt_key) for i in share.take(len(files))], len(files)
     scenes = read_had100(root)
-    indices = d.shard(len(scenes))
-    return indices, [scenes[i] for i in indices], len(scenes)
+    return [scenes[i] for i in share.take(len(scenes))], len(scenes)
 
 
 def check_detectors(scenes: list[Scene], settings: EvalSettings, device: torch.device) -> None:
@@ -173,33 +188,35 @@ def warn_wavelengths(scenes: list[Scene], settings: EvalSettings) -> None:
 
 
 def evaluate_shard(settings: EvalSettings, scenes: list[Scene], sources: list[SceneSource],
-                   pipeline: Pipeline, d: Dist) -> tuple[list[SceneResult], list[SceneRecord], list[tuple]]:
+                   pipeline: Pipeline, provenance: Provenance,
+                   main: bool = True) -> tuple[list[SceneResult], list[SceneRecord], list[tuple]]:
     """This process's scenes through the pipeline: their results, what --save_mat / --save_envi write
     (evaluation/export.py), and with --plots each scene's ``(mask, maps)`` for the mean box plot. Writes each
     scene's score maps and plots, and at the end its ENVI maps."""
     results, records, pictured = [], [], []
     runs = pipeline.run(sources)
     for scene, src, scene_run in tqdm(zip(scenes, sources, runs), total=len(scenes), desc="scenes", unit="scene",
-                                      disable=not (settings.progress and d.is_main), file=sys.stderr):
+                                      disable=not (settings.progress and main), file=sys.stderr):
         if not scene_run.plan.input_in_memory or (scene_run.plan.fen_tile and not scene_run.plan.enhanced_in_memory):
             print(f"{scene.name}: {scene_run.plan.describe(src.shape)}", file=sys.stderr)
         result = evaluate_scene(scene, scene_run.maps, scene_run.seconds, src.shape[2], src.valid)
         result.facts = scene_facts(scene, src.scan, settings.input_channel, settings.start_channel)
-        maps = scene_run.maps
+        maps, mine = scene_run.maps, provenance.of_scene(scene.name)
         results.append(result)
         if settings.save_scores:  # an unlabelled scene's .npz has its maps only
             result.scores_file = settings.save_dir / "scores" / f"{scene.name}.npz"
-            save_npz(result.scores_file, **({"mask": scene.mask} if scene.labelled else {}), **maps)
+            save_npz(result.scores_file, **({"mask": scene.mask} if scene.labelled else {}), **maps,
+                     provenance=mine.npz_entry())
         if not scene.labelled or settings.detect_labelled:
             rule = DetectionRule(settings.detect_fraction, settings.detect_pfa, chi2_detectors(settings.detectors))
             result.detections = write_detections(settings.save_dir / "detections", scene.name, maps, rule,
-                                                 src.shape[2], scene.georef, scene.pixel_latlon)
+                                                 src.shape[2], scene.georef, scene.pixel_latlon, mine.as_dict())
         if settings.save_mat or settings.save_envi:
             fen_out = pipeline.fen_output(src) if settings.save_mat and pipeline.fen is not None else None  # mixfs.mat
             records.append(SceneRecord(scene.name, scene.source, scene.mask, maps, result.auc, fen_out,
                                        nodata=scene.nodata))
         if wants_geotiff(settings.save_geotiff, scene):
-            write_geotiff_maps(scene, maps, settings.save_dir)
+            write_geotiff_maps(scene, maps, settings.save_dir, mine.as_dict())
         if settings.plots:
             drawn = draw_scene(settings, scene, maps, result, src.valid)
             if drawn is not None:
@@ -230,9 +247,3 @@ def draw_scene(settings: EvalSettings, scene: Scene, maps: dict, result: SceneRe
     plot_separability(out / f"{scene.name}_boxes.png", scene.name, mask, scored)
     plot_roc3d(out / f"{scene.name}_roc3d.png", scene.name, mask, scored, result.roc3d)
     return mask, scored
-
-
-def in_input_order(parts: list[tuple[list[int], list]]) -> list:
-    """The items of every process's ``(indices, items)``, back in input order."""
-    pairs = [(i, item) for indices, items in parts for i, item in zip(indices, items)]
-    return [item for _, item in sorted(pairs, key=lambda pair: pair[0])]

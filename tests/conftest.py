@@ -160,3 +160,9 @@ def examples(n: int) -> settings:
     default), scaled by the loaded profile: ``thorough`` gives it 16 times as many. A bare ``max_examples=n``
     would pin it whatever the profile."""
     return settings(max_examples=max(1, round(n * settings.default.max_examples / CI_EXAMPLES)))
+
+
+def table_lines(path) -> list[str]:
+    """The lines of a CSV that test.py or train.py wrote, without the ``# key: <JSON>`` provenance lines above
+    its header (evaluation/provenance.py)."""
+    return [line for line in Path(path).read_text().splitlines() if not line.startswith("# ")]

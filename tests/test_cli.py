@@ -6,7 +6,7 @@ import json
 import numpy as np
 import pytest
 import torch
-from conftest import raiser
+from conftest import raiser, table_lines
 
 from data.synthetic import generate, mask_png
 from detectors.reference import REFERENCE_AUCS  # the figures of ../shared/reference/README.md
@@ -55,7 +55,7 @@ def test_dataset_mode_writes_table_csv_scores_json(test_cli, tiny_set, release_d
     assert set(res) >= {"scenes", "mean_auc"} and len(res["scenes"]) == 3
     mean = np.mean([s["auc"]["FEN+GRX"] for s in res["scenes"]])
     assert res["mean_auc"]["FEN+GRX"] == pytest.approx(mean)
-    csv = (save / "auc.csv").read_text().splitlines()
+    csv = table_lines(save / "auc.csv")
     assert csv[0] == "scene,auc_GRX,auc_FEN+GRX,seconds_GRX,seconds_FEN+GRX" and len(csv) == 4
     with np.load(save / "scores" / "synthetic_test_0000.npz") as z:
         assert z["GRX"].shape == z["FEN+GRX"].shape == z["mask"].shape == (24, 24)

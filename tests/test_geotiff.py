@@ -56,6 +56,7 @@ def test_test_py_on_a_tile_without_mask_writes_georeferenced_maps(test_cli, tile
             assert (ds.crs, ds.transform, ds.nodata, ds.count, ds.shape) == (crs, transform, -32768.0, 1, (32, 32))
             maps = np.load(tmp_path / "scores" / f"{tile.stem}.npz")
             np.testing.assert_array_equal(ds.read(1), maps[name.replace("_", "+")].astype(np.float32))
+            assert json.loads(ds.tags()["ferd_provenance"])["scenes"] == {tile.stem: str(tile.resolve())}
     result = json.loads((tmp_path / "r.json").read_text())
     assert result["scenes"] == []  # unlabelled: no AUC row; its pixels and detections instead
     [scene] = result["unlabelled"]
@@ -69,6 +70,8 @@ def test_test_py_on_a_tile_without_mask_writes_georeferenced_maps(test_cli, tile
     x0, y0 = transform.c, transform.f
     for row in rows:
         assert x0 <= float(row["x"]) <= x0 + 32 * 30 and y0 - 32 * 30 <= float(row["y"]) <= y0
+    found = json.loads((tmp_path / "detections" / f"{tile.stem}_FEN_GRX.geojson").read_text())
+    assert found["provenance"]["weights"] == "had100" and found["provenance"]["bands"] == [0, 50]
 
 
 def test_the_enmap_gap_is_refused_in_one_line(test_cli, tile, tmp_path, capsys):

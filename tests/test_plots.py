@@ -10,6 +10,7 @@ from PIL import Image
 
 from data.synthetic import generate
 from evaluation.plots import display_scale, false_colour, plot_scene
+from conftest import table_lines
 
 
 @pytest.fixture(scope="module")
@@ -65,9 +66,9 @@ def test_cli_local_detectors_plots_and_3d_roc(test_cli, tiny_set, tmp_path, caps
     assert set(first["roc3d"]) == {"GRX", "SLRX", "LRX"}
     assert first["roc3d"]["LRX"]["auc_pd_pf"] == pytest.approx(first["auc"]["LRX"])
     assert res["config"]["block_size"] == 4 and res["config"]["lrx_outer"] == 9
-    assert (save / "auc.csv").read_text().splitlines()[0] == \
+    assert table_lines(save / "auc.csv")[0] == \
         "scene,auc_GRX,auc_SLRX,auc_LRX,seconds_GRX,seconds_SLRX,seconds_LRX"
-    assert len((save / "roc3d.csv").read_text().splitlines()) == 1 + 2 * 3
+    assert len(table_lines(save / "roc3d.csv")) == 1 + 2 * 3
     pngs = sorted(p.name for p in (save / "plots").iterdir())
     assert pngs == ["mean_boxes.png"] + [f"synthetic_test_000{i}_{kind}.png" for i in (0, 1)
                                          for kind in ("boxes", "maps", "roc", "roc3d")]

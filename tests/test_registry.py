@@ -11,7 +11,7 @@ import sys
 import numpy as np
 import pytest
 import torch
-from conftest import REPO
+from conftest import REPO, table_lines
 
 from data.synthetic import mask_png
 from detectors.registry import DETECTORS, DetectorOptions, detector_names
@@ -83,7 +83,7 @@ def test_a_registered_detector_runs_through_test_py(toy, test_cli, tmp_path, cap
                         "--toy_power", "1", "--save_dir", str(out), "--no-progress"])
     printed = capsys.readouterr().out
     assert rc == 0
-    header = (out / "auc.csv").read_text().splitlines()[0]
+    header = table_lines(out / "auc.csv")[0]
     assert "TOY" in header and "GRX" in header
     maps = np.load(out / "scores" / "toy.npz")
     x = 0.2 * (cube - cube.min()) / (cube.max() - cube.min()) - 0.1  # preprocess: min-max to [-0.1, 0.1]

@@ -14,6 +14,7 @@ import scipy.io
 from conftest import REPO
 
 from data.synthetic import generate
+from evaluation.provenance import read_csv_provenance
 
 OPTIONS = ["--input_channel", "50", "--detectors", "GRX", "FEN+GRX", "--no-progress", "--device", "cpu"]
 
@@ -50,8 +51,8 @@ def by_hand(args: list[str], processes: int, weights: Path) -> list[subprocess.C
 
 
 def without_seconds(csv: str) -> list[list[str]]:
-    """A result CSV's cells less its last columns of seconds."""
-    rows = [line.split(",") for line in csv.splitlines()]
+    """A result CSV's cells less its last columns of seconds (and its provenance lines: :func:`made_of`)."""
+    rows = [line.split(",") for line in csv.splitlines() if not line.startswith("# ")]
     keep = [i for i, name in enumerate(rows[0]) if not name.startswith("seconds")]
     return [[row[i] for i in keep] for row in rows]
 
@@ -60,7 +61,13 @@ def json_without_seconds(path: Path) -> dict:
     out = json.loads(path.read_text())
     for scene in out["scenes"]:
         scene.pop("seconds")
+    out["provenance"].pop("created")
     return out
+
+
+def made_of(provenance: dict) -> dict:
+    """A provenance record less its time of writing."""
+    return {k: v for k, v in provenance.items() if k != "created"}
 
 
 def files(folder: Path) -> list[str]:
@@ -82,6 +89,11 @@ def test_two_processes_write_what_one_writes(tmp_path, release_dir):
     assert table(runs[1].stdout) == table(runs[2].stdout)
     for name in ("auc.csv", "roc3d.csv"):
         assert without_seconds((one / name).read_text()) == without_seconds((two / name).read_text())
+        assert made_of(read_csv_provenance(one / name)) == made_of(read_csv_provenance(two / name))
+    # the manifest lists the files of both processes
+    manifest = [json.loads((out / "run.json").read_text()) for out in (one, two)]
+    assert manifest[0]["files"] == manifest[1]["files"] == [f for f in files(one) if f != "run.json"]
+    assert len(read_csv_provenance(two / "auc.csv")["scenes"]) == 4
     assert json_without_seconds(one / "r.json") == json_without_seconds(two / "r.json")
     for name in ("each_auc_GRX.txt", "each_auc_FEN_GRX.txt", "test_list.txt"):
         assert (one / name).read_text() == (two / name).read_text()
@@ -92,8 +104,10 @@ def test_two_processes_write_what_one_writes(tmp_path, release_dir):
     for scores in (one / "scores").iterdir():
         with np.load(scores) as a, np.load(two / "scores" / scores.name) as b:
             assert a.files == b.files
+            assert made_of(json.loads(str(a["provenance"]))) == made_of(json.loads(str(b["provenance"])))
             for k in a.files:
-                np.testing.assert_allclose(a[k], b[k], rtol=1e-5, atol=1e-6)
+                if k != "provenance":
+                    np.testing.assert_allclose(a[k], b[k], rtol=1e-5, atol=1e-6)
 
 
 def test_a_bad_scene_on_one_process_stops_both(tmp_path, release_dir):

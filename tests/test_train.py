@@ -13,7 +13,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import REPO
+from conftest import REPO, table_lines
+from evaluation.provenance import read_csv_provenance
 
 from data.patches import VAL_FEATURES, VAL_FILL, VAL_HEIGHT, VAL_MAX_SIDE, make_val_scenes, split_files, tiles
 from data.synthetic import generate
@@ -101,10 +102,16 @@ def test_end_to_end_loss_falls_checkpoint_written_and_test_py_runs_it(test_cli, 
     assert fen["zcl"]["weight"].shape == (1, 8, 1, 1) and fen["zcl"]["bias"].shape == (1,)  # for pc.pt
     assert fen["meta"]["select"] == "test" and "TEST set (quirk 4" in fen["meta"]["selection"]
     assert fen["meta"]["epoch"] == best == result["best"]["epoch"]
-    table = (save_dir / "auc_8bands.csv").read_text().splitlines()
+    table = table_lines(save_dir / "auc_8bands.csv")
     assert table[0].startswith("epoch,step,loss,sim,rec,zc,test_mAUC,val_mAUC,val_real_mAUC,val_scene_mAUC,seconds,selected,test:synthetic_test_0000")
     assert len(table) == 3 and [line.split(",")[11] for line in table[1:]].count("*") == 1
     assert table[best].split(",")[11] == "*"
+    # provenance: the table's header lines and the checkpoint carry every setting, the data and the software
+    head = read_csv_provenance(save_dir / "auc_8bands.csv")
+    assert head["config"]["seed"] == fen["meta"]["seed"] and head["config"]["input_channel"] == 8
+    assert head["config"]["teacher_fingerprint"] == fen["meta"]["run"]["teacher_fingerprint"]
+    assert head["data"] == fen["meta"]["data"] and head["software"]["torch"] == torch.__version__
+    assert fen["meta"]["software"]["torch"] == torch.__version__
 
     # test.py runs the checkpoint and finds the AUCs the training recorded for that epoch
     results = test_cli.run(test_cli.parse_args(["--data_path", str(data), "--input_channel", "8", "--weights",

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import REPO
+from conftest import REPO, table_lines
 from test_train import args  # the tiny training run's options
 
 from data.synthetic import generate
@@ -190,5 +190,5 @@ def test_ctrl_c_after_the_checkpoint_is_written_names_the_epoch_it_holds(train_c
 def test_eval_scenes_takes_the_first_n_test_scenes(train_cli, data, tmp_path):
     """--eval_scenes N (an int, once iterated like the *_scenes file lists when the config was recorded)."""
     assert train_cli.main(args(data, tmp_path, "--epochs", "1", "--max_steps", "1", "--eval_scenes", "1")) == 0
-    header = (tmp_path / "auc_8bands.csv").read_text().splitlines()[0]
+    header = table_lines(tmp_path / "auc_8bands.csv")[0]
     assert [c for c in header.split(",") if c.startswith("test:")] == ["test:synthetic_test_0000"]

@@ -9,7 +9,7 @@ import json
 import numpy as np
 import pytest
 import scipy.io
-from conftest import SHARED, require_shared
+from conftest import SHARED, require_shared, table_lines
 from spectral.io import envi
 from test_torchrun import files, launch, without_seconds
 
@@ -86,7 +86,7 @@ def test_npy_without_mask_gives_map_and_detections(test_cli, scenes, tmp_path, c
     assert rows[0]["x"] == "" and not list((out / "detections").glob("*.geojson"))
     assert printed.splitlines()[-1].split() == ["plain", "324", "1"] and "AUC" not in printed
     with np.load(out / "scores" / "plain.npz") as z:
-        assert z.files == ["GRX"]
+        assert z.files == ["GRX", "provenance"]  # no mask: the map and where it came from
 
 
 def test_envi_map_info_puts_detections_inside_the_scene(test_cli, scenes, tmp_path):
@@ -134,7 +134,7 @@ def test_mixed_scenes_alone_and_under_torchrun(scenes, tmp_path, release_dir):
         assert runs[n].returncode == 0, runs[n].stderr[-3000:]
     one, two = tmp_path / "p1", tmp_path / "p2"
     assert files(one) == files(two)
-    assert [line.split(",")[0] for line in (one / "auc.csv").read_text().splitlines()] == ["scene", "labelled"]
+    assert [line.split(",")[0] for line in table_lines(one / "auc.csv")] == ["scene", "labelled"]
     for name in ("auc.csv", "roc3d.csv"):
         assert without_seconds((one / name).read_text()) == without_seconds((two / name).read_text())
     for det in ("GRX", "FEN_GRX"):

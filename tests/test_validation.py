@@ -6,7 +6,7 @@ import pytest
 import torch
 from hypothesis import given
 from hypothesis import strategies as st
-from conftest import examples
+from conftest import examples, table_lines
 from test_train import write_scene
 
 from data.patches import (REAL_FILL, REAL_MAX_PIXELS, REAL_TARGETS, anomaly_pool, implant_real_anomalies,
@@ -101,7 +101,7 @@ def test_select_val_real_logs_both_signals_and_records_them(train_cli, tmp_path,
     meta = torch.load(tmp_path / "ck" / "fen_8bands.pt", map_location="cpu", weights_only=True)["meta"]
     assert meta["select"] == "val_real" and meta["score"] == meta["val_real_mAUC"]
     assert 0 <= meta["val_mAUC"] <= 1 and 0 <= meta["val_real_mAUC"] <= 1
-    header, row = (tmp_path / "ck" / "auc_8bands.csv").read_text().splitlines()[:2]
+    header, row = table_lines(tmp_path / "ck" / "auc_8bands.csv")[:2]
     cols = dict(zip(header.split(","), row.split(",")))
     assert float(cols["val_real_mAUC"]) == pytest.approx(meta["val_real_mAUC"], abs=1e-6)
 

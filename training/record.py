@@ -3,6 +3,7 @@ state, the AUC table and the loss plot (each written atomically), and the epoch'
 """
 from __future__ import annotations
 
+import json
 import math
 import shutil
 import time
@@ -10,6 +11,7 @@ from typing import Iterable
 
 import torch
 
+from evaluation.provenance import software
 from evaluation.report import fmt
 from training.settings import TrainSettings
 from training.data import EVAL_SETS, evaluate, log
@@ -35,6 +37,17 @@ def check_outputs(settings: TrainSettings) -> None:
     check_writable(settings.save_dir, "save_dir", folder=True)
     for kind, suffix in OUTPUTS:
         check_writable(settings.save_dir / f"{kind}_{settings.input_channel}bands.{suffix}", "save_dir", folder=False)
+
+
+def replaced_note(settings: TrainSettings) -> str | None:
+    """What a fresh run (not resuming) will replace of an earlier run's files in the save folder, in one line;
+    None if the folder holds none of them."""
+    old = [p.name for kind, suffix in OUTPUTS
+           if (p := settings.save_dir / f"{kind}_{settings.input_channel}bands.{suffix}").is_file()]
+    if not old:
+        return None
+    return (f"{settings.save_dir}: this run replaces an earlier run's {', '.join(old)} as its epochs end "
+            "(resume=True continues that run instead)")
 
 
 #: Room kept free beyond the estimate: the AUC table, the loss plot, the checkpoints' pickled metadata.
@@ -113,7 +126,8 @@ def end_epoch(tr: Trainer, epoch: int, means: dict[str, float], t0: float, train
                  **maucs, teacher=settings.teacher, teacher_note=tr.teacher_msg,
                  input_channel=settings.input_channel, start_channel=settings.start_channel,
                  img_size=settings.img_size, sensor=settings.sensor, seed=settings.seed,
-                 data=tr.data.description, wavelengths=wavelength_list(tr.data.wavelengths))
+                 data=tr.data.description, wavelengths=wavelength_list(tr.data.wavelengths), run=tr.cfg,
+                 software=software())
     progress.history.append({"epoch": epoch, "step": progress.step, **means, **maucs, "seconds": time.perf_counter() - t0,
                              "selected": selected, "test_aucs": scores["test"][1]})
     if settings.save_last:  # save_last=False: no resume state (about 1 GB at 50 bands), the FEN and tables only
@@ -123,7 +137,7 @@ def end_epoch(tr: Trainer, epoch: int, means: dict[str, float], t0: float, train
                     "rng": rng_states(tr.d.device), "best": progress.best, "history": progress.history},
                    tr.path("last"))
     progress.saved_epoch = epoch  # on disk now: a Ctrl-C from here on (plot, barrier) must say so
-    save_text(auc_table(progress.history, [n for n, _, _ in tr.data.test]), tr.path("auc", "csv"))
+    save_text(run_header(tr) + auc_table(progress.history, [n for n, _, _ in tr.data.test]), tr.path("auc", "csv"))
     from evaluation.plots import plot_training  # matplotlib only once there is something to draw
 
     plot_training(progress.history, tr.path("loss", "png"), SELECTION[settings.select])
@@ -146,6 +160,13 @@ def epoch_line(settings: TrainSettings, epoch: int, progress: Progress, means: d
     return (f"epoch {epoch}/{settings.epochs}  step {progress.step}  loss {means['loss']:.4f} (sim {means['sim']:.4f} "
             f"rec {means['rec']:.6f} zc {means['zc']:.4f})  test mAUC {fmt(row['test_mAUC'])}  "
             f"val mAUC {fmt(row['val_mAUC'])}{real_txt}  {best_txt}  train {train_seconds:.1f} s, total {row['seconds']:.1f} s")
+
+
+def run_header(tr: Trainer) -> str:
+    """``# key: <JSON>`` lines above the per-epoch table: every setting with the teacher's fingerprint (the
+    run's ``cfg``), the data and the software (as test.py's tables: evaluation/provenance.py)."""
+    return "".join(f"# {k}: {json.dumps(v)}\n" for k, v in
+                   (("config", tr.cfg), ("data", tr.data.description), ("software", software())))
 
 
 def auc_table(history: list[dict], scene_names: list[str]) -> str:

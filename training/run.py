@@ -15,7 +15,8 @@ from pathlib import Path
 from training.data import log
 from training.loop import Trainer, build_trainer, check_finite, restore, run_epoch
 from training.own_scenes import default_teacher
-from training.record import check_outputs, check_room, describe, end_epoch, log_baseline, log_selected
+from training.record import (check_outputs, check_room, describe, end_epoch, log_baseline, log_selected,
+                             replaced_note)
 from training.settings import TrainSettings
 from training.state import Progress, TrainingError, open_resume
 from utils.dist import Dist
@@ -48,6 +49,8 @@ def train(settings: TrainSettings, d: Dist | None = None) -> TrainResult:
     settings = replace(settings, teacher=teacher)
     check_outputs(settings)
     state, resume_path = open_resume(settings, settings.path("last"))
+    if state is None and (note := replaced_note(settings)):
+        log(note, d)
     tr = build_trainer(settings, d)
     d.settle(lambda: check_room(tr) if d.is_main else None)  # only the main process writes there
     progress = restore(tr, state, resume_path) if state is not None else Progress()

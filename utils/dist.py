@@ -118,3 +118,49 @@ class Dist:
     def close(self) -> None:
         if self.world > 1 and dist.is_initialized():
             dist.destroy_process_group()
+
+
+class Share:
+    """One evaluation's scenes shared among torchrun's processes, and the collectives on them: each process
+    :meth:`take` s every ``world``-th scene from its rank; :meth:`settle` runs a step that every process agrees
+    on (an input error on one stops all); :meth:`everyone` and :meth:`to_main` gather each process's lists back
+    in input order. In one process every call is the identity (or the call itself)."""
+
+    def __init__(self, d: Dist) -> None:
+        self.d = d
+        self.indices: list[int] = []
+
+    @property
+    def is_main(self) -> bool:
+        return self.d.is_main
+
+    def take(self, n: int) -> list[int]:
+        """The indices of the ``n`` scenes this process takes (all of them in one process)."""
+        self.indices = self.d.shard(n)
+        return self.indices
+
+    def settle(self, fn: Callable[[], T]) -> T:
+        return self.d.settle(fn)
+
+    def everyone(self, items: list) -> list:
+        """The items of every process (one per taken scene), in input order, on every process."""
+        return _in_order(self.d.gather((self.indices, items)))
+
+    def to_main(self, *columns: list) -> tuple[list, ...] | None:
+        """Each of ``columns`` (lists, one item per taken scene, or empty) of every process, in input order, on
+        rank 0; None on the other ranks."""
+        parts = self.d.gather_to_main((self.indices, columns))
+        if parts is None:
+            return None
+        return tuple(_in_order([(indices, cols[k]) for indices, cols in parts]) for k in range(len(columns)))
+
+    def pooled(self, items: list) -> list | None:
+        """The lists ``items`` of every process, one after the other by rank, on rank 0; None elsewhere."""
+        parts = self.d.gather_to_main(items)
+        return None if parts is None else [item for part in parts for item in part]
+
+
+def _in_order(parts: list[tuple[list[int], list]]) -> list:
+    """The items of every process's ``(indices, items)``, back in input order (an empty ``items``: none)."""
+    pairs = [(i, item) for indices, items in parts for i, item in zip(indices, items)]
+    return [item for _, item in sorted(pairs, key=lambda pair: pair[0])]

@@ -19,6 +19,20 @@ from utils.errors import DiskFullError
 TEMP_NAME = re.compile(r"\..+\.[A-Za-z0-9_]{8}\.tmp")
 #: OS errors that mean "no room left" (a full disk, a quota, a file-size limit).
 FULL_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG})
+#: The lists that :func:`recording_writes` blocks open: every file :func:`atomic_path` completes is added.
+_RECORDERS: list[list[Path]] = []
+
+
+@contextmanager
+def recording_writes() -> Iterator[list[Path]]:
+    """Yield a list that collects the path of every file written through :func:`atomic_path` (every writer of
+    this project) until the block ends: what a run's manifest lists, and what it replaced."""
+    written: list[Path] = []
+    _RECORDERS.append(written)
+    try:
+        yield written
+    finally:
+        _RECORDERS.remove(written)
 
 
 @contextmanager
@@ -51,6 +65,8 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
         with scratch_file(path.parent, f".{path.name}.", ".tmp") as tmp:
             yield Path(tmp)
             os.replace(tmp, path)
+        for written in _RECORDERS:
+            written.append(path)
     except OSError as err:
         if err.errno in FULL_ERRNOS:  # the old file (if any) is kept; the partial temporary is gone
             raise DiskFullError(f"{path}: the disk is full ({os.strerror(err.errno)}) while writing it; "

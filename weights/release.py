@@ -292,24 +292,30 @@ def not_a_fen(path: Path) -> None:
     raise WeightsError(f"weights='{path}': {what}, not a FEN; the FEN of that run is {fen}{there}")
 
 
-def load_fen(spec: str, bands: int, weights_dir: str | os.PathLike | None = None) -> FEN:
-    """The FEN named by ``spec`` (release name, shipped name, checkpoint path, or a folder of the authors'
-    three files), checked to take ``bands`` bands; in eval mode."""
+def weights_files(spec: str, bands: int, weights_dir: str | os.PathLike | None = None) -> dict[str, Path]:
+    """The files the FEN named by ``spec`` is read from (release name, shipped name, checkpoint path, or a
+    folder of the authors' three files), release and shipped files checksum-verified: ``{label: path}``."""
     path = Path(spec)
     if spec in RELEASES:
-        fen = fen_from_release(release_files(get_release(spec, bands), weights_dir))
-    elif spec in SHIPPED:
-        fen = fen_from_checkpoint(shipped_file(spec, bands))
-    elif path.is_file():
+        return release_files(get_release(spec, bands), weights_dir)
+    if spec in SHIPPED:
+        return {"checkpoint": shipped_file(spec, bands)}
+    if path.is_file():
         not_a_fen(path)
-        fen = fen_from_checkpoint(path)
-    elif path.is_dir():
-        fen = fen_from_release(authors_folder(path))
-    else:
-        raise WeightsError(f"weights='{spec}': neither a release name ({', '.join(sorted(RELEASES))}), "
-                           f"nor a shipped one ({', '.join(sorted(SHIPPED)) or '-'}), "
-                           "nor an existing checkpoint file, nor a folder of the authors' convh.pt, enc.pt, pc.pt")
+        return {"checkpoint": path}
+    if path.is_dir():
+        return authors_folder(path)
+    raise WeightsError(f"weights='{spec}': neither a release name ({', '.join(sorted(RELEASES))}), "
+                       f"nor a shipped one ({', '.join(sorted(SHIPPED)) or '-'}), "
+                       "nor an existing checkpoint file, nor a folder of the authors' convh.pt, enc.pt, pc.pt")
+
+
+def load_fen(spec: str, bands: int, weights_dir: str | os.PathLike | None = None) -> FEN:
+    """The FEN named by ``spec`` (:func:`weights_files`), checked to take ``bands`` bands; in eval mode. Its
+    ``files`` attribute: ``{path: sha256}`` of the files it was read from (what a run's outputs record)."""
+    files = weights_files(spec, bands, weights_dir)
+    fen = fen_from_checkpoint(files["checkpoint"]) if "checkpoint" in files else fen_from_release(files)
     if fen.bands != bands:
         raise WeightsError(f"weights='{spec}' take {fen.bands} bands, not bands={bands}")
+    fen.files = {os.path.abspath(p): sha256(p) for p in files.values()}
     return fen.eval()
-
