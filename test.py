@@ -118,7 +118,7 @@ def parse_args(argv: list[str] | None = None) -> EvalSettings:
         p.error(flag_text(str(err), p))
 
 
-def run(settings: EvalSettings, d: Dist) -> list:
+def run(settings: EvalSettings, d: Dist | None = None) -> list:
     """The story of a run: pipeline/evaluate.py (load, check, enhance, detect, score, report), imported only
     once the flags are parsed: ``--help`` and an option error cost no more than importing torch."""
     from pipeline.evaluate import evaluate

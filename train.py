@@ -119,7 +119,7 @@ def parse_args(argv: list[str] | None = None) -> TrainSettings:
         p.error(flag_text(str(err), p))
 
 
-def run(settings: TrainSettings, d: Dist) -> object:
+def run(settings: TrainSettings, d: Dist | None = None) -> object:
     """The run itself (training/run.py), imported only once the flags are parsed: ``--help`` and an option
     error cost no more than importing torch (torchvision, sklearn and scipy load with the run)."""
     from training.run import train

@@ -142,12 +142,13 @@ class CubeReader:
 
     def pixels(self, i0: int, i1: int) -> torch.Tensor:
         """Pixels ``[i0, i1)`` in row-major order: ``(n, B)`` float64, a copy the caller may overwrite."""
-        h, w, b = self.shape
+        _, w, b = self.shape
         if self.is_tensor:
-            if self.cube.stride(2) != 1 and self.cube.dim() == 3:  # bands-first memory: each band's pixels in a row
+            # copies: the caller centres the pixels in place, and a float64 cube would otherwise be overwritten
+            if self.cube.stride(2) != 1:  # bands-first memory: each band's pixels in a row, read as (B, n)
                 flat = self.cube.permute(2, 0, 1).reshape(b, -1)
                 return flat[:, i0:i1].to(torch.float64, copy=True).T
-            return self.cube.reshape(-1, b)[i0:i1].to(torch.float64, copy=True)  # a view of a float64 cube else
+            return self.cube.reshape(-1, b)[i0:i1].to(torch.float64, copy=True)
         r0, r1 = i0 // w, -(-i1 // w)
         rows = self.cube.block(r0, r1).reshape(-1, b)[i0 - r0 * w: i1 - r0 * w]
         # to the device first, then to float64: in one call the conversion is made on the host, doubling
@@ -155,7 +156,8 @@ class CubeReader:
         return torch.from_numpy(rows).to(self.device).to(torch.float64)
 
     def block(self, r0: int, r1: int, c0: int, c1: int) -> torch.Tensor:
-        """Rows ``[r0, r1)``, columns ``[c0, c1)``: ``(rows, cols, B)``, float32 (a float64 tensor's own dtype)."""
+        """Rows ``[r0, r1)``, columns ``[c0, c1)``: ``(rows, cols, B)`` float32; a float64 tensor's blocks stay
+        float64 (``slrx_maps`` keeps the precision it is given)."""
         if self.is_tensor:
             return _floating(self.cube[r0:r1, c0:c1])
         return torch.from_numpy(self.cube.block(r0, r1, c0, c1)).to(self.device)
