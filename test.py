@@ -25,10 +25,10 @@ import sys
 from pathlib import Path
 
 from detectors.registry import all_options, detector_names
-from pipeline.evaluate import evaluate
 from pipeline.settings import EvalSettings
 from utils.cli import (DefaultsHelpFormatter, OneLineParser, add_band_options, add_data_path, add_run_options,
                        flag_text, script_main)
+from utils.dist import Dist
 from utils.settings import SettingsError, field_defaults
 from weights.release import ENV_WEIGHTS_DIR
 
@@ -118,7 +118,12 @@ def parse_args(argv: list[str] | None = None) -> EvalSettings:
         p.error(flag_text(str(err), p))
 
 
-run = evaluate  # the story of a run: pipeline/evaluate.py (load, check, enhance, detect, score, report)
+def run(settings: EvalSettings, d: Dist | None = None) -> list:
+    """The story of a run: pipeline/evaluate.py (load, check, enhance, detect, score, report), imported only
+    once the flags are parsed: ``--help`` and an option error cost no more than importing torch."""
+    from pipeline.evaluate import evaluate
+
+    return evaluate(settings, d)
 
 
 def main(argv: list[str] | None = None) -> int:

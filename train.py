@@ -19,10 +19,10 @@ import argparse
 import sys
 from pathlib import Path
 
-from training.run import train
 from training.settings import AMP_NAMES, SELECTIONS, SENSORS, TrainSettings
 from utils.cli import (DefaultsHelpFormatter, OneLineParser, add_band_options, add_data_path, add_run_options,
                        flag_text, script_main)
+from utils.dist import Dist
 from utils.settings import SettingsError, field_defaults
 
 
@@ -119,8 +119,16 @@ def parse_args(argv: list[str] | None = None) -> TrainSettings:
         p.error(flag_text(str(err), p))
 
 
+def run(settings: TrainSettings, d: Dist | None = None) -> object:
+    """The run itself (training/run.py), imported only once the flags are parsed: ``--help`` and an option
+    error cost no more than importing torch (torchvision, sklearn and scipy load with the run)."""
+    from training.run import train
+
+    return train(settings, d)
+
+
 def main(argv: list[str] | None = None) -> int:
-    return script_main(build_parser(), parse_args, train, argv, "interrupted")
+    return script_main(build_parser(), parse_args, run, argv, "interrupted")
 
 
 if __name__ == "__main__":

@@ -41,7 +41,7 @@ import torch  # noqa: E402
 
 import train  # noqa: E402
 from data.scene import read_scene  # noqa: E402
-from training.data import eval_cubes, evaluate  # noqa: E402
+from training.data import eval_cubes, fen_grx_auc  # noqa: E402
 from utils.device import full_fp32, pick_device  # noqa: E402
 from utils.shared import shared_dir  # noqa: E402
 from weights.release import ENV_WEIGHTS_DIR, load_fen  # noqa: E402
@@ -123,7 +123,7 @@ def epochs(args: argparse.Namespace) -> int:
 def airport_table(fens: dict[str, torch.nn.Module | None], device: torch.device) -> dict[str, dict[str, float]]:
     """``{column: {scene: AUC}}`` on the airport scenes, each column GRX on x (None) or on x + FEN(x)."""
     cubes = eval_cubes([read_scene(ABU_DIR / f"{n}.mat") for n in TEST], BANDS)
-    return {col: evaluate(fen, cubes, device)[1] for col, fen in fens.items()}
+    return {col: fen_grx_auc(fen, cubes, device)[1] for col, fen in fens.items()}
 
 
 def render(table: dict[str, dict[str, float]]) -> str:

@@ -33,7 +33,7 @@ from benchmarks.bench_grx import bench_cube  # noqa: E402
 from benchmarks.timing import bench_device, bench_parser, best_seconds, sgemm_rate  # noqa: E402
 from model.fen import FEN, fold_batchnorm  # noqa: E402
 from pipeline.fen_tiles import enhance_tiles, prepare_fen  # noqa: E402
-from pipeline.sources import StoredCube  # noqa: E402
+from pipeline.sources import SceneCube  # noqa: E402
 
 RELEASE = Path(__file__).resolve().parents[2] / "shared" / "ferd-release"
 
@@ -71,7 +71,7 @@ def main() -> None:
           f"  {'of sgemm':>8}")
     for side in args.sizes:
         hwb, name = bench_cube(side, args.bands)
-        cube = StoredCube(hwb.shape)
+        cube = SceneCube.empty(hwb.shape)
         cube.write(0, 0, hwb)
         x = torch.from_numpy(hwb).permute(2, 0, 1).contiguous().to(device)
         flops = whole_flops(fen, args.bands, side, side)
@@ -79,7 +79,7 @@ def main() -> None:
         if side <= args.whole_limit:
             ways.append(("whole NCHW", side, lambda: fen(x[None])))
         for tile in ([side] if side <= 256 else args.tiles):
-            out = StoredCube(hwb.shape)
+            out = SceneCube.empty(hwb.shape)
             ways.append(("tiles CL", tile, lambda t=tile, o=out: enhance_tiles(fast, cube, o, t, device)))
             ways.append(("tiles CL fused", tile, lambda t=tile, o=out: enhance_tiles(folded, cube, o, t, device)))
         best = {i: float("inf") for i in range(len(ways))}

@@ -31,7 +31,7 @@ import train  # noqa: E402
 from benchmarks import abu_transfer  # noqa: E402
 from benchmarks.abu_transfer import BANDS, SEED, TEST  # noqa: E402
 from data.scene import read_scene  # noqa: E402
-from training.data import eval_cubes, evaluate, scene_data  # noqa: E402
+from training.data import eval_cubes, fen_grx_auc, scene_data  # noqa: E402
 from utils.device import cpu_model  # noqa: E402
 from utils.dist import Dist  # noqa: E402
 from utils.io import save_json  # noqa: E402
@@ -60,7 +60,7 @@ def validation(fen: torch.nn.Module, seed: int, args: argparse.Namespace) -> dic
                             epochs=None, seed=seed)
     with tempfile.TemporaryDirectory() as tmp:
         data = scene_data(train.parse_args(abu_transfer.train_argv(ns, Path(tmp))), Dist("cpu"))
-    grx, fen_score = evaluate(None, data.val_real, torch.device("cpu"))[0], evaluate(fen, data.val_real,
+    grx, fen_score = fen_grx_auc(None, data.val_real, torch.device("cpu"))[0], fen_grx_auc(fen, data.val_real,
                                                                                          torch.device("cpu"))[0]
     return {"held_out": [name for name, _, _ in data.val_scene], "grx_val_real": grx, "val_real_here": fen_score}
 
@@ -77,14 +77,14 @@ def paired(ours: list[float], theirs: list[float]) -> dict:
 def spread(args: argparse.Namespace) -> dict:
     cpu = torch.device("cpu")
     cubes = eval_cubes([read_scene(args.abu / f"{n}.mat") for n in TEST], BANDS)
-    out = {"scenes": TEST, "GRX": evaluate(None, cubes, cpu)[1],
-           "release": evaluate(load_fen("had100", BANDS, args.weights_dir), cubes, cpu)[1], "seeds": {}}
+    out = {"scenes": TEST, "GRX": fen_grx_auc(None, cubes, cpu)[1],
+           "release": fen_grx_auc(load_fen("had100", BANDS, args.weights_dir), cubes, cpu)[1], "seeds": {}}
     for path in args.runs:
         fen = load_fen(str(path), BANDS)
         meta = torch.load(path, map_location="cpu", weights_only=True)["meta"]
         seed = int(meta.get("seed", SEED))
         run = {"file": str(path), "epoch": meta["epoch"], "step": meta["step"], "val_real": meta["val_real_mAUC"],
-               **validation(fen, seed, args), "auc": evaluate(fen, cubes, cpu)[1]}
+               **validation(fen, seed, args), "auc": fen_grx_auc(fen, cubes, cpu)[1]}
         run["gain"] = run["val_real"] - run["grx_val_real"]  # the rule's: train.py's score of the kept epoch
         out["seeds"][seed] = run
     seeds = sorted(out["seeds"])
@@ -114,8 +114,8 @@ def all_scenes(out: dict, args: argparse.Namespace) -> str:
     names = [*TEST, *abu_transfer.TRAIN]
     cubes = eval_cubes([read_scene(args.abu / f"{n}.mat") for n in names], BANDS)
     cpu, seeds = torch.device("cpu"), sorted(out["seeds"])
-    cols = {"release": evaluate(load_fen("had100", BANDS, args.weights_dir), cubes, cpu)[1]}
-    cols |= {s: evaluate(load_fen(out["seeds"][s]["file"], BANDS), cubes, cpu)[1] for s in seeds}
+    cols = {"release": fen_grx_auc(load_fen("had100", BANDS, args.weights_dir), cubes, cpu)[1]}
+    cols |= {s: fen_grx_auc(load_fen(out["seeds"][s]["file"], BANDS), cubes, cpu)[1] for s in seeds}
     lines = ["| scene | the release | " + " | ".join(f"seed {s}" for s in seeds) + " |",
              "|---|---|" + "---|" * len(seeds)]
     for n in names:

@@ -163,11 +163,11 @@ def release_held_out(held: list[str], abu: Path, weights_dir: Path) -> float:
     import torch
 
     from data.scene import read_scene
-    from training.data import eval_cubes, evaluate
+    from training.data import eval_cubes, fen_grx_auc
     from weights.release import load_fen
 
     cubes = eval_cubes([read_scene(abu / f"{n}.mat") for n in held], BANDS)
-    return evaluate(load_fen("had100", BANDS, weights_dir), cubes, torch.device("cpu"))[0]
+    return fen_grx_auc(load_fen("had100", BANDS, weights_dir), cubes, torch.device("cpu"))[0]
 
 
 def family_table(results: list[dict], release: dict[int, float]) -> str:

@@ -3,22 +3,24 @@ their checks, its memory estimate, the strips it runs in and how it scores a cub
 :class:`CubeReader` it reads a cube through.
 
 A detector scores a cube through a reader, never a tensor of the whole scene: ``pipeline/`` gives it a
-reader over a memory-mapped or file-backed cube (``pipeline.sources.CubeAccess``), :meth:`Detector.score`
-one over a ``(B, H, W)`` tensor (:class:`TensorReader`). Both run the same code, so the tests run the path
-test.py runs. Adding a detector is one file defining its object, and one line in ``detectors/registry.py``.
+reader over a scene's memory-mapped or file-backed :class:`pipeline.sources.SceneCube`, :meth:`Detector.score`
+one over a tensor. Both run the same code, so the tests run the path test.py runs. Adding a detector is one
+file defining its object, and one line in ``detectors/registry.py``.
 """
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import KW_ONLY, dataclass
-from typing import Any, Callable, ClassVar, Protocol
+from typing import Any, Callable, ClassVar
 
 import numpy as np
 import torch
 
 from utils.errors import DetectorError
 
-Shape = tuple[int, int, int]  # (B, H, W), as the detectors see a cube
+#: A cube's shape as every part of the library sees it: ``(H, W, B)`` (rows, columns, bands), a pixel's
+#: spectrum contiguous, as the files, :class:`pipeline.sources.SceneCube` and :class:`CubeReader` hold it.
+Shape = tuple[int, int, int]
 
 
 @dataclass(frozen=True, kw_only=False)
@@ -33,25 +35,6 @@ class Option:
     _: KW_ONLY
     least: float | None = None  # the smallest value it takes (the detector's check says more where it needs)
     choices: tuple | None = None  # the values it takes, where they are few
-
-
-class CubeReader(Protocol):
-    """Read access to an ``(H, W, B)`` preprocessed cube on ``device``, in the pieces detectors need."""
-
-    shape: tuple[int, int, int]
-    device: torch.device
-    #: ``(H, W)`` bool numpy mask of the pixels with data (None: all); data/nodata.py
-    valid: np.ndarray | None
-
-    def pixels(self, i0: int, i1: int) -> torch.Tensor:
-        """Pixels ``[i0, i1)`` in row-major order: ``(n, B)`` float64."""
-
-    def block(self, r0: int, r1: int, c0: int, c1: int) -> torch.Tensor:
-        """Rows ``[r0, r1)``, columns ``[c0, c1)``: ``(rows, cols, B)`` float32."""
-
-    def window(self, r0: int, r1: int, c0: int, c1: int, halo: int, periodic: bool = False) -> torch.Tensor:
-        """Rows ``[r0 - halo, r1 + halo)`` and columns ``[c0 - halo, c1 + halo)``, mirrored at the scene border
-        (the edge pixel not repeated), or wrapped around it with ``periodic``: ``(rows, cols, B)`` float32."""
 
 
 def reader_valid(reader: CubeReader) -> np.ndarray | None:
@@ -122,30 +105,82 @@ def window_index(start: int, stop: int, halo: int, size: int, periodic: bool) ->
     return np.mod(index, size) if periodic else reflect_index(index, size)
 
 
-class TensorReader:
-    """:class:`CubeReader` of a ``(B, H, W)`` tensor, on its device."""
+def reflected_window(cube: Any, r0: int, r1: int, c0: int, c1: int, halo: int, periodic: bool = False
+                     ) -> np.ndarray:
+    """Rows ``[r0 - halo, r1 + halo)`` and columns ``[c0 - halo, c1 + halo)`` of an ``(H, W, B)`` ``cube`` read
+    by ``cube.block(r0, r1, c0, c1)`` (a numpy array), reflected at the scene border as the CWL's padding (or
+    wrapped around it with ``periodic``): ``(r1 - r0 + 2 halo, c1 - c0 + 2 halo, B)``."""
+    h, w, _ = cube.shape
+    rows = window_index(r0, r1, halo, h, periodic)
+    cols = window_index(c0, c1, halo, w, periodic)
+    lo_c, hi_c = int(cols.min()), int(cols.max()) + 1
+    # wrapped rows come from both ends of the scene: read each run of them, not all the rows between
+    runs = np.split(rows, np.flatnonzero(np.diff(rows) != 1) + 1) if periodic else [rows]
+    parts = []
+    for run in runs:
+        lo_r = int(run.min())
+        parts.append(cube.block(lo_r, int(run.max()) + 1, lo_c, hi_c)[run - lo_r][:, cols - lo_c])
+    return parts[0] if len(parts) == 1 else np.concatenate(parts)
 
-    def __init__(self, cube: torch.Tensor, valid: np.ndarray | None = None) -> None:
-        self.cube = cube.permute(1, 2, 0)  # (H, W, B) view
-        self.shape = tuple(self.cube.shape)
-        self.device = cube.device
-        self.valid = valid
+
+class CubeReader:
+    """What a detector reads a cube through: pixels, blocks, and windows with context beyond the scene border,
+    as tensors on :attr:`device`; the cube is ``(H, W, B)``, the library's layout.
+
+    ``cube``: an ``(H, W, B)`` tensor, read on its own device (a bands-first tensor's
+    ``x.permute(1, 2, 0)`` view: its pixels are then read band-major, without a transposing copy); or a
+    :class:`pipeline.sources.SceneCube` (anything with an ``(H, W, B)`` ``shape`` and ``block(r0, r1, c0, c1)``
+    giving a float32 numpy array), read block by block to ``device``. ``valid``: the ``(H, W)`` bool numpy
+    mask of the pixels with data (None: all of them; data/nodata.py).
+    """
+
+    def __init__(self, cube: Any, device: torch.device | str | None = None, valid: np.ndarray | None = None) -> None:
+        self.cube, self.valid = cube, valid
+        self.shape: Shape = tuple(int(n) for n in cube.shape)
+        self.is_tensor = isinstance(cube, torch.Tensor)
+        self.device = cube.device if self.is_tensor else torch.device(device or "cpu")
 
     def pixels(self, i0: int, i1: int) -> torch.Tensor:
-        return self.cube.reshape(-1, self.shape[2])[i0:i1].to(torch.float64)
+        """Pixels ``[i0, i1)`` in row-major order: ``(n, B)`` float64, a copy the caller may overwrite."""
+        _, w, b = self.shape
+        if self.is_tensor:
+            # copies: the caller centres the pixels in place, and a float64 cube would otherwise be overwritten
+            if self.cube.stride(2) != 1:  # bands-first memory: each band's pixels in a row, read as (B, n)
+                flat = self.cube.permute(2, 0, 1).reshape(b, -1)
+                return flat[:, i0:i1].to(torch.float64, copy=True).T
+            return self.cube.reshape(-1, b)[i0:i1].to(torch.float64, copy=True)
+        r0, r1 = i0 // w, -(-i1 // w)
+        rows = self.cube.block(r0, r1).reshape(-1, b)[i0 - r0 * w: i1 - r0 * w]
+        # to the device first, then to float64: in one call the conversion is made on the host, doubling
+        # the host memory and the bytes copied to a GPU
+        return torch.from_numpy(rows).to(self.device).to(torch.float64)
 
     def block(self, r0: int, r1: int, c0: int, c1: int) -> torch.Tensor:
-        return self.cube[r0:r1, c0:c1].to(torch.float32)
+        """Rows ``[r0, r1)``, columns ``[c0, c1)``: ``(rows, cols, B)`` float32; a float64 tensor's blocks stay
+        float64 (``slrx_maps`` keeps the precision it is given)."""
+        if self.is_tensor:
+            return _floating(self.cube[r0:r1, c0:c1])
+        return torch.from_numpy(self.cube.block(r0, r1, c0, c1)).to(self.device)
 
     def window(self, r0: int, r1: int, c0: int, c1: int, halo: int, periodic: bool = False) -> torch.Tensor:
+        """Rows ``[r0 - halo, r1 + halo)`` and columns ``[c0 - halo, c1 + halo)``, mirrored at the scene border
+        (the edge pixel not repeated), or wrapped around it with ``periodic``: ``(rows, cols, B)`` float32."""
+        if not self.is_tensor:
+            return torch.from_numpy(reflected_window(self.cube, r0, r1, c0, c1, halo, periodic)).to(self.device)
         h, w, _ = self.shape
         rows = torch.from_numpy(window_index(r0, r1, halo, h, periodic)).to(self.device)
         cols = torch.from_numpy(window_index(c0, c1, halo, w, periodic)).to(self.device)
         return self.cube[rows][:, cols].to(torch.float32)
 
 
+def _floating(x: torch.Tensor) -> torch.Tensor:
+    """``x`` as it is if float64, else as float32."""
+    return x if x.dtype == torch.float64 else x.to(torch.float32)
+
+
 class Detector(ABC):
-    """One anomaly detector: ``(B, H, W)`` cube -> ``(H, W)`` float64 scores, on the cube's device.
+    """One anomaly detector: an ``(H, W, B)`` cube read through a :class:`CubeReader` -> ``(H, W)`` float64
+    scores, on the reader's device (:meth:`score`: of a bands-first tensor, as ``preprocess`` gives it).
 
     Class attributes say what the planner and test.py need: ``name``; ``options`` (test.py flags and
     ``DetectorOptions`` fields, with their types, defaults and least values); ``in_strips``, whether it runs
@@ -165,15 +200,15 @@ class Detector(ABC):
     chi_square: ClassVar[bool] = False
 
     def check(self, shape: Shape, options: Any) -> None:
-        """Raise ``DetectorError`` (naming a value that works) if the options do not fit a ``(B, H, W)`` cube."""
+        """Raise ``DetectorError`` (naming a value that works) if the options do not fit an ``(H, W, B)`` cube."""
 
     @abstractmethod
     def memory_bytes(self, shape: Shape, options: Any, device: torch.device | str = "cpu") -> int:
-        """Rough peak bytes on the whole ``(B, H, W)`` cube at once (after :meth:`check`)."""
+        """Rough peak bytes on the whole ``(H, W, B)`` cube at once (after :meth:`check`)."""
 
     def strip_units(self, shape: Shape, options: Any) -> int:
         """The tallest strip: the whole scene, in :attr:`strip_unit`."""
-        return shape[1]
+        return shape[0]
 
     def least_strip(self, shape: Shape, options: Any) -> int:
         """The shortest strip worth running (a strip shorter than the context it carries gains nothing)."""
@@ -193,4 +228,4 @@ class Detector(ABC):
         strip."""
         if cube.dim() != 3:
             raise DetectorError(f"{self.name} expects a (B, H, W) cube, got shape {tuple(cube.shape)}")
-        return self.score_reader(TensorReader(cube), 0, options)
+        return self.score_reader(CubeReader(cube.permute(1, 2, 0)), 0, options)

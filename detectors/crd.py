@@ -352,16 +352,17 @@ class CRDDetector(Detector):
     in_strips = True
 
     def check(self, shape: Shape, options: Any) -> None:
-        check_crd(options.crd_inner, options.crd_outer, options.crd_lambda, shape[1], shape[2], options.crd_border)
+        check_crd(options.crd_inner, options.crd_outer, options.crd_lambda, shape[0], shape[1], options.crd_border)
 
     def memory_bytes(self, shape: Shape, options: Any, device: torch.device | str = "cpu") -> int:
-        return crd_memory_bytes(*shape, options.crd_inner, options.crd_outer, device)
+        h, w, b = shape
+        return crd_memory_bytes(b, h, w, options.crd_inner, options.crd_outer, device)
 
     def least_strip(self, shape: Shape, options: Any) -> int:
-        return min(shape[1], options.crd_outer // 2 + 1)
+        return min(shape[0], options.crd_outer // 2 + 1)
 
     def strip_bytes(self, shape: Shape, strip: int, options: Any, device: torch.device | str = "cpu") -> int:
-        b, h, w = shape
+        h, w, b = shape
         return crd_memory_bytes(b, min(h, strip), w, options.crd_inner, options.crd_outer)
 
     def score_reader(self, reader: CubeReader, strip: int, options: Any) -> torch.Tensor:
@@ -372,7 +373,7 @@ class CRDDetector(Detector):
         if valid is not None and border != "periodic":
             raise DetectorError(f"crd_border={border!r} on a scene with nodata pixels is not supported yet: its "
                                 "flipped-copy context would need its own valid mask; use crd_border='periodic'")
-        stats = rx_statistics(reader.pixels, h * w, b, reader.device, valid)  # the scene's min and span
+        stats = rx_statistics(reader)  # the scene's min and span
         lo, span = stats.lo, stats.span()
         periodic = border == "periodic"
         return score_in_strips(reader if periodic else _MirrorReader(reader), strip, outer // 2, periodic,

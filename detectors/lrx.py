@@ -30,7 +30,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from detectors.base import CubeReader, Detector, Option, Shape, check_dual_windows, reader_valid, score_in_strips
+from detectors.base import CubeReader, Detector, Option, Shape, check_dual_windows, score_in_strips
 from detectors.rx import one_thread, rx_statistics, value_range
 from detectors.slrx import RIDGE  # the authors' SLRX ridge (quirk 3), used here for the same reason
 from utils.cube import bands_first
@@ -234,23 +234,24 @@ class LRXDetector(Detector):
     in_strips = True
 
     def check(self, shape: Shape, options: Any) -> None:
-        check_windows(options.lrx_inner, options.lrx_outer, shape[1], shape[2])
+        check_windows(options.lrx_inner, options.lrx_outer, shape[0], shape[1])
 
     def memory_bytes(self, shape: Shape, options: Any, device: torch.device | str = "cpu") -> int:
-        return lrx_memory_bytes(*shape, options.lrx_inner, options.lrx_outer, device)
+        h, w, b = shape
+        return lrx_memory_bytes(b, h, w, options.lrx_inner, options.lrx_outer, device)
 
     def least_strip(self, shape: Shape, options: Any) -> int:
-        return min(shape[1], options.lrx_outer // 2 + 1)
+        return min(shape[0], options.lrx_outer // 2 + 1)
 
     def strip_bytes(self, shape: Shape, strip: int, options: Any, device: torch.device | str = "cpu") -> int:
-        b, h, w = shape
+        h, w, b = shape
         return lrx_memory_bytes(b, min(h, strip), w, options.lrx_inner, options.lrx_outer)
 
     def score_reader(self, reader: CubeReader, strip: int, options: Any) -> torch.Tensor:
         h, w, b = reader.shape
         inner, outer = options.lrx_inner, options.lrx_outer
         check_windows(inner, outer, h, w)
-        stats = rx_statistics(reader.pixels, h * w, b, reader.device, reader_valid(reader))  # span and centre
+        stats = rx_statistics(reader)  # span and centre
         span = stats.span()
         return score_in_strips(reader, strip, outer // 2, False, lambda window, keep=None: lrx_mirrored(
             window.to(torch.float64).sub_(stats.mean), span, inner, outer, keep=keep))

@@ -2,7 +2,8 @@
 variants, the options of all of them (:data:`DetectorOptions`), and the checks and memory estimates of a
 name such as ``FEN+LRX``.
 
-A detector maps a preprocessed ``(B, H, W)`` tensor to an ``(H, W)`` score map on the same device.
+A detector maps a preprocessed ``(H, W, B)`` cube (read through a ``detectors.base.CubeReader``) to an ``(H, W)``
+score map on the reader's device.
 ``FEN+X`` first enhances the cube with the FEN (method sec. 4: ``x + FEN(x)``), then runs ``X`` on it.
 
     GRX   global RX (detectors/rx.py)
@@ -150,8 +151,8 @@ def base_detector(name: str, options=DEFAULT_OPTIONS) -> Callable[[torch.Tensor]
 
 
 def check_detector(name: str, shape: tuple[int, int, int], options=DEFAULT_OPTIONS) -> None:
-    """Raise DetectorError (naming a value that works) if detector ``name`` cannot run on a ``(B, H, W)`` cube."""
-    b, h, w = shape
+    """Raise DetectorError (naming a value that works) if detector ``name`` cannot run on an ``(H, W, B)`` cube."""
+    h, w, _ = shape
     base = base_name(name)
     if name.startswith(FEN_PREFIX) and min(h, w) <= CWL_PAD:
         raise DetectorError(f"the scene is {h} x {w} pixels; the FEN needs at least {CWL_PAD + 1} x {CWL_PAD + 1} "
@@ -163,8 +164,8 @@ def check_detector(name: str, shape: tuple[int, int, int], options=DEFAULT_OPTIO
 
 def memory_estimate(name: str, shape: tuple[int, int, int], options=DEFAULT_OPTIONS,
                     device: torch.device | str = "cpu") -> int:
-    """Rough peak bytes detector ``name`` needs on a ``(B, H, W)`` cube (after :func:`check_detector`)."""
-    b, h, w = shape
+    """Rough peak bytes detector ``name`` needs on an ``(H, W, B)`` cube (after :func:`check_detector`)."""
+    h, w, b = shape
     need = detector(name).memory_bytes(shape, options, device)
     if name.startswith(FEN_PREFIX):
         # FEN activations (float32): CWL 64 + layer1 256 channels and its bottleneck's 128-wide inner

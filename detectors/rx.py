@@ -39,7 +39,7 @@ whether it is held whole or streamed.
 from __future__ import annotations
 
 from contextlib import contextmanager
-from typing import Callable, Iterator
+from typing import Iterator
 
 import numpy as np
 import torch
@@ -268,22 +268,18 @@ def scores_(pixels: torch.Tensor, mu: torch.Tensor, folded: torch.Tensor, block:
     return product.mul_(pixels).sum(dim=1)
 
 
-#: Reads pixels ``[start, stop)`` (row-major pixel order) of a scene as a ``(stop - start, B)`` float64
-#: tensor that the caller may overwrite. A whole cube in memory and a memory-mapped file both provide one.
-PixelReader = Callable[[int, int], torch.Tensor]
-
-
 def chunk_starts(n_pixels: int, bands: int, device: torch.device | str = "cpu") -> list[tuple[int, int]]:
     """``[(start, stop), ...]``: the chunks of :func:`chunk_pixels` pixels a scene is read in."""
     size = chunk_pixels(bands, device)
     return [(start, min(n_pixels, start + size)) for start in range(0, n_pixels, size)]
 
 
-def rx_statistics(read: PixelReader, n_pixels: int, bands: int,
-                  device: torch.device | str = "cpu", valid: np.ndarray | None = None) -> RXStatistics:
-    """Mean, scatter and value range of ``n_pixels`` pixels, read in chunks of :func:`chunk_pixels` (on the
-    CPU, on :func:`cpu_workers` threads: each its own statistics, merged in worker order); with ``valid``
-    (``(H, W)`` or flat bool, None: all), of the valid pixels only (nodata: data/nodata.py)."""
+def rx_statistics(reader: CubeReader) -> RXStatistics:
+    """Mean, scatter and value range of the pixels of the cube ``reader`` reads, in chunks of
+    :func:`chunk_pixels` (on the CPU, on :func:`cpu_workers` threads: each its own statistics, merged in
+    worker order); of its valid pixels only where it has a mask (nodata: data/nodata.py)."""
+    h, w, bands = reader.shape
+    n_pixels, device, valid, read = h * w, reader.device, reader_valid(reader), reader.pixels
     chunks = chunk_starts(n_pixels, bands, device)
     keep = None if valid is None else torch.from_numpy(np.ascontiguousarray(valid).reshape(-1)).to(device)
 
@@ -308,11 +304,13 @@ def rx_statistics(read: PixelReader, n_pixels: int, bands: int,
     return parts[0]
 
 
-def grx_scores(read: PixelReader, n_pixels: int, bands: int, device: torch.device | str = "cpu",
-               valid: np.ndarray | None = None) -> torch.Tensor:
-    """GRX scores ``(n_pixels,)`` float64 of the pixels ``read`` gives (two passes: statistics, scores); the
-    statistics of the ``valid`` pixels only where given (the others' scores are the caller's to mask)."""
-    stats = rx_statistics(read, n_pixels, bands, device, valid)
+def grx_scores(reader: CubeReader) -> torch.Tensor:
+    """GRX scores ``(H * W,)`` float64 of the pixels of the cube ``reader`` reads, in row-major order (two
+    passes: statistics, scores); the statistics of its valid pixels only where it has a mask (the others'
+    scores are the caller's to mask)."""
+    stats = rx_statistics(reader)
+    h, w, bands = reader.shape
+    n_pixels, device, read = h * w, reader.device, reader.pixels
     chunks = chunk_starts(n_pixels, bands, device)
     if torch.device(device).type == "cpu":
         cov, span = stats.covariance()
@@ -337,13 +335,6 @@ def grx_scores(read: PixelReader, n_pixels: int, bands: int, device: torch.devic
     return scores
 
 
-def band_major_reader(cube: torch.Tensor) -> PixelReader:
-    """:data:`PixelReader` of a ``(B, H, W)`` tensor: each chunk a float64 copy of a ``(B, n)`` block, seen
-    as ``(n, B)`` (a transposed view: no transposing copy)."""
-    flat = cube.reshape(cube.shape[0], -1)
-    return lambda start, stop: flat[:, start:stop].to(torch.float64, copy=True).T
-
-
 def grx(cube: torch.Tensor | np.ndarray, *, layout: str = "hwb") -> torch.Tensor | np.ndarray:
     """GRX scores ``(H, W)`` float64 of an H x W x B cube, or ``(M, H, W)`` of a batch ``(M, H, W, B)``.
 
@@ -353,7 +344,8 @@ def grx(cube: torch.Tensor | np.ndarray, *, layout: str = "hwb") -> torch.Tensor
     given = bands_first(cube, layout, batch=True, error=DetectorError)
     batch = given.tensor if given.tensor.dim() == 4 else given.tensor[None]
     m, b, h, w = batch.shape
-    scores = torch.stack([grx_scores(band_major_reader(c), h * w, b, batch.device) for c in batch])
+    # each cube's (H, W, B) view of its bands-first memory: the reader reads its pixels band-major
+    scores = torch.stack([grx_scores(CubeReader(c.permute(1, 2, 0))) for c in batch])
     return given.map(scores.reshape(m, h, w) if given.tensor.dim() == 4 else scores.reshape(h, w))
 
 
@@ -366,18 +358,18 @@ class GRXDetector(Detector):
     chi_square = True
 
     def memory_bytes(self, shape: Shape, options: object, device: torch.device | str = "cpu") -> int:
-        b, h, w = shape  # float64 copies of the pixels, the covariance and its eigh-based pseudo-inverse
+        h, w, b = shape  # float64 copies of the pixels, the covariance and its eigh-based pseudo-inverse
         return 8 * (4 * h * w * b + 8 * b * b)
 
     def strip_bytes(self, shape: Shape, strip: int, options: object, device: torch.device | str = "cpu") -> int:
         # float64 chunks (the read, its product in place): on the CPU one per worker thread side by side, on
         # a GPU one at a time
         workers = max(1, torch.get_num_threads()) if torch.device(device).type == "cpu" else 1
-        return 3 * 8 * chunk_pixels(shape[0]) * shape[0] * workers
+        return 3 * 8 * chunk_pixels(shape[2]) * shape[2] * workers
 
     def score_reader(self, reader: CubeReader, strip: int, options: object) -> torch.Tensor:
-        h, w, b = reader.shape
-        return grx_scores(reader.pixels, h * w, b, reader.device, reader_valid(reader)).reshape(h, w)
+        h, w, _ = reader.shape
+        return grx_scores(reader).reshape(h, w)
 
 
 GRX = GRXDetector()

@@ -1,19 +1,22 @@
 """GRX's CPU machinery (detectors/rx.py's docstring says why): the two products that cost all the time on
 OpenBLAS, the scatter as ``dsyrk`` (:func:`syrk_upper_`) and the scores through the inverse Cholesky factor
-(:class:`Whitening`), and the worker threads that read chunks side by side (:func:`on_workers`)."""
+(:class:`Whitening`), and the worker threads that read chunks side by side (:func:`on_workers`).
+
+scipy and threadpoolctl are imported where they are used: the detectors' registry (which every script's
+``--help`` reads) then costs no more than torch."""
 from __future__ import annotations
 
 import functools
 from concurrent.futures import ThreadPoolExecutor
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 import numpy as np
-import scipy.linalg
 import torch
-from scipy.linalg import blas
-from threadpoolctl import ThreadpoolController
 
 from utils.device import torch_threads
+
+if TYPE_CHECKING:
+    from threadpoolctl import ThreadpoolController
 
 #: Relative cut-off for small singular values in the pseudo-inverse, as numpy.linalg.pinv's default.
 PINV_RCOND = 1e-15
@@ -22,6 +25,8 @@ PINV_RCOND = 1e-15
 def syrk_upper_(gram: np.ndarray, pixels: np.ndarray) -> None:
     """Add ``pixels^T pixels`` to the upper triangle of the Fortran-ordered ``(B, B)`` ``gram``, in place;
     ``pixels`` ``(n, B)`` float64, row-major or column-major (BLAS ``dsyrk``: half the work of a product)."""
+    from scipy.linalg import blas
+
     if pixels.flags.f_contiguous:  # BLAS sees the (n, B) matrix Z: Z^T Z
         out = blas.dsyrk(1.0, pixels, beta=1.0, c=gram, trans=1, lower=0, overwrite_c=1)
     else:  # BLAS sees the (B, n) matrix Z^T of the row-major array: Z^T (Z^T)^T
@@ -40,6 +45,8 @@ class Whitening:
 
     def __init__(self, cov: np.ndarray, scale: float, rcond: float = PINV_RCOND) -> None:
         """``cov`` ``(B, B)`` symmetric; the scores are those of ``pinv(cov) / scale^2``."""
+        import scipy.linalg
+
         self.upper: np.ndarray | None = None
         self.vectors = self.weights = None
         vals = scipy.linalg.eigvalsh(cov, check_finite=False)
@@ -58,6 +65,8 @@ class Whitening:
 
     def scores(self, z: np.ndarray) -> np.ndarray:
         """``(n,)`` scores of ``(n, B)`` float64 centred pixels ``z`` (overwritten with the full-rank product)."""
+        from scipy.linalg import blas
+
         if self.upper is None:
             y = z @ self.vectors
             return (y * y) @ self.weights
@@ -72,6 +81,8 @@ class Whitening:
 #: One BLAS thread per worker thread: the chunks, not each product, are split over the cores.
 @functools.cache
 def _blas() -> ThreadpoolController:
+    from threadpoolctl import ThreadpoolController
+
     return ThreadpoolController().select(user_api="blas")
 
 

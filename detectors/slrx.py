@@ -38,7 +38,7 @@ Implementation (float64, on the input's device, no per-pixel or per-block Python
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import torch
@@ -46,7 +46,7 @@ import torch
 from detectors.base import CubeReader, Detector, Option, Shape, reader_valid
 from detectors.blocks import (DEFAULT_BLOCK_NUM, BlockGrid, combine_maps, drop_nodata, from_blocks,  # noqa: F401
                               minmax_map, resolve_block_size, slrx_memory_bytes, to_blocks)
-from detectors.rx import PixelReader, RXStatistics, band_major_reader, one_thread, rx_statistics
+from detectors.rx import RXStatistics, one_thread, rx_statistics
 from utils.cube import bands_first
 from utils.errors import DetectorError
 
@@ -262,33 +262,30 @@ def strip_maps(pixels: torch.Tensor, block_size: int, core: tuple[int, int], eps
     return tuple(from_blocks(d, h, w) for d in (d_block, d_sur, d_full))
 
 
-#: Reads rows ``[r0, r1)`` and columns ``[c0, c1)`` of an image as ``(r1 - r0, c1 - c0, B)`` pixels (any float dtype).
-BlockReader = Callable[[int, int, int, int], torch.Tensor]
 #: Block columns per SLRX tile. A row of blocks' ``B x B`` matrices (three rows in the scatter ring, the
 #: surround sums, their factors) then stays in cache: full rows of a 2048 px wide scene (256 blocks of
 #: 200 bands: 250 MB a ring) ran at 1.5x the seconds per pixel of a 256 px wide one.
 TILE_COLUMNS = 32
 
 
-def slrx_maps_streamed(read_block: BlockReader, read_pixels: PixelReader, shape: tuple[int, int, int],
-                       block_size: int, strip_blocks: int | None = None, ridge: float = RIDGE,
-                       device: torch.device | str = "cpu", tile_columns: int = TILE_COLUMNS,
-                       valid: np.ndarray | None = None) -> dict[str, torch.Tensor]:
-    """The three SLRX distance maps ``(H, W)`` of an ``(H, W, B)`` image read in tiles of ``strip_blocks``
+def slrx_maps_streamed(reader: CubeReader, block_size: int, strip_blocks: int | None = None, ridge: float = RIDGE,
+                       tile_columns: int = TILE_COLUMNS) -> dict[str, torch.Tensor]:
+    """The three SLRX distance maps ``(H, W)`` of the ``(H, W, B)`` image ``reader`` reads, in tiles of ``strip_blocks``
     block rows (all of them by default) by ``tile_columns`` block columns, each with one block of context
     on every side (a block's surround is its 8 neighbours).
 
     Two passes: the whole image's mean, scatter and value range (:func:`detectors.rx.rx_statistics`), then
     the tiles. A tile's maps are those of the same pixels computed on
-    the whole image: only the summation order of the statistics can differ. ``valid`` ``(H, W)`` bool: the
-    pixels with data (None: all); the others enter no statistic.
+    the whole image: only the summation order of the statistics can differ. The reader's valid mask (None:
+    all): the pixels with data; the others enter no statistic.
     """
-    h, w, b = shape
+    h, w, b = reader.shape
+    device, valid, read_block = reader.device, reader_valid(reader), reader.block
     grid = BlockGrid(block_size, h, w)
     why = grid.problem()
     if why:
         raise DetectorError(f"SLRX: block size {block_size} px on a {h} x {w} scene gives {why}")
-    stats = rx_statistics(read_pixels, h * w, b, device, valid)
+    stats = rx_statistics(reader)
     full, eps = FullStatistics.from_rx(stats, ridge)
     maps = {k: torch.empty(h, w, dtype=torch.float64, device=device) for k in ("block", "sur", "full")}
     step, s = strip_blocks or grid.rows, block_size
@@ -325,10 +322,7 @@ def slrx_maps(cube: torch.Tensor | np.ndarray, block_size: int, ridge: float = R
     rows of matrices whatever the image size. d_full uses the whole image's statistics, streamed as GRX's.
     """
     given = bands_first(cube, layout, error=DetectorError)
-    b, h, w = given.tensor.shape
-    pixels = given.tensor.permute(1, 2, 0)
-    maps = slrx_maps_streamed(lambda r0, r1, c0, c1: pixels[r0:r1, c0:c1], band_major_reader(given.tensor),
-                              (h, w, b), block_size, ridge=ridge, device=given.tensor.device)
+    maps = slrx_maps_streamed(CubeReader(given.tensor.permute(1, 2, 0)), block_size, ridge=ridge)
     return {key: given.map(d) for key, d in maps.items()}
 
 
@@ -358,29 +352,28 @@ class SLRXDetector(Detector):
     in_strips, strip_unit, extra_maps = True, "block rows", 3  # its three distance maps
 
     def size(self, shape: Shape, options: Any) -> int:
-        b, h, w = shape
+        h, w, b = shape
         return resolve_block_size(b, h, w, options.block_num, options.block_size)
 
     def check(self, shape: Shape, options: Any) -> None:
         self.size(shape, options)
 
     def memory_bytes(self, shape: Shape, options: Any, device: torch.device | str = "cpu") -> int:
-        return slrx_memory_bytes(*shape, self.size(shape, options))
+        h, w, b = shape
+        return slrx_memory_bytes(b, h, w, self.size(shape, options))
 
     def strip_units(self, shape: Shape, options: Any) -> int:
-        return -(-shape[1] // self.size(shape, options))
+        return -(-shape[0] // self.size(shape, options))
 
     def strip_bytes(self, shape: Shape, strip: int, options: Any, device: torch.device | str = "cpu") -> int:
-        b, h, w = shape
+        h, w, b = shape
         size = self.size(shape, options)
         tile_w = min(w, (TILE_COLUMNS + 2) * size)  # a tile: 32 block columns and their context
         return slrx_memory_bytes(b, min(h, (strip + 2) * size), tile_w, size)
 
     def score_reader(self, reader: CubeReader, strip: int, options: Any) -> torch.Tensor:
-        h, w, b = reader.shape
         valid = reader_valid(reader)
-        maps = slrx_maps_streamed(reader.block, reader.pixels, (h, w, b), self.size((b, h, w), options),
-                                  strip or None, device=reader.device, valid=valid)
+        maps = slrx_maps_streamed(reader, self.size(reader.shape, options), strip or None)
         return combine_maps(maps, None if valid is None else torch.from_numpy(valid).to(reader.device))
 
 

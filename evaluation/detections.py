@@ -36,7 +36,6 @@ from pathlib import Path
 from typing import Callable
 
 import numpy as np
-from scipy import ndimage
 
 from data.georef import GeoRef
 from utils.errors import FerdError
@@ -124,6 +123,8 @@ class Detection:
 def find_objects(scores: np.ndarray, threshold: float) -> list[Detection]:
     """The connected objects of ``scores >= threshold`` in a ``(H, W)`` map, ranked by peak score (highest
     first; ties: larger objects first, then in raster order)."""
+    from scipy import ndimage  # here, not at the top: pipeline.settings (every --help) imports this module
+
     s = np.asarray(scores, dtype=np.float64)
     labels, n = ndimage.label(np.isfinite(s) & (s >= threshold), structure=CONNECTIVITY)
     if n == 0:

@@ -40,7 +40,7 @@ class OutputSettings(Protocol):
 
 
 class SceneId(NamedTuple):
-    """What :func:`check_outputs` needs of a scene, small enough to gather from every process."""
+    """What :func:`check_result_paths` needs of a scene, small enough to gather from every process."""
 
     index: int
     name: str
@@ -48,7 +48,7 @@ class SceneId(NamedTuple):
     label: str
 
 
-def check_outputs(settings: OutputSettings, scenes: list[SceneId]) -> None:
+def check_result_paths(settings: OutputSettings, scenes: list[SceneId]) -> None:
     """Before any work: every result path can be written, and no two scenes would write the same file."""
     check_writable(settings.save_dir, "save_dir", folder=True)
     for sub, wanted in (("scores", settings.save_scores), ("plots", settings.plots), ("detections", True)):
@@ -84,7 +84,7 @@ def drop_temporaries(settings: OutputSettings) -> None:
         drop_stale_temporaries(settings.json.parent, (settings.json.name,))
 
 
-def evaluate_scene(scene: Scene, maps: dict[str, np.ndarray], seconds: dict[str, float], bands: int,
+def measure_scene(scene: Scene, maps: dict[str, np.ndarray], seconds: dict[str, float], bands: int,
                    valid: np.ndarray | None = None) -> SceneResult:
     """AUC, the 3D-ROC measures and seconds of every detector on one scene, from its ``(H, W)`` score maps;
     a warning where they mean nothing (evaluation.report.degenerate_warning). ``valid`` ``(H, W)`` bool: the

@@ -1,11 +1,14 @@
 """The FERD training objective (method sec. 3): 1.0 L_sim + 0.1 L_rec + 0.1 L_zc."""
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from model.ferd import FERDOutput
+if TYPE_CHECKING:  # an annotation only: model.ferd (and torchvision, through the decoder) stay out of --help
+    from model.ferd import FERDOutput
 
 #: The paper's weights of the three terms.
 W_SIM, W_REC, W_ZC = 1.0, 0.1, 0.1

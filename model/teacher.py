@@ -13,7 +13,6 @@ import hashlib
 
 import torch
 from torch import nn
-from torchvision.models.resnet import Bottleneck, conv1x1
 
 #: wide_resnet101_2: width_per_group = 64 * 2, so every Bottleneck has an inner width of 2 x planes.
 WIDE_BASE_WIDTH = 128
@@ -22,8 +21,11 @@ WIDE_BASE_WIDTH = 128
 def wide_stage(inplanes: int, planes: int, blocks: int, stride: int = 1) -> nn.Sequential:
     """One ResNet stage of wide Bottlenecks, as ``torchvision.models.ResNet._make_layer`` builds it.
 
-    Shapes: ``(N, inplanes, H, W) -> (N, 4 planes, H / stride, W / stride)``.
+    Shapes: ``(N, inplanes, H, W) -> (N, 4 planes, H / stride, W / stride)``. torchvision is imported here,
+    when a network is built, not when the module is: a script's ``--help`` does not pay for it.
     """
+    from torchvision.models.resnet import Bottleneck, conv1x1
+
     out = planes * Bottleneck.expansion
     downsample = None
     if stride != 1 or inplanes != out:

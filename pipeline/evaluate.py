@@ -30,11 +30,11 @@ from evaluation.provenance import Provenance, now, software
 from evaluation.geotiff_maps import check_geotiff_option, wants_geotiff, write_geotiff_maps
 from evaluation.scene_facts import scene_facts, scene_facts_lines
 from evaluation.report import SceneResult
-from evaluation.results import SceneId, check_outputs, drop_temporaries, evaluate_scene, write_results
+from evaluation.results import SceneId, check_result_paths, drop_temporaries, measure_scene, write_results
 from pipeline.plan import check_memory, check_temp_space, plan_scene
 from pipeline.run import Pipeline
 from pipeline.settings import EvalSettings
-from pipeline.sources import SceneSource
+from pipeline.sources import SceneCube
 from utils.device import full_fp32
 from utils.dist import Dist, Share
 from utils.errors import DetectorError
@@ -136,14 +136,13 @@ def check_detectors(scenes: list[Scene], settings: EvalSettings, device: torch.d
     budget = memory_budget(settings.max_memory_gb)
     temp_needs = []  # the temporary files of each scene's plan, against the free space of $TMPDIR
     for s in scenes:
-        shape = (settings.input_channel, s.cube.shape[0], s.cube.shape[1])
-        hwb = (shape[1], shape[2], shape[0])
+        hwb = (s.cube.shape[0], s.cube.shape[1], settings.input_channel)
         for name in settings.detectors:
             try:
-                check_detector(name, shape, options)
+                check_detector(name, hwb, options)
             except DetectorError as err:
                 raise DetectorError(f"{s.label}: {name}: {err}") from None
-            check_memory(name, shape, options, device, s.label)
+            check_memory(name, hwb, options, device, s.label)
         try:
             plan = plan_scene(hwb, settings.detectors, options, budget, device=device)
         except DetectorError as err:
@@ -153,11 +152,11 @@ def check_detectors(scenes: list[Scene], settings: EvalSettings, device: torch.d
 
 
 def check_shard(settings: EvalSettings, scenes: list[Scene], ids: list[SceneId],
-                device: torch.device) -> tuple[list[SceneSource], torch.nn.Module | None]:
+                device: torch.device) -> tuple[list[SceneCube], torch.nn.Module | None]:
     """Every check before any work: result paths (of all scenes, ``ids``), then this process's scenes, detectors
     and exports; returns the scenes' sources and the FEN (None if no detector needs it)."""
-    check_outputs(settings, ids)
-    sources = [SceneSource(s.cube, settings.input_channel, settings.start_channel, s.label, s.nodata, s.bbl) for s in scenes]
+    check_result_paths(settings, ids)
+    sources = [SceneCube(s.cube, settings.input_channel, settings.start_channel, s.label, s.nodata, s.bbl) for s in scenes]
     for s in sources:  # fail before any work if one scene cannot be used (large cubes: one streaming pass)
         s.check()
     for scene, src in zip(scenes, sources):  # nodata and wavelengths: one line each where the file has them
@@ -187,7 +186,7 @@ def warn_wavelengths(scenes: list[Scene], settings: EvalSettings) -> None:
             print(line, file=sys.stderr)
 
 
-def evaluate_shard(settings: EvalSettings, scenes: list[Scene], sources: list[SceneSource],
+def evaluate_shard(settings: EvalSettings, scenes: list[Scene], sources: list[SceneCube],
                    pipeline: Pipeline, provenance: Provenance,
                    main: bool = True) -> tuple[list[SceneResult], list[SceneRecord], list[tuple]]:
     """This process's scenes through the pipeline: their results, what --save_mat / --save_envi write
@@ -199,7 +198,7 @@ def evaluate_shard(settings: EvalSettings, scenes: list[Scene], sources: list[Sc
                                       disable=not (settings.progress and main), file=sys.stderr):
         if not scene_run.plan.input_in_memory or (scene_run.plan.fen_tile and not scene_run.plan.enhanced_in_memory):
             print(f"{scene.name}: {scene_run.plan.describe(src.shape)}", file=sys.stderr)
-        result = evaluate_scene(scene, scene_run.maps, scene_run.seconds, src.shape[2], src.valid)
+        result = measure_scene(scene, scene_run.maps, scene_run.seconds, src.shape[2], src.valid)
         result.facts = scene_facts(scene, src.scan, settings.input_channel, settings.start_channel)
         maps, mine = scene_run.maps, provenance.of_scene(scene.name)
         results.append(result)

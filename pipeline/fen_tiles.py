@@ -9,7 +9,8 @@ import numpy as np
 import torch
 
 from model.fen import FEN, FEN_HALO, fused_forward_window
-from pipeline.sources import Cube, StoredCube, reflected_window
+from detectors.base import reflected_window
+from pipeline.sources import SceneCube
 
 #: Smallest FEN tile core (px): see :func:`tile_edges`.
 FEN_MIN_TILE = 16
@@ -83,7 +84,7 @@ def _on_one_thread(job) -> None:
     job()
 
 
-def enhance_tiles(fen: FEN, source: Cube, store: StoredCube, tile: int, device: torch.device,
+def enhance_tiles(fen: FEN, source: SceneCube, store: SceneCube, tile: int, device: torch.device,
                   add_input: bool = True) -> None:
     """``x + FEN(x)`` (``FEN(x)`` without ``add_input``) of the whole scene into ``store``, tile by tile (a
     scene of one tile is cut in as many row bands as there are workers, if they stay :data:`FEN_MIN_TILE` px
@@ -104,10 +105,10 @@ def enhance_tiles(fen: FEN, source: Cube, store: StoredCube, tile: int, device: 
                  device)
 
 
-def enhance_batch(fen: FEN, sources: list[Cube], device: torch.device) -> list[StoredCube]:
+def enhance_batch(fen: FEN, sources: list[SceneCube], device: torch.device) -> list[SceneCube]:
     """``x + FEN(x)`` of several same-size scenes, each one tile: one forward pass per worker, on its share
     of the scenes (one scene alone: :func:`enhance_tiles`)."""
-    stores = [StoredCube(s.shape) for s in sources]
+    stores = [SceneCube.empty(s.shape) for s in sources]
     workers = fen_workers(device)
     if len(sources) == 1 or len(sources) < workers:
         for source, store in zip(sources, stores):

@@ -126,13 +126,12 @@ def working_sets(shape: tuple[int, int, int], detectors: list[str], options: Det
         sizes["fen_tile"] = max(FEN_MIN_TILE, _largest(lambda t: fen_bytes(t) <= limit, min(max(h, w), FEN_TILE)))
         needs["fen"] = fen_bytes(sizes["fen_tile"])
     for det in bases(detectors):
-        cube = (b, h, w)
         if not det.in_strips:
-            needs[det.name] = det.strip_bytes(cube, 0, options, device)
+            needs[det.name] = det.strip_bytes(shape, 0, options, device)
             continue
-        strip_bytes = lambda k: det.strip_bytes(cube, k, options, device)
-        k = _largest(lambda k: strip_bytes(k) <= limit, det.strip_units(cube, options))
-        sizes[det.name] = max(k, det.least_strip(cube, options))
+        strip_bytes = lambda k: det.strip_bytes(shape, k, options, device)
+        k = _largest(lambda k: strip_bytes(k) <= limit, det.strip_units(shape, options))
+        sizes[det.name] = max(k, det.least_strip(shape, options))
         needs[det.name] = strip_bytes(sizes[det.name])
     return sizes, needs
 
@@ -189,8 +188,8 @@ def check_memory(name: str, shape: tuple[int, int, int], options: DetectorOption
     have = available_memory(device)
     if need * MEMORY_MARGIN > have:
 
-        b, h, w = shape
-        tiled = smallest_working_set((h, w, b), [name], options, device)
+        h, w, b = shape
+        tiled = smallest_working_set(shape, [name], options, device)
         if tiled * MEMORY_MARGIN > have:
             raise DetectorError(f"{scene}: detector {name} needs about {format_bytes(tiled * MEMORY_MARGIN)} for a "
                                 f"{h} x {w} x {b} cube but only {format_bytes(have)} is available on "

@@ -2,19 +2,20 @@
 
 A scene goes through three pieces, each small:
 
-* a **source** (:class:`SceneSource`): the raw ``(H, W, bands)`` cube as the reader left it -- a numpy
-  array, a memory-mapped ``.npy`` or ENVI file, or a lazily read MATLAB v7.3 dataset (data/scene.py) --
+* a **scene cube** (:class:`SceneCube`): the raw ``(H, W, bands)`` cube as the reader left it -- a numpy
+  array, a memory-mapped ``.npy`` or ENVI file, or a lazily read file cube (data/lazy.py) --
   seen as the preprocessed float32 cube of method sec. 5, block by block. The global min and max of the
-  bands used come from one streaming pass (:meth:`SceneSource.check`), and every block is scaled with
+  bands used come from one streaming pass (:meth:`SceneCube.check`), and every block is scaled with
   the arithmetic of ``data.preprocess.preprocess``, so a block equals the same part of the whole cube
   bit for bit;
 * a **tile plan** (:class:`TilePlan`, :func:`plan_scene`): FEN tiles, each detector's strips, and whether the
   preprocessed and enhanced cubes are held in memory or in a temporary file, from the memory budget
   (:func:`utils.memory.memory_budget`: a quarter of the available memory, at most 4 GiB, or ``--max_memory_gb``);
 * **runners**: the FEN over the tiles (:func:`enhance_tiles`, or several small scenes in one batch,
-  :func:`enhance_batch`) into a :class:`StoredCube`, and each detector over a cube through the readers
-  its own object reads through (detectors/base.py: GRX pixels in fixed chunks; SLRX tiles of blocks with
-  one block of context; LRX and CRD strips of rows with half their window of context, mirrored or periodic).
+  :func:`enhance_batch`) into a stored :class:`SceneCube`, and each detector over a cube through a
+  :class:`CubeReader`, in the pieces its own object reads (detectors/base.py: GRX pixels in fixed chunks;
+  SLRX tiles of blocks with one block of context; LRX and CRD strips of rows with half their window of
+  context, mirrored or periodic).
 
 Results do not depend on the tiling. The FEN sees each tile with :data:`model.fen.FEN_HALO` px of real
 context (the scene's pixels inside it, the CWL's reflect padding at the scene border), which is exactly
@@ -37,7 +38,8 @@ from detectors.registry import FEN_PREFIX, DetectorOptions, detector, needs_fen
 from model.fen import FEN, FEN_HALO, fold_batchnorm
 from pipeline.fen_tiles import enhance_batch, enhance_tiles, enhance_windows, prepare_fen
 from pipeline.plan import TilePlan, plan_scene
-from pipeline.sources import Cube, CubeAccess, SceneSource, StoredCube, reflected_window
+from detectors.base import CubeReader, reflected_window
+from pipeline.sources import SceneCube
 from utils.device import Timer, warm_up_linalg
 from utils.memory import memory_budget
 
@@ -45,13 +47,13 @@ from utils.memory import memory_budget
 FEN_BATCH = 16
 
 
-def run_detector(name: str, cube: Cube, plan: TilePlan, options: DetectorOptions,
+def run_detector(name: str, cube: SceneCube, plan: TilePlan, options: DetectorOptions,
                  device: torch.device, valid: np.ndarray | None = None) -> torch.Tensor:
     """Scores ``(H, W)`` float64 of detector ``name`` (its base: ``FEN+`` is the caller's) on ``cube``, in the
-    plan's strips for it: the detector object reads the cube through :class:`CubeAccess`. ``valid``: the
+    plan's strips for it: the detector object reads the cube through a :class:`CubeReader`. ``valid``: the
     ``(H, W)`` pixels with data (None: all); the others enter no statistic and score NaN."""
     det = detector(name)
-    scores = det.score_reader(CubeAccess(cube, device, valid), plan.strip(det), options)
+    scores = det.score_reader(CubeReader(cube, device, valid), plan.strip(det), options)
     if valid is not None:
         scores[torch.from_numpy(~valid).to(scores.device)] = float("nan")
     return scores
@@ -71,9 +73,10 @@ class SceneRun:
 class Pipeline:
     """The FEN and the detectors over scenes of any size: ``for run in Pipeline(...).run(sources): ...``.
 
-    ``sources`` are checked :class:`SceneSource`; same-size scenes that are one FEN tile each go through the
-    FEN ``batch`` at a time (their FEN seconds are the batch's, shared equally). ``fold_bn``: run an inference
-    copy of the FEN with its BatchNorms folded into the convolutions (model.fen.fold_batchnorm).
+    ``sources`` are checked :class:`SceneCube` read through their raw cubes; same-size scenes that are one
+    FEN tile each go through the FEN ``batch`` at a time (their FEN seconds are the batch's, shared equally).
+    ``fold_bn``: run an inference copy of the FEN with its BatchNorms folded into the convolutions
+    (model.fen.fold_batchnorm).
     """
 
     def __init__(self, detectors: list[str], fen: FEN | None, options: DetectorOptions, device: torch.device,
@@ -94,7 +97,7 @@ class Pipeline:
         hidden = self.fen.fpl.conv1.out_channels if self.fen is not None else 256
         return plan_scene(shape, self.detectors, self.options, memory_budget(self.max_memory_gb), hidden, self.device)
 
-    def warm_up(self, source: SceneSource) -> None:
+    def warm_up(self, source: SceneCube) -> None:
         """One small FEN window first, and on a GPU tiny problems for its linear-algebra libraries
         (utils.device.warm_up_linalg), so that the one-off set-ups stay out of the timings."""
         warm_up_linalg(self.device)
@@ -103,14 +106,14 @@ class Pipeline:
             enhance_windows(self.fen, reflected_window(source, 0, min(h, 16), 0, min(w, 16), FEN_HALO)[None],
                              self.device)
 
-    def fen_output(self, source: SceneSource) -> np.ndarray:
+    def fen_output(self, source: SceneCube) -> np.ndarray:
         """``FEN(x)`` of a scene as ``(B, H, W)`` float32, in the plan's tiles: for ``--save_mat``'s mixfs.mat.
 
         One more FEN pass, outside the timings, rather than ``enhanced - x``: the subtraction would add a
         float32 rounding to the authors' raw FPL output. In tiles, so a large scene costs no more memory than
         its score maps; the result itself is held in memory, as the .mat file needs it whole.
         """
-        store = StoredCube(source.shape)
+        store = SceneCube.empty(source.shape)
         enhance_tiles(self.fen, source, store, self.plan(source.shape).fen_tile, self.device, add_input=False)
         return np.ascontiguousarray(store.array.transpose(2, 0, 1))
 
@@ -120,12 +123,12 @@ class Pipeline:
             out = fn()
         return out, t.seconds
 
-    def _inputs(self, source: SceneSource, plan: TilePlan) -> Cube:
+    def _inputs(self, source: SceneCube, plan: TilePlan) -> SceneCube:
         """The preprocessed cube, computed once before the timings: in memory, or in a temporary file when
         the plan has no room for it (each detector then reads float32 blocks, not raw ones to scale again)."""
-        return StoredCube.of(source, plan.input_in_memory)
+        return SceneCube.store(source, plan.input_in_memory)
 
-    def run(self, sources: list[SceneSource]) -> Iterator[SceneRun]:
+    def run(self, sources: list[SceneCube]) -> Iterator[SceneRun]:
         """One :class:`SceneRun` per source, in order."""
         i = 0
         while i < len(sources):
@@ -145,7 +148,7 @@ class Pipeline:
                     enhanced, t = self._timed(lambda: enhance_batch(self.fen, inputs, self.device))
                     fen_seconds = t / len(group)
                 else:
-                    store = StoredCube(inputs[0].shape, plan.enhanced_in_memory)
+                    store = SceneCube.empty(inputs[0].shape, plan.enhanced_in_memory)
                     _, fen_seconds = self._timed(
                         lambda: enhance_tiles(self.fen, inputs[0], store, plan.fen_tile, self.device))
                     enhanced = [store]
@@ -154,7 +157,7 @@ class Pipeline:
             inputs = enhanced = store = cube = stored = None  # their temporary files go before the next scene's
             i += len(group)
 
-    def _detect(self, cube: Cube, enhanced: StoredCube | None, plan: TilePlan, fen_seconds: float,
+    def _detect(self, cube: SceneCube, enhanced: SceneCube | None, plan: TilePlan, fen_seconds: float,
                 valid: np.ndarray | None = None) -> SceneRun:
         run = SceneRun(fen_seconds=fen_seconds, plan=plan)
         for name in self.detectors:

@@ -1,6 +1,6 @@
-"""Scene sources: the preprocessed cube of a scene read block by block from whatever holds the raw
-cube (a numpy array, a memory-mapped file, a lazily read MATLAB v7.3 dataset), a stored float32 cube in
-memory or in a temporary file, and readers of pixels, blocks and reflected windows over either."""
+"""The scene cube: the preprocessed ``(H, W, B)`` float32 band window of a scene, read block by block from
+whatever holds the raw cube (a numpy array, a memory-mapped file, a lazily read file cube: data/lazy.py), or
+stored in memory or in a temporary file (the preprocessed input computed once, the enhanced cube)."""
 from __future__ import annotations
 
 import errno
@@ -13,9 +13,6 @@ import torch
 from data.bands import check_bbl
 from data.nodata import NodataScan, scan_nodata
 from data.preprocess import check_cube, check_layout, check_values, scale
-from detectors.base import reflect_index, window_index  # noqa: F401  (reflect_index: also imported from here)
-from detectors.rx import PixelReader
-from detectors.slrx import BlockReader
 from utils.errors import DiskFullError
 from utils.io import FULL_ERRNOS, scratch_file
 from utils.memory import format_bytes, release_pages
@@ -27,14 +24,19 @@ TEMP_ADVICE = ("set TMPDIR to a folder with more room, or raise max_memory_gb=<G
                "memory)")
 
 
-class SceneSource:
-    """The preprocessed cube of a scene, ``(H, W, bands)`` float32, read block by block from the raw cube.
+class SceneCube:
+    """The preprocessed band window of a scene, ``(H, W, B)`` float32, read by :meth:`block`: what the FEN
+    and the detectors score (through a :class:`detectors.base.CubeReader`).
 
-    ``raw``: anything indexable as ``raw[r0:r1, c0:c1, b0:b1]`` -> numpy array with ``shape``, ``ndim``
-    and ``dtype`` (a numpy array or memmap, a spectral ENVI memmap, data.scene's MATLAB v7.3 reader, a
-    GeoTIFF or NetCDF reader). ``nodata``: the file's nodata value (NaN is nodata in any case) and ``bbl``
-    its bad band list (data/nodata.py, data/bands.py). After :meth:`check`, ``valid`` is the ``(H, W)`` bool
-    mask of pixels with data (None: all of them) and ``scan`` what the pass found.
+    Read through (``SceneCube(raw, bands, start, ...)``): bands ``[start, start + bands)`` of ``raw`` scaled
+    on each read. ``raw``: anything indexable as ``raw[r0:r1, c0:c1, b0:b1]`` -> numpy array with ``shape``,
+    ``ndim`` and ``dtype`` (a numpy array or memmap, a spectral ENVI memmap, a :class:`data.lazy.LazyCube`).
+    ``nodata``: the file's nodata value (NaN is nodata in any case) and ``bbl`` its bad band list
+    (data/nodata.py, data/bands.py). After :meth:`check`, ``valid`` is the ``(H, W)`` bool mask of pixels
+    with data (None: all of them) and ``scan`` what the pass found.
+
+    Stored (:meth:`empty`, :meth:`store`): float32 values held in ``array``, in memory or in a temporary file
+    (memory-mapped, deleted when the object goes) when the plan has no room for them; :meth:`write` fills it.
     """
 
     def __init__(self, raw: object, bands: int, start: int = 0, name: str = "scene", nodata: float | None = None,
@@ -46,6 +48,38 @@ class SceneSource:
         self.valid: np.ndarray | None = None
         self.scan: NodataScan | None = None
         self._fill: np.ndarray | None = None
+        self.array: np.ndarray | None = None  # the stored values (None: read through ``raw``)
+        self.in_memory = True
+
+    @classmethod
+    def empty(cls, shape: tuple[int, int, int], in_memory: bool = True, directory: str | None = None) -> SceneCube:
+        """A stored cube of ``shape`` to :meth:`write` into: in memory, or in a temporary file in ``directory``
+        (default: $TMPDIR) whose disk blocks are reserved now (:func:`reserve`)."""
+        if in_memory:
+            array = np.empty(shape, dtype=np.float32)
+        else:
+            folder = tempfile.gettempdir() if directory is None else directory
+            # the mapping keeps the data once the file is gone: nothing is left behind, even after a crash
+            with scratch_file(folder, "ferd-cube-", ".f32") as path:
+                fd = os.open(path, os.O_RDWR)
+                try:
+                    reserve(fd, 4 * int(np.prod(shape)), folder)
+                    array = np.memmap(path, dtype=np.float32, mode="r+", shape=shape)  # "w+" would truncate
+                finally:
+                    os.close(fd)
+        cube = cls(array, shape[2], name="stored")
+        cube.array, cube.in_memory = array, in_memory
+        return cube
+
+    @classmethod
+    def store(cls, cube: SceneCube, in_memory: bool = True) -> SceneCube:
+        """The values of ``cube``, stored (read once, block by block)."""
+        stored = cls.empty(cube.shape, in_memory)
+        h, w, b = cube.shape
+        step = max(1, SCAN_BYTES // (8 * w * b))
+        for r0 in range(0, h, step):
+            stored.write(r0, 0, cube.block(r0, min(h, r0 + step)))
+        return stored
 
     @property
     def shape(self) -> tuple[int, int, int]:
@@ -56,11 +90,11 @@ class SceneSource:
         return max(1, SCAN_BYTES // max(1, 8 * w * self.bands))
 
     def check(self) -> None:
-        """Refuse (:class:`DataError`) a cube that preprocessing cannot use, and keep its min and max.
+        """Refuse (:class:`DataError`) a raw cube that preprocessing cannot use, and keep its min and max.
 
         One streaming pass finds the nodata pixels (data/nodata.py); the min and max are those of the valid
         pixels. A cube without nodata that fits in one scan block is checked by ``data.preprocess.check_cube``
-        as it is, as before; a larger one with the same messages.
+        whole; a larger one gets the same messages.
         """
         raw = self.raw
         if raw.ndim != 3:
@@ -80,7 +114,9 @@ class SceneSource:
 
     def block(self, r0: int, r1: int, c0: int = 0, c1: int | None = None) -> np.ndarray:
         """Preprocessed rows ``[r0, r1)`` and columns ``[c0, c1)``: ``(r1 - r0, c1 - c0, bands)`` float32;
-        nodata pixels hold the fill (the valid pixels' mean spectrum)."""
+        nodata pixels hold the fill (the valid pixels' mean spectrum). A stored cube in memory gives a view."""
+        if self.array is not None:
+            return self._stored_block(r0, r1, c0, c1)
         if self.lo is None:
             self.check()
         view = self.raw[r0:r1, c0:c1, self.start: self.start + self.bands]
@@ -90,43 +126,7 @@ class SceneSource:
             block[~self.valid[r0:r1, c0:c1]] = self._fill
         return block
 
-    def tensor(self) -> torch.Tensor:
-        """The whole preprocessed cube as ``(bands, H, W)`` float32 (as ``data.preprocess.preprocess``)."""
-        h = self.shape[0]
-        return torch.from_numpy(np.ascontiguousarray(self.block(0, h).transpose(2, 0, 1)))
-
-
-class StoredCube:
-    """An ``(H, W, B)`` float32 cube held in memory, or in a temporary file (memory-mapped, deleted when
-    the object goes) when the plan has no room for it. Same :meth:`block` as :class:`SceneSource`."""
-
-    def __init__(self, shape: tuple[int, int, int], in_memory: bool = True, directory: str | None = None) -> None:
-        self.shape = shape
-        self.in_memory = in_memory
-        if in_memory:
-            self.array = np.empty(shape, dtype=np.float32)
-        else:
-            folder = tempfile.gettempdir() if directory is None else directory
-            # the mapping keeps the data once the file is gone: nothing is left behind, even after a crash
-            with scratch_file(folder, "ferd-cube-", ".f32") as path:
-                fd = os.open(path, os.O_RDWR)
-                try:
-                    reserve(fd, 4 * int(np.prod(shape)), folder)
-                    self.array = np.memmap(path, dtype=np.float32, mode="r+", shape=shape)  # "w+" would truncate
-                finally:
-                    os.close(fd)
-
-    @classmethod
-    def of(cls, source: SceneSource, in_memory: bool = True) -> "StoredCube":
-        """The preprocessed cube of ``source``, stored."""
-        cube = cls(source.shape, in_memory)
-        h, w, b = source.shape
-        step = max(1, SCAN_BYTES // (8 * w * b))
-        for r0 in range(0, h, step):
-            cube.write(r0, 0, source.block(r0, min(h, r0 + step)))
-        return cube
-
-    def block(self, r0: int, r1: int, c0: int = 0, c1: int | None = None) -> np.ndarray:
+    def _stored_block(self, r0: int, r1: int, c0: int, c1: int | None) -> np.ndarray:
         view = self.array[r0:r1, c0:c1]
         if self.in_memory:
             return view
@@ -135,17 +135,19 @@ class StoredCube:
         return out
 
     def write(self, r0: int, c0: int, values: np.ndarray) -> None:
+        """Store ``(rows, cols, B)`` ``values`` from row ``r0``, column ``c0`` (a stored cube only)."""
         view = self.array[r0: r0 + values.shape[0], c0: c0 + values.shape[1]]
         view[...] = values
         if not self.in_memory:
             release_pages(self.array, view)
 
     def tensor(self) -> torch.Tensor:
-        """``(B, H, W)`` float32 view (a copy when file-backed)."""
-        return torch.from_numpy(self.block(0, self.shape[0])).permute(2, 0, 1)
-
-
-Cube = SceneSource | StoredCube
+        """The whole cube as ``(bands, H, W)`` float32 (as ``data.preprocess.preprocess``); a stored cube in
+        memory gives a view."""
+        whole = self.block(0, self.shape[0])
+        if self.array is not None:
+            return torch.from_numpy(whole).permute(2, 0, 1)
+        return torch.from_numpy(np.ascontiguousarray(whole.transpose(2, 0, 1)))
 
 
 def reserve(fd: int, nbytes: int, directory: str) -> None:
@@ -174,53 +176,3 @@ def _fill_zeros(fd: int, nbytes: int, chunk: int = 16 << 20) -> None:
     done = 0
     while done < nbytes:
         done += os.write(fd, zeros[: nbytes - done])
-
-
-def pixel_reader(cube: Cube, device: torch.device) -> PixelReader:
-    """Pixels ``[i0, i1)`` (row-major order) of ``cube`` as an ``(n, B)`` float64 tensor on ``device``."""
-    h, w, b = cube.shape
-
-    def read(i0: int, i1: int) -> torch.Tensor:
-        r0, r1 = i0 // w, -(-i1 // w)
-        rows = cube.block(r0, r1).reshape(-1, b)[i0 - r0 * w: i1 - r0 * w]
-        # to the device first, then to float64: in one call the conversion is made on the host, doubling
-        # the host memory and the bytes copied to a GPU
-        return torch.from_numpy(rows).to(device).to(torch.float64)
-
-    return read
-
-
-def block_reader(cube: Cube, device: torch.device) -> BlockReader:
-    """Rows ``[r0, r1)`` and columns ``[c0, c1)`` of ``cube`` as a float32 tensor on ``device``."""
-    return lambda r0, r1, c0, c1: torch.from_numpy(cube.block(r0, r1, c0, c1)).to(device)
-
-
-def reflected_window(cube: Cube, r0: int, r1: int, c0: int, c1: int, halo: int, periodic: bool = False
-                     ) -> np.ndarray:
-    """Rows ``[r0 - halo, r1 + halo)`` and columns ``[c0 - halo, c1 + halo)`` of ``cube``, reflected at the
-    scene border as the CWL's padding (or wrapped around it with ``periodic``):
-    ``(r1 - r0 + 2 halo, c1 - c0 + 2 halo, B)`` float32."""
-    h, w, _ = cube.shape
-    rows = window_index(r0, r1, halo, h, periodic)
-    cols = window_index(c0, c1, halo, w, periodic)
-    lo_c, hi_c = int(cols.min()), int(cols.max()) + 1
-    # wrapped rows come from both ends of the scene: read each run of them, not all the rows between
-    runs = np.split(rows, np.flatnonzero(np.diff(rows) != 1) + 1) if periodic else [rows]
-    parts = []
-    for run in runs:
-        lo_r = int(run.min())
-        parts.append(cube.block(lo_r, int(run.max()) + 1, lo_c, hi_c)[run - lo_r][:, cols - lo_c])
-    return parts[0] if len(parts) == 1 else np.concatenate(parts)
-
-
-class CubeAccess:
-    """:class:`detectors.base.CubeReader` of a :data:`Cube` (a scene source or a stored cube) on ``device``;
-    ``valid``: the scene's ``(H, W)`` bool mask of pixels with data (None: all)."""
-
-    def __init__(self, cube: Cube, device: torch.device, valid: np.ndarray | None = None) -> None:
-        self.cube, self.device, self.shape, self.valid = cube, device, cube.shape, valid
-        self.pixels = pixel_reader(cube, device)
-        self.block = block_reader(cube, device)
-
-    def window(self, r0: int, r1: int, c0: int, c1: int, halo: int, periodic: bool = False) -> torch.Tensor:
-        return torch.from_numpy(reflected_window(self.cube, r0, r1, c0, c1, halo, periodic)).to(self.device)

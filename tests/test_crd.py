@@ -9,7 +9,7 @@ import pytest
 import torch
 from hypothesis import given, strategies as st
 
-from detectors.base import TensorReader
+from detectors.base import CubeReader
 from detectors.crd import (CRD, chunk_pixels, crd, crd_memory_bytes, crd_window, mirror_index, mirror_pad,
                            periodic_pad)
 from detectors.reference import crd_per_pixel, minmax
@@ -279,7 +279,7 @@ def test_strips_equal_the_whole_scene_for_both_codes(border, sum_to_one):
     options = type("Options", (), dict(crd_inner=inner, crd_outer=outer, crd_lambda=1e-6, crd_border=border,
                                        crd_sum_to_one=sum_to_one))
     single = cube.float()                 # readers give float32 windows, as the pipeline's preprocessed cubes
-    strips = CRD.score_reader(TensorReader(single), 4, options)
+    strips = CRD.score_reader(CubeReader(single.permute(1, 2, 0)), 4, options)
     whole = crd(single, inner, outer, border=border, sum_to_one=sum_to_one, layout="bhw")
     np.testing.assert_allclose(strips.numpy(), whole.numpy(), rtol=1e-12)
 

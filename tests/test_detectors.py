@@ -21,7 +21,7 @@ from detectors.slrx import slrx
 from evaluation.metrics import roc_auc
 from pipeline.plan import TilePlan
 from pipeline.run import Pipeline
-from pipeline.sources import SceneSource
+from pipeline.sources import SceneCube
 
 NAMES = {n for base in DETECTORS for n in (base, FEN_PREFIX + base)}
 OPTIONS = DetectorOptions(block_size=4, lrx_inner=3, lrx_outer=9, crd_inner=1, crd_outer=5)
@@ -63,7 +63,7 @@ def test_crd_in_strips_equals_crd_whole(abu_dir, border, sum_to_one):
     against the whole cube at once."""
     scene = read_scene(abu_dir / "abu-airport-2.mat")
     cube = np.ascontiguousarray(scene.cube[20:60, 10:46, :12])
-    source = SceneSource(cube, 12, 0, "crop")
+    source = SceneCube(cube, 12, 0, "crop")
     source.check()
     options = DetectorOptions(crd_inner=3, crd_outer=7, crd_border=border, crd_sum_to_one=sum_to_one)
     plan = TilePlan(0, False, False, 0, 0, strips={"CRD": 7})

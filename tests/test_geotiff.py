@@ -159,11 +159,11 @@ def test_a_geotiff_streams_in_windows_and_tiles_as_an_array_does(tmp_path, monke
     options = DetectorOptions(**{**DEFAULT_OPTIONS.asdict(), "block_size": 4, "lrx_outer": 9,
                                            "crd_outer": 7})
     names = ["GRX", "SLRX", "LRX", "CRD"]
-    whole = sources.SceneSource(cube, 6, 0, "array", -7.0)
+    whole = sources.SceneCube(cube, 6, 0, "array", -7.0)
     whole.check()
     want = next(Pipeline(names, None, options, torch.device("cpu")).run([whole])).maps
     monkeypatch.setattr(sources, "SCAN_BYTES", 8 * 36 * 6)            # one row per scan block
-    streamed = sources.SceneSource(scene.cube, 6, 0, "tif", scene.nodata)
+    streamed = sources.SceneCube(scene.cube, 6, 0, "tif", scene.nodata)
     streamed.check()
     plan = TilePlan(fen_tile=0, input_in_memory=False, enhanced_in_memory=False, budget=1 << 20, working=0,
                     strips={"SLRX": 2, "LRX": 5, "CRD": 6})

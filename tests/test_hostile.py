@@ -410,7 +410,7 @@ def test_checked_input_never_fails_later(cube, opts, names):
     x = preprocess(cube, b)
     for name in names:
         try:
-            check_detector(name, tuple(x.shape), opts)
+            check_detector(name, tuple(cube.shape), opts)
         except FerdError as err:
             assert_one_line(err)
             continue

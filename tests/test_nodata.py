@@ -13,12 +13,12 @@ from data.nodata import scan_nodata
 from data.preprocess import DataError
 from data.scene import read_scene
 from data.synthetic import mask_png
-from detectors.base import TensorReader
+from detectors.base import CubeReader
 from detectors.crd import crd_scores
 from detectors.registry import DEFAULT_OPTIONS, DetectorOptions, detector
-from evaluation.results import evaluate_scene
+from evaluation.results import measure_scene
 from pipeline.run import Pipeline
-from pipeline.sources import SceneSource
+from pipeline.sources import SceneCube
 
 BANDS, FRAME, FILL = 50, 12, -9999.0
 
@@ -68,10 +68,10 @@ def write_convention(tmp_path, kind, cube, mask):
 def run(scene_cube, mask, detectors, fen=None, nodata=None, name="scene"):
     from data.scene import Scene
 
-    src = SceneSource(scene_cube, BANDS, 0, name, nodata)
+    src = SceneCube(scene_cube, BANDS, 0, name, nodata)
     src.check()
     out = next(Pipeline(detectors, fen, DEFAULT_OPTIONS, torch.device("cpu")).run([src]))
-    return src, out.maps, evaluate_scene(Scene(name, scene_cube, mask), out.maps, out.seconds, BANDS, src.valid)
+    return src, out.maps, measure_scene(Scene(name, scene_cube, mask), out.maps, out.seconds, BANDS, src.valid)
 
 
 @pytest.fixture(scope="module")
@@ -127,7 +127,7 @@ def test_holes_give_finite_scores_on_valid_pixels_and_nan_elsewhere(name):
 
     torch.manual_seed(0)
     cube = holed_cube()
-    src = SceneSource(cube, 6, 0, "holed", -1.0)
+    src = SceneCube(cube, 6, 0, "holed", -1.0)
     src.check()
     options = DetectorOptions(**{**DEFAULT_OPTIONS.asdict(), "block_size": 4, "lrx_inner": 3,
                                            "lrx_outer": 7, "crd_outer": 7})
@@ -147,7 +147,7 @@ def test_lrx_background_leaves_nodata_out():
     det = detector("LRX")
     options = DetectorOptions(**{**DEFAULT_OPTIONS.asdict(), "lrx_inner": inner, "lrx_outer": outer})
     t = torch.from_numpy(np.where(valid[..., None], x, 0.0)).permute(2, 0, 1)
-    scores = det.score_reader(TensorReader(t, valid), 0, options)
+    scores = det.score_reader(CubeReader(t.permute(1, 2, 0), valid=valid), 0, options)
     bg = [(r, c) for r in range(i - 3, i + 4) for c in range(j - 3, j + 4)
           if not (abs(r - i) <= 1 and abs(c - j) <= 1) and valid[r, c]]
     assert len(bg) < outer * outer - inner * inner      # the hole is inside the window
@@ -178,13 +178,13 @@ def test_a_band_with_no_data_is_refused_with_a_start_that_avoids_it():
     cube[:, :, 7:9] = np.nan
     with pytest.raises(DataError, match=r"gap: band 7 \(from 0\) holds no data in any pixel, inside the bands "
                                         r"used \[2, 8\): use start_channel=1"):
-        SceneSource(cube, 6, 2, "gap").check()
+        SceneCube(cube, 6, 2, "gap").check()
     with pytest.raises(DataError, match=r"bands 7-8 \(from 0\) hold no data .*\[4, 10\): use start_channel=1"):
-        SceneSource(cube, 6, 4, "gap").check()
+        SceneCube(cube, 6, 4, "gap").check()
     bbl = np.ones(12)
     bbl[10] = 0
     with pytest.raises(DataError, match=r"band 10 \(from 0\) is marked bad .*: no 12 contiguous bands"):
-        SceneSource(np.ones((4, 4, 12)), 12, 0, "bbl", bbl=bbl).check()
+        SceneCube(np.ones((4, 4, 12)), 12, 0, "bbl", bbl=bbl).check()
 
 
 def test_training_patches_holding_nodata_are_dropped():

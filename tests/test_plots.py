@@ -112,7 +112,7 @@ def test_memory_estimates_grow_with_the_scene():
 
     opts = DetectorOptions()
     for name in ("GRX", "SLRX", "LRX", "FEN+SLRX"):
-        small = memory_estimate(name, (200, 100, 100), opts)
-        assert 0 < small < memory_estimate(name, (200, 400, 400), opts)
-    assert memory_estimate("FEN+LRX", (200, 100, 100), opts) > memory_estimate("LRX", (200, 100, 100), opts)
-    assert check_memory("SLRX", (200, 100, 100), opts) == memory_estimate("SLRX", (200, 100, 100), opts)
+        small = memory_estimate(name, (100, 100, 200), opts)
+        assert 0 < small < memory_estimate(name, (400, 400, 200), opts)
+    assert memory_estimate("FEN+LRX", (100, 100, 200), opts) > memory_estimate("LRX", (100, 100, 200), opts)
+    assert check_memory("SLRX", (100, 100, 200), opts) == memory_estimate("SLRX", (100, 100, 200), opts)

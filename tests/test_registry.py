@@ -17,7 +17,7 @@ from data.synthetic import mask_png
 from detectors.registry import DETECTORS, DetectorOptions, detector_names
 from pipeline.plan import plan_scene
 from pipeline.run import Pipeline
-from pipeline.sources import SceneSource
+from pipeline.sources import SceneCube
 from utils.settings import SettingsError
 
 TOY_MODULE = '''
@@ -96,7 +96,7 @@ def test_the_planner_cuts_a_registered_detector_into_strips(toy):
     cube = np.random.default_rng(3).normal(100, 5, (24, 20, 12)).astype(np.float32)
     plan = plan_scene(cube.shape, ["TOY"], DetectorOptions(), budget=10**8)
     assert 1 <= plan.strips["TOY"] < cube.shape[0]  # from the object's strip_bytes alone
-    source = SceneSource(cube, 12, 0, "toy")
+    source = SceneCube(cube, 12, 0, "toy")
     source.check()
     tiled = next(iter(Pipeline(["TOY"], None, DetectorOptions(toy_power=3), torch.device("cpu"), plan=plan)
                       .run([source]))).maps["TOY"]

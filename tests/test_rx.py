@@ -6,6 +6,7 @@ import pytest
 import torch
 from conftest import RELEASE_KEYS
 
+from detectors.base import CubeReader
 from detectors.reference import grx_per_pixel
 from detectors.rx import grx, minmax
 
@@ -134,7 +135,7 @@ def test_grx_same_scores_for_pixel_major_and_band_major_reads_and_any_thread_cou
     rx.CPU_CHUNK_BYTES = 8 * b * 1000  # 1000-pixel chunks: 15 of them
     try:
         band_major = grx(cube, layout="bhw").reshape(-1)
-        pixel_major = grx_scores(lambda i0, i1: hwb[i0:i1].clone(), h * w, b)
+        pixel_major = grx_scores(CubeReader(hwb.reshape(h, w, b)))  # pixel-major memory: rows of pixels
         with torch_threads(1):
             one = grx(cube, layout="bhw").reshape(-1)
     finally:

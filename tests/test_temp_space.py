@@ -25,7 +25,7 @@ from detectors.registry import DetectorOptions
 from model.fen import FEN
 from pipeline.plan import TilePlan, check_temp_space, plan_scene
 from pipeline.run import Pipeline
-from pipeline.sources import SceneSource, StoredCube
+from pipeline.sources import SceneCube
 from utils.errors import DiskFullError
 from utils.io import atomic_path, save_text, save_torch
 from weights.release import fen_from_checkpoint
@@ -130,30 +130,31 @@ def test_temporary_files_never_exceed_the_plan(h, w, b, in_memory, enhanced_in_m
     exceed what TilePlan.temp_file_bytes told the check."""
     plan = TilePlan(tile, in_memory, enhanced_in_memory, 0, 0)
     live, peak = [0], [0]
-    real_init = StoredCube.__init__
+    real_empty = SceneCube.empty.__func__
 
-    def counting(self, shape, in_memory=True, directory=None):
-        real_init(self, shape, in_memory, directory)
+    def counting(cls, shape, in_memory=True, directory=None):
+        cube = real_empty(cls, shape, in_memory, directory)
         if not in_memory:
             live[0] += 4 * int(np.prod(shape))
             peak[0] = max(peak[0], live[0])
-            self._weakref_guard = _Release(4 * int(np.prod(shape)), live)
+            cube._weakref_guard = _Release(4 * int(np.prod(shape)), live)
+        return cube
 
     rng = np.random.default_rng(h * w * b)
-    sources = [SceneSource(rng.normal(size=(h, w, b)).astype(np.float32), b, 0, f"s{k}") for k in range(n)]
+    sources = [SceneCube(rng.normal(size=(h, w, b)).astype(np.float32), b, 0, f"s{k}") for k in range(n)]
     for s in sources:
         s.check()
     torch.manual_seed(0)
     fen = FEN(b, hidden=8).eval()
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(StoredCube, "__init__", counting)
+        mp.setattr(SceneCube, "empty", classmethod(counting))
         for _ in Pipeline(["GRX", "FEN+GRX"], fen, DetectorOptions(), torch.device("cpu"), plan=plan).run(sources):
             pass
     assert peak[0] <= plan.temp_file_bytes((h, w, b))
 
 
 class _Release:
-    """Takes its bytes off the live count when the StoredCube holding it goes."""
+    """Takes its bytes off the live count when the stored SceneCube holding it goes."""
 
     def __init__(self, nbytes: int, live: list[int]) -> None:
         self.nbytes, self.live = nbytes, live
@@ -180,7 +181,7 @@ def test_reservation_failing_with_enospc_is_one_error_and_leaves_no_file(tmpdir_
 
     monkeypatch.setattr(os, "posix_fallocate", full, raising=False)
     with pytest.raises(DiskFullError) as err:
-        StoredCube((50, 60, 7), in_memory=False)
+        SceneCube.empty((50, 60, 7), in_memory=False)
     assert str(err.value) == (f"temporary file in {tmpdir_}: no room for the 0.1 MiB of a cube (No space left on "
                               "device): set TMPDIR to a folder with more room, or raise max_memory_gb=<GiB> (the "
                               "cubes are then held in memory)")
@@ -192,14 +193,14 @@ def test_without_fallocate_the_file_is_filled_and_a_full_disk_is_still_an_error(
         raise OSError(errno.EOPNOTSUPP, os.strerror(errno.EOPNOTSUPP))
 
     monkeypatch.setattr(os, "posix_fallocate", unsupported, raising=False)
-    cube = StoredCube((9, 8, 3), in_memory=False)
+    cube = SceneCube.empty((9, 8, 3), in_memory=False)
     values = np.arange(9 * 8 * 3, dtype=np.float32).reshape(9, 8, 3)
     cube.write(0, 0, values)
     np.testing.assert_array_equal(cube.block(0, 9), values)
     real_write = os.write
     monkeypatch.setattr(os, "write", lambda fd, data: (_ for _ in ()).throw(OSError(errno.ENOSPC, "full")))
     with pytest.raises(DiskFullError, match="no room for"):
-        StoredCube((9, 8, 3), in_memory=False)
+        SceneCube.empty((9, 8, 3), in_memory=False)
     monkeypatch.setattr(os, "write", real_write)
     del cube
     assert not list(tmpdir_.iterdir())
@@ -218,7 +219,7 @@ def test_real_reservation_allocates_the_blocks(tmpdir_):
 
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(pipeline.sources, "reserve", spy)
-        StoredCube((64, 64, 16), in_memory=False)
+        SceneCube.empty((64, 64, 16), in_memory=False)
     assert seen["blocks"] >= 4 * 64 * 64 * 16
 
 
@@ -227,10 +228,10 @@ def test_ctrl_c_the_moment_the_cube_file_exists_leaves_nothing_behind(tmp_path, 
     lands right after the creation (a SIGINT handed to one of torch's threads) leaves no file."""
     interrupt_after_open(monkeypatch)
     with pytest.raises(KeyboardInterrupt):
-        StoredCube((8, 8, 4), in_memory=False, directory=str(tmp_path))
+        SceneCube.empty((8, 8, 4), in_memory=False, directory=str(tmp_path))
     monkeypatch.undo()
     assert not list(tmp_path.iterdir())
-    cube = StoredCube((8, 8, 4), in_memory=False, directory=str(tmp_path))  # and as it should be: no file either
+    cube = SceneCube.empty((8, 8, 4), in_memory=False, directory=str(tmp_path))  # and as it should be: no file either
     assert cube.array.shape == (8, 8, 4) and not list(tmp_path.iterdir())
 
 

@@ -16,7 +16,8 @@ from evaluation.metrics import roc_auc
 from model.fen import FEN, FEN_HALO, fold_batchnorm, fused_forward_window
 from pipeline.plan import TilePlan, plan_scene
 from pipeline.run import Pipeline
-from pipeline.sources import SceneSource, StoredCube, reflect_index, reflected_window
+from detectors.base import CubeReader, reflect_index, reflected_window
+from pipeline.sources import SceneCube
 from utils.device import full_fp32, torch_threads
 from utils.errors import DetectorError
 from utils.memory import release_pages
@@ -36,7 +37,7 @@ def _npy_scene(tmp_path, cube: np.ndarray, mask: np.ndarray, name: str = "scene"
 
 
 def _runs(scene, bands, detectors, fen, plan=None, options=DetectorOptions(), device=torch.device("cpu")):
-    source = SceneSource(scene.cube, bands, 0, scene.name)
+    source = SceneCube(scene.cube, bands, 0, scene.name)
     source.check()
     pipeline = Pipeline(detectors, fen, options, device, plan=plan)
     return next(iter(pipeline.run([source])))
@@ -102,7 +103,7 @@ def test_lrx_whole_and_in_strips(tmp_path):
 
 
 def test_reflected_window_is_the_cwl_padding():
-    cube = StoredCube((9, 11, 3))
+    cube = SceneCube.empty((9, 11, 3))
     cube.write(0, 0, np.arange(9 * 11 * 3, dtype=np.float32).reshape(9, 11, 3))
     padded = np.pad(cube.array, ((4, 4), (4, 4), (0, 0)), mode="reflect")
     for r0, r1, c0, c1 in [(0, 9, 0, 11), (0, 4, 5, 11), (3, 7, 2, 6), (6, 9, 0, 3)]:
@@ -128,7 +129,7 @@ def test_fen_output_for_mixfs_in_tiles_equals_the_whole_scene_forward():
     torch.manual_seed(0)
     fen = FEN(10).eval()
     cube = np.random.default_rng(4).random((40, 34, 10)).astype(np.float32)
-    source = SceneSource(cube, 10, 0, "scene")
+    source = SceneCube(cube, 10, 0, "scene")
     source.check()
     x = source.tensor()
     with torch.no_grad():
@@ -141,7 +142,7 @@ def test_fen_output_for_mixfs_in_tiles_equals_the_whole_scene_forward():
 def test_source_blocks_are_the_preprocessed_cube_bit_for_bit(tmp_path):
     rng = np.random.default_rng(1)
     cube = (rng.random((23, 17, 9)) * 1000).astype(np.int16)
-    source = SceneSource(cube, 6, 2, "c")
+    source = SceneCube(cube, 6, 2, "c")
     source.check()
     expected = preprocess(cube, 6, 2).permute(1, 2, 0).numpy()
     np.testing.assert_array_equal(source.block(0, 23), expected)
@@ -155,15 +156,15 @@ def test_streaming_check_refuses_like_check_cube(monkeypatch):
     monkeypatch.setattr(sources, "SCAN_BYTES", 8 * 5 * 4)  # one row per scan block: the streaming path
     cube = np.ones((6, 5, 4), np.float32)
     with pytest.raises(DataError, match="the cube is constant in the bands used"):
-        SceneSource(cube, 4, 0, "flat").check()
+        SceneCube(cube, 4, 0, "flat").check()
     cube[2, 3, 1] = np.nan   # nodata (data/nodata.py): left out, not refused
     cube[4, 0, 0] = np.inf   # an overflow: refused
     with pytest.raises(DataError, match="flat: 1 NaN/Inf values in the bands used"):
-        SceneSource(cube, 4, 0, "flat").check()
+        SceneCube(cube, 4, 0, "flat").check()
     with pytest.raises(DataError, match="has 4 bands, fewer than start=1 \\+ bands=4"):
-        SceneSource(cube, 4, 1, "flat").check()
+        SceneCube(cube, 4, 1, "flat").check()
     cube[:] = np.arange(120, dtype=np.float32).reshape(6, 5, 4)
-    source = SceneSource(cube, 3, 1, "ok")
+    source = SceneCube(cube, 3, 1, "ok")
     source.check()
     assert (source.lo, source.hi) == (1.0, 119.0)
 
@@ -206,7 +207,7 @@ def test_check_memory_refuses_only_what_tiling_cannot_fit(monkeypatch):
     import pipeline.plan as plan
 
     monkeypatch.setattr(plan, "available_memory", lambda device="cpu": 2 << 30)
-    shape = (200, 2048, 2048)  # (B, H, W): 3.2 GB a cube, far above 2 GiB whole
+    shape = (2048, 2048, 200)  # (H, W, B): 3.2 GB a cube, far above 2 GiB whole
     for name in DETECTORS:
         assert plan.check_memory(name, shape) > 2 << 30
     monkeypatch.setattr(plan, "available_memory", lambda device="cpu": 64 << 20)
@@ -224,7 +225,7 @@ def test_fen_batches_equal_single_scenes(tmp_path):
         scenes.append(_npy_scene(tmp_path, rng.random((24, 24, 14)).astype(np.float32), mask, f"s{i}"))
     torch.manual_seed(0)
     fen = FEN(14).eval()
-    sources = [SceneSource(s.cube, 14, 0, s.name) for s in scenes]
+    sources = [SceneCube(s.cube, 14, 0, s.name) for s in scenes]
     batched = list(Pipeline(["FEN+GRX"], fen, DetectorOptions(), torch.device("cpu"), batch=3).run(sources))
     single = list(Pipeline(["FEN+GRX"], fen, DetectorOptions(), torch.device("cpu"), batch=1).run(sources))
     for b, s in zip(batched, single):
@@ -304,19 +305,17 @@ def test_source_blocks_of_any_dtype(dtype):
     rng = np.random.default_rng(5)
     values = rng.random((9, 7, 5))
     cube = (values > 0.5) if dtype == np.bool_ else (values * 3000).astype(dtype)
-    source = SceneSource(cube, 5, 0, "c")
+    source = SceneCube(cube, 5, 0, "c")
     source.check()
     np.testing.assert_array_equal(source.block(0, 9), preprocess(cube, 5).permute(1, 2, 0).numpy())
 
 
 def test_slrx_in_tiles_of_blocks_equals_the_whole_image(abu_dir):
-    from detectors.rx import band_major_reader
     from detectors.slrx import slrx_maps, slrx_maps_streamed
 
     x = preprocess(read_scene(abu_dir / "abu-airport-1.mat").cube, 200)[:, :90, :]   # 12 x 13 blocks of 8 px
     whole = slrx_maps(x, 8, layout="bhw")
-    pixels = x.permute(1, 2, 0)
-    tiled = slrx_maps_streamed(lambda r0, r1, c0, c1: pixels[r0:r1, c0:c1], band_major_reader(x), (90, 100, 200),
-                               8, strip_blocks=5, tile_columns=3)   # 3 x 5 tiles, the last ones partial
+    # 3 x 5 tiles, the last ones partial
+    tiled = slrx_maps_streamed(CubeReader(x.permute(1, 2, 0)), 8, strip_blocks=5, tile_columns=3)
     for key in whole:
         torch.testing.assert_close(tiled[key], whole[key], rtol=1e-9, atol=1e-9 * float(whole[key].max()))

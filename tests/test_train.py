@@ -52,18 +52,18 @@ def run_a(train_cli, data, tmp_path_factory):
     Returns the save folder, train()'s summary, and what it printed (stdout, stderr)."""
     save_dir = tmp_path_factory.mktemp("run_a")
     result, out, err = {}, io.StringIO(), io.StringIO()
-    real_train = train_cli.train
+    real_run = train_cli.run
 
     def keep(a, d):
-        result.update(vars(real_train(a, d)))  # a TrainResult: fen, last, best, history, step
+        result.update(vars(real_run(a, d)))  # a TrainResult: fen, last, best, history, step
         return result
 
-    train_cli.train = keep
+    train_cli.run = keep
     try:
         with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
             rc = train_cli.main(args(data, save_dir, "--epochs", "2"))
     finally:
-        train_cli.train = real_train
+        train_cli.run = real_run
     assert rc == 0, err.getvalue()
     yield save_dir, result, out.getvalue(), err.getvalue()
     drop_states(save_dir)

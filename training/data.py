@@ -1,6 +1,6 @@
 """What a run trains and evaluates on: training patches from a HAD100-layout folder or from labelled scenes,
 the per-epoch test set, the validation scenes built from held-out training data (``--select val`` /
-``val_real``, data/patches.py), and the FEN+GRX score the selection uses (:func:`evaluate`).
+``val_real``, data/patches.py), and the FEN+GRX score the selection uses (:func:`fen_grx_auc`).
 """
 from __future__ import annotations
 
@@ -40,7 +40,8 @@ def log(msg: str, d: Dist) -> None:
         print(say(msg), file=sys.stderr, flush=True)
 
 
-EvalCube = tuple[str, torch.Tensor, np.ndarray]
+#: A scene of an evaluation set: its name, its preprocessed ``(B, H, W)`` tensor and its ``(H, W)`` mask.
+EvalScene = tuple[str, torch.Tensor, np.ndarray]
 
 
 @dataclass
@@ -50,20 +51,20 @@ class TrainData:
     patches: torch.Tensor
     sources: int
     description: str
-    test: list[EvalCube]
-    val: list[EvalCube]
+    test: list[EvalScene]
+    val: list[EvalScene]
     dropped: int = 0
-    val_real: list[EvalCube] = field(default_factory=list)
-    val_scene: list[EvalCube] = field(default_factory=list)
+    val_real: list[EvalScene] = field(default_factory=list)
+    val_scene: list[EvalScene] = field(default_factory=list)
     wavelengths: np.ndarray | None = None  # the training bands' centres (nm), where every scene gives the same
     unlabelled: int = 0  # training scenes without a mask, taken as all background
 
-    def sets(self) -> dict[str, list[EvalCube]]:
+    def sets(self) -> dict[str, list[EvalScene]]:
         """Every evaluation set by the name its score goes by (``<name>_mAUC`` in logs and checkpoints)."""
         return {k: getattr(self, k) for k in EVAL_SETS}
 
 
-def eval_cubes(scenes: list[Scene], bands: int, start: int = 0) -> list[EvalCube]:
+def eval_cubes(scenes: list[Scene], bands: int, start: int = 0) -> list[EvalScene]:
     """The evaluation scenes preprocessed like the training data. Quirk 8, *not* reproduced: the authors'
     per-epoch evaluation always takes bands [0, B) whatever the start band; here it takes the bands that
     training uses, [start, start + B), as test.py does (the same at the default --start_channel 0)."""
@@ -137,7 +138,8 @@ def scene_data(settings: TrainSettings, d: Dist) -> TrainData:
 
 
 @torch.no_grad()
-def evaluate(fen: FEN | None, cubes: list[EvalCube], device: torch.device) -> tuple[float, dict[str, float | None]]:
+def fen_grx_auc(fen: FEN | None, cubes: list[EvalScene], device: torch.device
+                ) -> tuple[float, dict[str, float | None]]:
     """FEN+GRX (plain GRX with ``fen=None``): mean ROC AUC over ``cubes`` (scenes whose AUC is undefined
     are left out; NaN if none is defined) and each scene's."""
     aucs = {}

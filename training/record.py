@@ -14,7 +14,7 @@ import torch
 from evaluation.provenance import software
 from evaluation.report import fmt
 from training.settings import TrainSettings
-from training.data import EVAL_SETS, evaluate, log
+from training.data import EVAL_SETS, fen_grx_auc, log
 from training.loop import Trainer, diverged
 from training.own_scenes import patch_note
 from training.state import STATE_FORMAT, Diverged, Progress, TrainingError, rng_states
@@ -32,7 +32,7 @@ SELECTION = {"test": "best FEN+GRX mAUC on the TEST set (quirk 4, the paper's se
 OUTPUTS = (("fen", "pt"), ("last", "pt"), ("auc", "csv"), ("loss", "png"))
 
 
-def check_outputs(settings: TrainSettings) -> None:
+def check_training_paths(settings: TrainSettings) -> None:
     """Before any work: the save folder and each file a run writes there (:data:`OUTPUTS`) can be written."""
     check_writable(settings.save_dir, "save_dir", folder=True)
     for kind, suffix in OUTPUTS:
@@ -111,7 +111,7 @@ def end_epoch(tr: Trainer, epoch: int, means: dict[str, float], t0: float, train
     settings = tr.settings
     fen = tr.ferd.fen()
     try:
-        scores = {k: evaluate(fen, c, tr.d.device) if c else (None, {}) for k, c in tr.data.sets().items()}
+        scores = {k: fen_grx_auc(fen, c, tr.d.device) if c else (None, {}) for k, c in tr.data.sets().items()}
     except Diverged as err:
         raise diverged(tr, f"{err} after step {progress.step}", epoch, progress) from None
     maucs = {f"{k}_mAUC": m for k, (m, _) in scores.items()}
@@ -195,7 +195,7 @@ def describe(tr: Trainer) -> str:
 
 def log_baseline(tr: Trainer) -> None:
     """GRX without the FEN on each evaluation set: the reference the FEN has to beat."""
-    plain = {k: evaluate(None, c, tr.d.device)[0] for k, c in tr.data.sets().items() if c}
+    plain = {k: fen_grx_auc(None, c, tr.d.device)[0] for k, c in tr.data.sets().items() if c}
     if plain:
         log("GRX without the FEN: " + ", ".join(f"{k} mAUC {v:.4f}" for k, v in plain.items()), tr.d)
 

@@ -15,7 +15,7 @@ from pathlib import Path
 from training.data import log
 from training.loop import Trainer, build_trainer, check_finite, restore, run_epoch
 from training.own_scenes import default_teacher
-from training.record import (check_outputs, check_room, describe, end_epoch, log_baseline, log_selected,
+from training.record import (check_training_paths, check_room, describe, end_epoch, log_baseline, log_selected,
                              replaced_note)
 from training.settings import TrainSettings
 from training.state import Progress, TrainingError, open_resume
@@ -47,7 +47,7 @@ def train(settings: TrainSettings, d: Dist | None = None) -> TrainResult:
     for line in filter(None, (note, settings.select_note)):  # what the defaults chose, one line each
         log(line, d)
     settings = replace(settings, teacher=teacher)
-    check_outputs(settings)
+    check_training_paths(settings)
     state, resume_path = open_resume(settings, settings.path("last"))
     if state is None and (note := replaced_note(settings)):
         log(note, d)
