@@ -9,7 +9,8 @@ import pytest
 from PIL import Image
 
 from data.synthetic import generate
-from evaluation.plots import display_scale, false_colour, plot_scene
+from evaluation.plots import display_scale, false_colour
+from helpers import plot_scene
 
 
 @pytest.fixture(scope="module")
