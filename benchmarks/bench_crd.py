@@ -8,7 +8,7 @@ Prints a markdown table of the seconds per 100 x 100 x B scene, windows 3 / 11, 
 The oracle costs a few ms a pixel (a minute per scene), so it is timed on the first ``--loop_rows`` rows
 and scaled to the whole scene (its cost per pixel does not depend on where the pixel is: every window is
 full, borders are periodic). The numpy version solves one row's ``N x N`` systems per batched call. Both
-numpy versions run with one BLAS thread (on the 2 shared cores, more threads only wait for each other).
+numpy versions run with one BLAS thread (on 2 cores shared with other work, more threads only wait for each other).
 Times are the fastest of ``--repeat`` runs; the header gives the CPU, torch threads and the load average.
 """
 from __future__ import annotations

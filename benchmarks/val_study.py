@@ -112,7 +112,7 @@ def correlations(rows: list[dict[str, str]], held: tuple[str, str]) -> dict:
            "candidates": {}}
     for name, key in CANDIDATES.items():
         key = key.format(val_scene=val_scene(held) if "{" in key else "")
-        if key not in rows[0]:  # a run from before the signal was logged
+        if key not in rows[0]:  # a log without this signal's column
             continue
         v = col(key) * (-1 if name.startswith("-") else 1)
         rho_h, p_h = spearmanr(v, held_auc)

@@ -56,7 +56,7 @@ def run_parallel(jobs: list, device: torch.device) -> None:
 
     Tiles side by side rather than each convolution split over the cores: a FEN forward is a chain of
     short operations, and on a busy machine every split operation waits at its end for a descheduled
-    thread (measured on the 2 shared cores: 100 x 100 x 200, 0.48 s split, 0.15 s side by side). The
+    thread (measured on 2 cores shared with other work: 100 x 100 x 200, 0.48 s split, 0.15 s side by side). The
     channels-last kernels give the same bits with one thread or two (tests/test_tiling.py).
     """
     workers = fen_workers(device)
