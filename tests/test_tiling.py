@@ -39,7 +39,7 @@ def _npy_scene(tmp_path, cube: np.ndarray, mask: np.ndarray, name: str = "scene"
 def _runs(scene, bands, detectors, fen, plan=None, options=DetectorOptions(), device=torch.device("cpu")):
     source = SceneSource(scene.cube, bands, 0, scene.name)
     source.check()
-    pipeline = Pipeline(detectors, fen, options, device) if plan is None else pipeline_on(plan, detectors, fen, options, device)
+    pipeline = pipeline_on(plan, detectors, fen, options, device) if plan else Pipeline(detectors, fen, options, device)
     return next(iter(pipeline.run([source])))
 
 
