@@ -17,7 +17,7 @@ FEN_MIN_TILE = 16
 
 def prepare_fen(fen: FEN) -> FEN:
     """``fen`` for inference here: eval mode, weights in channels-last layout (the tiles are channels-last,
-    so the convolution library does not reorder them: measured 1.2-1.8x, benchmarks/bench_fen.py)."""
+    so the convolution library does not reorder them: measured 1.2-1.8x, benchmarks/speed/bench_fen.py)."""
     return fen.eval().to(memory_format=torch.channels_last)
 
 

@@ -85,7 +85,8 @@ LONG_FUNCTIONS = {("test", "build_parser"), ("train", "build_parser")}
 def source_files() -> dict[str, Path]:
     """Every module outside tests/ (the packages, the scripts, benchmarks/)."""
     found = dict(modules())
-    found.update({f"benchmarks.{p.stem}": p for p in sorted((ROOT / "benchmarks").glob("*.py"))})
+    found.update({".".join(p.relative_to(ROOT).with_suffix("").parts): p
+                  for p in sorted((ROOT / "benchmarks").rglob("*.py"))})
     return found
 
 

@@ -1,7 +1,7 @@
 """CRD speed: the batched torch CRD (``detectors.crd.crd``) against the per-pixel oracle
 (``detectors.reference.crd_per_pixel``) and a straightforward row-vectorised numpy version (below).
 
-    python benchmarks/bench_crd.py [--repeat 2] [--device cpu] [--threads N] [--loop_rows 3] [--scene PATH]
+    python benchmarks/speed/bench_crd.py [--repeat 2] [--device cpu] [--threads N] [--loop_rows 3] [--scene PATH]
 
 Prints a markdown table of the seconds per 100 x 100 x B scene, windows 3 / 11, lam 1e-6, for B = 50, 100,
 200: the first B bands of an ABU scene (abu-airport-1 in ../shared, 205 bands; random if it is missing).
@@ -21,13 +21,13 @@ import numpy as np
 import torch
 from threadpoolctl import threadpool_limits
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 from utils.device import cpu_model  # noqa: E402
-from benchmarks.timing import bench_device, bench_parser, best_seconds, scores_and_seconds  # noqa: E402
+from benchmarks.speed.timing import bench_device, bench_parser, best_seconds, scores_and_seconds  # noqa: E402
 from detectors.crd import DEFAULT_INNER, DEFAULT_LAMBDA, DEFAULT_OUTER, background_mask, crd  # noqa: E402
 from detectors.reference import crd_per_pixel, minmax  # noqa: E402
 
-SCENE = Path(__file__).resolve().parents[2] / "shared" / "data" / "abu" / "abu-airport-1.mat"
+SCENE = Path(__file__).resolve().parents[3] / "shared" / "data" / "abu" / "abu-airport-1.mat"
 BANDS = [50, 100, 200]
 
 
