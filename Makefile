@@ -23,16 +23,16 @@ test: setup
 
 # Speed figures of the README (minutes on a 2-core CPU; bench_train alone takes a few).
 bench: setup
-	$(PY) benchmarks/bench_grx.py
-	$(PY) benchmarks/bench_fen.py
-	$(PY) benchmarks/bench_slrx.py
-	$(PY) benchmarks/bench_lrx.py
-	$(PY) benchmarks/bench_crd.py
-	$(PY) benchmarks/bench_train.py --warmup 1 --steps 2
+	$(PY) benchmarks/speed/bench_grx.py
+	$(PY) benchmarks/speed/bench_fen.py
+	$(PY) benchmarks/speed/bench_slrx.py
+	$(PY) benchmarks/speed/bench_lrx.py
+	$(PY) benchmarks/speed/bench_crd.py
+	$(PY) benchmarks/speed/bench_train.py --warmup 1 --steps 2
 
 # Cost against scene size, 256^2 to 2048^2 x 200 bands (about an hour here; writes docs/scale.png).
 bench-scale: setup
-	$(PY) benchmarks/bench_scale.py
+	$(PY) benchmarks/speed/bench_scale.py
 
 # Everything only a GPU shows, checked and timed (at most 7 minutes, --budget 420; stops at once without CUDA):
 # CUDA tests, reference AUCs on CUDA, training fp32/bf16/deterministic/DDP, 2048^2 x 200 scenes,
@@ -43,7 +43,7 @@ SETUP = $(MAKE) --no-print-directory setup  # not $(MAKE) in the recipe itself: 
 gpu-check:
 	@py=$$(for p in $(PY) $(PYTHON); do if $$p -c "import torch" >/dev/null 2>&1; then echo $$p; break; fi; done); \
 	if [ -z "$$py" ]; then $(SETUP) && py=$(PY); fi; \
-	echo "$$py benchmarks/gpu_check.py"; $$py benchmarks/gpu_check.py
+	echo "$$py benchmarks/checks/gpu_check.py"; $$py benchmarks/checks/gpu_check.py
 
 clean:
 	rm -rf results data/synthetic .pytest_cache

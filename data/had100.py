@@ -35,7 +35,7 @@ def read_had100(root: str | Path, sensor: str = TEST_SENSOR) -> list[Scene]:
     """All test scenes of a HAD100-layout folder, each paired with its mask by file stem.
 
     The cubes are memory-mapped: read when a scene is checked or scored, never all held at once (a folder of
-    thousands of scenes takes the memory of one; benchmarks/bench_many_scenes.py)."""
+    thousands of scenes takes the memory of one; benchmarks/speed/bench_many_scenes.py)."""
     root = Path(root)
     if not root.is_dir():
         raise DataError(f"{root}: dataset folder not found")

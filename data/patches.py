@@ -46,11 +46,6 @@ def cut_patches(x: torch.Tensor, size: int, stride: int | None = None) -> torch.
     return p.permute(1, 2, 0, 3, 4).reshape(-1, b, size, size).contiguous()
 
 
-def tiles(x: torch.Tensor, size: int) -> torch.Tensor:
-    """Non-overlapping ``size x size`` tiles of ``(B, H, W)``, row-major: ``(n, B, size, size)``."""
-    return cut_patches(x, size)
-
-
 def anomaly_free(mask: np.ndarray, size: int, stride: int | None = None) -> np.ndarray:
     """For each patch of :func:`cut_patches` (same order), whether it touches no labelled anomaly: ``(n,)`` bool."""
     stride = size if stride is None else stride

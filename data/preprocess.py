@@ -14,8 +14,8 @@ INPUT_SCALE = 0.1
 class DataError(FerdError, ValueError):
     """Input data that cannot be used as it is; the message names the file and the problem.
 
-    A :class:`~utils.errors.FerdError` (the scripts print it as one line, exit code 2), and still a
-    ValueError as it was before.
+    A :class:`~utils.errors.FerdError` (the scripts print it as one line, exit code 2) and a ValueError, so
+    ``except ValueError`` catches it too.
     """
 
 

@@ -46,7 +46,7 @@ sized by :data:`CPU_CHUNK_BYTES`, on a GPU :func:`utils.memory.chunk_bytes`), fl
 pixel-major with the 1 of ``X_a`` appended (``K = B + 1`` values; ``K = B`` without the row of ones), so one
 gather of flat offsets gives a block's ``X_a`` ``(P, N, K)``. On the CPU every torch call runs on one thread
 and the blocks run side by side on ``torch.get_num_threads()`` worker threads: the calls are small, and
-splitting each of them over two threads on the 2 shared cores made every parallel section wait for a
+splitting each of them over two threads on 2 cores shared with other work made every parallel section wait for a
 descheduled thread (measured, 100 x 100 x 50: 0.8 s with one thread, 3.4 to 7.3 s with two), while whole
 blocks need no barrier (abu-airport-1, 200 bands: 7.8 s with one worker, 4.1 s with two). Blocks are
 independent, so the scores do not depend on the number of workers.

@@ -18,8 +18,6 @@ the tables, the plans) comes from :data:`DETECTORS`.
 from __future__ import annotations
 
 import numbers
-from functools import partial
-from typing import Callable
 
 import torch
 
@@ -142,12 +140,6 @@ def base_name(name: str) -> str:
 def detector(name: str) -> Detector:
     """The detector object of ``name`` (``FEN+`` or not)."""
     return DETECTORS[base_name(name)]
-
-
-def base_detector(name: str, options=DEFAULT_OPTIONS) -> Callable[[torch.Tensor], torch.Tensor]:
-    """The base detector ``name`` (no ``FEN+``) with ``options`` bound: the object's :meth:`Detector.score`,
-    the path test.py runs."""
-    return partial(detector(name).score, options=options)
 
 
 def check_detector(name: str, shape: tuple[int, int, int], options=DEFAULT_OPTIONS) -> None:

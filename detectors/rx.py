@@ -213,7 +213,7 @@ def one_thread(device: torch.device) -> Iterator[None]:
     """Run a small LAPACK call on one CPU thread.
 
     A ``B x B`` eigendecomposition is a long chain of short parallel sections; with two threads on a
-    busy machine every barrier waits for a descheduled thread (measured on the 2 shared cores: 2 ms
+    busy machine every barrier waits for a descheduled thread (measured on 2 cores shared with other work: 2 ms
     typical but up to 3.6 s for a 200 x 200 ``eigh`` with 2 threads, at most 23 ms with one).
     """
     with torch_threads(1 if device.type == "cpu" else torch.get_num_threads()):

@@ -65,7 +65,7 @@ def cholesky_in_place(sym: torch.Tensor) -> torch.Tensor:
     that view in place saves a copy of the biggest arrays. Raises DetectorError if one is not positive definite.
 
     On one CPU thread, as every LAPACK call here: a batch of 200 x 200 factorisations split over two
-    threads ran 5-20x slower on the shared cores (each small factorisation is a chain of barriers).
+    threads ran 5-20x slower on 2 cores shared with other work (each small factorisation is a chain of barriers).
     """
     view = sym.transpose(-1, -2)
     info = torch.empty(sym.shape[:-2], dtype=torch.int32, device=sym.device)

@@ -176,17 +176,6 @@ def rank_auc(anomaly: np.ndarray, background: np.ndarray) -> float:
     return float((below + 0.5 * ties) / (anomaly.size * background.size))
 
 
-def roc3d_curve(scores: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
-    """``(tau, Pd, Pf)``, 1-D of equal length (bounded, see :func:`curve_thresholds`), of the ``(H, W)``
-    scores min-max normalised, against the boolean ``(H, W)`` mask; None for a constant map."""
-    split = class_scores(mask, scores)
-    if split is None:
-        return None
-    background, anomaly = np.sort(split[0]), np.sort(split[1])
-    taus = curve_thresholds(anomaly, background)
-    return (taus, *detection_rates(anomaly, background, taus))
-
-
 def sorted_tau_areas(anomaly: np.ndarray, background: np.ndarray) -> tuple[float, float]:
     """``(AUC(Pd, tau), AUC(Pf, tau))`` from the *sorted* 1-D normalised class scores: the numbers of
     :func:`evaluation.roc3d.tau_areas` (trapezoid over the distinct scores as thresholds) without its

@@ -175,17 +175,6 @@ def plot_roc(path: Path, scene: str, mask: np.ndarray, maps: dict[str, np.ndarra
     return _save(fig, path)
 
 
-def plot_scene(out_dir: Path, scene: str, cube: np.ndarray, mask: np.ndarray, maps: dict[str, np.ndarray],
-               aucs: dict[str, float | None]) -> list[Path]:
-    """Both figures of one scene: ``<out_dir>/<scene>_maps.png`` and ``<out_dir>/<scene>_roc.png`` (the maps
-    alone for an unlabelled scene, ``mask=None``)."""
-    out_dir = Path(out_dir)
-    if mask is None:
-        return [plot_maps(out_dir / f"{scene}_maps.png", scene, cube, mask, maps, aucs)]
-    return [plot_maps(out_dir / f"{scene}_maps.png", scene, cube, mask, maps, aucs),
-            plot_roc(out_dir / f"{scene}_roc.png", scene, mask, maps, aucs)]
-
-
 def plot_training(history: list[dict], path: Path, selection: str = "") -> Path:
     """train.py's curve: the three (unweighted) loss terms per epoch on a log scale, and the FEN+GRX mAUC
     on the test and validation sets (where evaluated), the selected epoch marked."""

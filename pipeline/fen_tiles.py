@@ -18,7 +18,7 @@ FEN_MIN_TILE = 16
 
 def prepare_fen(fen: FEN) -> FEN:
     """``fen`` for inference here: eval mode, weights in channels-last layout (the tiles are channels-last,
-    so the convolution library does not reorder them: measured 1.2-1.8x, benchmarks/bench_fen.py)."""
+    so the convolution library does not reorder them: measured 1.2-1.8x, benchmarks/speed/bench_fen.py)."""
     return fen.eval().to(memory_format=torch.channels_last)
 
 
@@ -57,7 +57,7 @@ def run_parallel(jobs: list, device: torch.device) -> None:
 
     Tiles side by side rather than each convolution split over the cores: a FEN forward is a chain of
     short operations, and on a busy machine every split operation waits at its end for a descheduled
-    thread (measured on the 2 shared cores: 100 x 100 x 200, 0.48 s split, 0.15 s side by side). The
+    thread (measured on 2 cores shared with other work: 100 x 100 x 200, 0.48 s split, 0.15 s side by side). The
     channels-last kernels give the same bits with one thread or two (tests/test_tiling.py).
     """
     workers = fen_workers(device)

@@ -23,7 +23,7 @@ from utils.errors import DetectorError, DiskFullError
 from utils.memory import available_memory, format_bytes
 
 #: Core side of a FEN tile (px) when the budget allows it: the window's activations (256 channels of
-#: 134 x 134 px, 18 MB) stay in the last-level cache; larger tiles ran no faster (benchmarks/bench_fen.py).
+#: 134 x 134 px, 18 MB) stay in the last-level cache; larger tiles ran no faster (benchmarks/speed/bench_fen.py).
 FEN_TILE = 128
 
 

@@ -80,20 +80,17 @@ class Pipeline:
     """
 
     def __init__(self, detectors: list[str], fen: FEN | None, options: DetectorOptions, device: torch.device,
-                 max_memory_gb: float | None = None, batch: int = FEN_BATCH, plan: TilePlan | None = None,
-                 fold_bn: bool = False) -> None:
+                 max_memory_gb: float | None = None, batch: int = FEN_BATCH, fold_bn: bool = False) -> None:
         self.detectors, self.options, self.device = detectors, options, device
         self.fen = None
         if fen is not None and needs_fen(detectors):
             self.fen = prepare_fen(fold_batchnorm(fen) if fold_bn else fen)
         self.max_memory_gb = max_memory_gb
         self.batch = max(1, batch)
-        self.fixed_plan = plan  # tests and benchmarks: the same tiles for every scene
         self._seen: set[tuple[int, ...]] = set()  # batch shapes the FEN has run once
 
     def plan(self, shape: tuple[int, int, int]) -> TilePlan:
-        if self.fixed_plan is not None:
-            return self.fixed_plan
+        """The tile plan of an ``(H, W, B)`` scene within the memory budget (pipeline.plan.plan_scene)."""
         hidden = self.fen.fpl.conv1.out_channels if self.fen is not None else 256
         return plan_scene(shape, self.detectors, self.options, memory_budget(self.max_memory_gb), hidden, self.device)
 

@@ -94,7 +94,7 @@ class SceneCube:
 
         One streaming pass finds the nodata pixels (data/nodata.py); the min and max are those of the valid
         pixels. A cube without nodata that fits in one scan block is checked by ``data.preprocess.check_cube``
-        whole; a larger one gets the same messages.
+        as a whole; a larger one block by block, with the same messages.
         """
         raw = self.raw
         if raw.ndim != 3:

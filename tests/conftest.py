@@ -30,7 +30,7 @@ RELEASE_KEYS = {("had100", 50): "had100-50", ("had100", 100): "had100-100",
                 ("had100", 200): "had100-200", ("aviris", 200): "aviris-200"}
 
 
-#: The most disk the suite's temporary files take at once, rounded up: ``benchmarks/suite_disk.py`` measured
+#: The most disk the suite's temporary files take at once, rounded up: ``benchmarks/checks/suite_disk.py`` measured
 #: 2.8 GiB (2026-12-01): test_train.py's shared run keeps its 1 GB training checkpoint while a 2-epoch test
 #: rewrites its own, the old and the new one side by side during the atomic rewrite.
 SUITE_PEAK_BYTES = 3 << 30

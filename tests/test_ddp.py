@@ -54,9 +54,9 @@ def test_nccl_is_told_its_device(monkeypatch):
 
 
 def test_abu_transfer_scores_in_full_float32(monkeypatch):
-    """benchmarks/abu_transfer.py scores the airports in the process that trained (TF32 and cuDNN's timed kernel
-    choice on): it turns both off first, as test.py scores."""
-    from benchmarks import abu_transfer
+    """benchmarks/studies/abu_transfer.py scores the airports in the process that trained (TF32 and cuDNN's timed
+    kernel choice on): it turns both off first, as test.py scores."""
+    from benchmarks.studies import abu_transfer
 
     saved = (torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.benchmark)
     try:

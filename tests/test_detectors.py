@@ -9,18 +9,18 @@ import numpy as np
 import pytest
 import torch
 from conftest import REPO
+from helpers import base_detector, pipeline_on
 
 from data.preprocess import preprocess
 from data.scene import read_scene
 from detectors.crd import crd
 from detectors.lrx import lrx
 from detectors.reference import crd_per_pixel
-from detectors.registry import DETECTORS, FEN_PREFIX, DetectorOptions, base_detector
+from detectors.registry import DETECTORS, FEN_PREFIX, DetectorOptions
 from detectors.rx import grx
 from detectors.slrx import slrx
 from evaluation.metrics import roc_auc
 from pipeline.plan import TilePlan
-from pipeline.run import Pipeline
 from pipeline.sources import SceneCube
 
 NAMES = {n for base in DETECTORS for n in (base, FEN_PREFIX + base)}
@@ -67,7 +67,7 @@ def test_crd_in_strips_equals_crd_whole(abu_dir, border, sum_to_one):
     source.check()
     options = DetectorOptions(crd_inner=3, crd_outer=7, crd_border=border, crd_sum_to_one=sum_to_one)
     plan = TilePlan(0, False, False, 0, 0, strips={"CRD": 7})
-    strips = next(Pipeline(["CRD"], None, options, torch.device("cpu"), plan=plan).run([source])).maps["CRD"]
+    strips = next(pipeline_on(plan, ["CRD"], None, options, torch.device("cpu")).run([source])).maps["CRD"]
     whole = crd(preprocess(cube, 12), 3, 7, border=border, sum_to_one=sum_to_one, layout="bhw").numpy()
     np.testing.assert_allclose(strips, whole, rtol=1e-12, atol=0)
 

@@ -147,6 +147,7 @@ def test_a_geotiff_streams_in_windows_and_tiles_as_an_array_does(tmp_path, monke
     from detectors.registry import DEFAULT_OPTIONS, DetectorOptions
     from pipeline.plan import TilePlan
     from pipeline.run import Pipeline
+    from helpers import pipeline_on
 
     rng = np.random.default_rng(3)
     cube = rng.normal(size=(40, 36, 6)).astype(np.float32)
@@ -167,7 +168,7 @@ def test_a_geotiff_streams_in_windows_and_tiles_as_an_array_does(tmp_path, monke
     streamed.check()
     plan = TilePlan(fen_tile=0, input_in_memory=False, enhanced_in_memory=False, budget=1 << 20, working=0,
                     strips={"SLRX": 2, "LRX": 5, "CRD": 6})
-    got = next(Pipeline(names, None, options, torch.device("cpu"), plan=plan).run([streamed])).maps
+    got = next(pipeline_on(plan, names, None, options, torch.device("cpu")).run([streamed])).maps
     np.testing.assert_array_equal(streamed.valid, whole.valid)
     for name in names:
         np.testing.assert_allclose(got[name], want[name], rtol=1e-9, atol=1e-12, equal_nan=True, err_msg=name)

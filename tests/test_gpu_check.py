@@ -1,4 +1,4 @@
-"""benchmarks/gpu_check.py (``make gpu-check``) without a GPU: it stops at once with one line, every command it
+"""benchmarks/checks/gpu_check.py (``make gpu-check``) without a GPU: it stops at once with one line, every command it
 builds parses with its script's own parser, and one failing check does not stop the others."""
 from __future__ import annotations
 
@@ -12,13 +12,15 @@ import torch
 from conftest import REPO, load_script
 from torch.distributed.run import get_args_parser
 
-from benchmarks import abu_transfer, bench_scale, bench_train, gpu_check, gpu_check_commands
+from benchmarks.checks import gpu_check, gpu_check_commands
+from benchmarks.speed import bench_scale, bench_train
+from benchmarks.studies import abu_transfer
 
 
 def test_without_cuda_it_stops_at_once_with_one_line(tmp_path):
     env = {**os.environ, "CUDA_VISIBLE_DEVICES": ""}
-    proc = subprocess.run([sys.executable, "benchmarks/gpu_check.py", "--json", str(tmp_path / "g.json")], cwd=REPO,
-                          env=env, capture_output=True, text=True, timeout=120)
+    proc = subprocess.run([sys.executable, "benchmarks/checks/gpu_check.py", "--json", str(tmp_path / "g.json")],
+                          cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2 and proc.stdout == ""
     assert proc.stderr.strip().splitlines() == ["gpu_check.py: error: needs a CUDA GPU, and torch sees none on this "
                                                 "machine; run it where one is"]
@@ -34,7 +36,7 @@ def test_make_target_starts_the_checks_with_a_python_that_has_torch(where, tmp_p
     # --no-print-directory: under `make test` (CI) this make is nested and would print "Entering directory"
     proc = subprocess.run(["make", "--no-print-directory", "gpu-check", *(f"{k}={v}" for k, v in pythons.items())],
                           cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
-    assert proc.stdout.splitlines()[0] == f"{sys.executable} benchmarks/gpu_check.py"
+    assert proc.stdout.splitlines()[0] == f"{sys.executable} benchmarks/checks/gpu_check.py"
     assert "gpu_check.py: error: needs a CUDA GPU" in proc.stderr and "pip" not in proc.stdout + proc.stderr
 
 
@@ -52,13 +54,13 @@ def parse(script: str, argv: list[str]) -> None:
         load_script("test").parse_args(argv)
     elif script == "train.py":
         load_script("train").parse_args(argv)
-    elif script == "benchmarks/bench_train.py":
+    elif script == "benchmarks/speed/bench_train.py":
         bench_train.build_parser().parse_args(argv)
-    elif script == "benchmarks/abu_transfer.py":
+    elif script == "benchmarks/studies/abu_transfer.py":
         abu_transfer.parse_args(argv)
-    elif script == "benchmarks/bench_scale.py":
+    elif script == "benchmarks/speed/bench_scale.py":
         bench_scale.parse_args(argv)
-    elif script == "benchmarks/gpu_check.py":
+    elif script == "benchmarks/checks/gpu_check.py":
         assert argv[0] == "--child_peak" and argv[2] == "--"
         for run in gpu_check.split_runs(argv[2:]):
             parse("test.py", run)

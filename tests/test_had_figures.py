@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 from matplotlib.image import imread
 from sklearn.metrics import roc_auc_score
+from helpers import roc3d_curve
 
 from evaluation.had_figures import (box_stats, class_scores, curve_thresholds, detection_rates, plot_roc3d,
-                                    plot_separability, plot_separability_mean, rank_auc, roc3d_curve,
-                                    sorted_tau_areas)
+                                    plot_separability, plot_separability_mean, rank_auc, sorted_tau_areas)
 from evaluation.roc3d import normalize, roc3d, tau_areas
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"

@@ -33,13 +33,14 @@ from hypothesis.control import currently_in_test_context
 from hypothesis import strategies as st
 from PIL import Image
 from conftest import raiser
+from helpers import base_detector
 
 from data.had100 import read_had100
 from data.preprocess import INPUT_SCALE, DataError, check_cube, preprocess
 from data.scene import read_scene
 from data.synthetic import generate, mask_png
 from detectors.lrx import lrx
-from detectors.registry import FEN_PREFIX, DetectorOptions, base_detector, base_name, check_detector
+from detectors.registry import FEN_PREFIX, DetectorOptions, base_name, check_detector
 from detectors.rx import grx
 from detectors.slrx import slrx
 from model.fen import FEN

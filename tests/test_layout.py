@@ -6,6 +6,9 @@ only from its own package or from a lower floor, at module level or inside a fun
 
 Sizes: the scripts at most 200 lines, no other module over 400, no function over 50 (the scripts'
 ``parse_args``/``build_parser``, a list of options, excepted).
+
+Use: every public function and class of the packages serves the packages or the scripts, or README/docs show
+it; code only tests use lives in tests/helpers.py, code only benchmarks use in benchmarks/.
 """
 from __future__ import annotations
 
@@ -82,7 +85,8 @@ LONG_FUNCTIONS = {("test", "build_parser"), ("train", "build_parser")}
 def source_files() -> dict[str, Path]:
     """Every module outside tests/ (the packages, the scripts, benchmarks/)."""
     found = dict(modules())
-    found.update({f"benchmarks.{p.stem}": p for p in sorted((ROOT / "benchmarks").glob("*.py"))})
+    found.update({".".join(p.relative_to(ROOT).with_suffix("").parts): p
+                  for p in sorted((ROOT / "benchmarks").rglob("*.py"))})
     return found
 
 
@@ -100,3 +104,62 @@ def test_function_size(module):
         if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and (module, node.name) not in LONG_FUNCTIONS:
             lines = node.end_lineno - node.lineno + 1
             assert lines <= FUNCTION_LINES, f"{module}.{node.name}: {lines} lines, more than {FUNCTION_LINES}"
+
+
+#: Package names nothing in the packages or the scripts uses, kept on purpose: ``{module: {name: why}}``.
+#: A name README or docs/ shows in code (```...``` or `...`) is public API and needs no entry here.
+SERVES_OUTSIDE = {
+    "detectors.reference": {"*": "the per-pixel oracles of method sec. 4 and the authors' AUCs: tests and "
+                                 "benchmarks check and time the detectors against them"},
+    "detectors.registry": {"register": "the way in for a new detector: its file ends ``MY = register(MyDetector())``"},
+    "weights.imagenet": {"load_teacher": "a teacher filled in one call (model/teacher.py points to it); train.py "
+                                         "takes its two steps apart to report a missing file before building"},
+    "utils.device": {"cpu_model": "the CPU line the benchmarks and the test summary print"},
+    "utils.shared": {"shared_dir": "the data folder ($FERD_DATA_DIR, ../shared) tests and benchmarks read"},
+}
+
+
+def used_names(path: Path) -> set[str]:
+    """Identifiers ``path`` reads: names, attributes, imported names (anywhere in the file)."""
+    out = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Name):
+            out.add(node.id)
+        elif isinstance(node, ast.Attribute):
+            out.add(node.attr)
+        elif isinstance(node, ast.alias):
+            out.add(node.name.split(".")[-1])
+    return out
+
+
+def documented_names() -> set[str]:
+    """Identifiers in the code blocks and code spans of README.md and docs/*.md."""
+    import re
+
+    text = "\n".join(p.read_text() for p in [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))])
+    code = re.findall(r"```.*?```|`[^`\n]+`", text, flags=re.S)
+    return set(re.findall(r"[A-Za-z_]\w*", "\n".join(code)))
+
+
+def public_definitions(path: Path) -> list[str]:
+    """The module's top-level public functions and classes."""
+    return [n.name for n in ast.parse(path.read_text()).body
+            if isinstance(n, (ast.FunctionDef, ast.ClassDef)) and not n.name.startswith("_")]
+
+
+def test_no_package_code_serves_only_tests_or_benchmarks():
+    """Every public function and class of the packages is used by the packages or the scripts (its own module
+    counts beyond its definition), shown in README/docs, or kept on purpose in SERVES_OUTSIDE: code only tests
+    use lives in tests/ (tests/helpers.py), code only benchmarks use in benchmarks/."""
+    package_modules = {m: p for m, p in modules().items() if "." in m or (ROOT / m).is_dir()}
+    counts: dict[str, int] = {}
+    for path in modules().values():
+        for name in used_names(path):
+            counts[name] = counts.get(name, 0) + 1
+    documented = documented_names()
+    unused = [f"{module}.{name}" for module, path in sorted(package_modules.items())
+              for name in public_definitions(path)
+              if not counts.get(name) and name not in documented
+              and not ({"*", name} & set(SERVES_OUTSIDE.get(module, {})))]
+    assert not unused, ("used by nothing in the packages or the scripts (move them to tests/ or benchmarks/, or "
+                        "list them in SERVES_OUTSIDE with the reason): " + ", ".join(unused))

@@ -9,8 +9,9 @@ import pytest
 from PIL import Image
 
 from data.synthetic import generate
-from evaluation.plots import display_scale, false_colour, plot_scene
+from evaluation.plots import display_scale, false_colour
 from conftest import table_lines
+from helpers import plot_scene
 
 
 @pytest.fixture(scope="module")

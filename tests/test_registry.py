@@ -12,11 +12,11 @@ import numpy as np
 import pytest
 import torch
 from conftest import REPO, table_lines
+from helpers import pipeline_on
 
 from data.synthetic import mask_png
 from detectors.registry import DETECTORS, DetectorOptions, detector_names
 from pipeline.plan import plan_scene
-from pipeline.run import Pipeline
 from pipeline.sources import SceneCube
 from utils.settings import SettingsError
 
@@ -98,7 +98,7 @@ def test_the_planner_cuts_a_registered_detector_into_strips(toy):
     assert 1 <= plan.strips["TOY"] < cube.shape[0]  # from the object's strip_bytes alone
     source = SceneCube(cube, 12, 0, "toy")
     source.check()
-    tiled = next(iter(Pipeline(["TOY"], None, DetectorOptions(toy_power=3), torch.device("cpu"), plan=plan)
+    tiled = next(iter(pipeline_on(plan, ["TOY"], None, DetectorOptions(toy_power=3), torch.device("cpu"))
                       .run([source]))).maps["TOY"]
     x = 0.2 * (cube - cube.min()) / (cube.max() - cube.min()) - 0.1
     np.testing.assert_allclose(tiled, np.sqrt(((x - x.reshape(-1, 12).mean(0)) ** 2).sum(-1)) ** 3, rtol=1e-4)

@@ -9,7 +9,7 @@ import sys
 
 from conftest import REPO, require_shared
 
-from benchmarks import gpu_check_commands
+from benchmarks.checks import gpu_check_commands
 from utils.shared import shared_candidates, shared_dir
 
 PROBE = '''

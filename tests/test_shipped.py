@@ -40,8 +40,8 @@ def test_a_shipped_fen_is_verified_and_its_bands_checked(shipped):
         load_fen("mine", 8)
 
 
-#: The shipped abu10 FEN on the four airports at 50 bands (docs/model_card_abu10.md; benchmarks/abu_transfer.py
-#: --recipe long, then benchmarks/ship_fen.py): FEN+GRX AUC to 4 decimals.
+#: The shipped abu10 FEN on the four airports at 50 bands (docs/model_card_abu10.md; benchmarks/studies/abu_transfer.py
+#: --recipe long, then benchmarks/studies/ship_fen.py): FEN+GRX AUC to 4 decimals.
 ABU10_AIRPORTS = {"abu-airport-1": 0.9466, "abu-airport-2": 0.9692, "abu-airport-3": 0.9668, "abu-airport-4": 0.9709}
 
 

@@ -17,6 +17,7 @@ import torch
 from hypothesis import given
 from hypothesis import strategies as st
 from conftest import REPO, examples, interrupt_after_open
+from helpers import pipeline_on
 
 import pipeline.plan
 import pipeline.sources
@@ -24,7 +25,6 @@ from data.synthetic import mask_png
 from detectors.registry import DetectorOptions
 from model.fen import FEN
 from pipeline.plan import TilePlan, check_temp_space, plan_scene
-from pipeline.run import Pipeline
 from pipeline.sources import SceneCube
 from utils.errors import DiskFullError
 from utils.io import atomic_path, save_text, save_torch
@@ -148,7 +148,7 @@ def test_temporary_files_never_exceed_the_plan(h, w, b, in_memory, enhanced_in_m
     fen = FEN(b, hidden=8).eval()
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(SceneCube, "empty", classmethod(counting))
-        for _ in Pipeline(["GRX", "FEN+GRX"], fen, DetectorOptions(), torch.device("cpu"), plan=plan).run(sources):
+        for _ in pipeline_on(plan, ["GRX", "FEN+GRX"], fen, DetectorOptions(), torch.device("cpu")).run(sources):
             pass
     assert peak[0] <= plan.temp_file_bytes((h, w, b))
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from helpers import pipeline_on, plot_scene
 
 from data.preprocess import DataError, preprocess
 from data.scene import MatlabCube, _load_mat, read_scene
@@ -39,7 +40,7 @@ def _npy_scene(tmp_path, cube: np.ndarray, mask: np.ndarray, name: str = "scene"
 def _runs(scene, bands, detectors, fen, plan=None, options=DetectorOptions(), device=torch.device("cpu")):
     source = SceneCube(scene.cube, bands, 0, scene.name)
     source.check()
-    pipeline = Pipeline(detectors, fen, options, device, plan=plan)
+    pipeline = pipeline_on(plan, detectors, fen, options, device) if plan else Pipeline(detectors, fen, options, device)
     return next(iter(pipeline.run([source])))
 
 
@@ -134,7 +135,7 @@ def test_fen_output_for_mixfs_in_tiles_equals_the_whole_scene_forward():
     x = source.tensor()
     with torch.no_grad():
         whole = fen(x[None])[0].numpy()
-    tiled = Pipeline(["FEN+GRX"], fen, DetectorOptions(), torch.device("cpu"), plan=SMALL_TILES).fen_output(source)
+    tiled = pipeline_on(SMALL_TILES, ["FEN+GRX"], fen, DetectorOptions(), torch.device("cpu")).fen_output(source)
     assert tiled.shape == (10, 40, 34) and tiled.dtype == np.float32 and tiled.min() >= 0
     np.testing.assert_allclose(tiled, whole, rtol=1e-5, atol=1e-6 * np.abs(whole).max())
 
@@ -279,7 +280,7 @@ def test_folded_batchnorm_matches_the_module_and_leaves_it_unfused(release_dir, 
 def test_big_scenes_are_drawn_reduced(tmp_path):
     from PIL import Image
 
-    from evaluation.plots import block_max, plot_scene, reduction, thin_curve
+    from evaluation.plots import block_max, reduction, thin_curve
 
     assert reduction(100, 100) == 1 and reduction(2048, 2048) == 4 and reduction(1100, 300) == 3
     image = np.zeros((7, 5))

@@ -16,7 +16,8 @@ import torch
 from conftest import REPO, table_lines
 from evaluation.provenance import read_csv_provenance
 
-from data.patches import VAL_FEATURES, VAL_FILL, VAL_HEIGHT, VAL_MAX_SIDE, make_val_scenes, split_files, tiles
+from data.patches import (VAL_FEATURES, VAL_FILL, VAL_HEIGHT, VAL_MAX_SIDE, cut_patches, make_val_scenes,
+                          split_files)
 from data.synthetic import generate
 from model.losses import FERDLoss
 import training.record
@@ -302,7 +303,7 @@ def test_validation_split_and_implanted_anomalies(data):
     bound = VAL_FILL[1] * VAL_HEIGHT[1] * VAL_FEATURES[1] * original.mean(axis=(0, 1))
     assert np.all(np.abs(cube - original)[mask] <= bound + 1e-3)
     x = torch.arange(2 * 5 * 7, dtype=torch.float32).reshape(2, 5, 7)
-    t = tiles(x, 2)
+    t = cut_patches(x, 2)  # non-overlapping, row-major
     assert t.shape == (6, 2, 2, 2) and torch.equal(t[4], x[:, 2:4, 2:4])
 
 

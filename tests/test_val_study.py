@@ -1,4 +1,4 @@
-"""benchmarks/val_study.py: the rank correlations it reports, and the runs it builds (no training here)."""
+"""benchmarks/studies/val_study.py: the rank correlations it reports, and the runs it builds (no training here)."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -6,9 +6,9 @@ from pathlib import Path
 import pytest
 
 import train
-from benchmarks import val_study
+from benchmarks.studies import val_study
 from conftest import REPO
-from benchmarks.abu_transfer import TEST, TRAIN
+from benchmarks.studies.abu_transfer import TEST, TRAIN
 
 
 def _rows(held, airports, val, val_real, loss):
@@ -56,7 +56,7 @@ def test_each_fold_trains_on_the_rest_and_tests_on_its_pair_and_the_airports():
 
 
 def test_ship_fen_table_and_card_from_a_recipe_result(tmp_path):
-    from benchmarks import ship_fen
+    from benchmarks.studies import ship_fen
 
     auc = {"GRX": {n: 0.9 for n in TEST}, ship_fen.RELEASED: {n: 0.96 for n in TEST},
            ship_fen.TRAINED: {n: 0.97 for n in TEST}}
@@ -72,14 +72,14 @@ def test_ship_fen_table_and_card_from_a_recipe_result(tmp_path):
     text = ship_fen.card("mine", result, "ab" * 32)
     assert "`python test.py --weights mine --input_channel 50`" in text and "It beats the authors' release" in text
     assert "| **mean** | **0.9000** | **0.9600** | **0.9700** |" in text
-    assert "python benchmarks/abu_transfer.py --recipe long\n" in text
+    assert "python benchmarks/studies/abu_transfer.py --recipe long\n" in text
     assert "## Terms" in text and "wide_resnet101_2" in text and "LICENSE" in text
     seeded = ship_fen.card("mine", {**result, "seed": 11}, "ab" * 32)
     assert "abu_transfer.py --recipe long --seed 11\n" in seeded and "--recipe cpu_long_seed11" in seeded
 
 
 def test_abu_transfer_seed_names_the_run_unless_it_is_the_recorded_seed():
-    from benchmarks import abu_transfer, ship_fen
+    from benchmarks.studies import abu_transfer, ship_fen
 
     for argv, tag in [(["--recipe", "long"], "cpu_long"), (["--recipe", "long", "--seed", "11"], "cpu_long_seed11"),
                       (["--seed", "12"], "cpu_seed12")]:
@@ -124,7 +124,7 @@ def test_report_means_each_candidate_per_recipe_and_over_all_runs():
 
 
 def test_seed_spread_pairs_and_the_shipping_rule():
-    from benchmarks import seed_spread
+    from benchmarks.studies import seed_spread
 
     got = seed_spread.paired([0.95, 0.97, 0.96, 0.99, 0.985], [0.94, 0.95, 0.965, 0.96, 0.945])
     assert (got["pairs"], got["wins"], got["losses"]) == (5, 4, 1) and got["mean_diff"] == pytest.approx(0.019)
@@ -138,7 +138,7 @@ def test_seed_spread_pairs_and_the_shipping_rule():
 def test_seed_spread_on_abu10_gives_its_model_card_and_its_validation(abu_dir, release_dir, capsys):
     """Seed 10's row: the model card's airport AUCs, its held-out scene, and train.py's GRX val_real baseline
     (0.7996, docs/training.md sec. 2) rebuilt from the seed alone."""
-    from benchmarks import seed_spread
+    from benchmarks.studies import seed_spread
 
     assert seed_spread.main([str(REPO / "weights" / "shipped" / "abu10-50bands.pt"), "--abu", str(abu_dir),
                              "--weights_dir", str(release_dir)]) == 0

@@ -1,5 +1,5 @@
 """Where the read-only shared folder is (SPEC.md, reference/, data/, ferd-release/): the one lookup that the tests
-(tests/conftest.py) and the benchmarks (benchmarks/gpu_check_commands.py) share, so that both find the same data.
+(tests/conftest.py) and the benchmarks (benchmarks/checks/gpu_check_commands.py) share, so that both find the same data.
 
 ``$FERD_DATA_DIR`` wins where it is set: a folder laid out like it, which a user with only the repository fills
 with ``python -m data.download abu`` and ``python -m weights fetch``. A checkout beside it sees ``../shared``; a

@@ -21,7 +21,8 @@ IMAGENET_HOST = "download.pytorch.org"
 class TeacherError(FerdError, RuntimeError):
     """Teacher weights that cannot be found or used; the one-line message says what to do instead.
 
-    A :class:`~utils.errors.FerdError` (one line, exit code 2), and still a RuntimeError as it was before."""
+    A :class:`~utils.errors.FerdError` (one line, exit code 2) and a RuntimeError, so ``except RuntimeError``
+    catches it too."""
 
 
 def imagenet_cache_path() -> Path:

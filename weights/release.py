@@ -88,7 +88,8 @@ SHIPPED: dict[str, dict[int, str]] = {
 class WeightsError(FerdError, RuntimeError):
     """Weights that cannot be found, fetched, verified or used; the message says what to do.
 
-    A :class:`~utils.errors.FerdError` (one line, exit code 2), and still a RuntimeError as it was before."""
+    A :class:`~utils.errors.FerdError` (one line, exit code 2) and a RuntimeError, so ``except RuntimeError``
+    catches it too."""
 
 
 def get_release(name: str, bands: int) -> Release:

@@ -1,14 +1,14 @@
 """CRD speed: the batched torch CRD (``detectors.crd.crd``) against the per-pixel oracle
 (``detectors.reference.crd_per_pixel``) and a straightforward row-vectorised numpy version (below).
 
-    python benchmarks/bench_crd.py [--repeat 2] [--device cpu] [--threads N] [--loop_rows 3] [--scene PATH]
+    python benchmarks/speed/bench_crd.py [--repeat 2] [--device cpu] [--threads N] [--loop_rows 3] [--scene PATH]
 
 Prints a markdown table of the seconds per 100 x 100 x B scene, windows 3 / 11, lam 1e-6, for B = 50, 100,
 200: the first B bands of an ABU scene (abu-airport-1 in ../shared, 205 bands; random if it is missing).
 The oracle costs a few ms a pixel (a minute per scene), so it is timed on the first ``--loop_rows`` rows
 and scaled to the whole scene (its cost per pixel does not depend on where the pixel is: every window is
 full, borders are periodic). The numpy version solves one row's ``N x N`` systems per batched call. Both
-numpy versions run with one BLAS thread (on the 2 shared cores, more threads only wait for each other).
+numpy versions run with one BLAS thread (on 2 cores shared with other work, more threads only wait for each other).
 Times are the fastest of ``--repeat`` runs; the header gives the CPU, torch threads and the load average.
 """
 from __future__ import annotations
@@ -21,13 +21,13 @@ import numpy as np
 import torch
 from threadpoolctl import threadpool_limits
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 from utils.device import cpu_model  # noqa: E402
-from benchmarks.timing import bench_device, bench_parser, best_seconds, scores_and_seconds  # noqa: E402
+from benchmarks.speed.timing import bench_device, bench_parser, best_seconds, scores_and_seconds  # noqa: E402
 from detectors.crd import DEFAULT_INNER, DEFAULT_LAMBDA, DEFAULT_OUTER, background_mask, crd  # noqa: E402
 from detectors.reference import crd_per_pixel, minmax  # noqa: E402
 
-SCENE = Path(__file__).resolve().parents[2] / "shared" / "data" / "abu" / "abu-airport-1.mat"
+SCENE = Path(__file__).resolve().parents[3] / "shared" / "data" / "abu" / "abu-airport-1.mat"
 BANDS = [50, 100, 200]
 
 

@@ -1,8 +1,8 @@
 """FERD trained without HAD100: on ten real ABU-folder scenes, evaluated on the four airport scenes it never sees.
 
-    FERD_WEIGHTS_DIR=../shared/ferd-release python benchmarks/abu_transfer.py               # CPU setting
-    FERD_WEIGHTS_DIR=../shared/ferd-release python benchmarks/abu_transfer.py --setting gpu  # paper scale
-    FERD_WEIGHTS_DIR=../shared/ferd-release python benchmarks/abu_transfer.py --recipe finetune
+    FERD_WEIGHTS_DIR=../shared/ferd-release python benchmarks/studies/abu_transfer.py               # CPU setting
+    FERD_WEIGHTS_DIR=../shared/ferd-release python benchmarks/studies/abu_transfer.py --setting gpu  # paper scale
+    FERD_WEIGHTS_DIR=../shared/ferd-release python benchmarks/studies/abu_transfer.py --recipe finetune
 
 Fixed settings (``SETTINGS``): first 50 bands; training scenes abu-beach-1..3, abu-urban-1..5, hydice and
 sandiego, cut into patches, those touching a labelled anomaly dropped; teacher layer1 from the released
@@ -33,7 +33,7 @@ import sys
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
 import numpy as np  # noqa: E402

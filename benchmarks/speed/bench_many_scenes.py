@@ -1,6 +1,6 @@
 """Memory of test.py over many scenes: the peak must not grow with the number of scenes.
 
-    FERD_WEIGHTS_DIR=../shared/ferd-release python benchmarks/bench_many_scenes.py [--counts 40 400] \
+    FERD_WEIGHTS_DIR=../shared/ferd-release python benchmarks/speed/bench_many_scenes.py [--counts 40 400] \
         [--size 64] [--bands 60] [--detectors GRX FEN+GRX] [--torchrun]
 
 Writes HAD100-layout folders of ``--counts`` synthetic scenes (data/synthetic.py, ``--size`` px a side,
@@ -20,7 +20,7 @@ import tempfile
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
 from data.synthetic import generate  # noqa: E402
 from utils.device import cpu_model  # noqa: E402

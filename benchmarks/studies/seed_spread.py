@@ -1,10 +1,10 @@
 """The shipped recipe over seeds: each seed's kept FEN on the scenes no run trained on, the spread over the
 seeds, a paired per-scene comparison with the authors' release, and the shipping rule of docs/training.md sec. 5.
 
-    FERD_WEIGHTS_DIR=../shared/ferd-release python benchmarks/seed_spread.py weights/shipped/abu10-50bands.pt \\
+    FERD_WEIGHTS_DIR=../shared/ferd-release python benchmarks/studies/seed_spread.py weights/shipped/abu10-50bands.pt \\
         /work/seeds/cpu_long_seed11/fen_50bands.pt /work/seeds/cpu_long_seed12/fen_50bands.pt
 
-Each FILE is the ``fen_50bands.pt`` kept by a ``benchmarks/abu_transfer.py --recipe long [--seed N]`` run (the
+Each FILE is the ``fen_50bands.pt`` kept by a ``benchmarks/studies/abu_transfer.py --recipe long [--seed N]`` run (the
 shipped ``abu10`` is seed 10's); its seed is read from the file. The scenes scored are the four airports: every
 seed trains on nine of the ten other ABU-folder scenes and holds the tenth out for validation (which one depends
 on the seed), so the airports are the only scenes no run has used. For the shipping rule, each seed's
@@ -20,7 +20,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
 import numpy as np  # noqa: E402
@@ -28,8 +28,8 @@ import torch  # noqa: E402
 from scipy import stats  # noqa: E402
 
 import train  # noqa: E402
-from benchmarks import abu_transfer  # noqa: E402
-from benchmarks.abu_transfer import BANDS, SEED, TEST  # noqa: E402
+from benchmarks.studies import abu_transfer  # noqa: E402
+from benchmarks.studies.abu_transfer import BANDS, SEED, TEST  # noqa: E402
 from data.scene import read_scene  # noqa: E402
 from training.data import eval_cubes, fen_grx_auc, scene_data  # noqa: E402
 from utils.device import cpu_model  # noqa: E402

@@ -1,9 +1,9 @@
 """Which validation signal predicts unseen scenes? Leave-two-out runs over the ten ABU-folder training scenes.
 
-    FERD_WEIGHTS_DIR=../shared/ferd-release python benchmarks/val_study.py --fold 0      # one run (CPU setting)
-    python benchmarks/val_study.py --report                                              # all folds done so far
+    FERD_WEIGHTS_DIR=../shared/ferd-release python benchmarks/studies/val_study.py --fold 0      # one run (CPU setting)
+    python benchmarks/studies/val_study.py --report                                              # all folds done so far
 
-Each fold holds two of the ten training scenes of benchmarks/abu_transfer.py out of training altogether
+Each fold holds two of the ten training scenes of benchmarks/studies/abu_transfer.py out of training altogether
 (``FOLDS``) and trains on the other eight with abu_transfer's setting, ``--select val_real`` (which logs
 both validation signals each epoch). Per epoch the run's AUC table (train.py's ``auc_{N}bands.csv``) then
 holds every candidate signal and the real FEN+GRX AUC of the two held-out scenes (their own labels):
@@ -27,14 +27,14 @@ import json
 import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
 import numpy as np  # noqa: E402
 from scipy.stats import spearmanr  # noqa: E402
 
 import train  # noqa: E402
-from benchmarks.abu_transfer import ABU, BANDS, SETTINGS, TEST, TRAIN  # noqa: E402
+from benchmarks.studies.abu_transfer import ABU, BANDS, SETTINGS, TEST, TRAIN  # noqa: E402
 from data.patches import split_files  # noqa: E402
 from utils.io import save_json  # noqa: E402
 from weights.release import ENV_WEIGHTS_DIR  # noqa: E402
@@ -112,7 +112,7 @@ def correlations(rows: list[dict[str, str]], held: tuple[str, str]) -> dict:
            "candidates": {}}
     for name, key in CANDIDATES.items():
         key = key.format(val_scene=val_scene(held) if "{" in key else "")
-        if key not in rows[0]:  # a run from before the signal was logged
+        if key not in rows[0]:  # a log without this signal's column
             continue
         v = col(key) * (-1 if name.startswith("-") else 1)
         rho_h, p_h = spearmanr(v, held_auc)

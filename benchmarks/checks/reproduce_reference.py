@@ -1,6 +1,6 @@
 """Reproduce the authors' reference AUCs (../shared/reference/README.md) with test.py, as a Markdown table.
 
-    FERD_WEIGHTS_DIR=../shared/ferd-release python benchmarks/reproduce_reference.py [--abu ../shared/data/abu]
+    FERD_WEIGHTS_DIR=../shared/ferd-release python benchmarks/checks/reproduce_reference.py [--abu ../shared/data/abu]
 
 Runs test.py on abu-airport-1 and -2 for each released weight set and prints ours beside the reference,
 with the seconds per scene that test.py measured (CPU unless --device says otherwise).
@@ -15,7 +15,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
 from detectors.reference import REFERENCE_AUCS  # noqa: E402  (../shared/reference/README.md)
 from utils.cli import load_script  # noqa: E402

@@ -1,4 +1,4 @@
-"""The pieces of benchmarks/gpu_check.py that hold no check: its settings, the commands it runs (each one a
+"""The pieces of benchmarks/checks/gpu_check.py that hold no check: its settings, the commands it runs (each one a
 script's own command line, parsed by tests/test_gpu_check.py with that script's parser), and the
 :class:`Context` that runs them under a time limit.
 """
@@ -13,7 +13,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
 from detectors.reference import REFERENCE_AUCS  # noqa: E402
 
@@ -134,7 +134,8 @@ def weights_dir() -> Path:
 def peak_cmd(peak: Path, *test_args: list[str]) -> list[str]:
     """test.py with each of ``test_args`` in turn, in one process that then writes its peak CUDA memory to ``peak``
     (``--child_peak``; one start-up of torch and CUDA for them all)."""
-    return [PY, "benchmarks/gpu_check.py", "--child_peak", str(peak), *(a for args in test_args for a in ("--", *args))]
+    return [PY, "benchmarks/checks/gpu_check.py", "--child_peak", str(peak),
+            *(a for args in test_args for a in ("--", *args))]
 
 
 def eval_options(scenes: list[Path], bands: int, detectors: list[str], device: str, out: Path,
@@ -150,7 +151,7 @@ def commands(work: Path, abu: Path, transfer_epochs: int) -> dict[str, list[str]
     that a test can parse each one with its script's own parser."""
     airports = [abu / f"{s}.mat" for s in AIRPORTS[:2]]
     cube = lambda side: work / "cubes" / f"scene_{side}.npy"
-    cmds = {"cubes": [PY, "benchmarks/bench_scale.py", "--make_only", "--sides", "512", "2048",
+    cmds = {"cubes": [PY, "benchmarks/speed/bench_scale.py", "--make_only", "--sides", "512", "2048",
                       "--dir", str(work / "cubes")],
             # -rs: the reason of any skip in the summary (the check fails on a skip and quotes it)
             "cuda_tests": [PY, "-m", "pytest", "-q", "-rs", "-p", "no:cacheprovider", *CUDA_TEST_FILES, "-k", "cuda"]}
@@ -162,7 +163,7 @@ def commands(work: Path, abu: Path, transfer_epochs: int) -> dict[str, list[str]
         cmds[f"train_{name}"] = [PY, "train.py", *train_options(work), *extra, "--save_dir", str(work / f"train_{name}")]
     cmds["ddp_train"] = [PY, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "train.py",
                          *train_options(work), "--max_steps", "2", "--save_dir", str(work / "ddp_train")]
-    bench = [PY, "benchmarks/bench_train.py", "--device", DEVICE, "--warmup", "3", "--steps", "10",
+    bench = [PY, "benchmarks/speed/bench_train.py", "--device", DEVICE, "--warmup", "3", "--steps", "10",
              "--batch_size", "16", "--bands", "50", "--img_size", "64"]
     cmds["bench_train_fp32"] = bench
     cmds["bench_train_bf16"] = [*bench, "--amp", "--amp_dtype", "bf16"]
@@ -175,7 +176,8 @@ def commands(work: Path, abu: Path, transfer_epochs: int) -> dict[str, list[str]
     cmds["scale_2048_lrx"] = peak_cmd(work / "s2048_lrx" / "peak.json", eval_options(
         [cube(2048)], 200, ALL_DETECTORS[4:], DEVICE, work / "s2048_lrx", *big))
     cmds["torchrun_one"] = [PY, "test.py", *torchrun_options(work / "torchrun_one", abu)]
-    cmds["transfer"] = [PY, "benchmarks/abu_transfer.py", "--setting", "gpu", "--device", DEVICE, "--abu", str(abu),
+    cmds["transfer"] = [PY, "benchmarks/studies/abu_transfer.py", "--setting", "gpu", "--device", DEVICE,
+                        "--abu", str(abu),
                         "--weights_dir", str(weights_dir()), "--out", str(work / "transfer"),
                         "--epochs", str(transfer_epochs)]
     return cmds

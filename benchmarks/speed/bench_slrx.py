@@ -1,7 +1,7 @@
 """SLRX speed: the vectorised torch SLRX against a straightforward per-pixel implementation of method sec. 4
 (``detectors.reference.slrx_per_pixel``).
 
-    python benchmarks/bench_slrx.py [--repeat 3] [--device cpu] [--threads N]
+    python benchmarks/speed/bench_slrx.py [--repeat 3] [--device cpu] [--threads N]
 
 Prints, in one run, the seconds per 100 x 100 x 200 cube (an ABU scene; block_num 25 -> 8 x 8 px blocks)
 of both, the speed-up, and the largest score difference; then the same for HAD100-sized 64 x 64 tiles.
@@ -15,8 +15,9 @@ from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from benchmarks.timing import bench_device, bench_parser, best_seconds, random_cubes, scores_and_seconds  # noqa: E402
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+from benchmarks.speed.timing import (  # noqa: E402
+    bench_device, bench_parser, best_seconds, random_cubes, scores_and_seconds)
 from detectors.reference import slrx_per_pixel  # noqa: E402
 from detectors.blocks import DEFAULT_BLOCK_NUM  # noqa: E402
 from detectors.slrx import slrx  # noqa: E402

@@ -1,7 +1,7 @@
-"""The recipes tried by benchmarks/abu_transfer.py, as one table; and the chosen FEN shipped with its model card.
+"""The recipes tried by benchmarks/studies/abu_transfer.py, as one table; the chosen FEN shipped with its model card.
 
-    python benchmarks/ship_fen.py --table                       # every OUT/abu_transfer_*.json, one row each
-    python benchmarks/ship_fen.py --ship abu10 --recipe cpu_long  # copy its FEN into weights/shipped/, write the card
+    python benchmarks/studies/ship_fen.py --table                       # every OUT/abu_transfer_*.json, one row each
+    python benchmarks/studies/ship_fen.py --ship abu10 --recipe cpu_long  # copy its FEN into weights/shipped/, write the card
 
 ``--ship NAME`` copies ``OUT/<recipe>/fen_50bands.pt`` (a train.py checkpoint: FEN, ZCL, the run's metadata) to
 ``weights/shipped/NAME-50bands.pt``, prints the SHA-256 to put into ``weights.release.SHIPPED``, and writes
@@ -16,10 +16,10 @@ import shutil
 import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.abu_transfer import BANDS, SEED, TRAIN, render  # noqa: E402
+from benchmarks.studies.abu_transfer import BANDS, SEED, TRAIN, render  # noqa: E402
 from utils.io import atomic_path, save_text  # noqa: E402
 from weights.files import sha256  # noqa: E402
 from weights.release import SHIPPED_DIR  # noqa: E402
@@ -133,8 +133,8 @@ against {result['mean_auc'][RELEASED]:.4f}).
 Reproduce (about the minutes above on a 2-core CPU):
 
 ```bash
-FERD_WEIGHTS_DIR=../shared/ferd-release python benchmarks/abu_transfer.py --recipe {result.get('recipe', 'base')}{seed_option}
-python benchmarks/ship_fen.py --ship {name} --recipe {tag}
+FERD_WEIGHTS_DIR=../shared/ferd-release python benchmarks/studies/abu_transfer.py --recipe {result.get('recipe', 'base')}{seed_option}
+python benchmarks/studies/ship_fen.py --ship {name} --recipe {tag}
 ```
 
 {TERMS}

@@ -1,7 +1,7 @@
 """LRX speed: the vectorised torch LRX against a straightforward per-pixel loop of the same formula
 (``detectors.reference.lrx_per_pixel``).
 
-    python benchmarks/bench_lrx.py [--repeat 3] [--device cpu] [--threads N] [--loop_rows 4] [--full]
+    python benchmarks/speed/bench_lrx.py [--repeat 3] [--device cpu] [--threads N] [--loop_rows 4] [--full]
 
 Prints, in one run, the seconds per 100 x 100 x 200 cube (an ABU scene) with windows 5 / 21 for both,
 the speed-up, and the largest relative score difference; then the same for a HAD100 64 x 64 x 50 tile.
@@ -17,8 +17,9 @@ from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from benchmarks.timing import bench_device, bench_parser, best_seconds, random_cubes, scores_and_seconds  # noqa: E402
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+from benchmarks.speed.timing import (  # noqa: E402
+    bench_device, bench_parser, best_seconds, random_cubes, scores_and_seconds)
 from detectors.lrx import DEFAULT_INNER, DEFAULT_OUTER, lrx  # noqa: E402
 from detectors.reference import lrx_per_pixel  # noqa: E402
 

@@ -1,4 +1,4 @@
-"""The training checks of benchmarks/gpu_check.py (its docstring says what each shows): train.py on CUDA in
+"""The training checks of benchmarks/checks/gpu_check.py (its docstring says what each shows): train.py on CUDA in
 float32, bf16 and deterministic mode, DDP training under NCCL, and bench_train's step times."""
 from __future__ import annotations
 
@@ -7,10 +7,10 @@ import sys
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
 
-from benchmarks.gpu_check_commands import CAPS, CheckFailed, Context, SkipCheck  # noqa: E402
+from benchmarks.checks.gpu_check_commands import CAPS, CheckFailed, Context, SkipCheck  # noqa: E402
 
 
 def tensors_equal(a: object, b: object) -> bool:

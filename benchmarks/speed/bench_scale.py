@@ -1,9 +1,9 @@
 """Cost against scene size: seconds per megapixel and peak memory of each detector, from 256 x 256 to
 2048 x 2048 x 200 bands, with ``spectral.rx`` (Spectral Python) beside GRX on the same cubes.
 
-    python benchmarks/bench_scale.py [--sides 256 512 1024 2048] [--detectors GRX FEN+GRX SLRX FEN+SLRX]
+    python benchmarks/speed/bench_scale.py [--sides 256 512 1024 2048] [--detectors GRX FEN+GRX SLRX FEN+SLRX]
                                      [--spectral_max 1024] [--dir /tmp/ferd-scale] [--plot docs/scale.png]
-    python benchmarks/bench_scale.py --make_only --sides 2048 --dir /tmp/big   # just write the cube
+    python benchmarks/speed/bench_scale.py --make_only --sides 2048 --dir /tmp/big   # just write the cube
 
 Each cube is a synthetic ``.npy`` (+ ``.png`` mask) written block by block into ``--dir`` (a temporary
 folder by default, deleted at the end; never the repository): 8 endmember spectra mixed per pixel, 1 %
@@ -29,7 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
 
 SPECTRAL_SNIPPET = """

@@ -1,6 +1,6 @@
 """GRX speed against ``spectral.rx`` (Spectral Python, the field's library) on the same cubes, in one process.
 
-    python benchmarks/bench_grx.py [--repeat 7] [--sizes 100 1024] [--float64_up_to 512] [--device cpu]
+    python benchmarks/speed/bench_grx.py [--repeat 7] [--sizes 100 1024] [--float64_up_to 512] [--device cpu]
 
 For each cube: seconds of ``spectral.rx`` on the ``(H, W, B)`` float32 array a user would hand it (its fastest
 input: numpy's float32 products) and on the same array in float64 (up to ``--float64_up_to`` px a side: its
@@ -28,11 +28,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from benchmarks.timing import bench_device, bench_parser, best_seconds  # noqa: E402
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+from benchmarks.speed.timing import bench_device, bench_parser, best_seconds  # noqa: E402
 from detectors.rx import grx  # noqa: E402
 
-ABU = Path(__file__).resolve().parents[2] / "shared" / "data" / "abu" / "abu-airport-1.mat"
+ABU = Path(__file__).resolve().parents[3] / "shared" / "data" / "abu" / "abu-airport-1.mat"
 
 
 def synthetic_cube(side: int, bands: int, seed: int = 0) -> np.ndarray:

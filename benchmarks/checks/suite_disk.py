@@ -4,8 +4,8 @@ Runs pytest (the README's test command, or the tests given) with its temporary f
 one fresh folder, samples that folder's allocated size every ``--every`` seconds, and prints the peak, the
 test running then, and what is left when the run ends (nothing, once every test passed)::
 
-    .venv/bin/python benchmarks/suite_disk.py                 # the whole suite (about 10 minutes here)
-    .venv/bin/python benchmarks/suite_disk.py tests/test_train_faults.py
+    .venv/bin/python benchmarks/checks/suite_disk.py                 # the whole suite (about 10 minutes here)
+    .venv/bin/python benchmarks/checks/suite_disk.py tests/test_train_faults.py
 """
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ import threading
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
 from utils.memory import format_bytes  # noqa: E402
 

@@ -1,6 +1,6 @@
 """FEN speed against the machine's float32 matrix-multiply rate, measured in the same process.
 
-    python benchmarks/bench_fen.py [--sizes 100 1024] [--tiles 64 128 256] [--repeat 3] [--device cpu]
+    python benchmarks/speed/bench_fen.py [--sizes 100 1024] [--tiles 64 128 256] [--repeat 3] [--device cpu]
 
 The work of one scene is the FLOPs of the whole-scene FEN forward (CWL on the 4 px reflect-padded cube,
 layer1, FPL), counted by ``torch.utils.flop_counter.FlopCounterMode``; the rate is that work divided by
@@ -28,14 +28,14 @@ from pathlib import Path
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from benchmarks.bench_grx import bench_cube  # noqa: E402
-from benchmarks.timing import bench_device, bench_parser, best_seconds, sgemm_rate  # noqa: E402
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+from benchmarks.speed.bench_grx import bench_cube  # noqa: E402
+from benchmarks.speed.timing import bench_device, bench_parser, best_seconds, sgemm_rate  # noqa: E402
 from model.fen import FEN, fold_batchnorm  # noqa: E402
 from pipeline.fen_tiles import enhance_tiles, prepare_fen  # noqa: E402
 from pipeline.sources import SceneCube  # noqa: E402
 
-RELEASE = Path(__file__).resolve().parents[2] / "shared" / "ferd-release"
+RELEASE = Path(__file__).resolve().parents[3] / "shared" / "ferd-release"
 
 
 def load(bands: int) -> FEN:

@@ -1,6 +1,6 @@
 """Verify and time everything only a GPU shows, in one go: ``make gpu-check`` (at most 10 minutes on one H200).
 
-    FERD_WEIGHTS_DIR=../shared/ferd-release python benchmarks/gpu_check.py [--budget 420] [--json PATH]
+    FERD_WEIGHTS_DIR=../shared/ferd-release python benchmarks/checks/gpu_check.py [--budget 420] [--json PATH]
 
 Each check runs in processes of its own, under its own time limit (its cap, or what is left of ``--budget``),
 and prints one line: ``PASS``, ``FAIL`` (the script goes on to the next) or ``SKIP`` (does not apply here, or
@@ -10,7 +10,7 @@ results/gpu_check.json), rewritten atomically after each check, so a failed or c
 file; each process's output goes to a log beside it (results/gpu_check_logs/).
 
 The checks, in order of value (a GPU may be lent for minutes: what matters most runs first); the caps of their
-processes add up to at most the default budget (benchmarks/gpu_check_commands.py ``CAPS``, ``RUNS``):
+processes add up to at most the default budget (benchmarks/checks/gpu_check_commands.py ``CAPS``, ``RUNS``):
 
   cuda_tests     the CUDA-only tests of tests/ (``-k cuda``: LRX, SLRX and CRD against the CPU, the tiled
                  pipeline on CUDA, the float32 flags); none may be skipped (a skip's reason is quoted)
@@ -23,15 +23,15 @@ processes add up to at most the default budget (benchmarks/gpu_check_commands.py
                  device per process; DDP on gloo is tested on the CPU, tests/test_ddp.py)
   torchrun       torchrun test.py on 2 GPUs (4 ABU scenes) against one process, the FEN batches alike; SKIP
                  with fewer GPUs
-  bench_train    benchmarks/bench_train.py on CUDA: seconds per step, batch 16 x 50 x 64 x 64, fp32 and bf16
+  bench_train    benchmarks/speed/bench_train.py on CUDA: seconds per step, batch 16 x 50 x 64 x 64, fp32 and bf16
   scale_512      test.py on a 512 x 512 x 200 synthetic cube, GRX and SLRX with and without the FEN, on the CPU
                  and on CUDA: the same AUCs to 4 decimals
   scale_2048     test.py on a 2048 x 2048 x 200 cube (3.2 GB) on CUDA, every detector (LRX and FEN+LRX in a
                  second process): seconds and peak GPU memory
-  transfer       benchmarks/abu_transfer.py --setting gpu (64 x 64 patches, batch 16, 60 epochs) and its
+  transfer       benchmarks/studies/abu_transfer.py --setting gpu (64 x 64 patches, batch 16, 60 epochs) and its
                  airport table, cut to as many epochs as the remaining budget allows (said so)
 
-The synthetic cubes are written by benchmarks/bench_scale.py in the background from the start, into a
+The synthetic cubes are written by benchmarks/speed/bench_scale.py in the background from the start, into a
 temporary ``--work`` folder removed at the end (``--keep`` keeps it). Exit code 0 if nothing failed, 1 if a
 check failed, 2 at once on a machine without CUDA.
 """
@@ -49,16 +49,16 @@ import time
 from pathlib import Path
 from typing import Callable
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
 from detectors.reference import REFERENCE_AUCS  # noqa: E402
 from utils.io import save_json  # noqa: E402
 
-from benchmarks.gpu_check_commands import (BUDGET, CAPS, CUDA_TEST_FILES, EPOCH_OVERHEAD, MIN_START,  # noqa: E402,F401
-                                         RUNS, SCALE_512, SHARED, TRANSFER_EPOCHS, TRANSFER_STEPS_PER_EPOCH,
-                                         ALL_DETECTORS, CheckFailed, Context, SkipCheck, commands, kill_group,
-                                         torchrun_cmd, weights_dir)
-from benchmarks.gpu_check_train import (check_bench_train, check_ddp_train, check_train,  # noqa: E402,F401
+from benchmarks.checks.gpu_check_commands import (  # noqa: E402,F401
+    BUDGET, CAPS, CUDA_TEST_FILES, EPOCH_OVERHEAD, MIN_START, RUNS, SCALE_512, SHARED, TRANSFER_EPOCHS,
+    TRANSFER_STEPS_PER_EPOCH, ALL_DETECTORS, CheckFailed, Context, SkipCheck, commands, kill_group, torchrun_cmd,
+    weights_dir)
+from benchmarks.checks.gpu_check_train import (check_bench_train, check_ddp_train, check_train,  # noqa: E402,F401
                                         synthetic_set, tensors_equal)
 # ----------------------------------------------------------------------------------------------- checks
 
@@ -233,7 +233,7 @@ def check_transfer(ctx: Context, cmds: dict[str, list[str]]) -> tuple[dict, str]
     return {**result, "table": table}, f"{epochs} epochs{cut}; airport mean AUC: {means}"
 
 
-#: In order of value (see RUNS in benchmarks/gpu_check_commands.py, whose caps fit the default budget).
+#: In order of value (see RUNS in benchmarks/checks/gpu_check_commands.py, whose caps fit the default budget).
 CHECKS: list[tuple[str, Callable[[Context, dict[str, list[str]]], tuple[dict, str]]]] = [
     ("cuda_tests", check_cuda_tests), ("reference", check_reference), ("train", check_train),
     ("ddp_train", check_ddp_train), ("torchrun", check_torchrun), ("bench_train", check_bench_train),

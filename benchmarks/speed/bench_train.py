@@ -1,8 +1,8 @@
 """Seconds per FERD training step and peak memory (method sec. 2-3 network, the paper's batch of 16).
 
-    python benchmarks/bench_train.py                        # CPU or the default GPU, fp32
-    python benchmarks/bench_train.py --device cuda --amp    # bf16 autocast on CUDA
-    python benchmarks/bench_train.py [--steps 3] [--warmup 1] [--threads N] [--channels_last] [--compile] [--fused]
+    python benchmarks/speed/bench_train.py                        # CPU or the default GPU, fp32
+    python benchmarks/speed/bench_train.py --device cuda --amp    # bf16 autocast on CUDA
+    python benchmarks/speed/bench_train.py [--steps 3] [--warmup 1] [--threads N] [--channels_last] [--compile] [--fused]
 
 Each step is :func:`training.loop.train_step` (forward, the three losses, backward, Adam) on random patches
 scaled like preprocessed data ([-0.1, 0.1]); the teacher is random (its weights do not change the
@@ -21,10 +21,11 @@ from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 from torch.utils.flop_counter import FlopCounterMode  # noqa: E402
 
-from benchmarks.timing import bench_device, bench_parser, device_name, load_note, run_seconds, sgemm_rate  # noqa: E402
+from benchmarks.speed.timing import (  # noqa: E402
+    bench_device, bench_parser, device_name, load_note, run_seconds, sgemm_rate)
 from model.ferd import FERD  # noqa: E402
 from model.losses import FERDLoss  # noqa: E402
 from training.loop import train_step  # noqa: E402
