@@ -1,11 +1,12 @@
 """The shipped recipe over seeds: each seed's kept FEN on the scenes no run trained on, the spread over the
 seeds, a paired per-scene comparison with the authors' release, and the shipping rule of docs/training.md sec. 5.
 
-    FERD_WEIGHTS_DIR=../shared/ferd-release python benchmarks/studies/seed_spread.py weights/shipped/abu10-50bands.pt \\
-        /work/seeds/cpu_long_seed11/fen_50bands.pt /work/seeds/cpu_long_seed12/fen_50bands.pt
+    FERD_WEIGHTS_DIR=../shared/ferd-release python benchmarks/studies/seed_spread.py \\
+        results/abu_transfer/cpu_long/fen_50bands.pt weights/shipped/abu10-50bands.pt \\
+        results/abu_transfer/cpu_long_seed12/fen_50bands.pt
 
 Each FILE is the ``fen_50bands.pt`` kept by a ``benchmarks/studies/abu_transfer.py --recipe long [--seed N]`` run (the
-shipped ``abu10`` is seed 10's); its seed is read from the file. The scenes scored are the four airports: every
+shipped ``abu10`` is seed 11's, chosen by the rule); its seed is read from the file. The scenes scored are the four airports: every
 seed trains on nine of the ten other ABU-folder scenes and holds the tenth out for validation (which one depends
 on the seed), so the airports are the only scenes no run has used. For the shipping rule, each seed's
 validation set is rebuilt as train.py builds it (same seed, same held-out scene, same implants) and scored

@@ -127,8 +127,9 @@ Airports (never trained on), ROC AUC of GRX on x and on x + FEN(x):
 
 {why}
 
-It {'beats' if beats else 'does not beat'} the authors' release on these scenes (mean {result['mean_auc'][TRAINED]:.4f}
-against {result['mean_auc'][RELEASED]:.4f}).
+Its mean is {'above' if beats else 'not above'} the authors' release's on these scenes ({result['mean_auc'][TRAINED]:.4f}
+against {result['mean_auc'][RELEASED]:.4f}); what that difference means against the spread over seeds: docs/training.md,
+section 5.
 
 Reproduce (about the minutes above on a 2-core CPU):
 
