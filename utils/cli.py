@@ -114,6 +114,10 @@ def script_main(parser: argparse.ArgumentParser, parse: Callable[[list[str] | No
     try:
         d = Dist(args.device)
         body(args, d)
+        # all processes leave together: none tears the process group down while a peer still writes or has its
+        # last gather in flight (gloo aborted a process that left first: "terminate called without an active
+        # exception")
+        d.barrier()
     except FerdError as err:  # DataError, WeightsError, DetectorError, TrainingError, ...: one line
         if not quiet:
             fail(parser.prog, flag_text(str(err), parser))
