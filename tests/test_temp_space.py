@@ -398,3 +398,28 @@ def test_ctrl_c_in_test_py_is_one_line_and_code_130(test_cli, tmp_path, monkeypa
     err = capsys.readouterr().err
     assert "Traceback" not in err and err.strip().splitlines()[-1].startswith("test.py: interrupted;")
     assert not (tmp_path / "r" / "auc.csv").exists() and not list((tmp_path / "r").rglob(".*.tmp"))
+
+
+@pytest.mark.filterwarnings("error::pytest.PytestUnraisableExceptionWarning")
+def test_ctrl_c_inside_numpys_zip_writer_is_an_interrupt_not_zipfiles_error(tmp_path, monkeypatch):
+    """A Ctrl-C (a real SIGINT) while numpy has a zip member open: unheld, numpy's ``finally`` raised zipfile's
+    ValueError instead of the interrupt; save_npz holds it to the end of the write and raises the interrupt,
+    leaving no file behind and nothing for the archive's ``__del__`` to complain of."""
+    import gc
+    import signal
+    import zipfile
+
+    from utils.io import save_npz
+
+    opened = zipfile.ZipFile._open_to_write
+
+    def interrupted(self, *args, **kwargs):
+        handle = opened(self, *args, **kwargs)
+        signal.raise_signal(signal.SIGINT)  # arrives while the member is open: zipfile cannot close the archive
+        return handle
+
+    monkeypatch.setattr(zipfile.ZipFile, "_open_to_write", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        save_npz(tmp_path / "s.npz", GRX=np.zeros((3, 3)), LRX=np.ones((3, 3)))
+    gc.collect()
+    assert list(tmp_path.iterdir()) == []

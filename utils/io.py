@@ -170,9 +170,31 @@ def drop_stale_temporaries(folder: str | os.PathLike, names: Iterable[str] = ("*
     return removed
 
 
+@contextmanager
+def _sigint_deferred() -> Iterator[None]:
+    """A Ctrl-C during the block is held and raised as it ends (as ``KeyboardInterrupt``, by the handler the
+    block found). For numpy's zip writer: interrupted inside zipfile, its ``finally`` raises zipfile's "Can't
+    close the ZIP file while there is an open writing handle" instead of the interrupt, and the archive's
+    ``__del__`` prints another error later. The wait is one file's write."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    caught: list[int] = []
+    old = signal.signal(signal.SIGINT, lambda signum, frame: caught.append(signum))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, old)
+        if caught:
+            signal.raise_signal(signal.SIGINT)  # the handler the block found: KeyboardInterrupt in the scripts
+
+
 def save_npz(path: str | os.PathLike, **arrays: np.ndarray) -> None:
     with atomic_path(path) as tmp:
-        with open(tmp, "wb") as fh:  # a file object, so numpy does not append a second .npz
+        with open(tmp, "wb") as fh, _sigint_deferred():  # a file object, so numpy does not append a second .npz
             np.savez_compressed(fh, **arrays)
 
 
