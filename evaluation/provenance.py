@@ -12,11 +12,13 @@ for GIS tools (their provenance: ``run.json`` beside them, which lists them).
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import json
 import os
 import subprocess
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
+from typing import Iterable
 
 import numpy as np
 
@@ -52,16 +54,27 @@ class Provenance:
 
     def csv_lines(self) -> str:
         """``# key: <JSON>`` lines, one per field, to put above a CSV header."""
-        return "".join(f"# {k}: {json.dumps(v)}\n" for k, v in self.as_dict().items())
+        return comment_lines(self.as_dict().items())
 
     def npz_entry(self) -> np.ndarray:
         """A 0-d unicode array of the JSON (``np.load`` reads it without pickle)."""
         return np.array(json.dumps(self.as_dict()))
 
 
+def comment_lines(items: Iterable[tuple[str, object]]) -> str:
+    """``# key: <JSON>`` lines above a CSV header (test.py's tables, train.py's; :func:`read_csv_provenance`)."""
+    return "".join(f"# {k}: {json.dumps(v)}\n" for k, v in items)
+
+
 def software() -> dict[str, str]:
+    """The versions (:func:`_versions`), a copy (the record it goes into may be changed)."""
+    return dict(_versions())
+
+
+@functools.cache
+def _versions() -> dict[str, str]:
     """The versions a result depends on: this project's git commit (``-dirty`` with uncommitted changes to
-    tracked files; absent outside a git checkout), torch and numpy."""
+    tracked files; absent outside a git checkout), torch and numpy. Asked of git once per process."""
     import torch
 
     out = {"torch": str(torch.__version__), "numpy": str(np.__version__)}  # TorchVersion: no pickle-free load
@@ -106,7 +119,7 @@ def write_manifest(save_dir: Path, provenance: Provenance, written: list[Path]) 
     plots, detections: stale beside the new tables); returns what to say about the earlier run, one line each."""
     save_dir = Path(save_dir)
     previous = previous_manifest(save_dir)
-    mine = sorted({_relative(p, save_dir) for p in written if _relative(p, save_dir) is not None})
+    mine = sorted({rel for p in written if (rel := _relative(p, save_dir)) is not None})
     save_json({**provenance.as_dict(), "files": mine}, save_dir / MANIFEST)
     if previous is None:
         return []

@@ -94,7 +94,7 @@ def run_provenance(settings: EvalSettings, fen: torch.nn.Module | None, ids: lis
     options = settings.options.asdict()
     return Provenance(bands=(start, start + settings.input_channel),
                       weights=settings.weights if fen is not None else None,
-                      weights_files=dict(getattr(fen, "files", {})) if fen is not None else {},
+                      weights_files=dict(fen.files) if fen is not None else {},
                       detectors={n: {o.name: options[o.name] for o in detector(n).options}
                                  for n in settings.detectors},
                       scenes={i.name: os.path.abspath(i.source) for i in ids}, software=software(), created=now())

@@ -49,7 +49,7 @@ class Trainer:
     save_dir: Path
 
     def path(self, kind: str, suffix: str = "pt") -> Path:
-        return self.save_dir / f"{kind}_{self.settings.input_channel}bands.{suffix}"
+        return self.settings.path(kind, suffix)
 
 
 def init_from_fen(ferd: FERD, fen: FEN, spec: str) -> str:

@@ -3,7 +3,6 @@ state, the AUC table and the loss plot (each written atomically), and the epoch'
 """
 from __future__ import annotations
 
-import json
 import math
 import shutil
 import time
@@ -11,7 +10,7 @@ from typing import Iterable
 
 import torch
 
-from evaluation.provenance import software
+from evaluation.provenance import comment_lines, software
 from evaluation.report import fmt
 from training.settings import TrainSettings
 from training.data import EVAL_SETS, fen_grx_auc, log
@@ -36,14 +35,13 @@ def check_training_paths(settings: TrainSettings) -> None:
     """Before any work: the save folder and each file a run writes there (:data:`OUTPUTS`) can be written."""
     check_writable(settings.save_dir, "save_dir", folder=True)
     for kind, suffix in OUTPUTS:
-        check_writable(settings.save_dir / f"{kind}_{settings.input_channel}bands.{suffix}", "save_dir", folder=False)
+        check_writable(settings.path(kind, suffix), "save_dir", folder=False)
 
 
 def replaced_note(settings: TrainSettings) -> str | None:
     """What a fresh run (not resuming) will replace of an earlier run's files in the save folder, in one line;
     None if the folder holds none of them."""
-    old = [p.name for kind, suffix in OUTPUTS
-           if (p := settings.save_dir / f"{kind}_{settings.input_channel}bands.{suffix}").is_file()]
+    old = [p.name for kind, suffix in OUTPUTS if (p := settings.path(kind, suffix)).is_file()]
     if not old:
         return None
     return (f"{settings.save_dir}: this run replaces an earlier run's {', '.join(old)} as its epochs end "
@@ -165,8 +163,7 @@ def epoch_line(settings: TrainSettings, epoch: int, progress: Progress, means: d
 def run_header(tr: Trainer) -> str:
     """``# key: <JSON>`` lines above the per-epoch table: every setting with the teacher's fingerprint (the
     run's ``cfg``), the data and the software (as test.py's tables: evaluation/provenance.py)."""
-    return "".join(f"# {k}: {json.dumps(v)}\n" for k, v in
-                   (("config", tr.cfg), ("data", tr.data.description), ("software", software())))
+    return comment_lines((("config", tr.cfg), ("data", tr.data.description), ("software", software())))
 
 
 def auc_table(history: list[dict], scene_names: list[str]) -> str:

@@ -37,20 +37,30 @@ def recording_writes() -> Iterator[list[Path]]:
 
 @contextmanager
 def _sigint_held() -> Iterator[None]:
-    """SIGINT held back by the OS for the duration of the block and delivered as it ends: a Ctrl-C still
-    ends the run, but not between the creation (or removal) of a temporary file and the bookkeeping of its
-    name, which would leave the file behind."""
+    """A Ctrl-C during the block is held and raised as it ends, by the handler the block found
+    (``KeyboardInterrupt`` in the scripts): a Ctrl-C still ends the run, but not between the creation (or
+    removal) of a temporary file and the bookkeeping of its name, which would leave the file behind, nor inside
+    numpy's zip writer, whose ``finally`` then raises zipfile's "Can't close the ZIP file while there is an open
+    writing handle" instead of the interrupt (and the archive's ``__del__`` another error later).
+
+    The handler is swapped, not the signal blocked: Python runs its handlers in the main thread whichever thread
+    the OS hands the signal to, while a blocked mask holds back only the signals sent to this thread (one that
+    reached one of torch's threads interrupted the main thread at once). Outside the main thread, where handlers
+    cannot be set, nothing is held."""
     import signal
     import threading
 
-    if not hasattr(signal, "pthread_sigmask") or threading.current_thread() is not threading.main_thread():
+    if threading.current_thread() is not threading.main_thread():
         yield
         return
-    old = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    caught: list[int] = []
+    old = signal.signal(signal.SIGINT, lambda signum, frame: caught.append(signum))
     try:
         yield
     finally:
-        signal.pthread_sigmask(signal.SIG_SETMASK, old)
+        signal.signal(signal.SIGINT, old)
+        if caught:
+            signal.raise_signal(signal.SIGINT)
 
 
 @contextmanager
@@ -96,10 +106,9 @@ def _new_file(folder: str | os.PathLike, prefix: str, suffix: str, names: list[s
     any file the user writes) and return its path, appended to ``names`` *before* the file exists, so that
     whoever removes the names in a ``finally`` (:func:`scratch_file`) never leaves it behind.
 
-    Why not ``tempfile.mkstemp``: its name is known only once it returns, and blocking SIGINT
-    (:func:`_sigint_held`) holds back only the signals sent to this thread: one that the OS hands to one of
-    torch's threads still interrupts the main thread at once, and a Ctrl-C inside ``mkstemp`` left its
-    file behind."""
+    Why not ``tempfile.mkstemp``: its name is known only once it returns, so an interrupt that
+    :func:`_sigint_held` cannot hold (outside the main thread) inside ``mkstemp`` would leave its file
+    behind."""
     for _ in range(100):
         name = os.path.join(folder, f"{prefix}{secrets.token_hex(4)}{suffix}")
         names.append(name)
@@ -170,31 +179,9 @@ def drop_stale_temporaries(folder: str | os.PathLike, names: Iterable[str] = ("*
     return removed
 
 
-@contextmanager
-def _sigint_deferred() -> Iterator[None]:
-    """A Ctrl-C during the block is held and raised as it ends (as ``KeyboardInterrupt``, by the handler the
-    block found). For numpy's zip writer: interrupted inside zipfile, its ``finally`` raises zipfile's "Can't
-    close the ZIP file while there is an open writing handle" instead of the interrupt, and the archive's
-    ``__del__`` prints another error later. The wait is one file's write."""
-    import signal
-    import threading
-
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    caught: list[int] = []
-    old = signal.signal(signal.SIGINT, lambda signum, frame: caught.append(signum))
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGINT, old)
-        if caught:
-            signal.raise_signal(signal.SIGINT)  # the handler the block found: KeyboardInterrupt in the scripts
-
-
 def save_npz(path: str | os.PathLike, **arrays: np.ndarray) -> None:
     with atomic_path(path) as tmp:
-        with open(tmp, "wb") as fh, _sigint_deferred():  # a file object, so numpy does not append a second .npz
+        with open(tmp, "wb") as fh, _sigint_held():  # a file object, so numpy does not append a second .npz
             np.savez_compressed(fh, **arrays)
 
 

@@ -131,19 +131,27 @@ def wait_for_cubes(ctx: Context) -> None:
         raise CheckFailed(f"cubes: bench_scale.py --make_only exit code {rc} (log {ctx.logs / 'cubes.log'})")
 
 
+def ran(ctx: Context, name: str, cmd: list[str], failed: list[str], cut: list[str]) -> bool:
+    """Run one command of a check that keeps going: whether it ran; if not, its failure goes to ``failed`` or
+    its cut (the budget ended) to ``cut``."""
+    try:
+        ctx.run(name, cmd, CAPS[name])
+    except CheckFailed as err:
+        failed.append(str(err))
+        return False
+    except SkipCheck as err:
+        cut.append(str(err))
+        return False
+    return True
+
+
 def check_scale_512(ctx: Context, cmds: dict[str, list[str]]) -> tuple[dict, str]:
     wait_for_cubes(ctx)
     auc: dict[str, dict] = {"cpu": {}, "cuda": {}}
     figures, failed, cut = {"auc": auc, "seconds": {"cpu": {}, "cuda": {}}, "peak_cuda_mib": {}}, [], []
     for name, (folder, kind, _) in SCALE_512.items():
         kind = "cpu" if kind == "cpu" else "cuda"
-        try:
-            ctx.run(name, cmds[name], CAPS[name])
-        except CheckFailed as err:  # the CPU may not fit its limit: what ran still counts
-            failed.append(str(err))
-            continue
-        except SkipCheck as err:
-            cut.append(str(err))
+        if not ran(ctx, name, cmds[name], failed, cut):  # the CPU may not fit its limit: what ran still counts
             continue
         scene = results_of(ctx.work / folder)["scenes"][0]
         auc[kind].update(scene["auc"])
@@ -175,13 +183,7 @@ def check_scale_2048(ctx: Context, cmds: dict[str, list[str]]) -> tuple[dict, st
     figures, failed, cut = {}, [], []
     for name, folder in (("scale_2048", "s2048"), ("scale_2048_lrx", "s2048_lrx")):
         start = time.monotonic()
-        try:
-            ctx.run(name, cmds[name], CAPS[name])
-        except CheckFailed as err:  # LRX may not fit its limit: the other detectors' figures still count
-            failed.append(str(err))
-            continue
-        except SkipCheck as err:
-            cut.append(str(err))
+        if not ran(ctx, name, cmds[name], failed, cut):  # LRX may not fit its limit: the others still count
             continue
         scene = results_of(ctx.work / folder)["scenes"][0]
         figures[name] = {"auc": scene["auc"], "seconds": scene["seconds"], "wall": time.monotonic() - start,
