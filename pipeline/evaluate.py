@@ -55,7 +55,10 @@ def evaluate(settings: EvalSettings, d: Dist | None = None) -> list[SceneResult]
     ([] on the other ranks). An input error on any process stops all of them at the next ``settle``, before
     any result file is written.
     """
-    share = Share(d if d is not None else Dist(settings.device))
+    if d is None:  # a process group of its own (under torchrun), destroyed when the evaluation ends
+        with Dist(settings.device) as own:
+            return evaluate(settings, own)
+    share = Share(d)
     device = share.d.device
     full_fp32(device)  # the reference AUCs are float32 figures: no TF32 convolutions on CUDA
     root, source = dataset_root(settings, share)

@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 import scipy.io
 from conftest import REPO
 
@@ -130,3 +131,35 @@ def test_a_bad_scene_on_one_process_stops_both(tmp_path, release_dir):
     assert procs[1].stderr == "" and procs[0].stdout == procs[1].stdout == ""
     assert not (tmp_path / "r.json").exists()
     assert not out.exists() or files(out) == []
+
+
+LIBRARY_UNDER_TORCHRUN = """
+import os, sys
+from pipeline.evaluate import evaluate
+from pipeline.settings import EvalSettings
+
+settings = EvalSettings(scenes=sys.argv[1:2], input_channel=50, detectors=["GRX", "FEN+GRX"], weights="had100",
+                        save_dir=sys.argv[2], progress=False, device="cpu")
+evaluate(settings)  # its own process group (torchrun's environment), FEN included: torchvision, torch._dynamo
+threads = sorted(open(f"/proc/self/task/{t}/comm").read().strip() for t in os.listdir("/proc/self/task"))
+print(os.environ["RANK"], " ".join(t for t in threads if "gloo" in t) or "-", flush=True)
+"""
+
+
+@pytest.mark.skipif(not Path("/proc/self/task").is_dir(), reason="thread names are read from Linux's /proc")
+def test_the_process_group_and_its_threads_end_with_the_run(tmp_path, release_dir):
+    """evaluate() from Python under torchrun destroys the process group it made, and its gloo threads end there,
+    not during Python's shutdown: one that drops the last gather's tensors then is killed asking for the GIL
+    ("terminate called without an active exception", SIGABRT; 1 torchrun run in ~50, utils.dist.hold_nothing_of_ours).
+    Fails if torch._dynamo is imported after the group is made (the group then outlives its destruction)."""
+    np.save(tmp_path / "plain.npy", np.random.default_rng(0).normal(10, 1, (18, 18, 50)).astype(np.float32))
+    script = tmp_path / "library.py"
+    script.write_text(LIBRARY_UNDER_TORCHRUN)
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1", "GLOO_SOCKET_IFNAME": "lo",
+           "CUDA_VISIBLE_DEVICES": "", "FERD_WEIGHTS_DIR": str(release_dir), "PYTHONPATH": str(REPO)}
+    run = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+                          str(script), str(tmp_path / "plain.npy"), str(tmp_path / "res")],
+                         cwd=tmp_path, env=env, capture_output=True, text=True, timeout=240)
+    assert run.returncode == 0, run.stderr[-3000:]
+    said = sorted(line for line in run.stdout.splitlines() if line[:2] in ("0 ", "1 "))
+    assert said == ["0 -", "1 -"], run.stdout  # no gloo thread left on either process

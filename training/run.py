@@ -38,7 +38,9 @@ class TrainResult:
 
 def train(settings: TrainSettings, d: Dist | None = None) -> TrainResult:
     """The whole run (under torchrun ``d`` is the process group; one process without it); returns what it kept."""
-    d = d if d is not None else Dist(settings.device)
+    if d is None:  # a process group of its own (under torchrun), destroyed when the run ends
+        with Dist(settings.device) as own:
+            return train(settings, own)
     if settings.amp and d.device.type != "cuda":
         raise TrainingError("amp=True needs a CUDA device (this run is on the CPU)")
     if settings.batch_size % d.world:

@@ -21,7 +21,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Callable, NoReturn
 
-from utils.dist import Dist, PeerError, launched_rank
+from utils.dist import Dist, launched_rank
 from utils.errors import FerdError, Interrupted
 
 REPO = Path(__file__).resolve().parents[1]
@@ -110,27 +110,17 @@ def script_main(parser: argparse.ArgumentParser, parse: Callable[[list[str] | No
             args = parse(argv)
     except SystemExit as done:  # --help, or an option error already printed as one line
         return int(done.code or 0)
-    d = None
     try:
-        d = Dist(args.device)
-        body(args, d)
-        # all processes leave together: none tears the process group down while a peer still writes or has its
-        # last gather in flight (gloo aborted a process that left first: "terminate called without an active
-        # exception")
-        d.barrier()
+        with Dist(args.device) as d:  # all processes leave together (a PeerError too), then the group ends
+            body(args, d)
     except FerdError as err:  # DataError, WeightsError, DetectorError, TrainingError, ...: one line
         if not quiet:
             fail(parser.prog, flag_text(str(err), parser))
-        if isinstance(err, PeerError):  # raised on every process alike: all leave together, each with code 2
-            d.barrier()
         return 2
     except (KeyboardInterrupt, Interrupted) as err:  # result files are written atomically
         said = flag_text(str(err), parser) if isinstance(err, Interrupted) else interrupted
         print(f"{parser.prog}: {said}", file=sys.stderr)
         return 130
-    finally:
-        if d is not None:
-            d.close()
     return 0
 
 

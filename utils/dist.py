@@ -36,10 +36,26 @@ def check_gpu_count(per_node: int) -> None:
                           f"use --nproc_per_node {have}, or --device cpu")
 
 
+def hold_nothing_of_ours() -> None:
+    """Import ``torch._dynamo`` before the process group exists.
+
+    Why: imported after ``init_process_group`` (torchvision imports it, so every FEN does), torch 2.14's dynamo
+    keeps 10 references to the default group that nothing gives back; the group then outlives
+    ``destroy_process_group`` and its gloo threads run on into Python's shutdown. One of them may drop the
+    last gather's tensors then, and a thread that asks for the GIL of a finalizing interpreter is ended
+    mid-destructor: "terminate called without an active exception", SIGABRT, a torchrun exit code 1 after
+    every file was written (1 run in about 50 on 2 busy cores; seen in CI). Imported first, dynamo holds
+    nothing of ours and :meth:`Dist.close` joins the group's threads. tests/test_torchrun.py checks it.
+    """
+    import torch._dynamo  # noqa: F401
+
+
 class Dist:
     """The process group, if started by torchrun (``WORLD_SIZE`` > 1); rank 0 evaluates and saves.
 
-    Each process runs on ``cuda:LOCAL_RANK`` (NCCL) when CUDA is used, else on the CPU (gloo).
+    Each process runs on ``cuda:LOCAL_RANK`` (NCCL) when CUDA is used, else on the CPU (gloo). A context
+    manager: leaving it, every process waits for the others (none tears the group down while a peer still
+    has a collective in flight), then the group is destroyed and its threads joined (:meth:`close`).
     """
 
     def __init__(self, device_arg: str | None) -> None:
@@ -56,6 +72,7 @@ class Dist:
             check_gpu_count(int(os.environ.get("LOCAL_WORLD_SIZE", "1")))
             self.device = torch.device("cuda", local)
             torch.cuda.set_device(self.device)
+        hold_nothing_of_ours()
         if cpu:
             dist.init_process_group("gloo")
         else:  # NCCL told its device up front: barrier() then knows it (else every barrier warns and guesses)
@@ -116,8 +133,21 @@ class Dist:
         return value
 
     def close(self) -> None:
+        """Destroy the process group (its gloo or NCCL threads end here, not during Python's shutdown)."""
         if self.world > 1 and dist.is_initialized():
             dist.destroy_process_group()
+
+    def __enter__(self) -> Dist:
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, *_: object) -> None:
+        try:
+            # a clean end, or an error every process raised alike, waits for the others; after any other error
+            # the peers may never come
+            if kind is None or issubclass(kind, PeerError):
+                self.barrier()
+        finally:
+            self.close()
 
 
 class Share:
