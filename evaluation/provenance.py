@@ -118,11 +118,12 @@ def write_manifest(save_dir: Path, provenance: Provenance, written: list[Path]) 
     then remove the files the previous run listed that this run did not write (its maps of other scenes,
     plots, detections: stale beside the new tables); returns what to say about the earlier run, one line each."""
     save_dir = Path(save_dir)
-    previous = previous_manifest(save_dir)
+    previous, existed = previous_manifest(save_dir), (save_dir / MANIFEST).exists()
     mine = sorted({rel for p in written if (rel := _relative(p, save_dir)) is not None})
     save_json({**provenance.as_dict(), "files": mine}, save_dir / MANIFEST)
-    if previous is None:
-        return []
+    if previous is None:  # a file of that name that no run of ours wrote: said, and nothing removed on its word
+        return [f"{save_dir / MANIFEST}: replaced a file that was not a run manifest (no list of an earlier run's "
+                "files in it: none removed)"] if existed else []
     old = [f for f in previous["files"] if isinstance(f, str) and _inside(save_dir, f)]
     replaced = [f for f in old if f in mine]
     stale = [f for f in old if f not in mine]

@@ -87,6 +87,19 @@ def test_a_manifest_never_removes_a_file_outside_its_folder(tmp_path, listed):
     assert outside.read_text() == "keep" and json.loads((save / MANIFEST).read_text())["files"] == []
 
 
+@pytest.mark.parametrize("text", ["not json", "[1, 2]", '{"files": "a.npz"}'])
+def test_a_run_json_that_is_no_manifest_is_replaced_and_said(tmp_path, text):
+    save = tmp_path / "save"
+    (save / "scores").mkdir(parents=True)
+    (save / "scores" / "a.npz").write_text("an earlier map")
+    (save / MANIFEST).write_text(text)
+    prov = Provenance(bands=(0, 4), weights=None, weights_files={}, detectors={"GRX": {}})
+    assert write_manifest(save, prov, []) == [f"{save / MANIFEST}: replaced a file that was not a run manifest "
+                                              "(no list of an earlier run's files in it: none removed)"]
+    assert (save / "scores" / "a.npz").read_text() == "an earlier map"
+    assert json.loads((save / MANIFEST).read_text())["files"] == []
+
+
 def test_geojson_and_geotiff_maps_carry_the_provenance(tmp_path):
     rasterio = pytest.importorskip("rasterio")
     prov = Provenance(bands=(0, 50), weights="abu10", weights_files={"w.pt": "ab"}, detectors={"GRX": {}},
