@@ -5,6 +5,7 @@ torchrun (``WORLD_SIZE`` unset or 1) nothing is started and every helper is the 
 """
 from __future__ import annotations
 
+import gc
 import os
 from typing import Any, Callable, TypeVar
 
@@ -135,6 +136,7 @@ class Dist:
     def close(self) -> None:
         """Destroy the process group (its gloo or NCCL threads end here, not during Python's shutdown)."""
         if self.world > 1 and dist.is_initialized():
+            gc.collect()  # a finished DistributedDataParallel model, held in a reference cycle, holds the group too
             dist.destroy_process_group()
 
     def __enter__(self) -> Dist:
