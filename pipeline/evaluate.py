@@ -36,7 +36,7 @@ from pipeline.run import Pipeline
 from pipeline.settings import EvalSettings
 from pipeline.sources import SceneCube
 from utils.device import full_fp32
-from utils.dist import Dist, Share
+from utils.dist import Dist, Share, process_dist
 from utils.errors import DetectorError
 from utils.io import recording_writes, save_npz
 from utils.memory import memory_budget
@@ -55,9 +55,7 @@ def evaluate(settings: EvalSettings, d: Dist | None = None) -> list[SceneResult]
     ([] on the other ranks). An input error on any process stops all of them at the next ``settle``, before
     any result file is written.
     """
-    if d is None:  # a process group of its own (under torchrun), destroyed when the evaluation ends
-        with Dist(settings.device) as own:
-            return evaluate(settings, own)
+    d = d if d is not None else process_dist(settings.device)  # under torchrun: the process's group
     share = Share(d)
     device = share.d.device
     full_fp32(device)  # the reference AUCs are float32 figures: no TF32 convolutions on CUDA

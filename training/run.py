@@ -19,7 +19,7 @@ from training.record import (check_training_paths, check_room, describe, end_epo
                              replaced_note)
 from training.settings import TrainSettings
 from training.state import Progress, TrainingError, open_resume
-from utils.dist import Dist
+from utils.dist import Dist, process_dist
 from utils.errors import Interrupted
 from utils.io import drop_stale_temporaries
 
@@ -38,9 +38,7 @@ class TrainResult:
 
 def train(settings: TrainSettings, d: Dist | None = None) -> TrainResult:
     """The whole run (under torchrun ``d`` is the process group; one process without it); returns what it kept."""
-    if d is None:  # a process group of its own (under torchrun), destroyed when the run ends
-        with Dist(settings.device) as own:
-            return train(settings, own)
+    d = d if d is not None else process_dist(settings.device)  # under torchrun: the process's group
     if settings.amp and d.device.type != "cuda":
         raise TrainingError("amp=True needs a CUDA device (this run is on the CPU)")
     if settings.batch_size % d.world:

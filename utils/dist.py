@@ -5,6 +5,7 @@ torchrun (``WORLD_SIZE`` unset or 1) nothing is started and every helper is the 
 """
 from __future__ import annotations
 
+import atexit
 import gc
 import os
 from typing import Any, Callable, TypeVar
@@ -56,17 +57,25 @@ class Dist:
 
     Each process runs on ``cuda:LOCAL_RANK`` (NCCL) when CUDA is used, else on the CPU (gloo). A context
     manager: leaving it, every process waits for the others (none tears the group down while a peer still
-    has a collective in flight), then the group is destroyed and its threads joined (:meth:`close`).
+    has a collective in flight), then the group is destroyed and its threads joined if this Dist made it
+    (:meth:`close`). A group that exists already (made by the caller, or :func:`process_dist`) is used as it is.
     """
 
     def __init__(self, device_arg: str | None) -> None:
         self.world = int(os.environ.get("WORLD_SIZE", "1"))
         self.rank = int(os.environ.get("RANK", "0"))
         local = int(os.environ.get("LOCAL_RANK", "0"))
+        self.owned = False  # whether close() destroys the group (not one made by the caller or an earlier call)
         if self.world == 1:
             self.device = pick_device(device_arg)
             return
         cpu = pick_device(device_arg).type == "cpu"
+        if dist.is_initialized():  # made before, by the caller or an earlier library call: used, never destroyed
+            self.device = torch.device("cpu") if dist.get_backend() == "gloo" else torch.device("cuda", local)
+            if (self.device.type == "cpu") != cpu:
+                raise DeviceError(f"device={device_arg!r}, but this process's group runs on {self.device.type} "
+                                  f"({dist.get_backend()}); under torchrun one process keeps one device")
+            return
         if cpu:
             self.device = torch.device("cpu")
         else:
@@ -78,6 +87,7 @@ class Dist:
             dist.init_process_group("gloo")
         else:  # NCCL told its device up front: barrier() then knows it (else every barrier warns and guesses)
             dist.init_process_group("nccl", device_id=self.device)
+        self.owned = True
 
     @property
     def is_main(self) -> bool:
@@ -135,7 +145,8 @@ class Dist:
 
     def close(self) -> None:
         """Destroy the process group (its gloo or NCCL threads end here, not during Python's shutdown)."""
-        if self.world > 1 and dist.is_initialized():
+        if self.owned and dist.is_initialized():
+            self.owned = False
             gc.collect()  # a finished DistributedDataParallel model, held in a reference cycle, holds the group too
             dist.destroy_process_group()
 
@@ -150,6 +161,20 @@ class Dist:
                 self.barrier()
         finally:
             self.close()
+
+
+def process_dist(device_arg: str | None) -> Dist:
+    """The :class:`Dist` of library calls made without one (``evaluate(settings)``, ``train(settings)``).
+
+    Under torchrun, the process's group: made at the first call (or by the caller) and used by every later one,
+    and one made here is ended when Python exits, in an ``atexit`` handler (gloo's threads must end while the
+    interpreter still lets them take the GIL). Not one group per call: a second group in one process meets the
+    first one's keys in torchrun's store and may connect to a peer's closed socket, or wait forever.
+    """
+    d = Dist(device_arg)
+    if d.owned:
+        atexit.register(d.close)
+    return d
 
 
 class Share:
