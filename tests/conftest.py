@@ -5,6 +5,8 @@ from __future__ import annotations
 import functools
 import os
 import shutil
+import subprocess
+import sys
 import tempfile
 from pathlib import Path
 
@@ -166,3 +168,25 @@ def table_lines(path) -> list[str]:
     """The lines of a CSV that test.py or train.py wrote, without the ``# key: <JSON>`` provenance lines above
     its header (evaluation/provenance.py)."""
     return [line for line in Path(path).read_text().splitlines() if not line.startswith("# ")]
+
+
+def run_torchrun(args: list, env: dict, cwd, timeout: float, processes: int = 2) -> subprocess.CompletedProcess:
+    """``python -m torch.distributed.run --standalone --nproc_per_node=<processes> <args>``, its output captured.
+
+    On timeout torchrun is asked to stop (SIGTERM, which it passes on to its workers) before it is killed, then
+    :class:`subprocess.TimeoutExpired` is raised: killed at once (``subprocess.run``'s way) it leaves its
+    workers, each in a session of its own, running, and a hung pair then loads the rest of the suite."""
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={processes}",
+           *map(str, args)]
+    with subprocess.Popen(cmd, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) as p:
+        try:
+            out, err = p.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            p.terminate()
+            try:
+                p.communicate(timeout=60)
+            except subprocess.TimeoutExpired:
+                p.kill()  # its workers may hold the pipes open: they are not read further
+                p.wait()
+            raise
+    return subprocess.CompletedProcess(cmd, p.returncode, out, err)

@@ -2,11 +2,9 @@
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 
 import torch
-from conftest import REPO
+from conftest import REPO, run_torchrun
 
 from data.synthetic import generate
 
@@ -16,10 +14,9 @@ def test_two_process_gloo_run_writes_one_checkpoint(tmp_path):
     save_dir = tmp_path / "ck"
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1", "GLOO_SOCKET_IFNAME": "lo",
            "CUDA_VISIBLE_DEVICES": ""}
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "train.py",
-           "--data_path", str(data), "--input_channel", "8", "--img_size", "16", "--batch_size", "2",
-           "--epochs", "1", "--teacher", "random", "--no-progress", "--save_dir", str(save_dir)]
-    proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    proc = run_torchrun(["train.py", "--data_path", data, "--input_channel", "8", "--img_size", "16", "--batch_size",
+                         "2", "--epochs", "1", "--teacher", "random", "--no-progress", "--save_dir", save_dir],
+                        env, REPO, 300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert sorted(p.name for p in save_dir.iterdir()) == ["auc_8bands.csv", "fen_8bands.pt", "last_8bands.pt",
                                                           "loss_8bands.png"]

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from conftest import REPO
+from conftest import REPO, run_torchrun
 
 from data.synthetic import generate, mask_png
 from weights.release import load_fen
@@ -95,10 +95,8 @@ def test_torchrun_adds_its_report_to_the_one_line(tmp_path, release_dir):
     env = {**ENV, "GLOO_SOCKET_IFNAME": "lo"}
     for name in ("WORLD_SIZE", "RANK", "LOCAL_RANK"):
         env.pop(name, None)
-    done = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
-                           "test.py", "--scenes", str(bad), "--input_channel", "8", "--detectors", "GRX",
-                           "--no-progress", "--device", "cpu", "--save_dir", str(tmp_path / "out")],
-                          cwd=REPO, env=env, capture_output=True, text=True, timeout=240)
+    done = run_torchrun(["test.py", "--scenes", bad, "--input_channel", "8", "--detectors", "GRX", "--no-progress",
+                         "--device", "cpu", "--save_dir", tmp_path / "out"], env, REPO, 240)
     ours = (f"test.py: error: {bad}: 1 NaN/Inf values in the bands used; replace them (e.g. by interpolation) "
             "or choose other bands")
     lines = done.stderr.strip().splitlines()

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import scipy.io
-from conftest import REPO
+from conftest import REPO, run_torchrun
 
 from data.synthetic import generate
 from evaluation.provenance import read_csv_provenance
@@ -26,9 +26,9 @@ def launch(args: list[str], processes: int, weights: Path) -> subprocess.Complet
            "CUDA_VISIBLE_DEVICES": "", "FERD_WEIGHTS_DIR": str(weights)}
     for name in ("WORLD_SIZE", "RANK", "LOCAL_RANK"):
         env.pop(name, None)
-    runner = [sys.executable] if processes == 1 else [
-        sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={processes}"]
-    return subprocess.run(runner + ["test.py", *args, *OPTIONS], cwd=REPO, env=env, capture_output=True,
+    if processes > 1:
+        return run_torchrun(["test.py", *args, *OPTIONS], env, REPO, 240, processes)
+    return subprocess.run([sys.executable, "test.py", *args, *OPTIONS], cwd=REPO, env=env, capture_output=True,
                           text=True, timeout=240)
 
 
@@ -172,10 +172,26 @@ def test_the_process_group_and_its_threads_end_with_the_run(tmp_path, release_di
     script.write_text(LIBRARY_UNDER_TORCHRUN)
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1", "GLOO_SOCKET_IFNAME": "lo",
            "CUDA_VISIBLE_DEVICES": "", "FERD_WEIGHTS_DIR": str(release_dir), "PYTHONPATH": str(REPO)}
-    run = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
-                          str(script), str(tmp_path / "plain.npy"), str(tmp_path / "res"), str(tmp_path / "fen")],
-                         cwd=tmp_path, env=env, capture_output=True, text=True, timeout=240)
+    run = run_torchrun([script, tmp_path / "plain.npy", tmp_path / "res", tmp_path / "fen"], env, tmp_path, 240)
     assert run.returncode == 0, run.stderr[-3000:]
     said = sorted(line for line in run.stdout.splitlines() if line[:2] in ("0 ", "1 "))
     assert said == ["0 at exit -", "1 at exit -"], run.stdout  # no gloo thread left when Python shuts down
     assert (tmp_path / "fen" / "fen_8bands.pt").is_file()
+
+
+def test_a_torchrun_that_hangs_is_ended_with_its_workers(tmp_path):
+    """conftest.run_torchrun on timeout: torchrun and both workers gone (killed at once, torchrun leaves them)."""
+    script = tmp_path / "hang.py"
+    script.write_text("import os, pathlib, time\n"
+                      "pathlib.Path(os.environ['PIDS'], os.environ['RANK']).write_text(str(os.getpid()))\n"
+                      "time.sleep(600)\n")
+    pids = tmp_path / "pids"
+    pids.mkdir()
+    env = {**os.environ, "PIDS": str(pids), "CUDA_VISIBLE_DEVICES": ""}
+    with pytest.raises(subprocess.TimeoutExpired):
+        run_torchrun([script], env, tmp_path, timeout=20)
+    started = [int(f.read_text()) for f in pids.iterdir()]
+    assert len(started) == 2
+    for pid in started:
+        with pytest.raises(ProcessLookupError):
+            os.kill(pid, 0)
