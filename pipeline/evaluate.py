@@ -57,7 +57,7 @@ def evaluate(settings: EvalSettings, d: Dist | None = None) -> list[SceneResult]
     """
     d = d if d is not None else process_dist(settings.device)  # under torchrun: the process's group
     share = Share(d)
-    device = share.d.device
+    device = d.device
     full_fp32(device)  # the reference AUCs are float32 figures: no TF32 convolutions on CUDA
     root, source = dataset_root(settings, share)
     scenes, total = share.settle(lambda: load_shard(settings, root, share))
@@ -74,7 +74,7 @@ def evaluate(settings: EvalSettings, d: Dist | None = None) -> list[SceneResult]
         print(f"{total} scenes from {source}, bands [{settings.start_channel}, "
               f"{settings.start_channel + settings.input_channel}), detectors {' '.join(settings.detectors)}, "
               f"weights {settings.weights if fen is not None else '-'}, device {device}"
-              + (f" x {share.d.world} processes" if share.d.world > 1 else ""), file=sys.stderr)
+              + (f" x {d.world} processes" if d.world > 1 else ""), file=sys.stderr)
     with recording_writes() as written:  # this process's files, for the run's manifest
         results, records, pictured = share.settle(
             lambda: evaluate_shard(settings, scenes, sources, pipeline, provenance, share.is_main))
@@ -83,7 +83,7 @@ def evaluate(settings: EvalSettings, d: Dist | None = None) -> list[SceneResult]
     if gathered is None:
         return []
     results, records, pictured = gathered
-    write_results(settings, results, records, str(device) if share.d.world == 1 else device.type, pictured,
+    write_results(settings, results, records, str(device) if d.world == 1 else device.type, pictured,
                   provenance, files)
     return results
 

@@ -170,6 +170,15 @@ def table_lines(path) -> list[str]:
     return [line for line in Path(path).read_text().splitlines() if not line.startswith("# ")]
 
 
+def worker_env(**extra: str) -> dict[str, str]:
+    """The environment of a test's CPU process group: torchrun's own variables of an outer run removed, one
+    torch thread per process (2 processes on the 2 cores), unbuffered output, gloo on the loopback, no CUDA;
+    then ``extra``."""
+    env = {k: v for k, v in os.environ.items() if k not in ("WORLD_SIZE", "RANK", "LOCAL_RANK")}
+    return {**env, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1", "GLOO_SOCKET_IFNAME": "lo",
+            "CUDA_VISIBLE_DEVICES": "", **extra}
+
+
 def run_torchrun(args: list, env: dict, cwd, timeout: float, processes: int = 2) -> subprocess.CompletedProcess:
     """``python -m torch.distributed.run --standalone --nproc_per_node=<processes> <args>``, its output captured.
 

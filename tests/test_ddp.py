@@ -1,10 +1,8 @@
 """torchrun with 2 CPU processes (gloo): trains, one process evaluates and writes one set of checkpoints."""
 from __future__ import annotations
 
-import os
-
 import torch
-from conftest import REPO, run_torchrun
+from conftest import REPO, run_torchrun, worker_env
 
 from data.synthetic import generate
 
@@ -12,11 +10,9 @@ from data.synthetic import generate
 def test_two_process_gloo_run_writes_one_checkpoint(tmp_path):
     data = generate(tmp_path / "had", n_train=4, n_test=2, size=16, bands=10)
     save_dir = tmp_path / "ck"
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1", "GLOO_SOCKET_IFNAME": "lo",
-           "CUDA_VISIBLE_DEVICES": ""}
     proc = run_torchrun(["train.py", "--data_path", data, "--input_channel", "8", "--img_size", "16", "--batch_size",
                          "2", "--epochs", "1", "--teacher", "random", "--no-progress", "--save_dir", save_dir],
-                        env, REPO, 300)
+                        worker_env(), REPO, 300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert sorted(p.name for p in save_dir.iterdir()) == ["auc_8bands.csv", "fen_8bands.pt", "last_8bands.pt",
                                                           "loss_8bands.png"]

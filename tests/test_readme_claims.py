@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from conftest import REPO, run_torchrun
+from conftest import REPO, run_torchrun, worker_env
 
 from data.synthetic import generate, mask_png
 from weights.release import load_fen
@@ -92,11 +92,8 @@ def test_torchrun_adds_its_report_to_the_one_line(tmp_path, release_dir):
     cube[1, 2, 3] = np.inf  # NaN would be nodata (left out); Inf is refused
     np.save(bad, cube)
     mask_png(np.eye(12, dtype=bool)).save(tmp_path / "bad.png")
-    env = {**ENV, "GLOO_SOCKET_IFNAME": "lo"}
-    for name in ("WORLD_SIZE", "RANK", "LOCAL_RANK"):
-        env.pop(name, None)
     done = run_torchrun(["test.py", "--scenes", bad, "--input_channel", "8", "--detectors", "GRX", "--no-progress",
-                         "--device", "cpu", "--save_dir", tmp_path / "out"], env, REPO, 240)
+                         "--device", "cpu", "--save_dir", tmp_path / "out"], worker_env(), REPO, 240)
     ours = (f"test.py: error: {bad}: 1 NaN/Inf values in the bands used; replace them (e.g. by interpolation) "
             "or choose other bands")
     lines = done.stderr.strip().splitlines()

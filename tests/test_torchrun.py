@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import scipy.io
-from conftest import REPO, run_torchrun
+from conftest import REPO, run_torchrun, worker_env
 
 from data.synthetic import generate
 from evaluation.provenance import read_csv_provenance
@@ -22,10 +22,7 @@ OPTIONS = ["--input_channel", "50", "--detectors", "GRX", "FEN+GRX", "--no-progr
 
 def launch(args: list[str], processes: int, weights: Path) -> subprocess.CompletedProcess:
     """test.py ``args`` alone (``processes`` 1) or under torchrun on 127.0.0.1, one thread each (2 busy cores)."""
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1", "GLOO_SOCKET_IFNAME": "lo",
-           "CUDA_VISIBLE_DEVICES": "", "FERD_WEIGHTS_DIR": str(weights)}
-    for name in ("WORLD_SIZE", "RANK", "LOCAL_RANK"):
-        env.pop(name, None)
+    env = worker_env(FERD_WEIGHTS_DIR=str(weights))
     if processes > 1:
         return run_torchrun(["test.py", *args, *OPTIONS], env, REPO, 240, processes)
     return subprocess.run([sys.executable, "test.py", *args, *OPTIONS], cwd=REPO, env=env, capture_output=True,
@@ -38,9 +35,8 @@ def by_hand(args: list[str], processes: int, weights: Path) -> list[subprocess.C
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1", "GLOO_SOCKET_IFNAME": "lo",
-           "CUDA_VISIBLE_DEVICES": "", "FERD_WEIGHTS_DIR": str(weights), "MASTER_ADDR": "127.0.0.1",
-           "MASTER_PORT": str(port), "WORLD_SIZE": str(processes), "LOCAL_WORLD_SIZE": str(processes)}
+    env = worker_env(FERD_WEIGHTS_DIR=str(weights), MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port),
+                     WORLD_SIZE=str(processes), LOCAL_WORLD_SIZE=str(processes))
     started = [subprocess.Popen([sys.executable, "test.py", *args, *OPTIONS], cwd=REPO, text=True,
                                 env={**env, "RANK": str(r), "LOCAL_RANK": str(r)},
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE) for r in range(processes)]
@@ -170,8 +166,7 @@ def test_the_process_group_and_its_threads_end_with_the_run(tmp_path, release_di
     np.save(tmp_path / "plain.npy", np.random.default_rng(0).normal(10, 1, (64, 64, 50)).astype(np.float32))
     script = tmp_path / "library.py"
     script.write_text(LIBRARY_UNDER_TORCHRUN)
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1", "GLOO_SOCKET_IFNAME": "lo",
-           "CUDA_VISIBLE_DEVICES": "", "FERD_WEIGHTS_DIR": str(release_dir), "PYTHONPATH": str(REPO)}
+    env = worker_env(FERD_WEIGHTS_DIR=str(release_dir), PYTHONPATH=str(REPO))
     run = run_torchrun([script, tmp_path / "plain.npy", tmp_path / "res", tmp_path / "fen"], env, tmp_path, 240)
     assert run.returncode == 0, run.stderr[-3000:]
     said = sorted(line for line in run.stdout.splitlines() if line[:2] in ("0 ", "1 "))
@@ -187,7 +182,7 @@ def test_a_torchrun_that_hangs_is_ended_with_its_workers(tmp_path):
                       "time.sleep(600)\n")
     pids = tmp_path / "pids"
     pids.mkdir()
-    env = {**os.environ, "PIDS": str(pids), "CUDA_VISIBLE_DEVICES": ""}
+    env = worker_env(PIDS=str(pids))
     with pytest.raises(subprocess.TimeoutExpired):
         run_torchrun([script], env, tmp_path, timeout=20)
     started = [int(f.read_text()) for f in pids.iterdir()]

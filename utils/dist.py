@@ -46,8 +46,9 @@ def hold_nothing_of_ours() -> None:
     ``destroy_process_group`` and its gloo threads run on into Python's shutdown. One of them may drop the
     last gather's tensors then, and a thread that asks for the GIL of a finalizing interpreter is ended
     mid-destructor: "terminate called without an active exception", SIGABRT, a torchrun exit code 1 after
-    every file was written (1 run in about 50 on 2 busy cores; seen in CI). Imported first, dynamo holds
-    nothing of ours and :meth:`Dist.close` joins the group's threads. tests/test_torchrun.py checks it.
+    every file was written (1 run in 30 to 150 of tests/test_unlabelled.py's torchrun case here; seen in CI).
+    Imported first, dynamo holds nothing of ours and :meth:`Dist.close` joins the group's threads.
+    tests/test_torchrun.py checks it.
     """
     import torch._dynamo  # noqa: F401
 
