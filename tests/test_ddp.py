@@ -1,6 +1,7 @@
 """torchrun with 2 CPU processes (gloo): trains, one process evaluates and writes one set of checkpoints."""
 from __future__ import annotations
 
+import pytest
 import torch
 from conftest import REPO, run_torchrun, worker_env
 
@@ -44,6 +45,29 @@ def test_nccl_is_told_its_device(monkeypatch):
     d = utils.dist.Dist("cuda")
     assert d.device == torch.device("cuda", 1)
     assert calls == [("set_device", torch.device("cuda", 1)), (("nccl",), {"device_id": torch.device("cuda", 1)})]
+
+
+def test_a_group_that_exists_is_used_and_left_to_its_maker(monkeypatch, tmp_path):
+    """Under torchrun with a process group made already (by the caller, or an earlier library call: what
+    utils.dist.process_dist relies on), Dist uses it as it is and close() leaves it up; a device of the other
+    kind is one line. A real one-process gloo group stands in for torchrun's."""
+    import torch.distributed as dist
+
+    import utils.dist
+    from utils.device import DeviceError
+
+    dist.init_process_group("gloo", init_method=(tmp_path / "store").as_uri(), rank=0, world_size=1)
+    try:
+        monkeypatch.setenv("WORLD_SIZE", "2")
+        with utils.dist.Dist("cpu") as d:
+            assert d.device == torch.device("cpu") and not d.owned
+        assert dist.is_initialized()
+        monkeypatch.setattr(utils.dist, "pick_device", lambda name: torch.device("cuda"))
+        with pytest.raises(DeviceError, match=r"^device='cuda', but this process's group runs on cpu \(gloo\); "
+                                              r"under torchrun one process keeps one device$"):
+            utils.dist.Dist("cuda")
+    finally:
+        dist.destroy_process_group()
 
 
 def test_abu_transfer_scores_in_full_float32(monkeypatch):
